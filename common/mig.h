@@ -1,0 +1,251 @@
+/*
+ * mig.h -- the engine-agnostic migration core.
+ *
+ * The core discovers migration files in a folder, parses their names,
+ * checksums them, plans what is applied, pending, changed, missing or out of
+ * order, and drives apply and rollback.  It never includes sqlite3.h or
+ * postgres.h: it reaches the database, the file system and memory only
+ * through a mig_host (a context pointer plus function pointers) that each
+ * adapter (sqlite_ext/, pg_ext/) fills in.  It has no globals, never prints
+ * and never exits; every entry point returns MIG_OK or an error code and
+ * fills a mig_err that the adapter turns into the engine's own error.
+ *
+ * Memory: everything the core allocates comes from host->alloc and is given
+ * back through host->release before the entry point returns, on success and
+ * on error.  A host whose callbacks may long-jump (PostgreSQL's ereport)
+ * must hand out memory from a context that the abort frees, and open files
+ * through an API that the abort closes; the core holds nothing else.
+ */
+#ifndef MIG_H
+#define MIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Return codes of every core function and host callback. */
+enum {
+	MIG_OK = 0,
+	MIG_ERROR = 1,			/* described in the mig_err */
+	MIG_NOMEM = 2			/* an allocation failed */
+};
+
+#define MIG_MSG_MAX		1024
+#define MIG_DETAIL_MAX	4096
+#define MIG_HINT_MAX	512
+#define MIG_CTX_MAX		768
+
+/*
+ * An error, in the shape of a PostgreSQL error report: a short lower-case
+ * message, optional detail and hint sentences, a SQLSTATE, and a context
+ * line naming the migration file, version and line.  Fixed-size buffers, so
+ * that reporting an error never allocates.
+ */
+typedef struct mig_err {
+	int			code;			/* MIG_OK, MIG_ERROR or MIG_NOMEM */
+	char		sqlstate[6];	/* five characters and a NUL */
+	char		message[MIG_MSG_MAX];
+	char		detail[MIG_DETAIL_MAX];
+	char		hint[MIG_HINT_MAX];
+	char		context[MIG_CTX_MAX];	/* e.g. migration 3 (3_a.up.sql), line 7 */
+	long		offset;			/* set by exec/check_script: byte offset of
+								 * the failing statement or token, or -1 */
+	int			sys_errno;		/* errno of a failed system call, or 0 */
+} mig_err;
+
+/* One script the core asks the host to check or run. */
+typedef struct mig_script {
+	const char *sql;			/* not NUL-terminated; no BOM, no NUL bytes,
+								 * valid UTF-8 */
+	size_t		len;
+	const char *file;			/* file name inside the folder, or "history"
+								 * for a down script read back from history */
+	const char *version;		/* canonical version text */
+	int			down;			/* 1 when this is a rollback script */
+} mig_script;
+
+/* One row of the history as the host reads it back (strings are the host's,
+ * valid only during the callback). */
+typedef struct mig_hist_row {
+	const char *version;		/* canonical version text */
+	const char *name;
+	const char *file;			/* up file name as applied, may be NULL */
+	const char *checksum;
+	const char *applied_at;		/* the engine's text form, may be NULL */
+	double		exec_ms;
+	int64_t		rank;			/* order of application, increasing */
+	int			has_down;		/* a down script was stored */
+} mig_hist_row;
+
+/* What the host stores for a migration it has just applied. */
+typedef struct mig_record {
+	const char *version;
+	const char *name;
+	const char *up_file;
+	const char *down_file;		/* NULL when there is none */
+	const char *checksum;
+	const char *up_sql;
+	size_t		up_len;
+	const char *down_sql;		/* NULL when there is none */
+	size_t		down_len;
+	double		exec_ms;
+} mig_record;
+
+typedef int (*mig_row_cb) (void *arg, const mig_hist_row *row);
+typedef int (*mig_name_cb) (void *arg, const char *name);
+
+/*
+ * The host interface.  Every callback receives ctx first, returns MIG_OK or
+ * an error code, and on error fills err (message, sqlstate) itself.
+ */
+typedef struct mig_host {
+	void	   *ctx;
+
+	/* Memory: alloc returns NULL when out of memory. */
+	void	   *(*alloc) (void *ctx, size_t n);
+	void		(*release) (void *ctx, void *p);
+
+	/*
+	 * Files.  open_file opens path read-only without following a final
+	 * symlink and without blocking (O_RDONLY|O_NOFOLLOW|O_NONBLOCK|
+	 * O_CLOEXEC) and returns the descriptor, or -1 with err filled (use
+	 * mig_err_errno).  The core checks the descriptor with fstat and reads
+	 * it with read(2).  list_dir calls cb once for every entry but "." and
+	 * "..", and stops early if cb returns non-zero (that code is returned).
+	 */
+	int			(*open_file) (void *ctx, const char *path, mig_err *err);
+	void		(*close_file) (void *ctx, int fd);
+	int			(*list_dir) (void *ctx, const char *path, mig_name_cb cb,
+							 void *arg, mig_err *err);
+
+	/*
+	 * Unit of work.  lock() takes the migration lock, waiting as the host's
+	 * policy says, opens the transaction (or savepoint) and creates the
+	 * history if it does not exist; only then does the core read the
+	 * history.  unlock(commit) ends it: commit != 0 commits, 0 rolls back.
+	 * checkpoint (optional, may be NULL) is called after each migration is
+	 * recorded; a host that commits per migration does it there.
+	 */
+	int			(*lock) (void *ctx, mig_err *err);
+	int			(*unlock) (void *ctx, int commit, mig_err *err);
+	int			(*checkpoint) (void *ctx, mig_err *err);
+
+	/* History.  history_load visits every row, in any order; a history
+	 * that does not exist yet has no rows.  history_down returns the stored
+	 * down script of one version in memory from alloc (*sql NULL if none). */
+	int			(*history_load) (void *ctx, mig_row_cb cb, void *arg,
+								 mig_err *err);
+	int			(*history_add) (void *ctx, const mig_record *rec,
+								mig_err *err);
+	int			(*history_remove) (void *ctx, const char *version,
+								   mig_err *err);
+	int			(*history_down) (void *ctx, const char *version, char **sql,
+								 size_t *len, mig_err *err);
+
+	/*
+	 * Scripts.  check_script (optional) refuses a script that cannot run
+	 * here, before anything runs; exec runs one whole script.  On error both
+	 * set err->offset to the byte offset of the failing statement or token
+	 * (or -1); the core then adds the file, version and line.
+	 */
+	int			(*check_script) (void *ctx, const mig_script *s, mig_err *err);
+	int			(*exec) (void *ctx, const mig_script *s, mig_err *err);
+
+	/* Policy. */
+	size_t		max_file_size;	/* bytes; 0 means MIG_DEFAULT_MAX_FILE */
+	int			refuse_writable;	/* refuse group/world-writable files */
+} mig_host;
+
+#define MIG_DEFAULT_MAX_FILE	((size_t) 64 * 1024 * 1024)
+
+/* SQLSTATEs the core reports (PostgreSQL's codes; the SQLite adapter shows
+ * only the message). */
+#define MIG_SQLSTATE_BAD_NAME		"42602"	/* invalid_name */
+#define MIG_SQLSTATE_DUPLICATE		"42710"	/* duplicate_object */
+#define MIG_SQLSTATE_STATE			"55000"	/* object_not_in_prerequisite_state:
+											 * changed, missing, out of order,
+											 * no down script */
+#define MIG_SQLSTATE_BAD_ARG		"22023"	/* invalid_parameter_value */
+#define MIG_SQLSTATE_UNSAFE_FILE	"42501"	/* insufficient_privilege: symlink,
+											 * not a regular file, writable */
+#define MIG_SQLSTATE_TOO_BIG		"54000"	/* program_limit_exceeded */
+#define MIG_SQLSTATE_BAD_BYTES		"22021"	/* character_not_in_repertoire */
+#define MIG_SQLSTATE_TXN_CONTROL	"0A000"	/* feature_not_supported */
+#define MIG_SQLSTATE_LOCK			"55P03"	/* lock_not_available */
+#define MIG_SQLSTATE_IN_USE			"55006"	/* object_in_use */
+#define MIG_SQLSTATE_NOMEM			"53200"	/* out_of_memory */
+#define MIG_SQLSTATE_INTERNAL		"XX000"	/* internal_error */
+
+/* ---- entry points (mig_run.c) ---- */
+
+/* Applies every pending migration of the folder at path, in version order,
+ * inside one unit of work (host lock/unlock).  *applied receives the count
+ * (0 when nothing is pending).  Nothing is applied when validation finds a
+ * problem. */
+int			mig_apply(const mig_host *h, const char *path, int64_t *applied,
+					  mig_err *err);
+
+/* Rolls back the last n applied migrations (by order of application) using
+ * the down scripts stored in the history.  Refuses, changing nothing, when
+ * one of them has no down script or fewer than n are applied. */
+int			mig_down(const mig_host *h, int64_t n, int64_t *rolled_back,
+					 mig_err *err);
+
+/* One row of migrate_status: strings valid only during the callback. */
+typedef struct mig_status_row {
+	const char *version;
+	const char *name;
+	const char *state;			/* applied, pending, changed, missing,
+								 * out_of_order */
+	const char *file;			/* up file in the folder, NULL if missing */
+	const char *checksum;		/* of the file; the recorded one if missing */
+	const char *applied_checksum;	/* NULL unless applied */
+	const char *applied_at;		/* NULL unless applied */
+	double		exec_ms;		/* -1 unless applied */
+	int64_t		rank;			/* order of application, 0 unless applied */
+	int			has_down;		/* a down script exists (stored or file) */
+} mig_status_row;
+
+typedef int (*mig_status_cb) (void *arg, const mig_status_row *row);
+
+/* Reports every migration known to the folder or the history, in version
+ * order, without taking the lock or changing anything.  Fails only when the
+ * folder itself is unusable (unreadable, duplicate versions, a name that
+ * fits no layout). */
+int			mig_status(const mig_host *h, const char *path, mig_status_cb cb,
+					   void *arg, mig_err *err);
+
+/* ---- helpers for adapters (mig_sql.c, mig_err.c) ---- */
+
+/* 1-based line number of byte offset off in sql[0..len). */
+int			mig_line_at(const char *sql, size_t len, size_t off);
+
+/* Skips white space and SQL comments (-- and C-style) from sql[0..len) and
+ * returns the offset of the first word, storing its length in *wlen (0 when
+ * the text holds no word). */
+size_t		mig_first_word(const char *sql, size_t len, size_t *wlen);
+
+/* Non-zero when word (wlen bytes, any case) is a statement keyword that
+ * controls transactions or the connection and may not appear in a
+ * migration: BEGIN, COMMIT, END, ROLLBACK, SAVEPOINT, RELEASE, VACUUM,
+ * ATTACH, DETACH, ABORT, START.  C-style comments are taken as SQLite reads
+ * them (not nested). */
+int			mig_is_txn_control(const char *word, size_t wlen);
+
+/* Fills err: code MIG_ERROR, the SQLSTATE and a printf-style message. */
+void		mig_err_set(mig_err *err, const char *sqlstate, const char *fmt,...)
+			__attribute__((format(printf, 3, 4)));
+/* Appends a printf-style sentence to err->detail (truncated with "..."). */
+void		mig_err_detail(mig_err *err, const char *fmt,...)
+			__attribute__((format(printf, 2, 3)));
+void		mig_err_hint(mig_err *err, const char *fmt,...)
+			__attribute__((format(printf, 2, 3)));
+/* Fills err from errno e for an operation on path ("could not open file
+ * \"x\": No such file or directory") with a matching SQLSTATE. */
+void		mig_err_errno(mig_err *err, int e, const char *what,
+						  const char *path);
+/* Out of memory. */
+void		mig_err_nomem(mig_err *err);
+/* Resets err to "no error". */
+void		mig_err_clear(mig_err *err);
+
+#endif							/* MIG_H */

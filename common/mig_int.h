@@ -1,0 +1,156 @@
+/*
+ * mig_int.h -- internals shared by the core's files; adapters include only
+ * mig.h.
+ *
+ *   mig_mem.c     arena and growable array over the host allocator
+ *   mig_err.c     error formatting
+ *   mig_sql.c     SQL text helpers (lines, leading keyword)
+ *   mig_layout.c  file-name layouts and version order
+ *   mig_files.c   folder discovery, safe file reading, content checks,
+ *                 checksums
+ *   mig_plan.c    history against folder: applied, pending, changed...
+ *   mig_run.c     the apply / rollback / status drivers
+ */
+#ifndef MIG_INT_H
+#define MIG_INT_H
+
+#include "mig.h"
+
+/* ---- memory: an arena of host-allocated chunks, freed at once ---- */
+typedef struct mig_chunk mig_chunk;
+typedef struct mig_arena {
+	const mig_host *h;
+	mig_chunk  *head;
+	size_t		used;			/* bytes used in head */
+	size_t		cap;			/* bytes available in head */
+} mig_arena;
+
+void		mig_arena_init(mig_arena *a, const mig_host *h);
+/* Returns n bytes aligned for any type, or NULL when out of memory. */
+void	   *mig_arena_alloc(mig_arena *a, size_t n);
+/* Copies s[0..n) and a NUL into the arena; NULL when out of memory. */
+char	   *mig_arena_strndup(mig_arena *a, const char *s, size_t n);
+char	   *mig_arena_strdup(mig_arena *a, const char *s);
+void		mig_arena_free(mig_arena *a);
+
+/* A growable array of fixed-size items in host memory. */
+typedef struct mig_vec {
+	const mig_host *h;
+	char	   *items;
+	size_t		n;
+	size_t		cap;
+	size_t		size;			/* bytes per item */
+} mig_vec;
+
+void		mig_vec_init(mig_vec *v, const mig_host *h, size_t size);
+/* Returns a zeroed new last item, or NULL when out of memory. */
+void	   *mig_vec_push(mig_vec *v);
+#define mig_vec_at(v, T, i) (&((T *) (v)->items)[i])
+void		mig_vec_free(mig_vec *v);
+
+/* ---- layouts (mig_layout.c) ---- */
+enum { MIG_KIND_UP = 0, MIG_KIND_DOWN = 1 };
+
+typedef struct mig_name {
+	char	   *version;		/* canonical: no leading zeros per part */
+	char	   *name;			/* description part of the file name */
+	int			kind;			/* MIG_KIND_UP or MIG_KIND_DOWN */
+} mig_name;
+
+/* Parses a file name.  Returns 1 and fills out (strings in the arena) when
+ * it fits a layout, 0 when it does not, -1 when out of memory. */
+int			mig_parse_name(mig_arena *a, const char *file, mig_name *out);
+/* Orders two canonical versions: negative, zero or positive. */
+int			mig_version_cmp(const char *a, const char *b);
+/* Non-zero when s is a canonical version (what mig_parse_name produces). */
+int			mig_version_valid(const char *s);
+/* Names the layouts accepted, for error hints. */
+extern const char mig_layout_hint[];
+
+/* ---- files (mig_files.c) ---- */
+typedef struct mig_file {
+	char	   *version;
+	char	   *name;
+	char	   *up;				/* file names inside the folder */
+	char	   *down;			/* NULL when there is no down file */
+} mig_file;
+
+/* Lists the folder and returns its migrations sorted by version in files
+ * (items mig_file, strings in the arena).  Hidden files, editor leftovers
+ * and files not ending in .sql are ignored; a .sql name that fits no
+ * layout, two files for one version, or a down file without an up file is
+ * an error naming every such file. */
+int			mig_discover(const mig_host *h, mig_arena *a, const char *dir,
+						 mig_vec *files, mig_err *err);
+
+/* A file's bytes read into host memory. */
+typedef struct mig_text {
+	char	   *buf;			/* from host->alloc; NUL-terminated */
+	size_t		len;			/* bytes in the file */
+	char		checksum[16];	/* "crc32:xxxxxxxx" of the raw bytes */
+} mig_text;
+
+/* Reads dir/file safely (regular file, not a symlink, size cap, optionally
+ * not group/world-writable).  The caller frees with mig_text_free. */
+int			mig_text_read(const mig_host *h, const char *dir, const char *file,
+						  mig_text *t, mig_err *err);
+/* Checks the content (no NUL byte, valid UTF-8) and returns the script
+ * without a leading UTF-8 BOM in *s (pointing into t). */
+int			mig_text_script(const mig_text *t, const char *file,
+							const char *version, int down, mig_script *s,
+							mig_err *err);
+void		mig_text_free(const mig_host *h, mig_text *t);
+/* Writes "crc32:xxxxxxxx" of buf[0..len) into out[16]. */
+void		mig_checksum(const char *buf, size_t len, char out[16]);
+
+/* ---- plan (mig_plan.c) ---- */
+enum {
+	MIG_APPLIED = 0, MIG_PENDING, MIG_CHANGED, MIG_MISSING, MIG_OUT_OF_ORDER
+};
+extern const char *const mig_state_names[];
+
+typedef struct mig_hist {
+	char	   *version;
+	char	   *name;
+	char	   *file;
+	char	   *checksum;
+	char	   *applied_at;
+	double		exec_ms;
+	int64_t		rank;
+	int			has_down;
+} mig_hist;
+
+typedef struct mig_entry {
+	const mig_file *file;		/* NULL when missing from the folder */
+	const mig_hist *hist;		/* NULL when not applied */
+	int			state;
+	char		checksum[16];	/* of the file, when there is one */
+} mig_entry;
+
+typedef struct mig_plan {
+	mig_arena	arena;
+	mig_vec		files;			/* mig_file, by version */
+	mig_vec		hist;			/* mig_hist, by version */
+	mig_vec		entries;		/* mig_entry, by version */
+	const char *dir;
+	const char *max_applied;	/* highest applied version, or NULL */
+	size_t		count[5];		/* entries per state */
+} mig_plan;
+
+/* Reads the history (and, when dir is not NULL, the folder, checksumming
+ * each applied file) and classifies every migration.  Free with
+ * mig_plan_free, also after an error. */
+int			mig_plan_build(const mig_host *h, const char *dir, mig_plan *p,
+						   mig_err *err);
+void		mig_plan_free(mig_plan *p);
+/* Fails when the plan has changed, missing or out-of-order migrations. */
+int			mig_plan_check(const mig_plan *p, mig_err *err);
+
+/* ---- errors (mig_err.c) ---- */
+/* Adds "migration V (file), line N" to err->context from err->offset. */
+void		mig_err_at(mig_err *err, const mig_script *s);
+/* Appends to err->detail a list "a, b, c and N more" of up to 20 names. */
+void		mig_err_list(mig_err *err, const char *intro, const char *const *names,
+						 size_t n);
+
+#endif							/* MIG_INT_H */

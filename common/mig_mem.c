@@ -1,0 +1,122 @@
+/*
+ * mig_mem.c -- the core's memory: an arena for names and plan data, freed
+ * in one go, and a growable array.  Both allocate only through the host.
+ */
+#include <string.h>
+
+#include "mig_int.h"
+
+struct mig_chunk {
+	mig_chunk  *next;
+	size_t		pad;			/* keeps data 16-byte aligned */
+};
+
+#define MIG_CHUNK_DATA	(64 * 1024)
+#define MIG_ALIGN(n)	(((n) + 15) & ~(size_t) 15)
+
+void
+mig_arena_init(mig_arena *a, const mig_host *h)
+{
+	a->h = h;
+	a->head = NULL;
+	a->used = 0;
+	a->cap = 0;
+}
+
+void *
+mig_arena_alloc(mig_arena *a, size_t n)
+{
+	size_t		need = MIG_ALIGN(n ? n : 1);
+	mig_chunk  *c;
+	size_t		cap;
+	char	   *p;
+
+	if (a->head == NULL || a->cap - a->used < need)
+	{
+		cap = need > MIG_CHUNK_DATA ? need : MIG_CHUNK_DATA;
+		c = a->h->alloc(a->h->ctx, sizeof(mig_chunk) + cap);
+		if (c == NULL)
+			return NULL;
+		c->next = a->head;
+		a->head = c;
+		a->used = 0;
+		a->cap = cap;
+	}
+	p = (char *) (a->head + 1) + a->used;
+	a->used += need;
+	return p;
+}
+
+char *
+mig_arena_strndup(mig_arena *a, const char *s, size_t n)
+{
+	char	   *p = mig_arena_alloc(a, n + 1);
+
+	if (p == NULL)
+		return NULL;
+	memcpy(p, s, n);
+	p[n] = '\0';
+	return p;
+}
+
+char *
+mig_arena_strdup(mig_arena *a, const char *s)
+{
+	return s ? mig_arena_strndup(a, s, strlen(s)) : NULL;
+}
+
+void
+mig_arena_free(mig_arena *a)
+{
+	while (a->head)
+	{
+		mig_chunk  *next = a->head->next;
+
+		a->h->release(a->h->ctx, a->head);
+		a->head = next;
+	}
+	a->used = a->cap = 0;
+}
+
+void
+mig_vec_init(mig_vec *v, const mig_host *h, size_t size)
+{
+	v->h = h;
+	v->items = NULL;
+	v->n = 0;
+	v->cap = 0;
+	v->size = size;
+}
+
+void *
+mig_vec_push(mig_vec *v)
+{
+	char	   *item;
+
+	if (v->n == v->cap)
+	{
+		size_t		cap = v->cap ? v->cap * 2 : 16;
+		char	   *items = v->h->alloc(v->h->ctx, cap * v->size);
+
+		if (items == NULL)
+			return NULL;
+		if (v->n)
+			memcpy(items, v->items, v->n * v->size);
+		if (v->items)
+			v->h->release(v->h->ctx, v->items);
+		v->items = items;
+		v->cap = cap;
+	}
+	item = v->items + v->n++ * v->size;
+	memset(item, 0, v->size);
+	return item;
+}
+
+void
+mig_vec_free(mig_vec *v)
+{
+	if (v->items)
+		v->h->release(v->h->ctx, v->items);
+	v->items = NULL;
+	v->n = v->cap = 0;
+}

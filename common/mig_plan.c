@@ -1,0 +1,249 @@
+/*
+ * mig_plan.c -- the history held against the folder.  Every migration gets
+ * one state: applied (recorded, file unchanged), changed (recorded, file
+ * checksum differs), missing (recorded, no file), pending (file only, newer
+ * than everything applied) or out_of_order (file only, older than the
+ * newest applied migration).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mig_int.h"
+
+const char *const mig_state_names[] = {
+	"applied", "pending", "changed", "missing", "out_of_order"
+};
+
+static int
+hist_cb(void *arg, const mig_hist_row *r)
+{
+	mig_plan   *p = arg;
+	mig_hist   *h = mig_vec_push(&p->hist);
+
+	if (h == NULL)
+		return MIG_NOMEM;
+	h->version = mig_arena_strdup(&p->arena, r->version);
+	h->name = mig_arena_strdup(&p->arena, r->name ? r->name : "");
+	h->file = mig_arena_strdup(&p->arena, r->file);
+	h->checksum = mig_arena_strdup(&p->arena, r->checksum ? r->checksum : "");
+	h->applied_at = mig_arena_strdup(&p->arena, r->applied_at);
+	h->exec_ms = r->exec_ms;
+	h->rank = r->rank;
+	h->has_down = r->has_down;
+	if (h->version == NULL || h->name == NULL || h->checksum == NULL ||
+		(r->file && h->file == NULL) || (r->applied_at && h->applied_at == NULL))
+		return MIG_NOMEM;
+	return MIG_OK;
+}
+
+static int
+hist_cmp(const void *x, const void *y)
+{
+	return mig_version_cmp(((const mig_hist *) x)->version,
+						   ((const mig_hist *) y)->version);
+}
+
+static int
+add_entry(mig_plan *p, const mig_file *f, const mig_hist *h, int state)
+{
+	mig_entry  *e = mig_vec_push(&p->entries);
+
+	if (e == NULL)
+		return MIG_NOMEM;
+	e->file = f;
+	e->hist = h;
+	e->state = state;
+	p->count[state]++;
+	return MIG_OK;
+}
+
+int
+mig_plan_build(const mig_host *h, const char *dir, mig_plan *p, mig_err *err)
+{
+	size_t		i = 0,
+				j = 0;
+	int			rc;
+
+	memset(p, 0, sizeof(*p));
+	mig_arena_init(&p->arena, h);
+	mig_vec_init(&p->files, h, sizeof(mig_file));
+	mig_vec_init(&p->hist, h, sizeof(mig_hist));
+	mig_vec_init(&p->entries, h, sizeof(mig_entry));
+	p->dir = dir;
+
+	rc = h->history_load(h->ctx, hist_cb, p, err);
+	if (rc == MIG_NOMEM)
+		mig_err_nomem(err);
+	if (rc != MIG_OK)
+		return rc;
+	qsort(p->hist.items, p->hist.n, sizeof(mig_hist), hist_cmp);
+	if (p->hist.n)
+		p->max_applied = mig_vec_at(&p->hist, mig_hist, p->hist.n - 1)->version;
+	if (dir && (rc = mig_discover(h, &p->arena, dir, &p->files, err)) != MIG_OK)
+		return rc;
+
+	while (i < p->files.n || j < p->hist.n)
+	{
+		mig_file   *f = i < p->files.n ? mig_vec_at(&p->files, mig_file, i) : NULL;
+		mig_hist   *r = j < p->hist.n ? mig_vec_at(&p->hist, mig_hist, j) : NULL;
+		int			c = f == NULL ? 1 : r == NULL ? -1 : mig_version_cmp(f->version, r->version);
+
+		if (c < 0)
+		{
+			rc = add_entry(p, f, NULL,
+						   p->max_applied && mig_version_cmp(f->version, p->max_applied) < 0
+						   ? MIG_OUT_OF_ORDER : MIG_PENDING);
+			i++;
+		}
+		else if (c > 0)
+		{
+			rc = add_entry(p, NULL, r, MIG_MISSING);
+			j++;
+		}
+		else
+		{
+			mig_text	t;
+
+			rc = mig_text_read(h, dir, f->up, &t, err);
+			if (rc == MIG_OK)
+			{
+				int			same = strcmp(t.checksum, r->checksum) == 0;
+
+				rc = add_entry(p, f, r, same ? MIG_APPLIED : MIG_CHANGED);
+				if (rc == MIG_OK)
+					memcpy(mig_vec_at(&p->entries, mig_entry, p->entries.n - 1)->checksum,
+						   t.checksum, sizeof(t.checksum));
+				mig_text_free(h, &t);
+			}
+			i++;
+			j++;
+		}
+		if (rc == MIG_NOMEM)
+			mig_err_nomem(err);
+		if (rc != MIG_OK)
+			return rc;
+	}
+	return MIG_OK;
+}
+
+void
+mig_plan_free(mig_plan *p)
+{
+	if (p->arena.h == NULL)
+		return;
+	mig_vec_free(&p->files);
+	mig_vec_free(&p->hist);
+	mig_vec_free(&p->entries);
+	mig_arena_free(&p->arena);
+}
+
+/* "3 (3_a.up.sql)" for the first 20 entries in the state, into names[]. */
+static void
+describe(const mig_plan *p, int state, mig_arena *a, const char **names)
+{
+	size_t		n = 0;
+
+	for (size_t i = 0; i < p->entries.n; i++)
+	{
+		const mig_entry *e = mig_vec_at(&p->entries, mig_entry, i);
+		char		buf[600];
+
+		if (e->state != state)
+			continue;
+		if (n == 20)			/* mig_err_list shows 20 and counts the rest */
+			break;
+		snprintf(buf, sizeof(buf), "%s (%s)",
+				 e->file ? e->file->version : e->hist->version,
+				 e->file ? e->file->up : e->hist->file ? e->hist->file : e->hist->name);
+		names[n++] = mig_arena_strdup(a, buf);
+		if (names[n - 1] == NULL)
+			names[n - 1] = "?";
+	}
+}
+
+static const mig_entry *
+first_in(const mig_plan *p, int state)
+{
+	for (size_t i = 0; i < p->entries.n; i++)
+		if (mig_vec_at(&p->entries, mig_entry, i)->state == state)
+			return mig_vec_at(&p->entries, mig_entry, i);
+	return NULL;
+}
+
+int
+mig_plan_check(const mig_plan *p, mig_err *err)
+{
+	static const int order[] = {MIG_CHANGED, MIG_MISSING, MIG_OUT_OF_ORDER};
+	int			state = -1;
+	const mig_entry *e;
+	size_t		n;
+
+	for (int k = 0; k < 3; k++)
+		if (p->count[order[k]])
+		{
+			state = order[k];
+			break;
+		}
+	if (state < 0)
+		return MIG_OK;
+	n = p->count[state];
+	e = first_in(p, state);
+	if (state == MIG_CHANGED)
+	{
+		if (n == 1)
+		{
+			mig_err_set(err, MIG_SQLSTATE_STATE,
+						"applied migration %s has changed since it was applied",
+						e->file->version);
+			mig_err_detail(err, "File \"%s\" now has checksum %s; %s was recorded when it was applied.",
+						   e->file->up, e->checksum, e->hist->checksum);
+		}
+		else
+			mig_err_set(err, MIG_SQLSTATE_STATE,
+						"%zu applied migrations have changed since they were applied", n);
+		mig_err_hint(err, "Restore the files as they were applied and put the change in a new migration.");
+	}
+	else if (state == MIG_MISSING)
+	{
+		if (n == 1)
+			mig_err_set(err, MIG_SQLSTATE_STATE,
+						"applied migration %s (%s) is missing from \"%s\"",
+						e->hist->version, e->hist->file ? e->hist->file : e->hist->name, p->dir);
+		else
+			mig_err_set(err, MIG_SQLSTATE_STATE,
+						"%zu applied migrations are missing from \"%s\"", n, p->dir);
+		mig_err_hint(err, "Restore the files: applied migrations must stay in the folder.");
+	}
+	else
+	{
+		if (n == 1)
+			mig_err_set(err, MIG_SQLSTATE_STATE,
+						"pending migration %s (%s) is older than the latest applied migration %s",
+						e->file->version, e->file->up, p->max_applied);
+		else
+			mig_err_set(err, MIG_SQLSTATE_STATE,
+						"%zu pending migrations are older than the latest applied migration %s",
+						n, p->max_applied);
+		mig_err_hint(err, "Give new migrations versions above %s, or roll back the later ones first.",
+					 p->max_applied);
+	}
+	if (n > 1)
+	{
+		mig_arena	a;
+		const char **names;
+
+		mig_arena_init(&a, p->arena.h);
+		names = mig_arena_alloc(&a, sizeof(char *) * 20);
+		if (names)
+		{
+			describe(p, state, &a, names);
+			mig_err_list(err, "Migrations: ", names, n);
+		}
+		mig_arena_free(&a);
+	}
+	if (p->count[MIG_CHANGED] + p->count[MIG_MISSING] + p->count[MIG_OUT_OF_ORDER] > n)
+		mig_err_detail(err, "There are other problems too: %zu changed, %zu missing, %zu out of order; migrate_status lists every migration.",
+					   p->count[MIG_CHANGED], p->count[MIG_MISSING], p->count[MIG_OUT_OF_ORDER]);
+	return MIG_ERROR;
+}

@@ -1,0 +1,353 @@
+/*
+ * mig_run.c -- the drivers behind migrate_apply, migrate_down and
+ * migrate_status.  Each takes the host's lock before it reads the history,
+ * validates everything before it runs anything, and gives back every byte
+ * it allocated before it returns.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "mig_int.h"
+
+static double
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000.0 + ts.tv_nsec / 1e6;
+}
+
+/* Makes sure a failure carries a message, and returns rc. */
+static int
+failed(mig_err *err, int rc)
+{
+	if (rc == MIG_NOMEM && err->code != MIG_NOMEM)
+		mig_err_nomem(err);
+	else if (err->code == MIG_OK)
+		mig_err_set(err, MIG_SQLSTATE_INTERNAL, "a host callback failed without a message");
+	return rc;
+}
+
+/* Ends the unit of work: commits when rc is MIG_OK, else rolls back and
+ * keeps the first error. */
+static int
+finish(const mig_host *h, int rc, mig_err *err)
+{
+	if (rc == MIG_OK)
+	{
+		rc = h->unlock(h->ctx, 1, err);
+		if (rc == MIG_OK)
+			return MIG_OK;
+		failed(err, rc);
+	}
+	{
+		mig_err		ignored;
+
+		mig_err_clear(&ignored);
+		h->unlock(h->ctx, 0, &ignored);
+	}
+	return rc;
+}
+
+/* Runs host->check_script or host->exec on s and names the file, version
+ * and line in the error. */
+static int
+run_script(const mig_host *h, int (*fn) (void *, const mig_script *, mig_err *),
+		   const mig_script *s, mig_err *err)
+{
+	int			rc;
+
+	err->offset = -1;
+	rc = fn(h->ctx, s, err);
+	if (rc != MIG_OK)
+	{
+		failed(err, rc);
+		if (err->context[0] == '\0')
+			mig_err_at(err, s);
+	}
+	return rc;
+}
+
+/* Reads one file of a pending migration and checks its content; with
+ * check, also lets the host refuse what cannot run. */
+static int
+load_script(const mig_host *h, const char *dir, const mig_file *f, int down,
+			int check, mig_text *t, mig_script *s, mig_err *err)
+{
+	const char *file = down ? f->down : f->up;
+	int			rc = mig_text_read(h, dir, file, t, err);
+
+	if (rc == MIG_OK)
+		rc = mig_text_script(t, file, f->version, down, s, err);
+	if (rc == MIG_OK && check && h->check_script)
+		rc = run_script(h, h->check_script, s, err);
+	if (rc != MIG_OK)
+		mig_text_free(h, t);
+	return rc;
+}
+
+/* Validates a pending migration before anything runs; keeps the up file's
+ * checksum in e->checksum. */
+static int
+check_pending(const mig_host *h, const char *dir, mig_entry *e, mig_err *err)
+{
+	mig_text	t;
+	mig_script	s;
+	int			rc = load_script(h, dir, e->file, 0, 1, &t, &s, err);
+
+	if (rc != MIG_OK)
+		return rc;
+	memcpy(e->checksum, t.checksum, sizeof(t.checksum));
+	mig_text_free(h, &t);
+	if (e->file->down == NULL)
+		return MIG_OK;
+	rc = load_script(h, dir, e->file, 1, 1, &t, &s, err);
+	mig_text_free(h, &t);
+	return rc;
+}
+
+/* Runs one pending migration and records it with its down script. */
+static int
+apply_one(const mig_host *h, const char *dir, const mig_entry *e, mig_err *err)
+{
+	const mig_file *f = e->file;
+	mig_text	up,
+				down = {0};
+	mig_script	s,
+				ds = {0};
+	mig_record	rec;
+	double		t0;
+	int			rc = load_script(h, dir, f, 0, 0, &up, &s, err);
+
+	if (rc != MIG_OK)
+		return rc;
+	if (strcmp(up.checksum, e->checksum) != 0)
+	{
+		mig_err_set(err, MIG_SQLSTATE_STATE,
+					"migration file \"%s\" changed while migrations were being applied", f->up);
+		rc = MIG_ERROR;
+	}
+	if (rc == MIG_OK && f->down)
+		rc = load_script(h, dir, f, 1, 0, &down, &ds, err);
+	if (rc == MIG_OK)
+	{
+		t0 = now_ms();
+		rc = run_script(h, h->exec, &s, err);
+	}
+	if (rc == MIG_OK)
+	{
+		rec.version = f->version;
+		rec.name = f->name;
+		rec.up_file = f->up;
+		rec.down_file = f->down;
+		rec.checksum = up.checksum;
+		rec.up_sql = s.sql;
+		rec.up_len = s.len;
+		rec.down_sql = f->down ? ds.sql : NULL;
+		rec.down_len = f->down ? ds.len : 0;
+		rec.exec_ms = now_ms() - t0;
+		rc = h->history_add(h->ctx, &rec, err);
+		if (rc != MIG_OK)
+			failed(err, rc);
+	}
+	mig_text_free(h, &up);
+	mig_text_free(h, &down);
+	if (rc == MIG_OK && h->checkpoint && (rc = h->checkpoint(h->ctx, err)) != MIG_OK)
+		failed(err, rc);
+	return rc;
+}
+
+int
+mig_apply(const mig_host *h, const char *path, int64_t *applied, mig_err *err)
+{
+	mig_plan	p;
+	int			rc;
+	size_t		i;
+
+	mig_err_clear(err);
+	*applied = 0;
+	if (path == NULL || path[0] == '\0')
+	{
+		mig_err_set(err, MIG_SQLSTATE_BAD_ARG, "migration folder path must not be empty");
+		return MIG_ERROR;
+	}
+	if ((rc = h->lock(h->ctx, err)) != MIG_OK)
+		return failed(err, rc);
+	rc = mig_plan_build(h, path, &p, err);
+	if (rc == MIG_OK)
+		rc = mig_plan_check(&p, err);
+	for (i = 0; rc == MIG_OK && i < p.entries.n; i++)
+	{
+		mig_entry  *e = mig_vec_at(&p.entries, mig_entry, i);
+
+		if (e->state == MIG_PENDING)
+			rc = check_pending(h, path, e, err);
+	}
+	for (i = 0; rc == MIG_OK && i < p.entries.n; i++)
+	{
+		mig_entry  *e = mig_vec_at(&p.entries, mig_entry, i);
+
+		if (e->state != MIG_PENDING)
+			continue;
+		rc = apply_one(h, path, e, err);
+		if (rc == MIG_OK)
+			(*applied)++;
+	}
+	mig_plan_free(&p);
+	if (rc != MIG_OK)
+		failed(err, rc);
+	return finish(h, rc, err);
+}
+
+static int
+rank_desc(const void *x, const void *y)
+{
+	const mig_hist *a = *(mig_hist *const *) x,
+			   *b = *(mig_hist *const *) y;
+
+	return a->rank < b->rank ? 1 : a->rank > b->rank ? -1 : 0;
+}
+
+/* Checks that the last n applied migrations can be rolled back. */
+static int
+check_down(mig_hist **last, int64_t n, size_t applied, mig_err *err)
+{
+	const char *lacking[20];
+	size_t		missing = 0;
+
+	if ((uint64_t) n > applied)
+	{
+		mig_err_set(err, MIG_SQLSTATE_BAD_ARG,
+					"cannot roll back %lld migrations: only %zu are applied",
+					(long long) n, applied);
+		mig_err_detail(err, "Nothing was rolled back.");
+		return MIG_ERROR;
+	}
+	for (int64_t k = 0; k < n; k++)
+		if (!last[k]->has_down)
+		{
+			if (missing < 20)
+				lacking[missing] = last[k]->version;
+			missing++;
+		}
+	if (missing == 0)
+		return MIG_OK;
+	if (missing == 1)
+		mig_err_set(err, MIG_SQLSTATE_STATE,
+					"migration %s has no down script", lacking[0]);
+	else
+		mig_err_set(err, MIG_SQLSTATE_STATE,
+					"%zu of the migrations to roll back have no down script", missing);
+	mig_err_list(err, "Nothing was rolled back. Versions without one: ", lacking, missing);
+	mig_err_hint(err, "A down script is stored when the migration is applied with a {version}_{name}.down.sql file beside it.");
+	return MIG_ERROR;
+}
+
+int
+mig_down(const mig_host *h, int64_t n, int64_t *rolled_back, mig_err *err)
+{
+	mig_plan	p;
+	mig_hist  **last = NULL;
+	int			rc;
+
+	mig_err_clear(err);
+	*rolled_back = 0;
+	if (n < 0)
+	{
+		mig_err_set(err, MIG_SQLSTATE_BAD_ARG,
+					"number of migrations to roll back must not be negative");
+		return MIG_ERROR;
+	}
+	if (n == 0)
+		return MIG_OK;
+	if ((rc = h->lock(h->ctx, err)) != MIG_OK)
+		return failed(err, rc);
+	rc = mig_plan_build(h, NULL, &p, err);
+	if (rc == MIG_OK && (last = h->alloc(h->ctx, sizeof(mig_hist *) * (p.hist.n + 1))) == NULL)
+		rc = MIG_NOMEM;
+	if (rc == MIG_OK)
+	{
+		for (size_t i = 0; i < p.hist.n; i++)
+			last[i] = mig_vec_at(&p.hist, mig_hist, i);
+		qsort(last, p.hist.n, sizeof(mig_hist *), rank_desc);
+		rc = check_down(last, n, p.hist.n, err);
+	}
+	for (int64_t k = 0; rc == MIG_OK && k < n; k++)
+	{
+		mig_script	s = {0};
+		char	   *sql = NULL;
+
+		rc = h->history_down(h->ctx, last[k]->version, &sql, &s.len, err);
+		if (rc == MIG_OK && sql == NULL)
+			rc = check_down(last + k, 1, 1, err);
+		if (rc == MIG_OK)
+		{
+			s.sql = sql;
+			s.file = last[k]->file ? last[k]->file : last[k]->name;
+			s.version = last[k]->version;
+			s.down = 1;
+			rc = run_script(h, h->exec, &s, err);
+		}
+		if (sql)
+			h->release(h->ctx, sql);
+		if (rc == MIG_OK)
+			rc = h->history_remove(h->ctx, last[k]->version, err);
+		if (rc == MIG_OK && h->checkpoint)
+			rc = h->checkpoint(h->ctx, err);
+		if (rc == MIG_OK)
+			(*rolled_back)++;
+	}
+	if (last)
+		h->release(h->ctx, last);
+	mig_plan_free(&p);
+	if (rc != MIG_OK)
+		failed(err, rc);
+	return finish(h, rc, err);
+}
+
+int
+mig_status(const mig_host *h, const char *path, mig_status_cb cb, void *arg,
+		   mig_err *err)
+{
+	mig_plan	p;
+	int			rc;
+
+	mig_err_clear(err);
+	if (path == NULL || path[0] == '\0')
+	{
+		mig_err_set(err, MIG_SQLSTATE_BAD_ARG, "migration folder path must not be empty");
+		return MIG_ERROR;
+	}
+	rc = mig_plan_build(h, path, &p, err);
+	for (size_t i = 0; rc == MIG_OK && i < p.entries.n; i++)
+	{
+		mig_entry  *e = mig_vec_at(&p.entries, mig_entry, i);
+		const mig_hist *r = e->hist;
+		mig_status_row row;
+
+		if (e->file && r == NULL)	/* pending: checksum the file now */
+		{
+			mig_text	t;
+
+			if ((rc = mig_text_read(h, path, e->file->up, &t, err)) != MIG_OK)
+				break;
+			memcpy(e->checksum, t.checksum, sizeof(t.checksum));
+			mig_text_free(h, &t);
+		}
+		row.version = e->file ? e->file->version : r->version;
+		row.name = e->file ? e->file->name : r->name;
+		row.state = mig_state_names[e->state];
+		row.file = e->file ? e->file->up : NULL;
+		row.checksum = e->file ? e->checksum : r->checksum;
+		row.applied_checksum = r ? r->checksum : NULL;
+		row.applied_at = r ? r->applied_at : NULL;
+		row.exec_ms = r ? r->exec_ms : -1;
+		row.rank = r ? r->rank : 0;
+		row.has_down = r ? r->has_down : e->file->down != NULL;
+		rc = cb(arg, &row);
+	}
+	mig_plan_free(&p);
+	return rc == MIG_OK ? MIG_OK : failed(err, rc);
+}

@@ -1,0 +1,73 @@
+/*
+ * mig_sql.c -- the little the core knows about SQL text: which line a byte
+ * offset is on, and the leading keyword of a statement.  Statements are
+ * split by the engines' own parsers, never here.
+ */
+#include <ctype.h>
+#include <string.h>
+#include <strings.h>
+
+#include "mig_int.h"
+
+int
+mig_line_at(const char *sql, size_t len, size_t off)
+{
+	int			line = 1;
+	const char *p = sql,
+			   *end = sql + (off < len ? off : len);
+
+	while ((p = memchr(p, '\n', (size_t) (end - p))) != NULL)
+	{
+		line++;
+		p++;
+	}
+	return line;
+}
+
+size_t
+mig_first_word(const char *sql, size_t len, size_t *wlen)
+{
+	size_t		i = 0,
+				j;
+
+	while (i < len)
+	{
+		unsigned char c = (unsigned char) sql[i];
+
+		if (isspace(c))
+			i++;
+		else if (c == '-' && i + 1 < len && sql[i + 1] == '-')
+		{
+			while (i < len && sql[i] != '\n')
+				i++;
+		}
+		else if (c == '/' && i + 1 < len && sql[i + 1] == '*')
+		{
+			i += 2;
+			while (i < len && !(sql[i] == '*' && i + 1 < len && sql[i + 1] == '/'))
+				i++;
+			i = i + 2 < len ? i + 2 : len;
+		}
+		else
+			break;
+	}
+	for (j = i; j < len && (isalpha((unsigned char) sql[j]) || sql[j] == '_'); j++)
+		;
+	*wlen = j - i;
+	return i;
+}
+
+int
+mig_is_txn_control(const char *word, size_t wlen)
+{
+	static const char *const words[] = {
+		"BEGIN", "COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE",
+		"VACUUM", "ATTACH", "DETACH", "ABORT", "START", NULL
+	};
+	int			i;
+
+	for (i = 0; words[i]; i++)
+		if (strlen(words[i]) == wlen && strncasecmp(words[i], word, wlen) == 0)
+			return 1;
+	return 0;
+}

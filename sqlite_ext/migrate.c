@@ -1,0 +1,140 @@
+/*
+ * migrate.c -- the SQLite extension: schema migrations applied from inside
+ * the database by SQL functions.
+ *
+ *   .load ./build/migrate
+ *   SELECT migrate_apply('db/migrations');           -- number applied
+ *   SELECT * FROM migrate_status('db/migrations');   -- one row a migration
+ *   SELECT migrate_down(1);                          -- number rolled back
+ *   SELECT * FROM migrate_history;                   -- what was applied
+ *
+ * This file is the thin edge: it registers the functions, turns their
+ * arguments into calls of the core (common/mig.h) with the host from
+ * sq_host.c, and the core's errors into SQL errors.  The functions have
+ * side effects, so they are SQLITE_DIRECTONLY: no trigger or view can call
+ * them.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "sq_int.h"
+SQLITE_EXTENSION_INIT1
+
+void
+sq_report(sqlite3_context *fctx, const char *fn, const mig_err *err)
+{
+	char	   *msg;
+
+	if (err->code == MIG_NOMEM)
+	{
+		sqlite3_result_error_nomem(fctx);
+		return;
+	}
+	msg = sqlite3_mprintf("%s: %s%s%s%s%s%s%s", fn,
+						  err->context, err->context[0] ? ": " : "", err->message,
+						  err->detail[0] ? "\nDETAIL:  " : "", err->detail,
+						  err->hint[0] ? "\nHINT:  " : "", err->hint);
+	if (msg == NULL)
+	{
+		sqlite3_result_error_nomem(fctx);
+		return;
+	}
+	sqlite3_result_error(fctx, msg, -1);
+	if (strcmp(err->sqlstate, MIG_SQLSTATE_LOCK) == 0)
+		sqlite3_result_error_code(fctx, SQLITE_BUSY);
+	sqlite3_free(msg);
+}
+
+/* Returns the text argument, or NULL after reporting an error. */
+static const char *
+path_arg(sqlite3_context *fctx, const char *fn, sqlite3_value *v)
+{
+	const char *path = (const char *) sqlite3_value_text(v);
+
+	if (path == NULL)
+	{
+		if (sqlite3_value_type(v) == SQLITE_NULL)
+		{
+			char	   *msg = sqlite3_mprintf("%s: the migration folder path must not be NULL", fn);
+
+			sqlite3_result_error(fctx, msg ? msg : fn, -1);
+			sqlite3_free(msg);
+		}
+		else
+			sqlite3_result_error_nomem(fctx);
+	}
+	return path;
+}
+
+/* migrate_apply(path) -> number of migrations applied */
+static void
+fn_apply(sqlite3_context *fctx, int argc, sqlite3_value **argv)
+{
+	const char *path = path_arg(fctx, "migrate_apply", argv[0]);
+	sq_ctx		c;
+	mig_host	h;
+	mig_err		err;
+	int64_t		applied = 0;
+
+	(void) argc;
+	if (path == NULL)
+		return;
+	c.db = sqlite3_context_db_handle(fctx);
+	c.fn = "migrate_apply";
+	sq_host_init(&h, &c);
+	if (mig_apply(&h, path, &applied, &err) != MIG_OK)
+		sq_report(fctx, c.fn, &err);
+	else
+		sqlite3_result_int64(fctx, applied);
+}
+
+/* migrate_down([n = 1]) -> number of migrations rolled back */
+static void
+fn_down(sqlite3_context *fctx, int argc, sqlite3_value **argv)
+{
+	sq_ctx		c;
+	mig_host	h;
+	mig_err		err;
+	int64_t		n = 1,
+				done = 0;
+
+	if (argc == 1)
+	{
+		if (sqlite3_value_numeric_type(argv[0]) != SQLITE_INTEGER)
+		{
+			sqlite3_result_error(fctx, "migrate_down: the number of migrations to roll back must be an integer", -1);
+			return;
+		}
+		n = sqlite3_value_int64(argv[0]);
+	}
+	c.db = sqlite3_context_db_handle(fctx);
+	c.fn = "migrate_down";
+	sq_host_init(&h, &c);
+	if (mig_down(&h, n, &done, &err) != MIG_OK)
+		sq_report(fctx, c.fn, &err);
+	else
+		sqlite3_result_int64(fctx, done);
+}
+
+#ifdef _WIN32
+__declspec(dllexport)
+#endif
+int
+sqlite3_migrate_init(sqlite3 *db, char **pzErrMsg, const sqlite3_api_routines *pApi)
+{
+	const int	flags = SQLITE_UTF8 | SQLITE_DIRECTONLY;
+	int			rc;
+
+	SQLITE_EXTENSION_INIT2(pApi);
+	rc = sqlite3_create_function(db, "migrate_apply", 1, flags, NULL, fn_apply, NULL, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_create_function(db, "migrate_down", 0, flags, NULL, fn_down, NULL, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_create_function(db, "migrate_down", 1, flags, NULL, fn_down, NULL, NULL);
+	if (rc == SQLITE_OK)
+		rc = sq_status_register(db);
+	if (rc != SQLITE_OK && pzErrMsg)
+		*pzErrMsg = sqlite3_mprintf("migrate: could not register its functions: %s",
+									sqlite3_errstr(rc));
+	return rc;
+}

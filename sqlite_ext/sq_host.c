@@ -1,0 +1,516 @@
+/*
+ * sq_host.c -- the mig_host over one SQLite connection: files through
+ * POSIX, the lock as BEGIN IMMEDIATE (or a savepoint plus a write inside
+ * the caller's transaction), the history in main.migrate_history, and
+ * scripts run one prepared statement at a time with explicit lengths.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "sq_int.h"
+SQLITE_EXTENSION_INIT3
+
+static const char history_ddl[] =
+"CREATE TABLE IF NOT EXISTS main.migrate_history(\n"
+"  installed_rank INTEGER PRIMARY KEY,\n"
+"  version        TEXT NOT NULL UNIQUE,\n"
+"  name           TEXT NOT NULL,\n"
+"  up_file        TEXT NOT NULL,\n"
+"  down_file      TEXT,\n"
+"  checksum       TEXT NOT NULL,\n"
+"  applied_at     TEXT NOT NULL,\n"
+"  execution_ms   REAL NOT NULL,\n"
+"  up_sql         TEXT NOT NULL,\n"
+"  down_sql       TEXT\n"
+")";
+
+/* Sets err from the connection's last error. */
+static int
+db_error(sq_ctx *c, mig_err *err, const char *what)
+{
+	if (sqlite3_errcode(c->db) == SQLITE_NOMEM)
+	{
+		mig_err_nomem(err);
+		return MIG_NOMEM;
+	}
+	mig_err_set(err, MIG_SQLSTATE_INTERNAL, "%s: %s", what, sqlite3_errmsg(c->db));
+	return MIG_ERROR;
+}
+
+static int
+run(sq_ctx *c, const char *sql, mig_err *err)
+{
+	if (sqlite3_exec(c->db, sql, NULL, NULL, NULL) != SQLITE_OK)
+		return db_error(c, err, sql);
+	return MIG_OK;
+}
+
+/* ---- memory and files ---- */
+
+static void *
+sq_alloc(void *ctx, size_t n)
+{
+	(void) ctx;
+	return sqlite3_malloc64(n);
+}
+
+static void
+sq_release(void *ctx, void *p)
+{
+	(void) ctx;
+	sqlite3_free(p);
+}
+
+static int
+sq_open_file(void *ctx, const char *path, mig_err *err)
+{
+	int			fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+
+	(void) ctx;
+	if (fd < 0)
+		mig_err_errno(err, errno, "open file", path);
+	return fd;
+}
+
+static void
+sq_close_file(void *ctx, int fd)
+{
+	(void) ctx;
+	close(fd);
+}
+
+static int
+sq_list_dir(void *ctx, const char *path, mig_name_cb cb, void *arg, mig_err *err)
+{
+	DIR		   *d = opendir(path);
+	struct dirent *de;
+	int			rc = MIG_OK;
+
+	(void) ctx;
+	if (d == NULL)
+	{
+		mig_err_errno(err, errno, "open directory", path);
+		return MIG_ERROR;
+	}
+	errno = 0;
+	while (rc == MIG_OK && (de = readdir(d)) != NULL)
+	{
+		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+			rc = cb(arg, de->d_name);
+		errno = 0;
+	}
+	if (rc == MIG_OK && errno != 0)
+	{
+		mig_err_errno(err, errno, "read directory", path);
+		rc = MIG_ERROR;
+	}
+	closedir(d);
+	return rc;
+}
+
+/* ---- the calling context ---- */
+
+/* Non-zero when the statement's program opens a database (it reads or
+ * writes tables), found through EXPLAIN. */
+static int
+stmt_touches_db(sqlite3 *db, sqlite3_stmt *self)
+{
+	char	   *sql = sqlite3_mprintf("EXPLAIN %s", sqlite3_sql(self));
+	sqlite3_stmt *ex = NULL;
+	int			found = 0;
+
+	if (sql && sqlite3_prepare_v2(db, sql, -1, &ex, NULL) == SQLITE_OK)
+		while (!found && sqlite3_step(ex) == SQLITE_ROW)
+		{
+			const char *op = (const char *) sqlite3_column_text(ex, 1);
+
+			found = op && (strcmp(op, "Transaction") == 0 || strcmp(op, "OpenRead") == 0);
+		}
+	sqlite3_finalize(ex);
+	sqlite3_free(sql);
+	return found;
+}
+
+/* Refuses to run while another statement is busy on the connection, or
+ * from a statement that reads tables: a DROP TABLE would fail with
+ * "database table is locked", and a rollback would abort the caller. */
+static int
+check_caller(sq_ctx *c, mig_err *err)
+{
+	sqlite3_stmt *s = NULL,
+			   *self = NULL;
+	int			busy = 0;
+
+	while ((s = sqlite3_next_stmt(c->db, s)) != NULL)
+		if (sqlite3_stmt_busy(s))
+		{
+			busy++;
+			self = s;
+		}
+	if (busy <= 1 && !(self && stmt_touches_db(c->db, self)))
+		return MIG_OK;
+	if (busy > 1)
+		mig_err_set(err, MIG_SQLSTATE_IN_USE,
+					"%s cannot run while another statement is running on this connection", c->fn);
+	else
+		mig_err_set(err, MIG_SQLSTATE_IN_USE,
+					"%s cannot run inside a statement that reads tables", c->fn);
+	mig_err_hint(err, "Call it in a statement of its own, such as SELECT %s(...); after the other statements have finished.", c->fn);
+	return MIG_ERROR;
+}
+
+/* ---- unit of work ---- */
+
+static void
+restore_timeout(sq_ctx *c)
+{
+	if (c->restore_timeout >= 0)
+		sqlite3_busy_timeout(c->db, c->restore_timeout);
+	c->restore_timeout = -1;
+}
+
+static int
+sq_lock(void *ctx, mig_err *err)
+{
+	sq_ctx	   *c = ctx;
+	sqlite3_stmt *st = NULL;
+	int			timeout = 0,
+				rc;
+
+	if (check_caller(c, err) != MIG_OK)
+		return MIG_ERROR;
+	/* honour the connection's busy timeout; without one, wait a while */
+	if (sqlite3_prepare_v2(c->db, "PRAGMA busy_timeout", -1, &st, NULL) == SQLITE_OK &&
+		sqlite3_step(st) == SQLITE_ROW)
+		timeout = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	if (timeout == 0)
+	{
+		c->restore_timeout = 0;
+		sqlite3_busy_timeout(c->db, timeout = SQ_DEFAULT_BUSY_MS);
+	}
+
+	c->in_txn = !sqlite3_get_autocommit(c->db);
+	rc = sqlite3_exec(c->db, c->in_txn ? "SAVEPOINT migrate" : "BEGIN IMMEDIATE",
+					  NULL, NULL, NULL);
+	if (rc == SQLITE_OK)
+	{
+		c->locked = 1;
+		/* in the caller's transaction, a write takes the write lock before
+		 * the history is read */
+		if (run(c, history_ddl, err) != MIG_OK)
+			return MIG_ERROR;	/* unlock() rolls back */
+		rc = sqlite3_exec(c->db, "DELETE FROM main.migrate_history WHERE 0", NULL, NULL, NULL);
+		if (rc == SQLITE_OK)
+			return MIG_OK;
+	}
+	if ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED)
+	{
+		mig_err_set(err, MIG_SQLSTATE_LOCK, "could not take the migration lock: %s",
+					sqlite3_errmsg(c->db));
+		mig_err_detail(err, "Another connection held the database's write lock for more than %d ms.", timeout);
+		mig_err_hint(err, "Retry later, or raise the wait with PRAGMA busy_timeout.");
+	}
+	else
+		db_error(c, err, "could not take the migration lock");
+	if (!c->locked)
+		restore_timeout(c);
+	return MIG_ERROR;
+}
+
+static int
+sq_unlock(void *ctx, int commit, mig_err *err)
+{
+	sq_ctx	   *c = ctx;
+	int			rc = MIG_OK;
+
+	sqlite3_finalize(c->add);
+	c->add = NULL;
+	if (!c->locked)
+		return MIG_OK;
+	if (c->in_txn)
+		rc = run(c, commit ? "RELEASE migrate" : "ROLLBACK TO migrate; RELEASE migrate", err);
+	else if (commit)
+		rc = run(c, "COMMIT", err);
+	else if (!sqlite3_get_autocommit(c->db))	/* an error may have ended it */
+		rc = run(c, "ROLLBACK", err);
+	if (rc != MIG_OK && commit)
+		return rc;				/* the core calls again to roll back */
+	c->locked = 0;
+	restore_timeout(c);
+	return rc;
+}
+
+/* ---- history ---- */
+
+static int
+history_exists(sq_ctx *c)
+{
+	return sqlite3_table_column_metadata(c->db, "main", "migrate_history", NULL,
+										 NULL, NULL, NULL, NULL, NULL) == SQLITE_OK;
+}
+
+static int
+sq_history_load(void *ctx, mig_row_cb cb, void *arg, mig_err *err)
+{
+	sq_ctx	   *c = ctx;
+	sqlite3_stmt *st = NULL;
+	int			rc = MIG_OK,
+				src;
+
+	if (!history_exists(c))
+		return MIG_OK;
+	if (sqlite3_prepare_v2(c->db,
+						   "SELECT version, name, up_file, checksum, applied_at, execution_ms,"
+						   " installed_rank, down_sql IS NOT NULL FROM main.migrate_history",
+						   -1, &st, NULL) != SQLITE_OK)
+		return db_error(c, err, "could not read migrate_history");
+	while (rc == MIG_OK && (src = sqlite3_step(st)) == SQLITE_ROW)
+	{
+		mig_hist_row r;
+
+		r.version = (const char *) sqlite3_column_text(st, 0);
+		r.name = (const char *) sqlite3_column_text(st, 1);
+		r.file = (const char *) sqlite3_column_text(st, 2);
+		r.checksum = (const char *) sqlite3_column_text(st, 3);
+		r.applied_at = (const char *) sqlite3_column_text(st, 4);
+		r.exec_ms = sqlite3_column_double(st, 5);
+		r.rank = sqlite3_column_int64(st, 6);
+		r.has_down = sqlite3_column_int(st, 7);
+		if (r.version == NULL)
+		{
+			rc = db_error(c, err, "could not read migrate_history");
+			break;
+		}
+		rc = cb(arg, &r);
+	}
+	if (rc == MIG_OK && src != SQLITE_DONE)
+		rc = db_error(c, err, "could not read migrate_history");
+	sqlite3_finalize(st);
+	return rc;
+}
+
+static int
+sq_history_add(void *ctx, const mig_record *r, mig_err *err)
+{
+	sq_ctx	   *c = ctx;
+	sqlite3_stmt *st;
+
+	if (c->add == NULL &&
+		sqlite3_prepare_v3(c->db,
+						   "INSERT INTO main.migrate_history(version, name, up_file, down_file,"
+						   " checksum, applied_at, execution_ms, up_sql, down_sql)"
+						   " VALUES(?1, ?2, ?3, ?4, ?5, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),"
+						   " ?6, ?7, ?8)", -1, SQLITE_PREPARE_PERSISTENT, &c->add, NULL) != SQLITE_OK)
+		return db_error(c, err, "could not record the migration");
+	st = c->add;
+	if (sqlite3_bind_text(st, 1, r->version, -1, SQLITE_STATIC) ||
+		sqlite3_bind_text(st, 2, r->name, -1, SQLITE_STATIC) ||
+		sqlite3_bind_text(st, 3, r->up_file, -1, SQLITE_STATIC) ||
+		sqlite3_bind_text(st, 4, r->down_file, -1, SQLITE_STATIC) ||
+		sqlite3_bind_text(st, 5, r->checksum, -1, SQLITE_STATIC) ||
+		sqlite3_bind_double(st, 6, r->exec_ms) ||
+		sqlite3_bind_text64(st, 7, r->up_sql, r->up_len, SQLITE_STATIC, SQLITE_UTF8) ||
+		(r->down_sql ? sqlite3_bind_text64(st, 8, r->down_sql, r->down_len, SQLITE_STATIC, SQLITE_UTF8)
+		 : sqlite3_bind_null(st, 8)) ||
+		sqlite3_step(st) != SQLITE_DONE)
+	{
+		int			rc = db_error(c, err, "could not record the migration");
+
+		sqlite3_reset(st);
+		return rc;
+	}
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return MIG_OK;
+}
+
+static int
+sq_history_remove(void *ctx, const char *version, mig_err *err)
+{
+	sq_ctx	   *c = ctx;
+	sqlite3_stmt *st = NULL;
+	int			ok;
+
+	ok = sqlite3_prepare_v2(c->db, "DELETE FROM main.migrate_history WHERE version = ?1",
+							-1, &st, NULL) == SQLITE_OK &&
+		sqlite3_bind_text(st, 1, version, -1, SQLITE_STATIC) == SQLITE_OK &&
+		sqlite3_step(st) == SQLITE_DONE;
+	sqlite3_finalize(st);
+	return ok ? MIG_OK : db_error(c, err, "could not remove the migration from the history");
+}
+
+static int
+sq_history_down(void *ctx, const char *version, char **sql, size_t *len, mig_err *err)
+{
+	sq_ctx	   *c = ctx;
+	sqlite3_stmt *st = NULL;
+	int			rc = MIG_OK;
+
+	*sql = NULL;
+	*len = 0;
+	if (sqlite3_prepare_v2(c->db, "SELECT down_sql FROM main.migrate_history WHERE version = ?1",
+						   -1, &st, NULL) != SQLITE_OK ||
+		sqlite3_bind_text(st, 1, version, -1, SQLITE_STATIC) != SQLITE_OK)
+		rc = db_error(c, err, "could not read the down script");
+	else if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
+	{
+		const char *text = (const char *) sqlite3_column_text(st, 0);
+		size_t		n = (size_t) sqlite3_column_bytes(st, 0);
+
+		if (text == NULL || (*sql = sqlite3_malloc64(n + 1)) == NULL)
+		{
+			mig_err_nomem(err);
+			rc = MIG_NOMEM;
+		}
+		else
+		{
+			memcpy(*sql, text, n + 1);
+			*len = n;
+		}
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/* ---- scripts ---- */
+
+/* Refuses the statement at sql[0..len) when it controls transactions. */
+static int
+refuse_txn_control(const mig_script *s, size_t start, size_t len, mig_err *err)
+{
+	size_t		wlen,
+				at = mig_first_word(s->sql + start, len, &wlen);
+
+	if (!mig_is_txn_control(s->sql + start + at, wlen))
+		return MIG_OK;
+	mig_err_set(err, MIG_SQLSTATE_TXN_CONTROL,
+				"migration files must not control transactions: %.*s is not allowed",
+				(int) wlen, s->sql + start + at);
+	mig_err_detail(err, "Each call applies its migrations in one transaction, so BEGIN, COMMIT, END, ROLLBACK, SAVEPOINT, RELEASE, VACUUM, ATTACH and DETACH cannot run inside them.");
+	err->offset = (long) (start + at);
+	return MIG_ERROR;
+}
+
+/*
+ * Finds each statement's end with sqlite3_complete() (SQLite's own
+ * tokenizer, which knows strings, comments and trigger bodies) and checks
+ * its leading keyword, before anything runs.
+ */
+static int
+sq_check_script(void *ctx, const mig_script *s, mig_err *err)
+{
+	char	   *buf = sqlite3_malloc64(s->len + 1);
+	size_t		start = 0;
+	int			rc = MIG_OK;
+
+	(void) ctx;
+	if (buf == NULL)
+	{
+		mig_err_nomem(err);
+		return MIG_NOMEM;
+	}
+	memcpy(buf, s->sql, s->len);
+	buf[s->len] = '\0';
+	for (size_t i = 0; rc == MIG_OK && i < s->len; i++)
+	{
+		char		saved;
+		int			done;
+
+		if (buf[i] != ';')
+			continue;
+		saved = buf[i + 1];
+		buf[i + 1] = '\0';
+		done = sqlite3_complete(buf + start);
+		buf[i + 1] = saved;
+		if (done)
+		{
+			rc = refuse_txn_control(s, start, i + 1 - start, err);
+			start = i + 1;
+		}
+	}
+	if (rc == MIG_OK && start < s->len)
+		rc = refuse_txn_control(s, start, s->len - start, err);
+	sqlite3_free(buf);
+	return rc;
+}
+
+static int
+sq_exec(void *ctx, const mig_script *s, mig_err *err)
+{
+	sq_ctx	   *c = ctx;
+	const char *p = s->sql,
+			   *end = s->sql + s->len;
+
+	while (p < end)
+	{
+		sqlite3_stmt *st = NULL;
+		const char *tail = p;
+		size_t		wlen,
+					at = mig_first_word(p, (size_t) (end - p), &wlen);
+		int			rc = sqlite3_prepare_v3(c->db, p, (int) (end - p), 0, &st, &tail);
+
+		if (rc == SQLITE_OK && st == NULL)
+		{
+			if (tail <= p)		/* cannot happen: NUL bytes are refused */
+				break;
+			p = tail;			/* white space or comments only */
+			continue;
+		}
+		if (rc == SQLITE_OK && refuse_txn_control(s, (size_t) (p - s->sql), (size_t) (tail - p), err) != MIG_OK)
+		{
+			sqlite3_finalize(st);
+			return MIG_ERROR;
+		}
+		if (rc == SQLITE_OK)
+		{
+			while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+				;
+			if (rc == SQLITE_DONE)
+				rc = SQLITE_OK;
+		}
+		if (rc != SQLITE_OK)
+		{
+			int			off = sqlite3_error_offset(c->db);
+
+			if ((rc & 0xff) == SQLITE_NOMEM)
+				mig_err_nomem(err);
+			else
+				mig_err_set(err, "42000", "%s", sqlite3_errmsg(c->db));
+			err->offset = (long) (p - s->sql) + (off >= 0 ? off : (long) at);
+			sqlite3_finalize(st);
+			return err->code;
+		}
+		sqlite3_finalize(st);
+		p = tail;
+	}
+	return MIG_OK;
+}
+
+void
+sq_host_init(mig_host *h, sq_ctx *c)
+{
+	memset(h, 0, sizeof(*h));
+	c->in_txn = 0;
+	c->locked = 0;
+	c->restore_timeout = -1;
+	c->add = NULL;
+	h->ctx = c;
+	h->alloc = sq_alloc;
+	h->release = sq_release;
+	h->open_file = sq_open_file;
+	h->close_file = sq_close_file;
+	h->list_dir = sq_list_dir;
+	h->lock = sq_lock;
+	h->unlock = sq_unlock;
+	h->history_load = sq_history_load;
+	h->history_add = sq_history_add;
+	h->history_remove = sq_history_remove;
+	h->history_down = sq_history_down;
+	h->check_script = sq_check_script;
+	h->exec = sq_exec;
+}

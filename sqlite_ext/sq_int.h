@@ -1,0 +1,33 @@
+/*
+ * sq_int.h -- shared by the SQLite adapter's files: the per-call host
+ * context and the functions that build a mig_host over a connection.
+ */
+#ifndef SQ_INT_H
+#define SQ_INT_H
+
+#include <sqlite3ext.h>
+
+#include "../common/mig.h"
+
+typedef struct sq_ctx {
+	sqlite3    *db;
+	const char *fn;				/* SQL function name, for messages */
+	int			in_txn;			/* the caller had a transaction open: we use a
+								 * savepoint and the caller's COMMIT decides */
+	int			locked;			/* lock() succeeded and unlock() is owed */
+	int			restore_timeout;	/* busy timeout to put back, or -1 */
+	sqlite3_stmt *add;			/* cached INSERT into the history */
+} sq_ctx;
+
+/* Default wait for the write lock when the connection has no busy
+ * timeout of its own. */
+#define SQ_DEFAULT_BUSY_MS 60000
+
+/* Fills h with the SQLite host over c (c->db and c->fn set by the caller). */
+void		sq_host_init(mig_host *h, sq_ctx *c);
+/* Reports err as the result of the SQL function call. */
+void		sq_report(sqlite3_context *fctx, const char *fn, const mig_err *err);
+/* Registers the eponymous migrate_status table; SQLITE_OK or an error. */
+int			sq_status_register(sqlite3 *db);
+
+#endif
