@@ -1,0 +1,320 @@
+/*
+ * migrate.c -- SQL-callable functions of the PostgreSQL extension "migrate".
+ *
+ *   CREATE EXTENSION migrate;
+ *   SELECT migrate_apply('/srv/app/migrations');   -- atomic, in this transaction
+ *   CALL migrate_run('/srv/app/migrations');       -- commits after each migration
+ *   SELECT * FROM migrate_status('/srv/app/migrations');
+ *   SELECT migrate_down(1);
+ *   SELECT * FROM migrate_history;
+ *
+ * Each function checks what it needs of the session (privileges, a writable
+ * transaction, READ COMMITTED, a non-atomic CALL) before anything runs, sets
+ * up a host (pg_host.c) and hands over to the engine-agnostic core in
+ * ../common.  The core's errors come back as a mig_err and are raised here
+ * with their SQLSTATE; errors of the migrations themselves propagate as
+ * raised by the server, with the migration's file and line as context.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/pg_authid.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+#include "utils/tuplestore.h"
+
+#include "pg_host.h"
+
+PG_MODULE_MAGIC;
+
+/*
+ * Raises 42501 unless the current user may read server files: a superuser
+ * or a role with the privileges of pg_read_server_files, as pg_read_file.
+ */
+static void
+check_read_privilege(const char *fname)
+{
+	if (!has_privs_of_role(GetUserId(), ROLE_PG_READ_SERVER_FILES))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to read migration files"),
+				 errdetail("Only superusers and roles with privileges of the \"%s\" role may call %s.",
+						   "pg_read_server_files", fname)));
+}
+
+/* Raises an error unless this transaction may change the database. */
+static void
+check_writable(const char *fname)
+{
+	if (RecoveryInProgress())
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("%s cannot run during recovery", fname),
+				 errhint("Apply migrations on the primary server.")));
+	if (XactReadOnly)
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("%s cannot run in a read-only transaction", fname)));
+}
+
+/*
+ * Function mode runs in the caller's transaction.  Under REPEATABLE READ or
+ * SERIALIZABLE its snapshot predates the migration lock, so it would not see
+ * migrations another session applied while this one waited: refuse.
+ */
+static void
+check_function_mode(const char *fname)
+{
+	check_writable(fname);
+	if (IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TRANSACTION_STATE),
+				 errmsg("%s cannot run in a %s transaction", fname,
+						IsolationIsSerializable() ? "SERIALIZABLE" :
+						"REPEATABLE READ"),
+				 errdetail("The transaction's snapshot was taken before the migration lock, so it could miss migrations applied by another session."),
+				 errhint("Use READ COMMITTED, or CALL migrate_run(...) outside a transaction block.")));
+}
+
+/*
+ * The folder argument as an absolute path: relative paths are relative to
+ * the data directory, as for pg_read_file.
+ */
+static char *
+folder_arg(text *arg)
+{
+	char	   *path = text_to_cstring(arg);
+
+	if (path[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("migration folder path must not be empty")));
+	if (!is_absolute_path(path))
+		path = psprintf("%s/%s", DataDir, path);
+	canonicalize_path(path);
+	return path;
+}
+
+/*
+ * migrate_apply(path text) RETURNS bigint
+ *
+ * Applies every pending migration of the folder in the caller's transaction
+ * and returns how many were applied.
+ */
+PG_FUNCTION_INFO_V1(migrate_apply);
+Datum
+migrate_apply(PG_FUNCTION_ARGS)
+{
+	char	   *path = folder_arg(PG_GETARG_TEXT_PP(0));
+	mig_err    *err = palloc0(sizeof(mig_err));
+	int64_t    *applied = palloc0(sizeof(int64_t));
+	MigPg	   *mp;
+	volatile int rc = MIG_ERROR;
+
+	check_read_privilege("migrate_apply");
+	check_function_mode("migrate_apply");
+
+	mp = mig_pg_begin(fcinfo->flinfo->fn_oid, false);
+	SPI_connect();
+	PG_TRY();
+	{
+		rc = mig_apply(&mp->host, path, applied, err);
+	}
+	PG_FINALLY();
+	{
+		mig_pg_end(mp);
+	}
+	PG_END_TRY();
+	if (rc != MIG_OK)
+		mig_pg_report(err);
+	SPI_finish();
+	PG_RETURN_INT64(*applied);
+}
+
+/*
+ * migrate_down(n bigint DEFAULT 1) RETURNS bigint
+ *
+ * Rolls back the last n applied migrations with their stored down scripts,
+ * in the caller's transaction, and returns how many were rolled back.
+ */
+PG_FUNCTION_INFO_V1(migrate_down);
+Datum
+migrate_down(PG_FUNCTION_ARGS)
+{
+	int64		n = PG_GETARG_INT64(0);
+	mig_err    *err = palloc0(sizeof(mig_err));
+	int64_t    *done = palloc0(sizeof(int64_t));
+	MigPg	   *mp;
+	volatile int rc = MIG_ERROR;
+
+	check_function_mode("migrate_down");
+
+	mp = mig_pg_begin(fcinfo->flinfo->fn_oid, false);
+	SPI_connect();
+	PG_TRY();
+	{
+		rc = mig_down(&mp->host, n, done, err);
+	}
+	PG_FINALLY();
+	{
+		mig_pg_end(mp);
+	}
+	PG_END_TRY();
+	if (rc != MIG_OK)
+		mig_pg_report(err);
+	SPI_finish();
+	PG_RETURN_INT64(*done);
+}
+
+/* Where migrate_status's rows go. */
+typedef struct StatusSink
+{
+	ReturnSetInfo *rsinfo;
+} StatusSink;
+
+/* Adds one row to migrate_status's result; returns MIG_OK. */
+static int
+status_row(void *arg, const mig_status_row *row)
+{
+	StatusSink *sink = (StatusSink *) arg;
+	Datum		values[10];
+	bool		nulls[10];
+
+	memset(nulls, 0, sizeof(nulls));
+	values[0] = CStringGetTextDatum(row->version);
+	values[1] = CStringGetTextDatum(row->name);
+	values[2] = CStringGetTextDatum(row->state);
+	if (row->file != NULL)
+		values[3] = CStringGetTextDatum(row->file);
+	else
+		nulls[3] = true;
+	if (row->checksum != NULL)
+		values[4] = CStringGetTextDatum(row->checksum);
+	else
+		nulls[4] = true;
+	if (row->applied_checksum != NULL)
+		values[5] = CStringGetTextDatum(row->applied_checksum);
+	else
+		nulls[5] = true;
+	if (row->applied_at != NULL)
+		values[6] = DirectFunctionCall3(timestamptz_in,
+										CStringGetDatum(row->applied_at),
+										ObjectIdGetDatum(InvalidOid),
+										Int32GetDatum(-1));
+	else
+		nulls[6] = true;
+	if (row->exec_ms >= 0)
+		values[7] = Float8GetDatum(row->exec_ms);
+	else
+		nulls[7] = true;
+	if (row->rank > 0)
+		values[8] = Int64GetDatum(row->rank);
+	else
+		nulls[8] = true;
+	values[9] = BoolGetDatum(row->has_down != 0);
+
+	tuplestore_putvalues(sink->rsinfo->setResult, sink->rsinfo->setDesc,
+						 values, nulls);
+	return MIG_OK;
+}
+
+/*
+ * migrate_status(path text) RETURNS TABLE(version text, name text,
+ *     state text, file text, checksum text, applied_checksum text,
+ *     applied_at timestamptz, execution_ms double precision,
+ *     installed_rank bigint, has_down boolean)
+ *
+ * Lists every migration of the folder and of the history, in version order,
+ * without taking the lock or changing anything.
+ */
+PG_FUNCTION_INFO_V1(migrate_status);
+Datum
+migrate_status(PG_FUNCTION_ARGS)
+{
+	char	   *path = folder_arg(PG_GETARG_TEXT_PP(0));
+	mig_err    *err = palloc0(sizeof(mig_err));
+	StatusSink *sink = palloc0(sizeof(StatusSink));
+	MigPg	   *mp;
+	volatile int rc = MIG_ERROR;
+
+	check_read_privilege("migrate_status");
+	InitMaterializedSRF(fcinfo, 0);
+	sink->rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+
+	mp = mig_pg_begin(fcinfo->flinfo->fn_oid, false);
+	SPI_connect();
+	PG_TRY();
+	{
+		rc = mig_status(&mp->host, path, status_row, sink, err);
+	}
+	PG_FINALLY();
+	{
+		mig_pg_end(mp);
+	}
+	PG_END_TRY();
+	if (rc != MIG_OK)
+		mig_pg_report(err);
+	SPI_finish();
+	return (Datum) 0;
+}
+
+/*
+ * migrate_run(path text)  -- a procedure: CALL migrate_run('...')
+ *
+ * Applies every pending migration of the folder, committing after each one,
+ * under a session-level advisory lock released on every exit path.
+ */
+PG_FUNCTION_INFO_V1(migrate_run);
+Datum
+migrate_run(PG_FUNCTION_ARGS)
+{
+	char	   *path;
+	mig_err    *err;
+	int64_t    *applied;
+	MigPg	   *mp;
+	volatile int rc = MIG_ERROR;
+
+	if (fcinfo->context == NULL || !IsA(fcinfo->context, CallContext) ||
+		castNode(CallContext, fcinfo->context)->atomic)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TRANSACTION_TERMINATION),
+				 errmsg("migrate_run cannot run inside a transaction block"),
+				 errdetail("migrate_run commits after each migration, which is possible only in a CALL that is not inside BEGIN, a multi-statement query string or a function."),
+				 errhint("CALL migrate_run(...) as a statement of its own, or use SELECT migrate_apply(...), which applies everything in the caller's transaction.")));
+	check_read_privilege("migrate_run");
+	check_writable("migrate_run");
+
+	/* Allocations that must survive the commits go in the portal's context. */
+	path = MemoryContextStrdup(PortalContext,
+							   folder_arg(PG_GETARG_TEXT_PP(0)));
+	err = MemoryContextAllocZero(PortalContext, sizeof(mig_err));
+	applied = MemoryContextAllocZero(PortalContext, sizeof(int64_t));
+
+	mp = mig_pg_begin(fcinfo->flinfo->fn_oid, true);
+	if (SPI_connect_ext(SPI_OPT_NONATOMIC) != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect_ext failed");
+	PG_TRY();
+	{
+		rc = mig_apply(&mp->host, path, applied, err);
+	}
+	PG_FINALLY();
+	{
+		mig_pg_end(mp);
+	}
+	PG_END_TRY();
+	if (rc != MIG_OK)
+		mig_pg_report(err);
+	SPI_finish();
+	ereport(NOTICE,
+			(errmsg_plural("applied " INT64_FORMAT " migration",
+						   "applied " INT64_FORMAT " migrations",
+						   (unsigned long) *applied, (int64) *applied)));
+	PG_RETURN_VOID();
+}

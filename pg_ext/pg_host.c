@@ -1,0 +1,770 @@
+/*
+ * pg_host.c -- the mig_host callbacks of the PostgreSQL extension.
+ *
+ * Everything the core asks of the server goes through here:
+ *
+ *   memory      palloc_extended(MCXT_ALLOC_NO_OOM) in a private context, so
+ *               the core sees NULL on exhaustion and an abort frees it all;
+ *   files       OpenTransientFile / AllocateDir, closed by an abort;
+ *   lock        pg_advisory_xact_lock (function mode) or pg_advisory_lock
+ *               (procedure mode), always before the history is read;
+ *   history     SPI with $n parameters on @extschema@.migrate_history;
+ *   scripts     raw_parser() splits a script into statements (and finds the
+ *               ones that cannot run through SPI before anything runs); each
+ *               statement then runs with SPI_execute.
+ *
+ * Errors raised by the server while a script runs (a failing statement, a
+ * syntax error, a cancel) propagate as they are, keeping their SQLSTATE; an
+ * error context callback adds "migration <version> (<file>), line <n>".
+ * Errors found by these callbacks themselves go back to the core in a mig_err.
+ */
+#include "postgres.h"
+
+#include <fcntl.h>
+
+#include "catalog/pg_type.h"
+#include "commands/defrem.h"
+#include "executor/spi.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "parser/parser.h"
+#include "storage/fd.h"
+#include "tcop/utility.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+
+#include "pg_host.h"
+
+/* ---- memory ---- */
+
+/* Returns n bytes from the call's context, or NULL when out of memory. */
+static void *
+pg_alloc(void *ctx, size_t n)
+{
+	MigPg	   *mp = (MigPg *) ctx;
+
+	return MemoryContextAllocExtended(mp->cxt, n,
+									  MCXT_ALLOC_NO_OOM | MCXT_ALLOC_HUGE);
+}
+
+static void
+pg_release(void *ctx, void *p)
+{
+	if (p != NULL)
+		pfree(p);
+}
+
+/* ---- files ---- */
+
+/* Opens path read-only without following a final symlink or blocking on a
+ * FIFO; returns the descriptor, or -1 with err filled. */
+static int
+pg_open_file(void *ctx, const char *path, mig_err *err)
+{
+	int			fd;
+
+	fd = OpenTransientFile(path,
+						   O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC |
+						   PG_BINARY);
+	if (fd < 0)
+		mig_err_errno(err, errno, "open file", path);
+	return fd;
+}
+
+static void
+pg_close_file(void *ctx, int fd)
+{
+	CloseTransientFile(fd);
+}
+
+/* Calls cb for each entry of the folder but "." and ".."; returns MIG_OK,
+ * the first non-zero code of cb, or MIG_ERROR with err filled. */
+static int
+pg_list_dir(void *ctx, const char *path, mig_name_cb cb, void *arg,
+			mig_err *err)
+{
+	DIR		   *dir;
+	struct dirent *de;
+	int			rc = MIG_OK;
+
+	dir = AllocateDir(path);
+	if (dir == NULL)
+	{
+		mig_err_errno(err, errno, "open directory", path);
+		return MIG_ERROR;
+	}
+	while ((de = ReadDir(dir, path)) != NULL)
+	{
+		CHECK_FOR_INTERRUPTS();
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		rc = cb(arg, de->d_name);
+		if (rc != 0)
+			break;
+	}
+	FreeDir(dir);
+	return rc;
+}
+
+/* ---- locking and units of work ---- */
+
+/*
+ * Takes the migration lock.  Function mode: a transaction-level advisory
+ * lock, released by the server when the caller's transaction ends.
+ * Procedure mode: a session-level one, then a commit, so that the snapshots
+ * of everything that follows (the history first) postdate the lock even
+ * under REPEATABLE READ.  Waits as lock_timeout and statement_timeout say.
+ */
+static int
+pg_lock(void *ctx, mig_err *err)
+{
+	MigPg	   *mp = (MigPg *) ctx;
+
+	if (mp->procedure)
+	{
+		DirectFunctionCall1(pg_advisory_lock_int8,
+							Int64GetDatum(MIGRATE_LOCK_KEY));
+		mp->session_locked = true;
+		SPI_commit();
+	}
+	else
+		DirectFunctionCall1(pg_advisory_xact_lock_int8,
+							Int64GetDatum(MIGRATE_LOCK_KEY));
+	return MIG_OK;
+}
+
+static void
+release_session_lock(MigPg *mp)
+{
+	if (!mp->session_locked)
+		return;
+	mp->session_locked = false;
+	DirectFunctionCall1(pg_advisory_unlock_int8,
+						Int64GetDatum(MIGRATE_LOCK_KEY));
+}
+
+/*
+ * Ends the unit of work.  Function mode: nothing, the caller's transaction
+ * decides (an error from the core aborts it).  Procedure mode: commits or
+ * rolls back what follows the last checkpoint and releases the lock.
+ */
+static int
+pg_unlock(void *ctx, int commit, mig_err *err)
+{
+	MigPg	   *mp = (MigPg *) ctx;
+
+	if (!mp->procedure)
+		return MIG_OK;
+	if (commit)
+		SPI_commit();
+	else
+		SPI_rollback();
+	release_session_lock(mp);
+	return MIG_OK;
+}
+
+/* Procedure mode: commits the migration just applied and recorded. */
+static int
+pg_checkpoint(void *ctx, mig_err *err)
+{
+	SPI_commit();
+	return MIG_OK;
+}
+
+/* ---- text helpers ---- */
+
+/*
+ * Returns a NUL-terminated copy of UTF-8 bytes in the server encoding,
+ * allocated in the current memory context; *out_len receives its length.
+ * Raises an error if a character has no equivalent in the server encoding.
+ */
+static char *
+utf8_to_server(const char *s, size_t len, int *out_len)
+{
+	char	   *copy = pnstrdup(s, len);
+	char	   *conv = pg_any_to_server(copy, (int) len, PG_UTF8);
+
+	*out_len = (conv == copy) ? (int) len : (int) strlen(conv);
+	return conv;
+}
+
+/* The same for a NUL-terminated string; NULL stays NULL. */
+static Datum
+utf8_text_datum(const char *s, size_t len)
+{
+	int			n;
+	char	   *conv = utf8_to_server(s, len, &n);
+
+	return PointerGetDatum(cstring_to_text_with_len(conv, n));
+}
+
+/* Byte offset of 0-based character position chars in s[0..len). */
+static int
+char_to_byte(const char *s, int len, int chars)
+{
+	int			off = 0;
+
+	while (chars-- > 0 && off < len)
+		off += pg_mblen(s + off);
+	return Min(off, len);
+}
+
+/*
+ * Maps an offset in mp->text to an offset in the script's own bytes: equal
+ * unless the text was converted, then the start of the same line.
+ */
+static long
+script_offset(const MigPg *mp, int off)
+{
+	const mig_script *s = mp->script;
+	int			line;
+	size_t		i;
+
+	if (!mp->converted)
+		return off;
+	line = mig_line_at(mp->text, mp->text_len, off);
+	for (i = 0; i < s->len && line > 1; i++)
+		if (s->sql[i] == '\n')
+			line--;
+	return (long) i;
+}
+
+/* Offset of the first word of the statement at off in mp->text. */
+static int
+statement_start(const MigPg *mp, int off)
+{
+	size_t		wlen;
+
+	return off + (int) mig_first_word(mp->text + off, mp->text_len - off,
+									  &wlen);
+}
+
+/*
+ * Error context callback while a script is parsed or run: names the
+ * migration, its file and the line, and keeps the error's SQLSTATE.  While
+ * the whole script is being parsed, a syntax error's position points into
+ * the script (not into the caller's query), so it becomes the line number.
+ */
+static void
+script_error_callback(void *arg)
+{
+	MigPg	   *mp = (MigPg *) arg;
+	const mig_script *s = mp->script;
+	const char *what = s->down ? "rollback" : "file";
+	int			off = -1;
+
+	if (mp->stmt_off >= 0)
+		off = statement_start(mp, mp->stmt_off);
+	else
+	{
+		int			pos = geterrposition();
+
+		if (pos > 0)
+		{
+			off = char_to_byte(mp->text, mp->text_len, pos - 1);
+			errposition(0);
+		}
+	}
+	if (off >= 0)
+		errcontext("%s of migration %s (%s), line %d", what, s->version, s->file,
+				   mig_line_at(mp->text, mp->text_len, off));
+	else
+		errcontext("%s of migration %s (%s)", what, s->version, s->file);
+
+	if (!mp->procedure)
+	{
+		int			code = geterrcode();
+
+		if (code == ERRCODE_OUT_OF_MEMORY)
+			errhint("migrate_apply runs all pending migrations in one transaction, which holds a lock on every object they create: "
+					"CALL migrate_run(...) commits after each migration, or increase max_locks_per_transaction.");
+		else if (code == ERRCODE_UNSAFE_NEW_ENUM_VALUE_USAGE)
+			errhint("migrate_apply runs all pending migrations in one transaction: "
+					"CALL migrate_run(...) commits after each migration, so a later migration can use the new value.");
+	}
+}
+
+/*
+ * Prepares mp for parsing or running s: copies it into the scratch context
+ * in the server encoding and pushes the error context callback (cb is the
+ * caller's frame).  script_done pops it and frees the copy.
+ */
+static void
+script_begin(MigPg *mp, const mig_script *s, ErrorContextCallback *cb)
+{
+	MemoryContextSwitchTo(mp->scratch);
+	mp->script = s;
+	mp->stmt_off = -1;
+	mp->text = NULL;
+	mp->text_len = 0;
+	mp->converted = false;
+
+	cb->callback = script_error_callback;
+	cb->arg = mp;
+	cb->previous = error_context_stack;
+	error_context_stack = cb;
+
+	mp->text = utf8_to_server(s->sql, s->len, &mp->text_len);
+	mp->converted = (size_t) mp->text_len != s->len ||
+		memcmp(mp->text, s->sql, s->len) != 0;
+}
+
+static void
+script_done(MigPg *mp, ErrorContextCallback *cb, MemoryContext old)
+{
+	error_context_stack = cb->previous;
+	mp->script = NULL;
+	mp->text = NULL;
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(mp->scratch);
+}
+
+/* ---- scripts ---- */
+
+/*
+ * Returns the name of a statement that cannot run in a migration, or NULL.
+ * Migrations run through SPI inside a transaction: statements that end it or
+ * refuse to run inside a transaction block, and COPY from or to the client,
+ * would fail half-way, after earlier statements ran.
+ */
+static const char *
+refused_statement(Node *stmt)
+{
+	ListCell   *lc;
+
+	switch (nodeTag(stmt))
+	{
+		case T_TransactionStmt:
+		case T_CreatedbStmt:
+		case T_DropdbStmt:
+		case T_CreateTableSpaceStmt:
+		case T_DropTableSpaceStmt:
+		case T_AlterSystemStmt:
+			return CreateCommandName(stmt);
+		case T_VacuumStmt:
+			if (((VacuumStmt *) stmt)->is_vacuumcmd)
+				return "VACUUM";
+			break;
+		case T_IndexStmt:
+			if (((IndexStmt *) stmt)->concurrent)
+				return "CREATE INDEX CONCURRENTLY";
+			break;
+		case T_DropStmt:
+			if (((DropStmt *) stmt)->concurrent)
+				return "DROP INDEX CONCURRENTLY";
+			break;
+		case T_ReindexStmt:
+			{
+				ReindexStmt *r = (ReindexStmt *) stmt;
+
+				if (r->kind != REINDEX_OBJECT_INDEX &&
+					r->kind != REINDEX_OBJECT_TABLE)
+					return "REINDEX SCHEMA, SYSTEM or DATABASE";
+				foreach(lc, r->params)
+				{
+					DefElem    *opt = lfirst_node(DefElem, lc);
+
+					if (strcmp(opt->defname, "concurrently") == 0 &&
+						defGetBoolean(opt))
+						return "REINDEX CONCURRENTLY";
+				}
+				break;
+			}
+		case T_AlterDatabaseStmt:
+			foreach(lc, ((AlterDatabaseStmt *) stmt)->options)
+			{
+				DefElem    *opt = lfirst_node(DefElem, lc);
+
+				if (strcmp(opt->defname, "tablespace") == 0)
+					return "ALTER DATABASE SET TABLESPACE";
+			}
+			break;
+		case T_CopyStmt:
+			if (((CopyStmt *) stmt)->filename == NULL)
+				return ((CopyStmt *) stmt)->is_from ?
+					"COPY FROM STDIN" : "COPY TO STDOUT";
+			break;
+		case T_ClusterStmt:
+			if (((ClusterStmt *) stmt)->relation == NULL)
+				return "CLUSTER without a table name";
+			break;
+		case T_DiscardStmt:
+			if (((DiscardStmt *) stmt)->target == DISCARD_ALL)
+				return "DISCARD ALL";
+			break;
+		default:
+			break;
+	}
+	return NULL;
+}
+
+/*
+ * Parses s with the server's own parser and refuses it (0A000, with the
+ * offset of the statement) if a statement cannot run in a migration.  A
+ * syntax error is raised by the parser, with the file and line added.
+ */
+static int
+pg_check_script(void *ctx, const mig_script *s, mig_err *err)
+{
+	MigPg	   *mp = (MigPg *) ctx;
+	MemoryContext old = CurrentMemoryContext;
+	ErrorContextCallback cb;
+	List	   *stmts;
+	ListCell   *lc;
+	int			rc = MIG_OK;
+
+	script_begin(mp, s, &cb);
+	stmts = raw_parser(mp->text, RAW_PARSE_DEFAULT);
+	foreach(lc, stmts)
+	{
+		RawStmt    *rs = lfirst_node(RawStmt, lc);
+		const char *what = refused_statement(rs->stmt);
+
+		if (what != NULL)
+		{
+			int			off = statement_start(mp, rs->stmt_location);
+
+			mig_err_set(err, MIG_SQLSTATE_TXN_CONTROL,
+						"%s cannot run in migration file \"%s\"",
+						what, s->file);
+			mig_err_detail(err, "Migrations run through SPI inside a transaction, which they may not end and in which this statement cannot run.");
+			mig_err_hint(err, "Remove the statement from the migration and run it separately, for example from psql or a pg_cron job.");
+			err->offset = script_offset(mp, off);
+			rc = MIG_ERROR;
+			break;
+		}
+	}
+	script_done(mp, &cb, old);
+	return rc;
+}
+
+/*
+ * Runs s statement by statement with SPI_execute.  A failing statement
+ * raises its own error (SQLSTATE kept) with the file and line as context.
+ */
+static int
+pg_exec(void *ctx, const mig_script *s, mig_err *err)
+{
+	MigPg	   *mp = (MigPg *) ctx;
+	MemoryContext old = CurrentMemoryContext;
+	ErrorContextCallback cb;
+	List	   *stmts;
+	ListCell   *lc;
+	int			rc = MIG_OK;
+
+	script_begin(mp, s, &cb);
+	stmts = raw_parser(mp->text, RAW_PARSE_DEFAULT);
+	foreach(lc, stmts)
+	{
+		RawStmt    *rs = lfirst_node(RawStmt, lc);
+		int			end = rs->stmt_len > 0 ?
+			rs->stmt_location + rs->stmt_len : mp->text_len;
+		int			off = statement_start(mp, rs->stmt_location);
+		char	   *stmt;
+		int			ret;
+
+		/* From the first word on: comments before it would only clutter
+		 * the "SQL statement" context of an error. */
+		stmt = pnstrdup(mp->text + off, Max(end - off, 0));
+
+		CHECK_FOR_INTERRUPTS();
+		mp->stmt_off = off;
+		ret = SPI_execute(stmt, false, 0);
+		MemoryContextSwitchTo(mp->scratch); /* SPI leaves its own current */
+		if (ret < 0)
+		{
+			mig_err_set(err, MIG_SQLSTATE_TXN_CONTROL,
+						"statement cannot run in migration file \"%s\": %s",
+						s->file, SPI_result_code_string(ret));
+			err->offset = script_offset(mp, off);
+			rc = MIG_ERROR;
+			break;
+		}
+		SPI_freetuptable(SPI_tuptable);
+		pfree(stmt);
+	}
+	script_done(mp, &cb, old);
+	return rc;
+}
+
+/* ---- history ---- */
+
+/* Fills err for an unexpected SPI result. */
+static int
+spi_failed(mig_err *err, const char *what, int ret)
+{
+	mig_err_set(err, MIG_SQLSTATE_INTERNAL, "could not %s migrate_history: %s",
+				what, SPI_result_code_string(ret));
+	return MIG_ERROR;
+}
+
+/* Text column col (1-based) of row as a C string in the current context,
+ * or NULL. */
+static const char *
+text_col(SPITupleTable *tt, uint64 row, int col)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tt->vals[row], tt->tupdesc, col, &isnull);
+
+	return isnull ? NULL : TextDatumGetCString(d);
+}
+
+/* Visits every history row; returns MIG_OK, cb's non-zero code, or
+ * MIG_ERROR. */
+static int
+pg_history_load(void *ctx, mig_row_cb cb, void *arg, mig_err *err)
+{
+	MigPg	   *mp = (MigPg *) ctx;
+	MemoryContext old = MemoryContextSwitchTo(mp->scratch);
+	SPITupleTable *tt;
+	char	   *sql;
+	int			ret;
+	int			rc = MIG_OK;
+
+	/* Not read-only: a read-only SPI call would reuse the caller's snapshot,
+	 * taken before the lock. */
+	sql = psprintf("SELECT version, name, up_file, checksum, "
+				   "applied_at::pg_catalog.text, execution_ms, installed_rank, "
+				   "down_sql IS NOT NULL FROM %s", mp->history);
+	ret = SPI_execute(sql, false, 0);
+	MemoryContextSwitchTo(mp->scratch);
+	if (ret != SPI_OK_SELECT)
+	{
+		MemoryContextSwitchTo(old);
+		return spi_failed(err, "read", ret);
+	}
+	tt = SPI_tuptable;
+	for (uint64 i = 0; i < SPI_processed && rc == MIG_OK; i++)
+	{
+		mig_hist_row row;
+		bool		isnull;
+		Datum		d;
+
+		CHECK_FOR_INTERRUPTS();
+		row.version = text_col(tt, i, 1);
+		row.name = text_col(tt, i, 2);
+		row.file = text_col(tt, i, 3);
+		row.checksum = text_col(tt, i, 4);
+		row.applied_at = text_col(tt, i, 5);
+		d = SPI_getbinval(tt->vals[i], tt->tupdesc, 6, &isnull);
+		row.exec_ms = isnull ? -1 : DatumGetFloat8(d);
+		d = SPI_getbinval(tt->vals[i], tt->tupdesc, 7, &isnull);
+		row.rank = DatumGetInt64(d);
+		d = SPI_getbinval(tt->vals[i], tt->tupdesc, 8, &isnull);
+		row.has_down = DatumGetBool(d) ? 1 : 0;
+		rc = cb(arg, &row);
+	}
+	SPI_freetuptable(tt);
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(mp->scratch);
+	return rc;
+}
+
+/* Records one applied migration. */
+static int
+pg_history_add(void *ctx, const mig_record *rec, mig_err *err)
+{
+	MigPg	   *mp = (MigPg *) ctx;
+	MemoryContext old = MemoryContextSwitchTo(mp->scratch);
+	Oid			types[8] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
+	FLOAT8OID, TEXTOID, TEXTOID};
+	Datum		values[8];
+	char		nulls[8];
+	char	   *sql;
+	int			ret;
+
+	memset(nulls, ' ', sizeof(nulls));
+	values[0] = utf8_text_datum(rec->version, strlen(rec->version));
+	values[1] = utf8_text_datum(rec->name, strlen(rec->name));
+	values[2] = utf8_text_datum(rec->up_file, strlen(rec->up_file));
+	if (rec->down_file != NULL)
+		values[3] = utf8_text_datum(rec->down_file, strlen(rec->down_file));
+	else
+		nulls[3] = 'n';
+	values[4] = utf8_text_datum(rec->checksum, strlen(rec->checksum));
+	values[5] = Float8GetDatum(rec->exec_ms);
+	values[6] = utf8_text_datum(rec->up_sql, rec->up_len);
+	if (rec->down_sql != NULL)
+		values[7] = utf8_text_datum(rec->down_sql, rec->down_len);
+	else
+		nulls[7] = 'n';
+
+	sql = psprintf("INSERT INTO %s (version, name, up_file, down_file, "
+				   "checksum, execution_ms, up_sql, down_sql) "
+				   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)", mp->history);
+	ret = SPI_execute_with_args(sql, 8, types, values, nulls, false, 0);
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(mp->scratch);
+	if (ret != SPI_OK_INSERT || SPI_processed != 1)
+		return spi_failed(err, "insert into", ret);
+	return MIG_OK;
+}
+
+/* Deletes the history row of one version. */
+static int
+pg_history_remove(void *ctx, const char *version, mig_err *err)
+{
+	MigPg	   *mp = (MigPg *) ctx;
+	MemoryContext old = MemoryContextSwitchTo(mp->scratch);
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+	char	   *sql;
+	int			ret;
+	uint64		n;
+
+	values[0] = utf8_text_datum(version, strlen(version));
+	sql = psprintf("DELETE FROM %s WHERE version OPERATOR(pg_catalog.=) $1",
+				   mp->history);
+	ret = SPI_execute_with_args(sql, 1, types, values, NULL, false, 0);
+	n = SPI_processed;
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(mp->scratch);
+	if (ret != SPI_OK_DELETE)
+		return spi_failed(err, "delete from", ret);
+	if (n != 1)
+	{
+		mig_err_set(err, MIG_SQLSTATE_STATE,
+					"migration %s is not in migrate_history", version);
+		return MIG_ERROR;
+	}
+	return MIG_OK;
+}
+
+/* Returns in *sql (memory from pg_alloc, in UTF-8) the stored down script
+ * of version, or NULL when it has none. */
+static int
+pg_history_down(void *ctx, const char *version, char **sql, size_t *len,
+				mig_err *err)
+{
+	MigPg	   *mp = (MigPg *) ctx;
+	MemoryContext old = MemoryContextSwitchTo(mp->scratch);
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+	char	   *query;
+	const char *down = NULL;
+	int			ret;
+	int			rc = MIG_OK;
+
+	*sql = NULL;
+	*len = 0;
+	values[0] = utf8_text_datum(version, strlen(version));
+	query = psprintf("SELECT down_sql FROM %s "
+					 "WHERE version OPERATOR(pg_catalog.=) $1", mp->history);
+	ret = SPI_execute_with_args(query, 1, types, values, NULL, false, 0);
+	MemoryContextSwitchTo(mp->scratch);
+	if (ret != SPI_OK_SELECT)
+		rc = spi_failed(err, "read", ret);
+	else if (SPI_processed == 1)
+		down = text_col(SPI_tuptable, 0, 1);
+	if (down != NULL)
+	{
+		char	   *utf8 = pg_server_to_any(down, strlen(down), PG_UTF8);
+		size_t		n = strlen(utf8);
+
+		*sql = pg_alloc(mp, n + 1);
+		if (*sql == NULL)
+		{
+			mig_err_nomem(err);
+			rc = MIG_NOMEM;
+		}
+		else
+		{
+			memcpy(*sql, utf8, n + 1);
+			*len = n;
+		}
+	}
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(mp->scratch);
+	return rc;
+}
+
+/* ---- set-up, tear-down, errors ---- */
+
+MigPg *
+mig_pg_begin(Oid fn_oid, bool procedure)
+{
+	MemoryContext parent = procedure ? PortalContext : CurrentMemoryContext;
+	MemoryContext cxt;
+	MigPg	   *mp;
+	char	   *schema;
+
+	cxt = AllocSetContextCreate(parent, "migrate", ALLOCSET_DEFAULT_SIZES);
+	mp = MemoryContextAllocZero(cxt, sizeof(MigPg));
+	mp->cxt = cxt;
+	mp->scratch = AllocSetContextCreate(cxt, "migrate scratch",
+										ALLOCSET_DEFAULT_SIZES);
+	mp->procedure = procedure;
+
+	/* The functions live in the extension's schema, so does the history. */
+	schema = get_namespace_name(get_func_namespace(fn_oid));
+	if (schema == NULL)
+		elog(ERROR, "cache lookup failed for the schema of function %u",
+			 fn_oid);
+	mp->history = MemoryContextStrdup(cxt,
+									  psprintf("%s.migrate_history",
+											   quote_identifier(schema)));
+
+	mp->host.ctx = mp;
+	mp->host.alloc = pg_alloc;
+	mp->host.release = pg_release;
+	mp->host.open_file = pg_open_file;
+	mp->host.close_file = pg_close_file;
+	mp->host.list_dir = pg_list_dir;
+	mp->host.lock = pg_lock;
+	mp->host.unlock = pg_unlock;
+	mp->host.checkpoint = procedure ? pg_checkpoint : NULL;
+	mp->host.history_load = pg_history_load;
+	mp->host.history_add = pg_history_add;
+	mp->host.history_remove = pg_history_remove;
+	mp->host.history_down = pg_history_down;
+	mp->host.check_script = pg_check_script;
+	mp->host.exec = pg_exec;
+	mp->host.max_file_size = 0;
+	mp->host.refuse_writable = 1;
+	return mp;
+}
+
+void
+mig_pg_end(MigPg *mp)
+{
+	release_session_lock(mp);
+	MemoryContextDelete(mp->cxt);
+}
+
+/* A valid SQLSTATE: five digits or upper-case letters. */
+static bool
+valid_sqlstate(const char *s)
+{
+	for (int i = 0; i < 5; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'A' && s[i] <= 'Z')))
+			return false;
+	return s[5] == '\0';
+}
+
+void
+mig_pg_report(const mig_err *err)
+{
+	const char *st = err->sqlstate;
+	int			code;
+
+	if (err->code == MIG_NOMEM)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory"),
+				 err->context[0] ? errcontext("%s", err->context) : 0));
+	if (valid_sqlstate(st))
+		code = MAKE_SQLSTATE(st[0], st[1], st[2], st[3], st[4]);
+	else
+		code = ERRCODE_INTERNAL_ERROR;
+	ereport(ERROR,
+			(errcode(code),
+			 errmsg_internal("%s", err->message[0] ? err->message :
+							 "migration failed"),
+			 err->detail[0] ? errdetail_internal("%s", err->detail) : 0,
+			 err->hint[0] ? errhint("%s", err->hint) : 0,
+			 err->context[0] ? errcontext("%s", err->context) : 0));
+	pg_unreachable();
+}

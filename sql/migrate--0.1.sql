@@ -1,0 +1,82 @@
+/* sql/migrate--0.1.sql -- install script of the migrate extension, 0.1 */
+
+-- complain if script is sourced in psql, rather than via CREATE EXTENSION
+\echo Use "CREATE EXTENSION migrate" to load this file. \quit
+
+-- One row per applied migration, in order of application.  up_sql and
+-- down_sql keep the scripts as they were applied, so that migrate_down works
+-- after the files have changed or gone.
+CREATE TABLE @extschema@.migrate_history (
+	installed_rank	pg_catalog.int8 GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	version			pg_catalog.text NOT NULL UNIQUE,
+	name			pg_catalog.text NOT NULL,
+	up_file			pg_catalog.text,
+	down_file		pg_catalog.text,
+	checksum		pg_catalog.text NOT NULL,
+	applied_at		pg_catalog.timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	applied_by		pg_catalog.name NOT NULL DEFAULT CURRENT_USER,
+	execution_ms	pg_catalog.float8,
+	up_sql			pg_catalog.text,
+	down_sql		pg_catalog.text
+);
+
+COMMENT ON TABLE @extschema@.migrate_history IS
+'migrations applied by migrate_apply and migrate_run, with the up and down SQL as applied';
+
+-- Keep the history (and the position of its identity sequence) in pg_dump
+-- output: a restored database must not apply everything again.
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.migrate_history', '');
+SELECT pg_catalog.pg_extension_config_dump(
+	pg_catalog.pg_get_serial_sequence('@extschema@.migrate_history', 'installed_rank'), '');
+
+REVOKE ALL ON TABLE @extschema@.migrate_history FROM PUBLIC;
+
+CREATE FUNCTION @extschema@.migrate_apply(path pg_catalog.text)
+RETURNS pg_catalog.int8
+AS 'MODULE_PATHNAME', 'migrate_apply'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.migrate_apply(pg_catalog.text) IS
+'applies every pending migration of a server folder inside the current transaction; returns how many were applied';
+
+CREATE FUNCTION @extschema@.migrate_down(n pg_catalog.int8 DEFAULT 1)
+RETURNS pg_catalog.int8
+AS 'MODULE_PATHNAME', 'migrate_down'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.migrate_down(pg_catalog.int8) IS
+'rolls back the last n applied migrations with the down SQL stored in the history; returns how many were rolled back';
+
+CREATE FUNCTION @extschema@.migrate_status(path pg_catalog.text)
+RETURNS TABLE (
+	version				pg_catalog.text,
+	name				pg_catalog.text,
+	state				pg_catalog.text,
+	file				pg_catalog.text,
+	checksum			pg_catalog.text,
+	applied_checksum	pg_catalog.text,
+	applied_at			pg_catalog.timestamptz,
+	execution_ms		pg_catalog.float8,
+	installed_rank		pg_catalog.int8,
+	has_down			pg_catalog.bool
+)
+AS 'MODULE_PATHNAME', 'migrate_status'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.migrate_status(pg_catalog.text) IS
+'lists the migrations of a server folder and of the history: applied, pending, changed, missing or out_of_order';
+
+CREATE PROCEDURE @extschema@.migrate_run(path pg_catalog.text)
+AS 'MODULE_PATHNAME', 'migrate_run'
+LANGUAGE C;
+
+COMMENT ON PROCEDURE @extschema@.migrate_run(pg_catalog.text) IS
+'applies every pending migration of a server folder, committing after each one; call it outside a transaction block';
+
+-- These read server files or change the schema: superusers only, unless
+-- granted (migrate_apply, migrate_status and migrate_run also require
+-- pg_read_server_files, checked in C like pg_read_file).
+REVOKE ALL ON FUNCTION @extschema@.migrate_apply(pg_catalog.text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.migrate_down(pg_catalog.int8) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.migrate_status(pg_catalog.text) FROM PUBLIC;
+REVOKE ALL ON PROCEDURE @extschema@.migrate_run(pg_catalog.text) FROM PUBLIC;
