@@ -1,0 +1,129 @@
+# tests/pg/fixtures.sh -- writes the migration folders the PostgreSQL tests
+# use (sourced by tests/pg/run.sh): make_fixtures DIR.
+#
+# Files are created 0644 and folders 0755 (umask 022) so that the server,
+# running as another user, can read them and the engine does not refuse
+# them as group/world-writable; the few unsafe ones are made so on purpose.
+
+# w FOLDER FILE TEXT: writes TEXT (printf %b escapes) to FOLDER/FILE.
+w() {
+	mkdir -p "$FX/$1"
+	printf '%b' "$3" >"$FX/$1/$2"
+}
+
+# probe FOLDER: the first migration of a bad folder; it moves a sequence,
+# which rollback does not undo, so the tests see whether anything ran.
+probe() {
+	w "$1" 1_probe.up.sql "SELECT pg_catalog.nextval('public.probe');\n"
+}
+
+make_fixtures() {
+	FX=$1
+	local f
+	umask 022
+	mkdir -p "$FX"
+
+	# basic: two migrations with downs, one without
+	w basic 1_create_t1.up.sql "CREATE TABLE t1 (id int PRIMARY KEY);\nINSERT INTO t1 VALUES (1), (2);\n"
+	w basic 1_create_t1.down.sql "DROP TABLE t1;\n"
+	w basic 2_create_t2.up.sql "CREATE TABLE t2 (id int);\nINSERT INTO t2 VALUES (10), (20);\n"
+	w basic 2_create_t2.down.sql "DROP TABLE t2;\n"
+	w basic 3_seed.up.sql "-- no down script\nINSERT INTO t1 VALUES (3);\n"
+	mkdir -p "$FX/empty"
+
+	# numeric: versions compare as numbers
+	mkdir -p "$FX/numeric" && cp -p "$FX"/basic/* "$FX/numeric/"
+	for f in 9_nine 10_ten 000011_eleven; do
+		w numeric "$f.up.sql" "CREATE TABLE n_${f#*_} (id int);\n"
+		w numeric "$f.down.sql" "DROP TABLE n_${f#*_};\n"
+	done
+
+	# bad names and versions
+	probe bad_name; w bad_name notes.sql "SELECT 1;\n"
+	probe dup_version; w dup_version 2_a.up.sql "CREATE TABLE d1 (id int);\n"
+	w dup_version 02_b.up.sql "CREATE TABLE d2 (id int);\n"
+	probe down_only; w down_only 2_gone.down.sql "DROP TABLE x;\n"
+
+	# unsafe files
+	probe symlink; ln -s ../basic/1_create_t1.up.sql "$FX/symlink/2_link.up.sql"
+	probe symlink_down; w symlink_down 2_a.up.sql "CREATE TABLE sd (id int);\n"
+	ln -s ../basic/1_create_t1.down.sql "$FX/symlink_down/2_a.down.sql"
+	probe fifo; mkfifo "$FX/fifo/2_fifo.up.sql"
+	probe dir_sql; mkdir -p "$FX/dir_sql/2_dir.up.sql"
+	probe group_writable; w group_writable 2_gw.up.sql "CREATE TABLE gw (id int);\n"
+	chmod 664 "$FX/group_writable/2_gw.up.sql"
+	probe world_writable; w world_writable 2_ww.up.sql "CREATE TABLE ww (id int);\n"
+	chmod 646 "$FX/world_writable/2_ww.up.sql"
+	probe oversized; w oversized 2_big.up.sql "SELECT 1;\n"
+	truncate -s 65M "$FX/oversized/2_big.up.sql"
+
+	# unsafe content
+	probe nul_byte; w nul_byte 2_nul.up.sql "CREATE TABLE nul1 (id int);\0CREATE TABLE nul2 (id int);\n"
+	probe bad_utf8; w bad_utf8 2_utf.up.sql "SELECT 'caf\xe9';\n"
+	probe bad_utf8_down; w bad_utf8_down 2_a.up.sql "SELECT 1;\n"
+	w bad_utf8_down 2_a.down.sql "SELECT '\xff\xfe';\n"
+	w bom 1_bom.up.sql "\xef\xbb\xbfCREATE TABLE bom_t (id int);\n"
+
+	# statements that cannot run through SPI inside a transaction
+	probe txn_commit; w txn_commit 2_commit.up.sql "CREATE TABLE c1 (id int);\nCOMMIT;\n"
+	probe txn_begin; w txn_begin 2_begin.up.sql "BEGIN;\nCREATE TABLE c2 (id int);\n"
+	probe txn_rollback; w txn_rollback 2_rb.up.sql "CREATE TABLE c3 (id int);\nROLLBACK;\n"
+	probe txn_savepoint; w txn_savepoint 2_sp.up.sql "SAVEPOINT a;\n"
+	probe txn_down; w txn_down 2_a.up.sql "CREATE TABLE c4 (id int);\n"
+	w txn_down 2_a.down.sql "DROP TABLE c4;\nCOMMIT;\n"
+	probe vacuum; w vacuum 2_vacuum.up.sql "CREATE TABLE v1 (id int);\n-- tidy up\nVACUUM v1;\n"
+	probe cic; w cic 2_cic.up.sql "CREATE TABLE i1 (id int);\nCREATE INDEX CONCURRENTLY i1_id ON i1 (id);\n"
+	probe createdb; w createdb 2_db.up.sql "CREATE DATABASE migrate_never;\n"
+	probe tablespace; w tablespace 2_ts.up.sql "CREATE TABLESPACE never LOCATION '/nonexistent';\n"
+	probe copy_stdin; w copy_stdin 2_copy.up.sql "CREATE TABLE cp (id int);\nCOPY cp FROM STDIN;\n"
+	probe syntax; w syntax 2_bad.up.sql "CREATE TABLE s1 (id int);\n\nCREAT TABLE s2 (id int);\n"
+
+	# runtime errors and their lines
+	w fail 1_ok.up.sql "CREATE TABLE f1 (id int);\n"
+	w fail 2_fails.up.sql "CREATE TABLE f2 (id int);\n\n-- the next statement fails on its second line\nINSERT INTO f2\n  VALUES (1 / 0);\n"
+	w crlf_fail 1_crlf.up.sql "CREATE TABLE cr (id int);\r\n\r\nSELECT 1 / 0;\r\n"
+	w down_fails 1_df.up.sql "CREATE TABLE df (id int);\n"
+	w down_fails 1_df.down.sql "DROP TABLE df;\nDROP TABLE no_such_table;\n"
+	w unicode_syntax 1_u.up.sql "-- h\xc3\xa9llo w\xc3\xb6rld \xe2\x82\xac\xe2\x82\xac\nSELECT '\xc3\xa9\xc3\xa9\xc3\xa9';\nSELECT '\xe2\x82\xac'\n  , 1 +;\n"
+
+	# applied history against edited folders (states_a is applied first)
+	for f in states_a edited missing out_of_order states_b; do
+		w $f 1_a.up.sql "CREATE TABLE sa1 (id int);\n"
+	done
+	for f in states_a missing out_of_order; do
+		w $f 2_b.up.sql "CREATE TABLE sa2 (id int);\n"
+	done
+	w edited 2_b.up.sql "CREATE TABLE sa2 (id bigint);\n"
+	w states_b 2_b.up.sql "CREATE TABLE sa2 (id bigint);\n"
+	for f in states_a edited out_of_order; do
+		w $f 4_d.up.sql "CREATE TABLE sa4 (id int);\n"
+	done
+	w edited 5_probe.up.sql "SELECT pg_catalog.nextval('public.probe');\n"
+	w missing 5_probe.up.sql "SELECT pg_catalog.nextval('public.probe');\n"
+	w out_of_order 3_probe.up.sql "SELECT pg_catalog.nextval('public.probe');\n"
+	w states_b 3_c.up.sql "CREATE TABLE sa3 (id int);\n"
+	w states_b 5_e.up.sql "CREATE TABLE sa5 (id int);\n"
+
+	# procedure mode
+	for f in 1 2 3; do
+		w proc_ok "${f}_p$f.up.sql" "CREATE TABLE p$f (id int);\nINSERT INTO p$f VALUES ($f);\n"
+	done
+	mkdir -p "$FX/proc_fail" && cp -p "$FX"/proc_ok/* "$FX/proc_fail/"
+	w proc_fail 4_p4.up.sql "CREATE TABLE p4 (id int);\nSELECT 1 / 0;\n"
+	w proc_fail 5_p5.up.sql "CREATE TABLE p5 (id int);\n"
+	w slow 1_slow.up.sql "CREATE TABLE slow (id int);\nSELECT pg_catalog.pg_sleep(5);\n"
+	w enum 1_type.up.sql "CREATE TYPE mood AS ENUM ('sad');\n"
+	w enum 2_value.up.sql "ALTER TYPE mood ADD VALUE 'happy';\n"
+	w enum 3_use.up.sql "CREATE TABLE m (x mood DEFAULT 'happy');\n"
+
+	# races, dump and restore, pg_cron
+	for f in $(seq 1 20); do
+		w race "${f}_r$f.up.sql" "CREATE TABLE r$f (id int PRIMARY KEY);\nINSERT INTO r$f SELECT g FROM generate_series(1, 100) g;\n"
+		w race "${f}_r$f.down.sql" "DROP TABLE r$f;\n"
+	done
+	for f in 1 2 3; do
+		w cron "${f}_c$f.up.sql" "CREATE TABLE c$f (id int);\n"
+	done
+	mkdir -p "$FX/basic_plus" && cp -p "$FX"/basic/* "$FX/basic_plus/"
+	w basic_plus 4_more.up.sql "CREATE TABLE t4 (id int);\n"
+}
