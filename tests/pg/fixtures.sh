@@ -126,4 +126,5 @@ make_fixtures() {
 	done
 	mkdir -p "$FX/basic_plus" && cp -p "$FX"/basic/* "$FX/basic_plus/"
 	w basic_plus 4_more.up.sql "CREATE TABLE t4 (id int);\n"
+	w basic_plus 4_more.down.sql "DROP TABLE t4;\n"
 }

@@ -1,0 +1,280 @@
+#!/usr/bin/env bash
+# tests/pg/run.sh -- the PostgreSQL extension's tests, against a real server.
+#
+#   tests/pg/run.sh            build and install pg_ext, start a throwaway
+#                              cluster, run every test, stop the cluster
+#
+# Prints one TAP line per test ("ok - name" / "not ok - name") and exits
+# non-zero if any failed.  Needs: postgresql-15, postgresql-server-dev-15,
+# postgresql-15-pgtap (and pg_prove), postgresql-15-cron.  Installing the
+# extension needs root (CI runs as root); the cluster then runs as "nobody".
+#
+# Parts: the pgTAP suite (t/*.sql, pg_prove), isolation specs (specs/*.spec,
+# pg_isolation_regress), then shell checks for what needs real commits or
+# several clients: procedure mode, isolation and read-only refusals, a
+# 32-client race, pg_dump/pg_restore, and a pg_cron job (started first,
+# checked last, as pg_cron 1.4 runs jobs once a minute).
+set -u
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+. tests/pg/lib.sh
+. tests/pg/fixtures.sh
+
+PASSED=0
+FAILED=0
+LOCK_KEY=30796665482998885	# MIGRATE_LOCK_KEY in pg_ext/pg_host.h
+
+tap() {		# tap STATUS NAME
+	if [ "$1" = 0 ]; then
+		echo "ok - $2"
+		PASSED=$((PASSED + 1))
+	else
+		echo "not ok - $2"
+		FAILED=$((FAILED + 1))
+	fi
+}
+
+# q DB SQL...: runs SQL, prints unaligned tuples-only output.
+q() {
+	local db=$1
+	shift
+	psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" "$@"
+}
+
+# check NAME DB SQL: SQL must print exactly "t".
+check() {
+	local out
+	out=$(q "$2" -c "$3" 2>&1)
+	[ "$out" = t ]
+	tap $? "$1"
+	[ "$out" = t ] || echo "#   got: $out"
+}
+
+# fails_with NAME DB SQLSTATE SCRIPT: one statement of SCRIPT (run as psql
+# runs a file: statement by statement) fails with SQLSTATE.
+fails_with() {
+	local out
+	out=$(printf '%s\n' "$4" | psql -X -q -At -v VERBOSITY=verbose -d "$2" 2>&1)
+	echo "$out" | grep -q "ERROR:  $3:"
+	tap $? "$1"
+	echo "$out" | grep -q "ERROR:  $3:" || echo "$out" | sed 's/^/#   /'
+}
+
+newdb() {	# newdb NAME: a fresh database with the extension
+	psql -X -q -d postgres -c "CREATE DATABASE $1" &&
+		q "$1" -c "CREATE EXTENSION migrate" -c "CREATE SEQUENCE public.probe"
+}
+
+cleanup() {
+	pg_stop
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---- build, install, start ----
+if ! make -s -C pg_ext >/tmp/migrate-pg-build.log 2>&1; then
+	cat /tmp/migrate-pg-build.log
+	tap 1 "pg_ext builds with -Wall -Wextra -Werror"
+	exit 1
+fi
+tap 0 "pg_ext builds with -Wall -Wextra -Werror"
+if ! make -s -C pg_ext install >/tmp/migrate-pg-build.log 2>&1; then
+	cat /tmp/migrate-pg-build.log
+	tap 1 "pg_ext installs (run as root)"
+	exit 1
+fi
+tap 0 "pg_ext installs"
+
+pg_start "shared_preload_libraries = 'pg_cron'" \
+	"cron.database_name = 'postgres'" \
+	"cron.use_background_workers = on" \
+	"max_worker_processes = 16" || { tap 1 "throwaway cluster starts"; exit 1; }
+tap 0 "throwaway cluster starts"
+FX=$PG_TMP/fx
+make_fixtures "$FX"
+
+# ---- pg_cron: schedule now, check at the end ----
+newdb crondb
+q crondb -c "CREATE TABLE cron_log (at timestamptz DEFAULT clock_timestamp(), applied bigint)"
+q postgres -c "CREATE EXTENSION pg_cron" \
+	-c "SELECT cron.schedule_in_database('migrate-test', '* * * * *',
+	      \$\$INSERT INTO cron_log (applied) SELECT migrate_apply('$FX/cron')\$\$, 'crondb')" >/dev/null
+CRON_START=$(date +%s)
+
+# ---- pgTAP ----
+newdb tap
+q tap -c "CREATE EXTENSION pgtap" -c "DROP SEQUENCE public.probe" \
+	-c "ALTER DATABASE tap SET migrate_test.dir = '$FX'"
+PROVE_OUT=$PG_TMP/prove.out
+(cd tests/pg && pg_prove -v -d tap t/*.sql) >"$PROVE_OUT" 2>&1
+PROVE_RC=$?
+awk '
+	/^t\/.*\.sql \.\./ { file = $1; sub(/^t\//, "", file); sub(/\.sql$/, "", file); next }
+	/^ok [0-9]+ - / { sub(/^ok [0-9]+ - /, ""); print "ok - " file ": " $0; next }
+	/^not ok [0-9]+ - / { sub(/^not ok [0-9]+ - /, ""); print "not ok - " file ": " $0; next }
+	/^#/ { print }
+' "$PROVE_OUT"
+PASSED=$((PASSED + $(grep -c '^ok [0-9]' "$PROVE_OUT")))
+FAILED=$((FAILED + $(grep -c '^not ok [0-9]' "$PROVE_OUT")))
+[ $PROVE_RC = 0 ] || grep -E "^psql|ERROR|Bad plan|Dubious" "$PROVE_OUT" | sed 's/^/#   /'
+tap $PROVE_RC "pgTAP: every file ran its whole plan (pg_prove)"
+
+# ---- isolation specs ----
+newdb iso
+q iso -c "DROP SEQUENCE public.probe" -c "DROP EXTENSION migrate" \
+	-c "ALTER DATABASE iso SET migrate_test.dir = '$FX'"
+ISO_OUT=$PG_TMP/iso
+mkdir -p "$ISO_OUT"
+ISOLATION_REGRESS=$(dirname "$(pg_config --pgxs)")/../test/isolation/pg_isolation_regress
+"$ISOLATION_REGRESS" --use-existing --dbname=iso --inputdir=tests/pg \
+	--outputdir="$ISO_OUT" --host="$PGHOST" --port="$PGPORT" --user="$PGUSER" \
+	apply_race apply_isolation lock_wait down_race >"$ISO_OUT/run.out" 2>&1
+ISO_RC=$?
+while read -r name status; do
+	[ "$status" = ok ]
+	tap $? "isolation: $name"
+done < <(sed -nE 's/^test ([a-z_]+) +\.\.\. ([a-zA-Z]+).*/\1 \2/p' "$ISO_OUT/run.out")
+[ $ISO_RC = 0 ] || sed 's/^/#   /' "$ISO_OUT/regression.diffs" 2>/dev/null | head -60
+tap $ISO_RC "isolation: pg_isolation_regress passed"
+
+# ---- procedure mode ----
+newdb proc
+out=$(q proc -c "CALL migrate_run('$FX/proc_ok')" 2>&1)
+[ "$out" = "NOTICE:  applied 3 migrations" ]
+tap $? "procedure: CALL migrate_run applies the folder and says how many"
+check "procedure: one transaction per migration" proc \
+	"SELECT count(DISTINCT xmin::text) = 3 AND count(*) = 3 FROM migrate_history"
+out=$(q proc -c "CALL migrate_run('$FX/proc_ok')" 2>&1)
+[ "$out" = "NOTICE:  applied 0 migrations" ]
+tap $? "procedure: a second CALL reports 0"
+
+newdb procfail
+out=$(psql -X -q -At -v VERBOSITY=verbose -d procfail 2>&1 <<EOF
+CALL migrate_run('$FX/proc_fail');
+SELECT 'locks=' || count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid();
+EOF
+)
+echo "$out" | grep -q "ERROR:  22012: division by zero"
+tap $? "procedure: a failing migration keeps its SQLSTATE"
+echo "$out" | grep -q "file of migration 4 (4_p4.up.sql), line 2"
+tap $? "procedure: and names file, version and line"
+echo "$out" | grep -q "^locks=0$"
+tap $? "procedure: the session lock is released after the error (pg_locks)"
+check "procedure: the migrations before the failing one stay committed" procfail \
+	"SELECT array_agg(version ORDER BY installed_rank) = '{1,2,3}' AND to_regclass('p3') IS NOT NULL
+	   AND to_regclass('p4') IS NULL AND to_regclass('p5') IS NULL FROM migrate_history"
+check "procedure: another session can take the lock at once" procfail \
+	"SELECT pg_try_advisory_lock($LOCK_KEY)"
+
+fails_with "procedure: inside BEGIN it refuses with 2D000" proc 2D000 \
+	"BEGIN; CALL migrate_run('$FX/proc_ok'); COMMIT;"
+out=$(psql -X -q -At -v VERBOSITY=verbose -d proc -c "SELECT 1; CALL migrate_run('$FX/proc_ok')" 2>&1)
+echo "$out" | grep -q "ERROR:  2D000:"
+tap $? "procedure: after another statement in one query string, 2D000"
+fails_with "procedure: in a read-only session, 25006" proc 25006 \
+	"SET default_transaction_read_only = on; CALL migrate_run('$FX/proc_ok')"
+
+newdb slow
+out=$(psql -X -q -At -v VERBOSITY=verbose -d slow 2>&1 <<EOF
+SET statement_timeout = '300ms';
+CALL migrate_run('$FX/slow');
+RESET statement_timeout;
+SELECT 'locks=' || count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid();
+SELECT 'history=' || count(*) FROM migrate_history;
+EOF
+)
+echo "$out" | grep -q "ERROR:  57014:"
+tap $? "procedure: a cancelled migration stops with 57014"
+echo "$out" | grep -q "^locks=0$" && echo "$out" | grep -q "^history=0$"
+tap $? "procedure: the cancel released the lock and left no history"
+
+newdb enums
+fails_with "function: a new enum value used in the same transaction fails (55P04)" enums 55P04 \
+	"SELECT migrate_apply('$FX/enum')"
+out=$(q enums -c "CALL migrate_run('$FX/enum')" 2>&1)
+[ "$out" = "NOTICE:  applied 3 migrations" ]
+tap $? "procedure: the same migrations apply when committed one by one"
+
+# ---- function mode refusals ----
+newdb fmode
+fails_with "function: REPEATABLE READ is refused (25000)" fmode 25000 \
+	"BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT migrate_apply('$FX/basic'); COMMIT;"
+fails_with "function: SERIALIZABLE is refused (25000)" fmode 25000 \
+	"BEGIN ISOLATION LEVEL SERIALIZABLE; SELECT migrate_apply('$FX/basic'); COMMIT;"
+fails_with "function: a read-only transaction is refused (25006)" fmode 25006 \
+	"BEGIN READ ONLY; SELECT migrate_apply('$FX/basic'); COMMIT;"
+fails_with "function: migrate_down in a read-only transaction is refused (25006)" fmode 25006 \
+	"BEGIN READ ONLY; SELECT migrate_down(1); COMMIT;"
+# another session holds the migration lock for a while
+psql -X -q -At -d fmode -c "SELECT pg_advisory_lock($LOCK_KEY)" -c "SELECT pg_sleep(4)" \
+	>/dev/null 2>&1 &
+HOLDER=$!
+for _ in $(seq 1 50); do
+	[ "$(q fmode -c "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted")" = 1 ] && break
+	sleep 0.1
+done
+fails_with "function: lock_timeout bounds the wait for the migration lock (55P03)" fmode 55P03 \
+	"SET lock_timeout = '200ms'; SELECT migrate_apply('$FX/basic')"
+fails_with "procedure: so it does for migrate_run (55P03)" fmode 55P03 \
+	"SET lock_timeout = '200ms'; CALL migrate_run('$FX/basic')"
+kill "$HOLDER" 2>/dev/null
+wait "$HOLDER" 2>/dev/null
+check "function: nothing was applied by the refused calls" fmode \
+	"SELECT count(*) = 0 FROM migrate_history"
+
+# ---- 32 concurrent clients ----
+newdb race
+RACE=$PG_TMP/race
+mkdir -p "$RACE"
+for i in $(seq 1 32); do
+	if [ $((i % 8)) = 0 ]; then
+		psql -X -q -At -d race -c "CALL migrate_run('$FX/race')" >"$RACE/$i.out" 2>&1 &
+	else
+		psql -X -q -At -d race -c "SELECT migrate_apply('$FX/race')" >"$RACE/$i.out" 2>&1 &
+	fi
+done
+wait
+appliers=$(grep -lE '^(20|NOTICE:  applied 20 migrations)$' "$RACE"/*.out | wc -l)
+noops=$(grep -lE '^(0|NOTICE:  applied 0 migrations)$' "$RACE"/*.out | wc -l)
+[ "$appliers" = 1 ] && [ "$noops" = 31 ]
+tap $? "race: 32 clients at once (28 SELECT, 4 CALL), exactly one applies, 31 apply nothing"
+[ "$appliers" = 1 ] && [ "$noops" = 31 ] || cat "$RACE"/*.out | sort | uniq -c | sed 's/^/#   /'
+check "race: no duplicate history rows" race \
+	"SELECT count(*) = 20 AND count(DISTINCT version) = 20 FROM migrate_history"
+
+# ---- pg_dump / pg_restore ----
+newdb dumpsrc
+q dumpsrc -c "SELECT migrate_apply('$FX/basic')" >/dev/null
+pg_dump -Fc -d dumpsrc -f "$PG_TMP/dump.custom"
+psql -X -q -d postgres -c "CREATE DATABASE dumpdst"
+pg_restore -d dumpdst "$PG_TMP/dump.custom" >"$PG_TMP/restore.log" 2>&1
+tap $? "dump: pg_restore of a migrated database succeeds"
+check "dump: the history came along" dumpdst \
+	"SELECT count(*) = 3 AND bool_and(down_sql IS NOT NULL OR version = '3') FROM migrate_history"
+check "dump: migrate_apply on the restored database applies 0" dumpdst \
+	"SELECT migrate_apply('$FX/basic') = 0"
+check "dump: a new migration applies on the restored database" dumpdst \
+	"SELECT migrate_apply('$FX/basic_plus') = 1"
+check "dump: and continues the installed_rank sequence" dumpdst \
+	"SELECT installed_rank = 4 FROM migrate_history WHERE version = '4'"
+check "dump: migrate_down works on the restored database" dumpdst \
+	"SELECT migrate_down(1) = 1 AND to_regclass('t4') IS NULL"
+
+# ---- pg_cron: wait for two runs ----
+deadline=$((CRON_START + 150))
+while [ "$(q crondb -c "SELECT count(*) FROM cron_log")" -lt 2 ] && [ "$(date +%s)" -lt $deadline ]; do
+	sleep 2
+done
+check "cron: pg_cron ran migrate_apply at least twice" crondb \
+	"SELECT count(*) >= 2 FROM cron_log"
+check "cron: the first run applied the 3 files, later runs applied nothing" crondb \
+	"SELECT array_agg(applied ORDER BY at) = ARRAY[3::bigint] || array_fill(0::bigint, ARRAY[count(*)::int - 1])
+	   FROM cron_log"
+check "cron: every job run succeeded" postgres \
+	"SELECT count(*) >= 2 AND bool_and(status = 'succeeded') FROM cron.job_run_details"
+check "cron: no duplicate history rows" crondb \
+	"SELECT count(*) = 3 AND count(DISTINCT version) = 3 FROM migrate_history"
+q postgres -c "SELECT cron.unschedule('migrate-test')" >/dev/null
+
+echo "# $PASSED passed, $FAILED failed"
+[ "$FAILED" = 0 ]
