@@ -46,7 +46,8 @@ typedef struct mig_err {
 	char		message[MIG_MSG_MAX];
 	char		detail[MIG_DETAIL_MAX];
 	char		hint[MIG_HINT_MAX];
-	char		context[MIG_CTX_MAX];	/* e.g. migration 3 (3_a.up.sql), line 7 */
+	char		context[MIG_CTX_MAX];	/* "migration 3 (3_a.up.sql), line 7" or
+										 * "rollback of migration 3 (a), line 2" */
 	long		offset;			/* set by exec/check_script: byte offset of
 								 * the failing statement or token, or -1 */
 	int			sys_errno;		/* errno of a failed system call, or 0 */

@@ -120,8 +120,8 @@ mig_err_at(mig_err *err, const mig_script *s)
 	if (err->offset >= 0 && (size_t) err->offset <= s->len)
 		snprintf(line, sizeof(line), ", line %d",
 				 mig_line_at(s->sql, s->len, (size_t) err->offset));
-	snprintf(err->context, sizeof(err->context), "%s of migration %s (%s)%s",
-			 s->down ? "rollback" : "file", s->version, s->file, line);
+	snprintf(err->context, sizeof(err->context), "%smigration %s (%s)%s",
+			 s->down ? "rollback of " : "", s->version, s->file, line);
 }
 
 void

@@ -69,7 +69,8 @@ refuse_names(mig_err *err, mig_vec *bad, const char *state, const char *one,
 
 	if (bad->n == 0)
 		return MIG_OK;
-	qsort(bad->items, bad->n, sizeof(char *), str_cmp);
+	if (bad->n > 1)
+		qsort(bad->items, bad->n, sizeof(char *), str_cmp);
 	if (bad->n == 1)
 		mig_err_set(err, state, one, names[0]);
 	else
@@ -125,7 +126,7 @@ mig_discover(const mig_host *h, mig_arena *a, const char *dir, mig_vec *files,
 			((found *) slot)->file = file;
 		}
 	}
-	if (rc == MIG_OK)
+	if (rc == MIG_OK && ok.n > 1)
 		qsort(ok.items, ok.n, sizeof(found), found_cmp);
 
 	/* group by version: one up file, at most one down file */

@@ -77,7 +77,8 @@ mig_plan_build(const mig_host *h, const char *dir, mig_plan *p, mig_err *err)
 		mig_err_nomem(err);
 	if (rc != MIG_OK)
 		return rc;
-	qsort(p->hist.items, p->hist.n, sizeof(mig_hist), hist_cmp);
+	if (p->hist.n > 1)
+		qsort(p->hist.items, p->hist.n, sizeof(mig_hist), hist_cmp);
 	if (p->hist.n)
 		p->max_applied = mig_vec_at(&p->hist, mig_hist, p->hist.n - 1)->version;
 	if (dir && (rc = mig_discover(h, &p->arena, dir, &p->files, err)) != MIG_OK)

@@ -271,7 +271,8 @@ mig_down(const mig_host *h, int64_t n, int64_t *rolled_back, mig_err *err)
 	{
 		for (size_t i = 0; i < p.hist.n; i++)
 			last[i] = mig_vec_at(&p.hist, mig_hist, i);
-		qsort(last, p.hist.n, sizeof(mig_hist *), rank_desc);
+		if (p.hist.n > 1)
+			qsort(last, p.hist.n, sizeof(mig_hist *), rank_desc);
 		rc = check_down(last, n, p.hist.n, err);
 	}
 	for (int64_t k = 0; rc == MIG_OK && k < n; k++)
@@ -285,7 +286,7 @@ mig_down(const mig_host *h, int64_t n, int64_t *rolled_back, mig_err *err)
 		if (rc == MIG_OK)
 		{
 			s.sql = sql;
-			s.file = last[k]->file ? last[k]->file : last[k]->name;
+			s.file = last[k]->name;	/* the down script comes from history */
 			s.version = last[k]->version;
 			s.down = 1;
 			rc = run_script(h, h->exec, &s, err);

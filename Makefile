@@ -1,0 +1,74 @@
+# migrate -- schema migrations applied from inside the database.
+#
+#   make            build the SQLite extension (build/migrate.so)
+#   make demo       build it and apply examples/blog in the sqlite3 shell
+#   make check      install what is missing, build everything, run every test
+#   make bench      benchmarks against the floor (sqlite3 / psql running the same SQL)
+#   make pg         build the PostgreSQL extension (pg_ext/, PGXS)
+#
+# Layout: common/ is the engine-agnostic core, sqlite_ext/ and pg_ext/ the
+# adapters, sql/ the PostgreSQL install scripts, tests/ every test.
+
+CC      ?= cc
+CFLAGS  ?= -O2 -g
+WARN    := -Wall -Wextra -Werror
+STD     := -std=c11 -D_POSIX_C_SOURCE=200809L
+BUILD   := build
+PG_CONFIG ?= pg_config
+
+CORE_SRC := $(wildcard common/*.c)
+CORE_HDR := $(wildcard common/*.h)
+SQ_SRC   := $(wildcard sqlite_ext/*.c)
+SQ_HDR   := $(wildcard sqlite_ext/*.h)
+SAN      := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+
+.PHONY: all demo check deps bench pg unit sqlite-tests clean
+
+all: $(BUILD)/migrate.so
+
+$(BUILD)/migrate.so: $(CORE_SRC) $(CORE_HDR) $(SQ_SRC) $(SQ_HDR) | $(BUILD)
+	$(CC) $(STD) $(WARN) $(CFLAGS) -fPIC -shared -o $@ $(CORE_SRC) $(SQ_SRC) -lz
+
+# The same extension built with AddressSanitizer and UBSan, for the tests.
+$(BUILD)/asan/migrate.so: $(CORE_SRC) $(CORE_HDR) $(SQ_SRC) $(SQ_HDR)
+	@mkdir -p $(BUILD)/asan
+	$(CC) $(STD) $(WARN) -O1 -g $(SAN) -fPIC -shared -o $@ $(CORE_SRC) $(SQ_SRC) -lz
+
+# Core unit tests: plain C against a fake host, with the sanitizers.
+$(BUILD)/test_core: tests/unit/test_core.c $(CORE_SRC) $(CORE_HDR) | $(BUILD)
+	$(CC) $(STD) $(WARN) -O1 -g $(SAN) -Icommon -o $@ tests/unit/test_core.c $(CORE_SRC) -lz
+
+$(BUILD):
+	@mkdir -p $(BUILD)
+
+demo:
+	@tests/deps.sh demo
+	@$(MAKE) --no-print-directory all
+	@rm -f $(BUILD)/demo.db
+	sqlite3 $(BUILD)/demo.db \
+	  ".load ./$(BUILD)/migrate" \
+	  "SELECT 'applied ' || migrate_apply('examples/blog') || ' migrations';" \
+	  "SELECT 'applied ' || migrate_apply('examples/blog') || ' migrations on the second call';" \
+	  ".mode box" \
+	  "SELECT version, name, state, applied_at FROM migrate_status('examples/blog');" \
+	  "SELECT a.name AS author, p.title FROM posts p JOIN authors a ON a.id = p.author_id ORDER BY p.id;"
+
+pg:
+	$(MAKE) -C pg_ext PG_CONFIG=$(PG_CONFIG)
+
+deps:
+	@tests/deps.sh all
+
+check: deps
+	@$(MAKE) --no-print-directory all $(BUILD)/asan/migrate.so $(BUILD)/test_core
+	@tests/run.sh
+
+bench:
+	@tests/deps.sh all
+	@$(MAKE) --no-print-directory all
+	@tests/bench/sqlite_bench.sh
+	@if [ -x tests/bench/pg_bench.sh ]; then tests/bench/pg_bench.sh; fi
+
+clean:
+	rm -rf $(BUILD)
+	-$(MAKE) -C pg_ext clean PG_CONFIG=$(PG_CONFIG) >/dev/null 2>&1

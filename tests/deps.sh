@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the project needs, only those missing.
+#   tests/deps.sh demo   what `make demo` needs (compiler, SQLite, zlib)
+#   tests/deps.sh all    everything `make check` and `make bench` need
+set -euo pipefail
+PGVER=${PGVER:-15}
+demo=(gcc make libc6-dev libsqlite3-dev sqlite3 zlib1g-dev)
+all=("${demo[@]}" python3 valgrind procps
+     "postgresql-$PGVER" "postgresql-client-$PGVER" "postgresql-server-dev-$PGVER"
+     "postgresql-$PGVER-pgtap" "postgresql-$PGVER-cron"
+     libtap-parser-sourcehandler-pgtap-perl libipc-run-perl)
+case "${1:-all}" in
+  demo) want=("${demo[@]}") ;;
+  all) want=("${all[@]}") ;;
+  *) echo "usage: $0 demo|all" >&2; exit 2 ;;
+esac
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "deps: need root or sudo to install: ${missing[*]}" >&2; exit 1; }
+  sudo=sudo
+fi
+echo "deps: installing ${missing[*]}"
+$sudo apt-get update -qq
+$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,710 @@
+/*
+ * test_core.c -- unit tests of the core (common/) against a fake host: an
+ * in-memory history, a script runner that logs what it is given, and an
+ * allocator that counts and can fail the Nth allocation.  The file system
+ * is real (a temporary folder).  Prints TAP; built with ASan and UBSan.
+ *
+ * These test the core's own logic; the real engines are tested through
+ * the sqlite3 shell, Python's sqlite3 module and a PostgreSQL server.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "mig_int.h"
+
+/* ---- a tiny TAP harness ---- */
+static int	tests,
+			failures;
+
+#define CHECK(cond, ...) check_((cond), #cond, __FILE__, __LINE__, __VA_ARGS__)
+static void
+check_(int ok, const char *cond, const char *file, int line, const char *fmt, ...)
+{
+	va_list		ap;
+
+	printf("%sok %d - ", ok ? "" : "not ", ++tests);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	printf("\n");
+	if (!ok)
+	{
+		failures++;
+		printf("#   failed: %s at %s:%d\n", cond, file, line);
+	}
+}
+
+/* ---- the fake host ---- */
+typedef struct frow {
+	char	   *version,
+			   *name,
+			   *file,
+			   *checksum,
+			   *down;
+	int64_t		rank;
+} frow;
+
+typedef struct fake {
+	frow		rows[2100];
+	int			n;
+	int64_t		next_rank;
+	char		log[65536];		/* scripts run, "version:up|" */
+	long		allocs,
+				frees,
+				fail_at;		/* fail the fail_at-th allocation (1-based), 0 = never */
+	size_t		live,
+				peak;
+	int			locked,
+				commits,
+				rollbacks;
+	/* a snapshot of rows taken at lock, restored on rollback */
+	frow		saved[2100];
+	int			saved_n;
+} fake;
+
+static char *
+xdup(const char *s, size_t n)
+{
+	char	   *p = malloc(n + 1);
+
+	memcpy(p, s, n);
+	p[n] = '\0';
+	return p;
+}
+
+static void *
+f_alloc(void *ctx, size_t n)
+{
+	fake	   *f = ctx;
+	size_t	   *p;
+
+	if (f->fail_at && ++f->allocs == f->fail_at)
+		return NULL;
+	if (!f->fail_at)
+		f->allocs++;
+	p = malloc(n + sizeof(size_t) * 2);
+	p[0] = n;
+	f->live += n;
+	if (f->live > f->peak)
+		f->peak = f->live;
+	return p + 2;
+}
+
+static void
+f_release(void *ctx, void *q)
+{
+	fake	   *f = ctx;
+	size_t	   *p = (size_t *) q - 2;
+
+	f->frees++;
+	f->live -= p[0];
+	free(p);
+}
+
+static int
+f_open(void *ctx, const char *path, mig_err *err)
+{
+	int			fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+
+	(void) ctx;
+	if (fd < 0)
+		mig_err_errno(err, errno, "open file", path);
+	return fd;
+}
+
+static void
+f_close(void *ctx, int fd)
+{
+	(void) ctx;
+	close(fd);
+}
+
+static int
+f_list(void *ctx, const char *path, mig_name_cb cb, void *arg, mig_err *err)
+{
+	DIR		   *d = opendir(path);
+	struct dirent *de;
+	int			rc = MIG_OK;
+
+	(void) ctx;
+	if (!d)
+	{
+		mig_err_errno(err, errno, "open directory", path);
+		return MIG_ERROR;
+	}
+	while (rc == MIG_OK && (de = readdir(d)))
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+			rc = cb(arg, de->d_name);
+	closedir(d);
+	return rc;
+}
+
+static void
+free_rows(frow *rows, int n)
+{
+	for (int i = 0; i < n; i++)
+	{
+		free(rows[i].version);
+		free(rows[i].name);
+		free(rows[i].file);
+		free(rows[i].checksum);
+		free(rows[i].down);
+	}
+}
+
+static void
+copy_rows(frow *to, const frow *from, int n)
+{
+	for (int i = 0; i < n; i++)
+	{
+		to[i] = from[i];
+		to[i].version = strdup(from[i].version);
+		to[i].name = strdup(from[i].name);
+		to[i].file = strdup(from[i].file);
+		to[i].checksum = strdup(from[i].checksum);
+		to[i].down = from[i].down ? strdup(from[i].down) : NULL;
+	}
+}
+
+static int
+f_lock(void *ctx, mig_err *err)
+{
+	fake	   *f = ctx;
+
+	(void) err;
+	f->locked = 1;
+	copy_rows(f->saved, f->rows, f->n);
+	f->saved_n = f->n;
+	return MIG_OK;
+}
+
+static int
+f_unlock(void *ctx, int commit, mig_err *err)
+{
+	fake	   *f = ctx;
+
+	(void) err;
+	if (commit)
+	{
+		f->commits++;
+		free_rows(f->saved, f->saved_n);
+	}
+	else
+	{
+		f->rollbacks++;
+		free_rows(f->rows, f->n);
+		memcpy(f->rows, f->saved, sizeof(frow) * f->saved_n);
+		f->n = f->saved_n;
+	}
+	f->saved_n = 0;
+	f->locked = 0;
+	return MIG_OK;
+}
+
+static int
+f_load(void *ctx, mig_row_cb cb, void *arg, mig_err *err)
+{
+	fake	   *f = ctx;
+
+	(void) err;
+	for (int i = f->n - 1; i >= 0; i--)	/* any order: give it backwards */
+	{
+		mig_hist_row r = {f->rows[i].version, f->rows[i].name, f->rows[i].file,
+		f->rows[i].checksum, "2024-01-01", 1.5, f->rows[i].rank, f->rows[i].down != NULL};
+		int			rc = cb(arg, &r);
+
+		if (rc)
+			return rc;
+	}
+	return MIG_OK;
+}
+
+static int
+f_add(void *ctx, const mig_record *r, mig_err *err)
+{
+	fake	   *f = ctx;
+	frow	   *w = &f->rows[f->n++];
+
+	(void) err;
+	w->version = strdup(r->version);
+	w->name = strdup(r->name);
+	w->file = strdup(r->up_file);
+	w->checksum = strdup(r->checksum);
+	w->down = r->down_sql ? xdup(r->down_sql, r->down_len) : NULL;
+	w->rank = ++f->next_rank;
+	return MIG_OK;
+}
+
+static int
+f_remove(void *ctx, const char *version, mig_err *err)
+{
+	fake	   *f = ctx;
+
+	(void) err;
+	for (int i = 0; i < f->n; i++)
+		if (strcmp(f->rows[i].version, version) == 0)
+		{
+			free_rows(&f->rows[i], 1);
+			f->rows[i] = f->rows[--f->n];
+			return MIG_OK;
+		}
+	return MIG_OK;
+}
+
+static int
+f_down(void *ctx, const char *version, char **sql, size_t *len, mig_err *err)
+{
+	fake	   *f = ctx;
+
+	*sql = NULL;
+	for (int i = 0; i < f->n; i++)
+		if (strcmp(f->rows[i].version, version) == 0 && f->rows[i].down)
+		{
+			*len = strlen(f->rows[i].down);
+			if ((*sql = f_alloc(ctx, *len + 1)) == NULL)
+			{
+				mig_err_nomem(err);
+				return MIG_NOMEM;
+			}
+			memcpy(*sql, f->rows[i].down, *len + 1);
+		}
+	return MIG_OK;
+}
+
+/* Refuses scripts whose first word is a transaction keyword. */
+static int
+f_check(void *ctx, const mig_script *s, mig_err *err)
+{
+	size_t		wlen,
+				at = mig_first_word(s->sql, s->len, &wlen);
+
+	(void) ctx;
+	if (mig_is_txn_control(s->sql + at, wlen))
+	{
+		mig_err_set(err, MIG_SQLSTATE_TXN_CONTROL, "transaction control");
+		err->offset = (long) at;
+		return MIG_ERROR;
+	}
+	return MIG_OK;
+}
+
+/* Logs "version:up|" or "version:down|"; fails at the word FAIL. */
+static int
+f_exec(void *ctx, const mig_script *s, mig_err *err)
+{
+	fake	   *f = ctx;
+	const char *bad = memmem(s->sql, s->len, "FAIL", 4);
+	size_t		used = strlen(f->log);
+
+	snprintf(f->log + used, sizeof(f->log) - used, "%s:%s|", s->version, s->down ? "down" : "up");
+	if (bad)
+	{
+		mig_err_set(err, "42601", "syntax error at FAIL");
+		err->offset = bad - s->sql;
+		return MIG_ERROR;
+	}
+	return MIG_OK;
+}
+
+static void
+host_init(mig_host *h, fake *f)
+{
+	memset(f, 0, sizeof(*f));
+	memset(h, 0, sizeof(*h));
+	h->ctx = f;
+	h->alloc = f_alloc;
+	h->release = f_release;
+	h->open_file = f_open;
+	h->close_file = f_close;
+	h->list_dir = f_list;
+	h->lock = f_lock;
+	h->unlock = f_unlock;
+	h->history_load = f_load;
+	h->history_add = f_add;
+	h->history_remove = f_remove;
+	h->history_down = f_down;
+	h->check_script = f_check;
+	h->exec = f_exec;
+}
+
+static void
+host_done(fake *f)
+{
+	free_rows(f->rows, f->n);
+	f->n = 0;
+}
+
+/* ---- folders ---- */
+static char dir[256];
+
+static void
+put(const char *name, const char *text, size_t len)
+{
+	char		path[512];
+	FILE	   *fp;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	fp = fopen(path, "wb");
+	fwrite(text, 1, len, fp);
+	fclose(fp);
+}
+#define PUT(name, text) put(name, text, strlen(text))
+
+static void
+fresh(void)
+{
+	char		cmd[600];
+
+	if (dir[0])
+	{
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+		if (system(cmd) != 0)
+			abort();
+	}
+	strcpy(dir, "/tmp/mig_unit_XXXXXX");
+	if (mkdtemp(dir) == NULL)
+		abort();
+}
+
+/* ---- tests ---- */
+static void
+test_versions(void)
+{
+	mig_arena	a;
+	mig_host	h;
+	fake		f;
+	mig_name	n;
+
+	host_init(&h, &f);
+	mig_arena_init(&a, &h);
+	CHECK(mig_version_cmp("9", "10") < 0, "9 < 10");
+	CHECK(mig_version_cmp("10", "11") < 0, "10 < 11");
+	CHECK(mig_version_cmp("1.2", "1.10") < 0, "1.2 < 1.10 part by part");
+	CHECK(mig_version_cmp("1", "1.0") < 0, "1 sorts before 1.0");
+	CHECK(mig_parse_name(&a, "000011_x.up.sql", &n) == 1 && strcmp(n.version, "11") == 0,
+		  "leading zeros dropped: 000011 -> 11");
+	CHECK(mig_parse_name(&a, "0000_zero.up.sql", &n) == 1 && strcmp(n.version, "0") == 0,
+		  "all zeros -> 0");
+	CHECK(mig_parse_name(&a, "000066_upgrade_posts_v6.0.up.sql", &n) == 1 &&
+		  strcmp(n.name, "upgrade_posts_v6.0") == 0 && n.kind == MIG_KIND_UP,
+		  "dots inside the name are kept");
+	CHECK(mig_parse_name(&a, "3_x.down.sql", &n) == 1 && n.kind == MIG_KIND_DOWN, "down file");
+	CHECK(mig_parse_name(&a, "3x.up.sql", &n) == 0, "no underscore: not a migration");
+	CHECK(mig_parse_name(&a, "3_x.UP.sql", &n) == 0, "suffix is case-sensitive");
+	CHECK(mig_parse_name(&a, "3_x.sql", &n) == 0, "no direction: not this layout");
+	CHECK(mig_parse_name(&a, "v3_x.up.sql", &n) == 0, "version must be digits");
+	CHECK(mig_parse_name(&a, "3_a\tb.up.sql", &n) == 0, "control characters refused");
+	CHECK(mig_parse_name(&a, "3_\xff.up.sql", &n) == 0, "invalid UTF-8 in a name refused");
+	CHECK(mig_version_valid("12.0.3") && !mig_version_valid("012") && !mig_version_valid("1..2"),
+		  "canonical version check");
+	mig_arena_free(&a);
+	CHECK(f.live == 0, "arena gave back every byte");
+}
+
+static void
+test_sql_helpers(void)
+{
+	const char *s = "-- c;\n/* BEGIN */\n  begin transaction;";
+	size_t		wlen,
+				at = mig_first_word(s, strlen(s), &wlen);
+
+	CHECK(wlen == 5 && strncmp(s + at, "begin", 5) == 0, "first word skips comments");
+	CHECK(mig_is_txn_control(s + at, wlen), "BEGIN is transaction control (any case)");
+	CHECK(!mig_is_txn_control("BEGINS", 6) && !mig_is_txn_control("CREATE", 6),
+		  "other words are not");
+	CHECK(mig_line_at(s, strlen(s), at) == 3, "line of an offset");
+	CHECK(mig_line_at("a\r\nb", 4, 3) == 2, "CRLF counts one line");
+}
+
+static mig_err err;
+
+static int
+apply(mig_host *h, int64_t *n)
+{
+	return mig_apply(h, dir, n, &err);
+}
+
+static void
+test_apply_and_down(void)
+{
+	mig_host	h;
+	fake		f;
+	int64_t		n = -1;
+
+	fresh();
+	host_init(&h, &f);
+	PUT("10_ten.up.sql", "CREATE TABLE ten(x);");
+	PUT("10_ten.down.sql", "DROP TABLE ten;");
+	PUT("9_nine.up.sql", "CREATE TABLE nine(x);");
+	PUT("000011_eleven.up.sql", "\xEF\xBB\xBF" "CREATE TABLE eleven(x);");
+	PUT("000011_eleven.down.sql", "DROP TABLE eleven;");
+	PUT(".hidden.up.sql", "junk");
+	PUT("README.md", "notes");
+	PUT("9_nine.up.sql~", "editor leftover");
+	CHECK(apply(&h, &n) == MIG_OK && n == 3, "three applied (%s)", err.message);
+	CHECK(strcmp(f.log, "9:up|10:up|11:up|") == 0, "numeric order 9, 10, 000011: %s", f.log);
+	CHECK(f.commits == 1 && f.rollbacks == 0, "one unit of work, committed");
+	CHECK(apply(&h, &n) == MIG_OK && n == 0, "second call applies nothing");
+	CHECK(f.live == 0, "no memory held after apply");
+
+	/* rollback uses the stored down scripts, even with the files gone */
+	fresh();
+	f.log[0] = '\0';
+	CHECK(mig_down(&h, 1, &n, &err) == MIG_OK && n == 1 && strcmp(f.log, "11:down|") == 0,
+		  "down 1 ran the stored down of 11 with its files gone: %s", f.log);
+	CHECK(f.n == 2, "history has two rows left");
+	CHECK(mig_down(&h, 2, &n, &err) == MIG_ERROR && strstr(err.message, "migration 9 has no down script"),
+		  "down refuses when one lacks a down script: %s", err.message);
+	CHECK(f.n == 2 && strcmp(f.log, "11:down|") == 0, "nothing ran, nothing removed");
+	CHECK(mig_down(&h, 3, &n, &err) == MIG_ERROR && strstr(err.message, "only 2 are applied"),
+		  "down beyond the history refused: %s", err.message);
+	CHECK(mig_down(&h, -1, &n, &err) == MIG_ERROR && strcmp(err.sqlstate, "22023") == 0,
+		  "negative count refused");
+	CHECK(mig_down(&h, 0, &n, &err) == MIG_OK && n == 0, "down 0 is a no-op");
+	CHECK(f.live == 0, "no memory held after down");
+	host_done(&f);
+}
+
+static void
+test_refusals(void)
+{
+	mig_host	h;
+	fake		f;
+	int64_t		n;
+
+	fresh();
+	host_init(&h, &f);
+	PUT("1_a.up.sql", "A");
+	PUT("01_b.up.sql", "B");
+	PUT("2_c.up.sql", "C");
+	PUT("02_d.up.sql", "D");
+	CHECK(apply(&h, &n) == MIG_ERROR && strcmp(err.sqlstate, "42710") == 0 &&
+		  strstr(err.message, "2 migration versions have more than one file") &&
+		  strstr(err.detail, "1 (01_b.up.sql, 1_a.up.sql) and 2 (02_d.up.sql, 2_c.up.sql)"),
+		  "duplicate versions listed: %s / %s", err.message, err.detail);
+	CHECK(f.log[0] == '\0' && f.n == 0 && f.rollbacks == 1, "nothing ran, rolled back");
+
+	fresh();
+	PUT("1_a.up.sql", "A");
+	PUT("notes.sql", "x");
+	PUT("2_b.sql", "x");
+	CHECK(apply(&h, &n) == MIG_ERROR && strcmp(err.sqlstate, "42602") == 0 &&
+		  strstr(err.message, "2 file names do not fit any migration layout") &&
+		  strstr(err.detail, "2_b.sql and notes.sql") && err.hint[0],
+		  "unparsable names listed: %s / %s", err.message, err.detail);
+
+	fresh();
+	PUT("1_a.up.sql", "A");
+	PUT("2_b.down.sql", "x");
+	CHECK(apply(&h, &n) == MIG_ERROR && strstr(err.message, "down file \"2_b.down.sql\" has no matching up file"),
+		  "orphan down refused: %s", err.message);
+
+	fresh();
+	PUT("1_a.up.sql", "A");
+	PUT("2_b.up.sql", "B");
+	CHECK(apply(&h, &n) == MIG_OK && n == 2, "base applied");
+	PUT("1_a.up.sql", "A edited");
+	CHECK(apply(&h, &n) == MIG_ERROR && strcmp(err.sqlstate, "55000") == 0 &&
+		  strstr(err.message, "applied migration 1 has changed since it was applied") &&
+		  strstr(err.detail, "1_a.up.sql"), "edited applied file: %s / %s", err.message, err.detail);
+	PUT("1_a.up.sql", "A");
+	unlink(strcat(strcpy((char[600]){0}, dir), "/2_b.up.sql"));
+	CHECK(apply(&h, &n) == MIG_ERROR && strstr(err.message, "applied migration 2 (2_b.up.sql) is missing from"),
+		  "missing applied file: %s", err.message);
+	PUT("2_b.up.sql", "B");
+	PUT("3_c.up.sql", "C");
+	CHECK(apply(&h, &n) == MIG_OK && n == 1, "3 applied");
+	PUT("2a_x.up.sql", "x");
+	unlink(strcat(strcpy((char[600]){0}, dir), "/2a_x.up.sql"));
+	PUT("0_zero.up.sql", "Z");
+	CHECK(apply(&h, &n) == MIG_ERROR &&
+		  strstr(err.message, "pending migration 0 (0_zero.up.sql) is older than the latest applied migration 3"),
+		  "out of order refused: %s", err.message);
+	unlink(strcat(strcpy((char[600]){0}, dir), "/0_zero.up.sql"));
+
+	/* content checks and the line of a failure */
+	f.log[0] = '\0';
+	put("4_nul.up.sql", "SELECT 1;\nSELECT '\0';", 21);
+	CHECK(apply(&h, &n) == MIG_ERROR && strcmp(err.sqlstate, "22021") == 0 &&
+		  strstr(err.message, "contains a NUL byte") && strstr(err.context, "migration 4 (4_nul.up.sql), line 2"),
+		  "NUL byte refused with its line: %s / %s", err.message, err.context);
+	PUT("4_nul.up.sql", "SELECT 1;\n\n'\xC3\x28';");
+	CHECK(apply(&h, &n) == MIG_ERROR && strstr(err.message, "is not valid UTF-8") &&
+		  strstr(err.context, "line 3"), "invalid UTF-8 refused with its line: %s", err.context);
+	PUT("4_nul.up.sql", "-- ok\nCOMMIT;");
+	CHECK(apply(&h, &n) == MIG_ERROR && strcmp(err.sqlstate, "0A000") == 0 &&
+		  strstr(err.context, "line 2"), "check_script refusal carries the line: %s", err.context);
+	CHECK(f.log[0] == '\0', "nothing ran before the refusals");
+	PUT("4_nul.up.sql", "A;");
+	PUT("5_fails.up.sql", "\n\nSELECT FAIL;");
+	CHECK(apply(&h, &n) == MIG_ERROR && strcmp(err.sqlstate, "42601") == 0 &&
+		  strcmp(err.context, "migration 5 (5_fails.up.sql), line 3") == 0,
+		  "failing script: %s", err.context);
+	CHECK(strcmp(f.log, "4:up|5:up|") == 0 && f.n == 3, "4 ran, then everything was rolled back");
+	CHECK(f.live == 0, "no memory held after errors");
+	host_done(&f);
+}
+
+static void
+test_missing_folder(void)
+{
+	mig_host	h;
+	fake		f;
+	int64_t		n;
+
+	host_init(&h, &f);
+	CHECK(mig_apply(&h, "/nonexistent/migrations", &n, &err) == MIG_ERROR &&
+		  strcmp(err.sqlstate, "58P01") == 0 && strstr(err.message, "could not open directory \"/nonexistent/migrations\""),
+		  "missing folder: %s", err.message);
+	CHECK(mig_apply(&h, "", &n, &err) == MIG_ERROR && strcmp(err.sqlstate, "22023") == 0, "empty path refused");
+	host_done(&f);
+}
+
+static int
+count_rows(void *arg, const mig_status_row *r)
+{
+	char	   *out = arg;
+
+	strcat(out, r->version);
+	strcat(out, "=");
+	strcat(out, r->state);
+	strcat(out, " ");
+	return MIG_OK;
+}
+
+static void
+test_status(void)
+{
+	mig_host	h;
+	fake		f;
+	int64_t		n;
+	char		out[512] = "";
+
+	fresh();
+	host_init(&h, &f);
+	PUT("1_a.up.sql", "A");
+	PUT("2_b.up.sql", "B");
+	PUT("4_d.up.sql", "D");
+	apply(&h, &n);
+	PUT("1_a.up.sql", "A2");
+	unlink(strcat(strcpy((char[600]){0}, dir), "/2_b.up.sql"));
+	PUT("3_c.up.sql", "C");
+	PUT("5_e.up.sql", "E");
+	CHECK(mig_status(&h, dir, count_rows, out, &err) == MIG_OK &&
+		  strcmp(out, "1=changed 2=missing 3=out_of_order 4=applied 5=pending ") == 0,
+		  "every state: %s", out);
+	CHECK(f.locked == 0 && f.live == 0, "status takes no lock and holds no memory");
+	host_done(&f);
+}
+
+/* Fails every allocation in turn: each run ends in success or a clean
+ * error, nothing leaks, and a failed run leaves the history unchanged. */
+static void
+test_oom_sweep(void)
+{
+	mig_host	h;
+	fake		f;
+	int64_t		n;
+	int			clean = 1,
+				unchanged = 1,
+				runs = 0;
+
+	fresh();
+	PUT("1_a.up.sql", "A");
+	PUT("1_a.down.sql", "a");
+	PUT("2_b.up.sql", "B");
+	PUT("3_c.up.sql", "C");
+	PUT("3_c.down.sql", "c");
+	for (long k = 1;; k++)
+	{
+		int			rc;
+
+		host_init(&h, &f);
+		f.fail_at = k;
+		rc = mig_apply(&h, dir, &n, &err);
+		runs++;
+		if (f.live != 0 || (rc != MIG_OK && (rc != MIG_NOMEM || strcmp(err.sqlstate, "53200"))))
+			clean = 0;
+		if (rc != MIG_OK && f.n != 0)
+			unchanged = 0;
+		if (rc == MIG_OK)
+		{
+			/* the same sweep over rolling back the last one */
+			for (long j = 1;; j++)
+			{
+				f.fail_at = 0;
+				f.allocs = 0;
+				f.fail_at = j;
+				rc = mig_down(&h, 1, &n, &err);
+				if (f.live != 0)
+					clean = 0;
+				if (rc == MIG_OK)
+					break;
+				if (f.n != 3)
+					unchanged = 0;
+			}
+			host_done(&f);
+			break;
+		}
+		host_done(&f);
+	}
+	CHECK(runs > 5 && clean, "allocation failure at each of %d points: clean error, nothing leaked", runs);
+	CHECK(unchanged, "a failed run left the history unchanged");
+}
+
+/* 1,000 migrations of 20 KB each: the core never holds more than a couple
+ * of files at once (peak far below the 20 MB folder). */
+static void
+test_memory_bound(void)
+{
+	mig_host	h;
+	fake		f;
+	int64_t		n;
+	static char body[20000];
+	char		name[64];
+
+	fresh();
+	memset(body, ' ', sizeof(body));
+	memcpy(body, "SELECT 1;", 9);
+	for (int i = 1; i <= 1000; i++)
+	{
+		snprintf(name, sizeof(name), "%d_m.up.sql", i);
+		put(name, body, sizeof(body));
+		snprintf(name, sizeof(name), "%d_m.down.sql", i);
+		put(name, body, 100);
+	}
+	host_init(&h, &f);
+	CHECK(apply(&h, &n) == MIG_OK && n == 1000, "1,000 applied");
+	CHECK(f.peak < 1024 * 1024, "peak core memory %zu bytes for a 20 MB folder", f.peak);
+	f.peak = 0;
+	CHECK(apply(&h, &n) == MIG_OK && n == 0 && f.peak < 1024 * 1024,
+		  "no-op over 1,000 applied: peak %zu bytes", f.peak);
+	host_done(&f);
+}
+
+int
+main(void)
+{
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	test_versions();
+	test_sql_helpers();
+	test_apply_and_down();
+	test_refusals();
+	test_missing_folder();
+	test_status();
+	test_oom_sweep();
+	test_memory_bound();
+	fresh();
+	rmdir(dir);
+	printf("1..%d\n", tests);
+	printf("core: %d passed, %d failed\n", tests - failures, failures);
+	return failures != 0;
+}
