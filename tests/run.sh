@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Runs every test suite and ends with one line "N passed, N failed".
+#   core      plain C unit tests of common/ (fake host, ASan/UBSan)
+#   sqlite    the extension through the real sqlite3 shell and Python's sqlite3
+#   sqlite-asan  the same suite with the ASan/UBSan build of the extension
+#   pg        the PostgreSQL extension against a throwaway cluster (tests/pg/run.sh)
+# Each suite prints TAP lines ("ok ..." / "not ok ..."); this script counts them.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PY=/usr/bin/python3            # Debian's python3: its sqlite3 module can load extensions
+log=$(mktemp -d)
+trap 'rm -rf "$log"' EXIT
+status=0
+
+suite() {                      # suite NAME COMMAND...
+  local name=$1; shift
+  echo "# --- $name: $*"
+  "$@" > "$log/$name.out" 2>&1
+  local rc=$?
+  cat "$log/$name.out"
+  if [ $rc -ne 0 ] && ! grep -q '^not ok' "$log/$name.out"; then
+    echo "not ok - $name exited with status $rc"
+    echo "not ok - $name exited with status $rc" >> "$log/$name.out"
+  fi
+  [ $rc -eq 0 ] || status=1
+}
+
+suite core ./build/test_core
+suite sqlite "$PY" tests/sqlite/test_sqlite.py build/migrate
+asan=$(gcc -print-file-name=libasan.so)
+suite sqlite-asan env LD_PRELOAD="$asan" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 "$PY" tests/sqlite/test_sqlite.py build/asan/migrate
+if [ -x tests/pg/run.sh ]; then
+  suite pg tests/pg/run.sh
+fi
+
+passed=$(cat "$log"/*.out | grep -cE '^[[:space:]]*ok\b')
+failed=$(cat "$log"/*.out | grep -cE '^[[:space:]]*not ok\b')
+echo
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ] && [ $status -eq 0 ]
