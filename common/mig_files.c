@@ -325,6 +325,8 @@ mig_text_read(const mig_host *h, const char *dir, const char *file,
 			if (n == 0)
 				break;
 			got += (size_t) n;
+			if (got < want)
+				break;			/* a short read of a regular file is its end */
 		}
 		if (rc == MIG_OK && got != (size_t) st.st_size)
 		{

@@ -125,7 +125,15 @@ typedef struct mig_entry {
 	const mig_hist *hist;		/* NULL when not applied */
 	int			state;
 	char		checksum[16];	/* of the file, when there is one */
+	mig_text	up;				/* a pending migration's files as validated, */
+	mig_text	down;			/* kept for the apply pass while they fit
+								 * MIG_KEEP_BUDGET; buf NULL otherwise */
 } mig_entry;
+
+/* Bytes of validated pending files kept in memory between the validation
+ * and the apply pass, so small folders are read once; larger ones are read
+ * again, so memory stays bounded whatever the number of migrations. */
+#define MIG_KEEP_BUDGET ((size_t) 8 * 1024 * 1024)
 
 typedef struct mig_plan {
 	mig_arena	arena;
@@ -135,6 +143,7 @@ typedef struct mig_plan {
 	const char *dir;
 	const char *max_applied;	/* highest applied version, or NULL */
 	size_t		count[5];		/* entries per state */
+	size_t		kept;			/* bytes of mig_entry.up/down held */
 } mig_plan;
 
 /* Reads the history (and, when dir is not NULL, the folder, checksumming

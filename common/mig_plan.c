@@ -133,6 +133,13 @@ mig_plan_free(mig_plan *p)
 {
 	if (p->arena.h == NULL)
 		return;
+	for (size_t i = 0; i < p->entries.n; i++)
+	{
+		mig_entry  *e = mig_vec_at(&p->entries, mig_entry, i);
+
+		mig_text_free(p->arena.h, &e->up);
+		mig_text_free(p->arena.h, &e->down);
+	}
 	mig_vec_free(&p->files);
 	mig_vec_free(&p->hist);
 	mig_vec_free(&p->entries);

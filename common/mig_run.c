@@ -88,29 +88,60 @@ load_script(const mig_host *h, const char *dir, const mig_file *f, int down,
 	return rc;
 }
 
+/* Keeps t in *slot when the plan's budget allows, else frees it. */
+static void
+keep(const mig_host *h, mig_plan *p, mig_text *t, mig_text *slot)
+{
+	if (p->kept + t->len <= MIG_KEEP_BUDGET)
+	{
+		p->kept += t->len;
+		*slot = *t;
+	}
+	else
+		mig_text_free(h, t);
+}
+
 /* Validates a pending migration before anything runs; keeps the up file's
- * checksum in e->checksum. */
+ * checksum in e->checksum and, within the budget, the files themselves. */
 static int
-check_pending(const mig_host *h, const char *dir, mig_entry *e, mig_err *err)
+check_pending(const mig_host *h, mig_plan *p, mig_entry *e, mig_err *err)
 {
 	mig_text	t;
 	mig_script	s;
-	int			rc = load_script(h, dir, e->file, 0, 1, &t, &s, err);
+	int			rc = load_script(h, p->dir, e->file, 0, 1, &t, &s, err);
 
 	if (rc != MIG_OK)
 		return rc;
 	memcpy(e->checksum, t.checksum, sizeof(t.checksum));
-	mig_text_free(h, &t);
+	keep(h, p, &t, &e->up);
 	if (e->file->down == NULL)
 		return MIG_OK;
-	rc = load_script(h, dir, e->file, 1, 1, &t, &s, err);
-	mig_text_free(h, &t);
+	rc = load_script(h, p->dir, e->file, 1, 1, &t, &s, err);
+	if (rc == MIG_OK)
+		keep(h, p, &t, &e->down);
 	return rc;
+}
+
+/* The script of a pending file: the kept text, or the file read again. */
+static int
+script_of(const mig_host *h, const char *dir, mig_entry *e, int down,
+		  mig_text *t, mig_script *s, mig_err *err)
+{
+	mig_text   *kept = down ? &e->down : &e->up;
+
+	if (kept->buf)
+	{
+		*t = *kept;				/* ownership moves to the caller */
+		kept->buf = NULL;
+		return mig_text_script(t, down ? e->file->down : e->file->up,
+							   e->file->version, down, s, err);
+	}
+	return load_script(h, dir, e->file, down, 0, t, s, err);
 }
 
 /* Runs one pending migration and records it with its down script. */
 static int
-apply_one(const mig_host *h, const char *dir, const mig_entry *e, mig_err *err)
+apply_one(const mig_host *h, const char *dir, mig_entry *e, mig_err *err)
 {
 	const mig_file *f = e->file;
 	mig_text	up,
@@ -119,7 +150,7 @@ apply_one(const mig_host *h, const char *dir, const mig_entry *e, mig_err *err)
 				ds = {0};
 	mig_record	rec;
 	double		t0;
-	int			rc = load_script(h, dir, f, 0, 0, &up, &s, err);
+	int			rc = script_of(h, dir, e, 0, &up, &s, err);
 
 	if (rc != MIG_OK)
 		return rc;
@@ -130,7 +161,7 @@ apply_one(const mig_host *h, const char *dir, const mig_entry *e, mig_err *err)
 		rc = MIG_ERROR;
 	}
 	if (rc == MIG_OK && f->down)
-		rc = load_script(h, dir, f, 1, 0, &down, &ds, err);
+		rc = script_of(h, dir, e, 1, &down, &ds, err);
 	if (rc == MIG_OK)
 	{
 		t0 = now_ms();
@@ -183,7 +214,7 @@ mig_apply(const mig_host *h, const char *path, int64_t *applied, mig_err *err)
 		mig_entry  *e = mig_vec_at(&p.entries, mig_entry, i);
 
 		if (e->state == MIG_PENDING)
-			rc = check_pending(h, path, e, err);
+			rc = check_pending(h, &p, e, err);
 	}
 	for (i = 0; rc == MIG_OK && i < p.entries.n; i++)
 	{

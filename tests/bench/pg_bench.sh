@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# tests/bench/pg_bench.sh -- the PostgreSQL extension against its floors.
+#
+#   tests/bench/pg_bench.sh [N] [RUNS]      defaults: 1000 migrations, 3 runs
+#
+# Generates N small migrations (CREATE TABLE + three INSERTs + an index,
+# each with a down), starts a throwaway cluster (tests/pg/lib.sh; fsync off,
+# so that both sides measure the server's work rather than the disk) and
+# measures in the same run, each in a fresh database, median of RUNS:
+#
+#   function mode   psql -c "SELECT migrate_apply(dir)"
+#                   against  psql -X -1 -f all.sql           (target <= 1.2x)
+#   procedure mode  psql -c "CALL migrate_run(dir)"
+#                   against  one psql session running each file in its own
+#                            transaction (BEGIN; file; COMMIT)  (target <= 1.0x)
+#   no-op           migrate_apply with N applied, timed in the server with
+#                   clock_timestamp() after a warm-up call     (target < 10 ms)
+#
+# Prints a markdown table.  Needs the extension installed (make -C pg_ext
+# install, as root); the cluster runs as "nobody" when run as root.
+set -eu
+cd "$(dirname "$0")/../.."
+. tests/pg/lib.sh
+
+N=${1:-1000}
+RUNS=${2:-3}
+
+trap pg_stop EXIT
+make -s -C pg_ext >/dev/null
+if [ -w "$(pg_config --pkglibdir)" ]; then
+	make -s -C pg_ext install >/dev/null
+fi
+# One transaction holds ~5 relation locks per migration: room for N.
+pg_start "max_locks_per_transaction = 256" "shared_buffers = 256MB"
+
+DIR=$PG_TMP/bench
+umask 022
+mkdir -p "$DIR/m"
+: >"$DIR/all.sql"
+: >"$DIR/each.sql"
+for i in $(seq 1 "$N"); do
+	up="CREATE TABLE b$i (id int PRIMARY KEY, v text);
+INSERT INTO b$i VALUES (1, 'one');
+INSERT INTO b$i VALUES (2, 'two');
+INSERT INTO b$i VALUES (3, 'three');
+CREATE INDEX b${i}_v ON b$i (v);
+"
+	printf '%s' "$up" >"$DIR/m/${i}_table_$i.up.sql"
+	printf 'DROP TABLE b%s;\n' "$i" >"$DIR/m/${i}_table_$i.down.sql"
+	printf '%s' "$up" >>"$DIR/all.sql"
+	printf 'BEGIN;\n%sCOMMIT;\n' "$up" >>"$DIR/each.sql"
+done
+
+DBN=0
+fresh_db() {	# sets db to a new database with the extension
+	DBN=$((DBN + 1))
+	db=bench$DBN
+	psql -X -q -d postgres -c "CREATE DATABASE $db"
+	psql -X -q -d "$db" -c "CREATE EXTENSION migrate"
+}
+
+# elapsed CMD...: runs CMD, prints its wall time in seconds.
+elapsed() {
+	local t0 t1
+	t0=$(date +%s%N)
+	"$@" >/dev/null
+	t1=$(date +%s%N)
+	echo "scale=3; ($t1 - $t0) / 1000000000" | bc
+}
+
+median() {
+	sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+: >"$DIR/floor_fn" ; : >"$DIR/fn" ; : >"$DIR/floor_proc" ; : >"$DIR/proc"
+for _ in $(seq 1 "$RUNS"); do
+	fresh_db
+	elapsed psql -X -q -v ON_ERROR_STOP=1 -1 -d "$db" -f "$DIR/all.sql" >>"$DIR/floor_fn"
+	fresh_db
+	elapsed psql -X -q -v ON_ERROR_STOP=1 -d "$db" -c "SELECT migrate_apply('$DIR/m')" >>"$DIR/fn"
+	fresh_db
+	elapsed psql -X -q -v ON_ERROR_STOP=1 -d "$db" -f "$DIR/each.sql" >>"$DIR/floor_proc"
+	fresh_db
+	elapsed psql -X -q -v ON_ERROR_STOP=1 -d "$db" -c "CALL migrate_run('$DIR/m')" >>"$DIR/proc"
+done
+applied=$(psql -X -q -At -d "$db" -c "SELECT count(*) FROM migrate_history")
+[ "$applied" = "$N" ] || { echo "procedure mode applied $applied of $N" >&2; exit 1; }
+
+# No-op calls with N applied, timed inside the server after a warm-up call.
+noop=$(psql -X -q -At -d "$db" 2>&1 <<EOF | sed -n 's/.*noop_ms=//p' | median
+SELECT migrate_apply('$DIR/m');
+$(for _ in 1 2 3 4 5; do cat <<EOS
+DO \$\$
+DECLARE t0 timestamptz := clock_timestamp(); n bigint;
+BEGIN
+	n := migrate_apply('$DIR/m');
+	RAISE NOTICE 'noop_ms=%', round(extract(epoch FROM clock_timestamp() - t0) * 1000, 2);
+END \$\$;
+EOS
+done)
+EOF
+)
+
+ffn=$(median <"$DIR/floor_fn"); fn=$(median <"$DIR/fn")
+fpr=$(median <"$DIR/floor_proc"); pr=$(median <"$DIR/proc")
+ratio() { echo "scale=2; $1 / $2" | bc | sed 's/^\./0./'; }
+verdict() { if [ "$(echo "$1 <= $2" | bc)" = 1 ]; then echo met; else echo MISSED; fi; }
+rfn=$(ratio "$fn" "$ffn"); rpr=$(ratio "$pr" "$fpr")
+
+cat <<EOF
+
+PostgreSQL $(pg_config --version | awk '{print $2}'), $N migrations (CREATE TABLE, 3 INSERTs, CREATE INDEX; with downs), median of $RUNS runs, $(nproc) cores, fsync off
+
+| case | floor | migrate | ratio | target |
+|---|---|---|---|---|
+| function mode: \`SELECT migrate_apply\` vs \`psql -X -1 -f all.sql\` | ${ffn} s | ${fn} s | ${rfn}x | <= 1.2x ($(verdict "$rfn" 1.2)) |
+| procedure mode: \`CALL migrate_run\` vs one psql session, a transaction per file | ${fpr} s | ${pr} s | ${rpr}x | <= 1.0x ($(verdict "$rpr" 1.0)) |
+| no-op \`migrate_apply\` with $N applied (in-server time) | | ${noop} ms | | < 10 ms ($(verdict "$noop" 10)) |
+EOF

@@ -1,0 +1,130 @@
+#!/usr/bin/python3
+"""SQLite benchmark: migrate_apply against the floor, the same SQL run by
+the sqlite3 shell in one transaction.
+
+Generated migrations: each creates a table and an index and inserts three
+rows; each down drops the table (no ALTER TABLE, which makes SQLite re-parse
+the schema and grows quadratically).  Every figure is the median of RUNS
+runs, measured in this same run, so the ratios compare like with like.
+
+    tests/bench/sqlite_bench.py [N=1000] [RUNS=5]
+"""
+import os
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+EXT = os.path.abspath("build/migrate")
+N = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
+RUNS = int(sys.argv[2]) if len(sys.argv) > 2 else 5
+
+
+def generate(root, n):
+    d = os.path.join(root, "m%d" % n)
+    os.mkdir(d)
+    ups, downs = [], []
+    for i in range(1, n + 1):
+        up = ("CREATE TABLE t%d (id INTEGER PRIMARY KEY, name TEXT NOT NULL, created_at TEXT);\n"
+              "CREATE INDEX t%d_name ON t%d (name);\n"
+              "INSERT INTO t%d (name, created_at) VALUES ('a', '2024-01-01'), ('b', '2024-01-02'),"
+              " ('c', '2024-01-03');\n") % (i, i, i, i)
+        down = "DROP TABLE t%d;\n" % i
+        with open(os.path.join(d, "%06d_table_%d.up.sql" % (i, i)), "w") as f:
+            f.write(up)
+        with open(os.path.join(d, "%06d_table_%d.down.sql" % (i, i)), "w") as f:
+            f.write(down)
+        ups.append(up)
+        downs.append(down)
+    with open(os.path.join(root, "all%d.sql" % n), "w") as f:
+        f.write("BEGIN;\n" + "".join(ups) + "COMMIT;\n")
+    with open(os.path.join(root, "alldown%d.sql" % n), "w") as f:
+        f.write("BEGIN;\n" + "".join(reversed(downs)) + "COMMIT;\n")
+    return d
+
+
+def run(args, stdin=None):
+    """Runs a process; returns (seconds, peak RSS in KiB)."""
+    fin = open(stdin) if stdin else subprocess.DEVNULL
+    t0 = time.perf_counter()
+    p = subprocess.Popen(args, stdin=fin, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, ru = os.wait4(p.pid, 0)
+    t = time.perf_counter() - t0
+    p.returncode = os.waitstatus_to_exitcode(status)
+    err = p.stderr.read()
+    if p.returncode != 0:
+        sys.exit("bench: %s failed: %s" % (args, err.decode()))
+    return t, ru.ru_maxrss
+
+
+def fresh_db(root):
+    db = os.path.join(root, "bench.db")
+    for s in ("", "-journal", "-wal", "-shm"):
+        if os.path.exists(db + s):
+            os.unlink(db + s)
+    return db
+
+
+def measure(root, n):
+    d = generate(root, n)
+    floor, ours, floor_rss, ours_rss, down, down_floor, noop = [], [], [], [], [], [], []
+    for _ in range(RUNS):
+        db = fresh_db(root)
+        t, rss = run(["sqlite3", db], stdin=os.path.join(root, "all%d.sql" % n))
+        floor.append(t)
+        floor_rss.append(rss)
+        t, _ = run(["sqlite3", db], stdin=os.path.join(root, "alldown%d.sql" % n))
+        down_floor.append(t)
+
+        db = fresh_db(root)
+        t, rss = run(["sqlite3", db, ".load " + EXT, "SELECT migrate_apply('%s')" % d])
+        ours.append(t)
+        ours_rss.append(rss)
+
+        con = sqlite3.connect(db, isolation_level=None)
+        con.enable_load_extension(True)
+        con.load_extension(EXT)
+        for _ in range(5):
+            t0 = time.perf_counter()
+            assert con.execute("SELECT migrate_apply(?)", (d,)).fetchone()[0] == 0
+            noop.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        assert con.execute("SELECT migrate_down(?)", (n,)).fetchone()[0] == n
+        down.append(time.perf_counter() - t0)
+        con.close()
+    med = statistics.median
+    return dict(floor=med(floor), ours=med(ours), floor_rss=med(floor_rss), ours_rss=med(ours_rss),
+                down=med(down), down_floor=med(down_floor), noop=med(noop))
+
+
+def main():
+    if not os.path.exists(EXT + ".so"):
+        sys.exit("bench: build the extension first (make)")
+    root = tempfile.mkdtemp(prefix="mig_bench_")
+    try:
+        r = measure(root, N)
+        small = measure(root, N // 10)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    v = sqlite3.sqlite_version
+    print("SQLite %s, %d migrations (table + index + 3 rows each, with downs), median of %d runs"
+          % (v, N, RUNS))
+    print()
+    print("| measurement | migrate | floor | ratio |")
+    print("|---|---:|---:|---:|")
+    print("| apply all (process: sqlite3 + .load + migrate_apply vs sqlite3 < all.sql in one transaction) "
+          "| %.1f ms | %.1f ms | %.2fx |" % (r["ours"] * 1e3, r["floor"] * 1e3, r["ours"] / r["floor"]))
+    print("| no-op migrate_apply with %d applied (in-process call) | %.2f ms | | |" % (N, r["noop"] * 1e3))
+    print("| roll back all (migrate_down(%d) vs the downs in one transaction, process) | %.1f ms | %.1f ms | %.2fx |"
+          % (N, r["down"] * 1e3, r["down_floor"] * 1e3, r["down"] / r["down_floor"]))
+    print("| peak RSS, %d migrations | %d KiB | %d KiB | +%d KiB |"
+          % (N, r["ours_rss"], r["floor_rss"], r["ours_rss"] - r["floor_rss"]))
+    print("| peak RSS, %d migrations | %d KiB | %d KiB | +%d KiB |"
+          % (N // 10, small["ours_rss"], small["floor_rss"], small["ours_rss"] - small["floor_rss"]))
+
+
+if __name__ == "__main__":
+    main()
