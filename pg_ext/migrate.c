@@ -249,6 +249,7 @@ migrate_status(PG_FUNCTION_ARGS)
 	sink->rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 
 	mp = mig_pg_begin(fcinfo->flinfo->fn_oid, false);
+	mp->want_applied_at = true;
 	SPI_connect();
 	PG_TRY();
 	{

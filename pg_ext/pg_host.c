@@ -22,6 +22,7 @@
 
 #include <fcntl.h>
 
+#include "access/htup_details.h"
 #include "catalog/pg_type.h"
 #include "commands/defrem.h"
 #include "executor/spi.h"
@@ -253,7 +254,7 @@ script_error_callback(void *arg)
 {
 	MigPg	   *mp = (MigPg *) arg;
 	const mig_script *s = mp->script;
-	const char *what = s->down ? "rollback" : "file";
+	const char *what = s->down ? "rollback of " : "";
 	int			off = -1;
 
 	if (mp->stmt_off >= 0)
@@ -269,10 +270,10 @@ script_error_callback(void *arg)
 		}
 	}
 	if (off >= 0)
-		errcontext("%s of migration %s (%s), line %d", what, s->version, s->file,
+		errcontext("%smigration %s (%s), line %d", what, s->version, s->file,
 				   mig_line_at(mp->text, mp->text_len, off));
 	else
-		errcontext("%s of migration %s (%s)", what, s->version, s->file);
+		errcontext("%smigration %s (%s)", what, s->version, s->file);
 
 	if (!mp->procedure)
 	{
@@ -501,19 +502,8 @@ spi_failed(mig_err *err, const char *what, int ret)
 	return MIG_ERROR;
 }
 
-/* Text column col (1-based) of row as a C string in the current context,
- * or NULL. */
-static const char *
-text_col(SPITupleTable *tt, uint64 row, int col)
-{
-	bool		isnull;
-	Datum		d = SPI_getbinval(tt->vals[row], tt->tupdesc, col, &isnull);
-
-	return isnull ? NULL : TextDatumGetCString(d);
-}
-
 /* Visits every history row; returns MIG_OK, cb's non-zero code, or
- * MIG_ERROR. */
+ * MIG_ERROR.  The strings of a row are copied into one scratch buffer. */
 static int
 pg_history_load(void *ctx, mig_row_cb cb, void *arg, mig_err *err)
 {
@@ -524,11 +514,15 @@ pg_history_load(void *ctx, mig_row_cb cb, void *arg, mig_err *err)
 	int			ret;
 	int			rc = MIG_OK;
 
-	/* Not read-only: a read-only SPI call would reuse the caller's snapshot,
-	 * taken before the lock. */
-	sql = psprintf("SELECT version, name, up_file, checksum, "
-				   "applied_at::pg_catalog.text, execution_ms, installed_rank, "
-				   "down_sql IS NOT NULL FROM %s", mp->history);
+	/*
+	 * Not read-only: a read-only SPI call would reuse the caller's snapshot,
+	 * taken before the lock.  applied_at is formatted only for
+	 * migrate_status: applying and rolling back never look at it.
+	 */
+	sql = psprintf("SELECT version, name, up_file, checksum, %s, "
+				   "execution_ms, installed_rank, down_sql IS NOT NULL FROM %s",
+				   mp->want_applied_at ? "applied_at::pg_catalog.text" :
+				   "NULL::pg_catalog.text", mp->history);
 	ret = SPI_execute(sql, false, 0);
 	MemoryContextSwitchTo(mp->scratch);
 	if (ret != SPI_OK_SELECT)
@@ -540,27 +534,43 @@ pg_history_load(void *ctx, mig_row_cb cb, void *arg, mig_err *err)
 	for (uint64 i = 0; i < SPI_processed && rc == MIG_OK; i++)
 	{
 		mig_hist_row row;
-		bool		isnull;
-		Datum		d;
+		Datum		v[8];
+		bool		n[8];
+		const char *s[5];
 
 		CHECK_FOR_INTERRUPTS();
-		row.version = text_col(tt, i, 1);
-		row.name = text_col(tt, i, 2);
-		row.file = text_col(tt, i, 3);
-		row.checksum = text_col(tt, i, 4);
-		row.applied_at = text_col(tt, i, 5);
-		d = SPI_getbinval(tt->vals[i], tt->tupdesc, 6, &isnull);
-		row.exec_ms = isnull ? -1 : DatumGetFloat8(d);
-		d = SPI_getbinval(tt->vals[i], tt->tupdesc, 7, &isnull);
-		row.rank = DatumGetInt64(d);
-		d = SPI_getbinval(tt->vals[i], tt->tupdesc, 8, &isnull);
-		row.has_down = DatumGetBool(d) ? 1 : 0;
+		/* one deform per row: SPI_getbinval would walk the row per column */
+		heap_deform_tuple(tt->vals[i], tt->tupdesc, v, n);
+		for (int c = 0; c < 5; c++)
+			s[c] = n[c] ? NULL : TextDatumGetCString(v[c]);
+		row.version = s[0];
+		row.name = s[1];
+		row.file = s[2];
+		row.checksum = s[3];
+		row.applied_at = s[4];
+		row.exec_ms = n[5] ? -1 : DatumGetFloat8(v[5]);
+		row.rank = DatumGetInt64(v[6]);
+		row.has_down = DatumGetBool(v[7]) ? 1 : 0;
 		rc = cb(arg, &row);
+		for (int c = 0; c < 5; c++)
+			if (s[c] != NULL)
+				pfree((char *) s[c]);
 	}
 	SPI_freetuptable(tt);
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(mp->scratch);
 	return rc;
+}
+
+/* Text column col (1-based) of row as a C string in the current context,
+ * or NULL. */
+static const char *
+text_col(SPITupleTable *tt, uint64 row, int col)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tt->vals[row], tt->tupdesc, col, &isnull);
+
+	return isnull ? NULL : TextDatumGetCString(d);
 }
 
 /* Records one applied migration. */

@@ -34,6 +34,8 @@ typedef struct MigPg
 	bool		procedure;		/* CALL migrate_run: commit per migration */
 	bool		session_locked; /* the session advisory lock is held */
 	char	   *history;		/* quoted, schema-qualified history table */
+	bool		want_applied_at;	/* history_load formats applied_at
+									 * (migrate_status only) */
 
 	/* The script being checked or run, for the error context callback. */
 	const mig_script *script;

@@ -156,7 +156,7 @@ EOF
 )
 echo "$out" | grep -q "ERROR:  22012: division by zero"
 tap $? "procedure: a failing migration keeps its SQLSTATE"
-echo "$out" | grep -q "file of migration 4 (4_p4.up.sql), line 2"
+echo "$out" | grep -q "migration 4 (4_p4.up.sql), line 2"
 tap $? "procedure: and names file, version and line"
 echo "$out" | grep -q "^locks=0$"
 tap $? "procedure: the session lock is released after the error (pg_locks)"
