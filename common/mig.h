@@ -91,6 +91,15 @@ typedef struct mig_record {
 	double		exec_ms;
 } mig_record;
 
+/* Checksums of files already read, kept by an adapter across calls
+ * (mig_cache.c); optional. */
+typedef struct mig_cache mig_cache;
+
+/* Creates an empty cache whose memory comes from alloc/release (which
+ * must outlive calls); NULL when out of memory. */
+mig_cache  *mig_cache_create(void *(*alloc) (size_t), void (*release) (void *));
+void		mig_cache_destroy(mig_cache *c);
+
 typedef int (*mig_row_cb) (void *arg, const mig_hist_row *row);
 typedef int (*mig_name_cb) (void *arg, const char *name);
 
@@ -150,6 +159,10 @@ typedef struct mig_host {
 	 */
 	int			(*check_script) (void *ctx, const mig_script *s, mig_err *err);
 	int			(*exec) (void *ctx, const mig_script *s, mig_err *err);
+
+	/* Optional: a cache that lets a no-op call check applied files with one
+	 * lstat each instead of reading them; NULL for none. */
+	mig_cache  *cache;
 
 	/* Policy. */
 	size_t		max_file_size;	/* bytes; 0 means MIG_DEFAULT_MAX_FILE */

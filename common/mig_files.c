@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -264,8 +265,12 @@ mig_text_read(const mig_host *h, const char *dir, const char *file,
 	int			fd,
 				rc = MIG_OK;
 
+	struct timespec now;
+
 	t->buf = NULL;
 	t->len = 0;
+	clock_gettime(CLOCK_REALTIME, &now);
+	t->read_ns = (int64_t) now.tv_sec * 1000000000LL + now.tv_nsec;
 	if ((size_t) snprintf(path, sizeof(path), "%s%s%s", dir,
 						  dlen && dir[dlen - 1] == '/' ? "" : "/", file) >= sizeof(path))
 	{
@@ -342,6 +347,10 @@ mig_text_read(const mig_host *h, const char *dir, const char *file,
 	}
 	t->buf[got] = '\0';
 	t->len = got;
+	t->dev = (uint64_t) st.st_dev;
+	t->ino = (uint64_t) st.st_ino;
+	t->mtime_ns = (int64_t) st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
+	t->ctime_ns = (int64_t) st.st_ctim.tv_sec * 1000000000LL + st.st_ctim.tv_nsec;
 	mig_checksum(t->buf, t->len, t->checksum);
 	return MIG_OK;
 }

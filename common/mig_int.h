@@ -8,6 +8,7 @@
  *   mig_layout.c  file-name layouts and version order
  *   mig_files.c   folder discovery, safe file reading, content checks,
  *                 checksums
+ *   mig_cache.c   checksums of files already read, across calls
  *   mig_plan.c    history against folder: applied, pending, changed...
  *   mig_run.c     the apply / rollback / status drivers
  */
@@ -88,6 +89,12 @@ typedef struct mig_text {
 	char	   *buf;			/* from host->alloc; NUL-terminated */
 	size_t		len;			/* bytes in the file */
 	char		checksum[16];	/* "crc32:xxxxxxxx" of the raw bytes */
+	/* identity of what was read, for mig_cache */
+	uint64_t	dev,
+				ino;
+	int64_t		mtime_ns,
+				ctime_ns,
+				read_ns;		/* wall clock just before it was opened */
 } mig_text;
 
 /* Reads dir/file safely (regular file, not a symlink, size cap, optionally
@@ -102,6 +109,16 @@ int			mig_text_script(const mig_text *t, const char *file,
 void		mig_text_free(const mig_host *h, mig_text *t);
 /* Writes "crc32:xxxxxxxx" of buf[0..len) into out[16]. */
 void		mig_checksum(const char *buf, size_t len, char out[16]);
+
+/* ---- checksum cache (mig_cache.c) ---- */
+/* 1 and the checksum when dir/file is a regular file whose identity
+ * (device, inode, size, mtime, ctime) is the one cached; 0 otherwise. */
+int			mig_cache_get(mig_cache *c, const mig_host *h, const char *dir,
+						  const char *file, char checksum[16]);
+/* Remembers what t read from dir/file, unless it changed too recently to
+ * be trusted; out of memory only means it is not cached. */
+void		mig_cache_put(mig_cache *c, const char *dir, const char *file,
+						  const mig_text *t);
 
 /* ---- plan (mig_plan.c) ---- */
 enum {

@@ -105,10 +105,18 @@ mig_plan_build(const mig_host *h, const char *dir, mig_plan *p, mig_err *err)
 		else
 		{
 			mig_text	t;
+			char		sum[16];
 
-			rc = mig_text_read(h, dir, f->up, &t, err);
-			if (rc == MIG_OK)
+			if (mig_cache_get(h->cache, h, dir, f->up, sum))
 			{
+				rc = add_entry(p, f, r, strcmp(sum, r->checksum) == 0 ? MIG_APPLIED : MIG_CHANGED);
+				if (rc == MIG_OK)
+					memcpy(mig_vec_at(&p->entries, mig_entry, p->entries.n - 1)->checksum,
+						   sum, sizeof(sum));
+			}
+			else if ((rc = mig_text_read(h, dir, f->up, &t, err)) == MIG_OK)
+			{
+				mig_cache_put(h->cache, dir, f->up, &t);
 				int			same = strcmp(t.checksum, r->checksum) == 0;
 
 				rc = add_entry(p, f, r, same ? MIG_APPLIED : MIG_CHANGED);

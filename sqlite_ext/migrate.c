@@ -82,6 +82,7 @@ fn_apply(sqlite3_context *fctx, int argc, sqlite3_value **argv)
 	c.db = sqlite3_context_db_handle(fctx);
 	c.fn = "migrate_apply";
 	sq_host_init(&h, &c);
+	h.cache = sqlite3_user_data(fctx);
 	if (mig_apply(&h, path, &applied, &err) != MIG_OK)
 		sq_report(fctx, c.fn, &err);
 	else
@@ -116,6 +117,18 @@ fn_down(sqlite3_context *fctx, int argc, sqlite3_value **argv)
 		sqlite3_result_int64(fctx, done);
 }
 
+static void *
+cache_alloc(size_t n)
+{
+	return sqlite3_malloc64(n);
+}
+
+static void
+cache_destroy(void *p)
+{
+	mig_cache_destroy(p);
+}
+
 #ifdef _WIN32
 __declspec(dllexport)
 #endif
@@ -125,8 +138,15 @@ sqlite3_migrate_init(sqlite3 *db, char **pzErrMsg, const sqlite3_api_routines *p
 	const int	flags = SQLITE_UTF8 | SQLITE_DIRECTONLY;
 	int			rc;
 
+	mig_cache  *cache;
+
 	SQLITE_EXTENSION_INIT2(pApi);
-	rc = sqlite3_create_function(db, "migrate_apply", 1, flags, NULL, fn_apply, NULL, NULL);
+	/* one checksum cache per connection, freed with migrate_apply */
+	if ((cache = mig_cache_create(cache_alloc, sqlite3_free)) == NULL)
+		rc = SQLITE_NOMEM;
+	else
+		rc = sqlite3_create_function_v2(db, "migrate_apply", 1, flags, cache, fn_apply,
+										NULL, NULL, cache_destroy);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_create_function(db, "migrate_down", 0, flags, NULL, fn_down, NULL, NULL);
 	if (rc == SQLITE_OK)

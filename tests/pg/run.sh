@@ -242,6 +242,66 @@ tap $? "race: 32 clients at once (28 SELECT, 4 CALL), exactly one applies, 31 ap
 check "race: no duplicate history rows" race \
 	"SELECT count(*) = 20 AND count(DISTINCT version) = 20 FROM migrate_history"
 
+# ---- cancel in function mode ----
+newdb fcancel
+out=$(psql -X -q -At -v VERBOSITY=verbose -d fcancel 2>&1 <<EOF
+SET statement_timeout = '300ms';
+SELECT migrate_apply('$FX/slow');
+RESET statement_timeout;
+SELECT 'locks=' || count(*) FROM pg_locks WHERE locktype = 'advisory';
+SELECT 'tables=' || count(*) FROM pg_class WHERE relname = 'slow';
+EOF
+)
+echo "$out" | grep -q "ERROR:  57014:" && echo "$out" | grep -q "^locks=0$" &&
+	echo "$out" | grep -q "^tables=0$"
+tap $? "function: a cancelled call releases the lock and leaves nothing"
+
+# ---- the lock table: one transaction for everything, or one per migration ----
+BIG=$PG_TMP/big
+mkdir -p "$BIG"
+for i in $(seq 1 1600); do
+	printf 'CREATE TABLE big%s (id int PRIMARY KEY, v text);\nCREATE INDEX ON big%s (v);\n' \
+		"$i" "$i" >"$BIG/${i}_big$i.up.sql"
+done
+newdb biglocks
+out=$(psql -X -q -At -v VERBOSITY=verbose -d biglocks -c "SELECT migrate_apply('$BIG')" 2>&1)
+echo "$out" | grep -q "ERROR:  53200:" && echo "$out" | grep -q "HINT:  .*CALL migrate_run"
+tap $? "function: 1,600 migrations overflow the lock table with a hint naming migrate_run"
+echo "$out" | grep -q "^HINT" || echo "$out" | sed 's/^/#   /' | head -8
+out=$(psql -X -q -At -d biglocks -c "CALL migrate_run('$BIG')" 2>&1)
+[ "$out" = "NOTICE:  applied 1600 migrations" ]
+tap $? "procedure: the same 1,600 migrations apply, committing one by one"
+
+# ---- a standby refuses before anything runs ----
+STANDBY=$PG_TMP/standby
+mkdir -p "$STANDBY/sock"
+[ "$(id -u)" = 0 ] && chown "$PG_OWNER" "$STANDBY" "$STANDBY/sock"
+if as_owner "$PGBIN/pg_basebackup" -h "$PGHOST" -p "$PGPORT" -U "$PGUSER" -D "$STANDBY/data" -R \
+		-X stream >"$PG_TMP/log/basebackup.log" 2>&1 &&
+	as_owner "$PGBIN/pg_ctl" -D "$STANDBY/data" -l "$PG_TMP/log/standby.log" -w -t 60 \
+		-o "-c unix_socket_directories=$STANDBY/sock -c port=5498 -c shared_preload_libraries=" \
+		start >/dev/null 2>&1; then
+	out=$(psql -X -q -At -v VERBOSITY=verbose -h "$STANDBY/sock" -p 5498 -d proc \
+		-c "SELECT migrate_apply('$FX/proc_fail')" 2>&1)
+	echo "$out" | grep -q "ERROR:  25006: migrate_apply cannot run during recovery"
+	tap $? "standby: migrate_apply refuses during recovery (25006)"
+	out=$(psql -X -q -At -v VERBOSITY=verbose -h "$STANDBY/sock" -p 5498 -d proc \
+		-c "CALL migrate_run('$FX/proc_fail')" 2>&1)
+	echo "$out" | grep -q "ERROR:  25006: migrate_run cannot run during recovery"
+	tap $? "standby: migrate_run refuses during recovery (25006)"
+	as_owner "$PGBIN/pg_ctl" -D "$STANDBY/data" -m immediate -w stop >/dev/null 2>&1
+else
+	sed 's/^/#   /' "$PG_TMP/log/basebackup.log" "$PG_TMP/log/standby.log" 2>/dev/null | tail -5
+	tap 1 "standby: a streaming standby starts"
+fi
+
+# ---- versions ----
+check "extension: installed version 0.1" proc \
+	"SELECT extversion = '0.1' FROM pg_extension WHERE extname = 'migrate'"
+out=$(q proc -c "ALTER EXTENSION migrate UPDATE" 2>&1)
+echo "$out" | grep -q 'version "0.1" of extension "migrate" is already installed'
+tap $? "extension: ALTER EXTENSION migrate UPDATE says 0.1 is already installed"
+
 # ---- pg_dump / pg_restore ----
 newdb dumpsrc
 q dumpsrc -c "SELECT migrate_apply('$FX/basic')" >/dev/null

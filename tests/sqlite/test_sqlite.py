@@ -15,6 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import time
 import traceback
 
 EXT = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else "build/migrate")
@@ -214,6 +215,26 @@ def failing_down_script_rolls_back(c):
     c.fails("SELECT migrate_down(1)",
             "migrate_down: rollback of migration 2 (posts), line 3: no such table: nope")
     assert c.snapshot() == before
+
+
+@test
+def cache_never_hides_an_edit(c):
+    """Later calls on a connection check applied files through a checksum
+    cache; an edit that keeps the size must still be caught."""
+    base(c)
+    time.sleep(0.3)
+    con = sqlite3.connect(c.db, isolation_level=None)
+    con.enable_load_extension(True)
+    con.load_extension(EXT)
+    assert con.execute("SELECT migrate_apply(?)", (c.dir,)).fetchone()[0] == 2
+    assert con.execute("SELECT migrate_apply(?)", (c.dir,)).fetchone()[0] == 0
+    c.put("2_posts.up.sql", "CREATE TABLE posts(id INTEGER PRIMARY KEY, bodx TEXT);\n")
+    try:
+        con.execute("SELECT migrate_apply(?)", (c.dir,))
+        raise AssertionError("edit not noticed")
+    except sqlite3.OperationalError as e:
+        assert "applied migration 2 has changed since it was applied" in str(e), str(e)
+    con.close()
 
 
 # ---- bad input: each a clear error and nothing changed ----
