@@ -131,7 +131,9 @@ typedef struct mig_host {
 	 * Unit of work.  lock() takes the migration lock, waiting as the host's
 	 * policy says, opens the transaction (or savepoint) and creates the
 	 * history if it does not exist; only then does the core read the
-	 * history.  unlock(commit) ends it: commit != 0 commits, 0 rolls back.
+	 * history; when it fails it leaves nothing open (the core then calls no
+	 * unlock).  unlock(commit) ends it: commit != 0 commits, 0 rolls back;
+	 * after a failed commit the core calls unlock(0).
 	 * checkpoint (optional, may be NULL) is called after each migration is
 	 * recorded; a host that commits per migration does it there.
 	 */

@@ -173,6 +173,8 @@ restore_timeout(sq_ctx *c)
 	c->restore_timeout = -1;
 }
 
+static int	sq_unlock(void *ctx, int commit, mig_err *err);
+
 static int
 sq_lock(void *ctx, mig_err *err)
 {
@@ -202,13 +204,15 @@ sq_lock(void *ctx, mig_err *err)
 		c->locked = 1;
 		/* in the caller's transaction, a write takes the write lock before
 		 * the history is read */
-		if (run(c, history_ddl, err) != MIG_OK)
-			return MIG_ERROR;	/* unlock() rolls back */
-		rc = sqlite3_exec(c->db, "DELETE FROM main.migrate_history WHERE 0", NULL, NULL, NULL);
+		rc = sqlite3_exec(c->db, history_ddl, NULL, NULL, NULL);
+		if (rc == SQLITE_OK)
+			rc = sqlite3_exec(c->db, "DELETE FROM main.migrate_history WHERE 0", NULL, NULL, NULL);
 		if (rc == SQLITE_OK)
 			return MIG_OK;
 	}
-	if ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED)
+	if ((rc & 0xff) == SQLITE_NOMEM)
+		mig_err_nomem(err);
+	else if ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED)
 	{
 		mig_err_set(err, MIG_SQLSTATE_LOCK, "could not take the migration lock: %s",
 					sqlite3_errmsg(c->db));
@@ -217,9 +221,16 @@ sq_lock(void *ctx, mig_err *err)
 	}
 	else
 		db_error(c, err, "could not take the migration lock");
-	if (!c->locked)
-		restore_timeout(c);
-	return MIG_ERROR;
+	if (c->locked)
+	{
+		/* a failed lock leaves nothing open: the core calls no unlock */
+		mig_err		ignored;
+
+		mig_err_clear(&ignored);
+		sq_unlock(c, 0, &ignored);
+	}
+	restore_timeout(c);
+	return err->code;
 }
 
 static int

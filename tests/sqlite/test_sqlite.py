@@ -428,6 +428,35 @@ def held_lock_times_out_clearly(c):
 
 
 @test
+def lock_failure_inside_callers_transaction_leaves_it_clean(c):
+    base(c)
+    c.query("CREATE TABLE mine(x)")
+    holder = sqlite3.connect(c.db, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    con = sqlite3.connect(c.db, timeout=0.2, isolation_level=None)
+    con.enable_load_extension(True)
+    con.load_extension(EXT)
+    con.execute("BEGIN")
+    con.execute("SELECT count(*) FROM mine").fetchone()
+    try:
+        con.execute("SELECT migrate_apply(?)", (c.dir,))
+        raise AssertionError("applied under a held lock")
+    except sqlite3.OperationalError as e:
+        assert "could not take the migration lock" in str(e), str(e)
+    try:
+        con.execute("RELEASE migrate")
+        raise AssertionError("the savepoint was left open")
+    except sqlite3.OperationalError as e:
+        assert "no such savepoint: migrate" in str(e), str(e)
+    assert con.in_transaction, "the caller's transaction is still its own"
+    con.execute("ROLLBACK")
+    holder.rollback()
+    holder.close()
+    assert con.execute("SELECT migrate_apply(?)", (c.dir,)).fetchone()[0] == 2
+    con.close()
+
+
+@test
 def callers_transaction_decides(c):
     base(c)
     con = sqlite3.connect(c.db, isolation_level=None)
