@@ -19,6 +19,16 @@ now_ms(void)
 	return ts.tv_sec * 1000.0 + ts.tv_nsec / 1e6;
 }
 
+/* 1 when path names a folder; 0 with err filled otherwise. */
+static int
+path_given(const char *path, mig_err *err)
+{
+	if (path != NULL && path[0] != '\0')
+		return 1;
+	mig_err_set(err, MIG_SQLSTATE_BAD_ARG, "migration folder path must not be empty");
+	return 0;
+}
+
 /* Makes sure a failure carries a message, and returns rc. */
 static int
 failed(mig_err *err, int rc)
@@ -199,11 +209,8 @@ mig_apply(const mig_host *h, const char *path, int64_t *applied, mig_err *err)
 
 	mig_err_clear(err);
 	*applied = 0;
-	if (path == NULL || path[0] == '\0')
-	{
-		mig_err_set(err, MIG_SQLSTATE_BAD_ARG, "migration folder path must not be empty");
+	if (!path_given(path, err))
 		return MIG_ERROR;
-	}
 	if ((rc = h->lock(h->ctx, err)) != MIG_OK)
 		return failed(err, rc);
 	rc = mig_plan_build(h, path, &p, err);
@@ -347,11 +354,8 @@ mig_status(const mig_host *h, const char *path, mig_status_cb cb, void *arg,
 	int			rc;
 
 	mig_err_clear(err);
-	if (path == NULL || path[0] == '\0')
-	{
-		mig_err_set(err, MIG_SQLSTATE_BAD_ARG, "migration folder path must not be empty");
+	if (!path_given(path, err))
 		return MIG_ERROR;
-	}
 	rc = mig_plan_build(h, path, &p, err);
 	for (size_t i = 0; rc == MIG_OK && i < p.entries.n; i++)
 	{
