@@ -75,6 +75,9 @@ typedef struct mig_hist_row {
 	double		exec_ms;
 	int64_t		rank;			/* order of application, increasing */
 	int			has_down;		/* a down script was stored */
+	const char *file_id;		/* identity of the up file when it was read
+								 * (mig_record.file_id); read by the core
+								 * only when host->keeps_file_id */
 } mig_hist_row;
 
 /* What the host stores for a migration it has just applied. */
@@ -89,7 +92,13 @@ typedef struct mig_record {
 	const char *down_sql;		/* NULL when there is none */
 	size_t		down_len;
 	double		exec_ms;
+	const char *file_id;		/* identity of the up file as read (device,
+								 * inode, size, mtime, ctime), or NULL when
+								 * it changed too recently to be trusted */
 } mig_record;
+
+/* Longest mig_record.file_id, with its NUL. */
+#define MIG_FILE_ID_MAX 112
 
 /* Checksums of files already read, kept by an adapter across calls
  * (mig_cache.c); optional. */
@@ -165,6 +174,11 @@ typedef struct mig_host {
 	/* Optional: a cache that lets a no-op call check applied files with one
 	 * lstat each instead of reading them; NULL for none. */
 	mig_cache  *cache;
+
+	/* Set when history_add stores mig_record.file_id and history_load
+	 * gives it back: a first call on a new connection then checks an
+	 * unchanged applied file with one lstat instead of reading it. */
+	int			keeps_file_id;
 
 	/* Policy. */
 	size_t		max_file_size;	/* bytes; 0 means MIG_DEFAULT_MAX_FILE */

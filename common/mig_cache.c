@@ -1,34 +1,76 @@
 /*
- * mig_cache.c -- checksums of files already read, kept across calls, so a
- * no-op migrate_apply checks each applied file with one lstat instead of
- * open, fstat, read and close.
+ * mig_cache.c -- knowing that a file is unchanged without reading it.
  *
- * An entry is trusted only while the file's identity is unchanged: device,
- * inode, size, modification time and change time.  Any write to a file
- * sets its change time to the kernel's current (coarse) clock, which no
- * user can set back, so an edit after the file was read always misses --
- * provided the change time recorded was already older than the read by
- * more than the clock's granularity.  Files changed just before they were
- * read ("racily clean", as git calls it) are therefore not cached.
+ * A file's identity is its device, inode, size, modification time and
+ * change time.  Any write to a file sets its change time to the kernel's
+ * current (coarse) clock, which no user can set back, so a file whose
+ * identity is the one recorded when it was read has not been written
+ * since -- provided the recorded change time was already older than the
+ * read by more than the clock's granularity.  Files changed just before
+ * they were read ("racily clean", as git calls it) get no identity.
+ *
+ * Two users: the history keeps the identity of each applied file (so a
+ * first call on a new connection needs one lstat per file), and a
+ * per-connection cache keeps checksums of files read since (so later
+ * calls do too).
  */
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 
 #include "mig_int.h"
 
 #define RACY_NS		(200LL * 1000 * 1000)	/* 200 ms: far above any tick */
 #define MAX_ENTRIES	(1u << 20)
 
+static int64_t
+ns(struct timespec t)
+{
+	return (int64_t) t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+static void
+format_id(char *out, uint64_t dev, uint64_t ino, int64_t size, int64_t mtime,
+		  int64_t ctime)
+{
+	snprintf(out, MIG_FILE_ID_MAX, "%llu:%llu:%lld:%lld:%lld",
+			 (unsigned long long) dev, (unsigned long long) ino,
+			 (long long) size, (long long) mtime, (long long) ctime);
+}
+
+int
+mig_file_id_of(const mig_text *t, char *out)
+{
+	out[0] = '\0';
+	if (t->ctime_ns >= t->read_ns - RACY_NS)
+		return 0;
+	format_id(out, t->dev, t->ino, (int64_t) t->len, t->mtime_ns, t->ctime_ns);
+	return 1;
+}
+
+int
+mig_file_id_now(const mig_host *h, const char *dir, const char *file, char *out)
+{
+	char		path[4096];
+	struct stat st;
+
+	out[0] = '\0';
+	if ((size_t) snprintf(path, sizeof(path), "%s/%s", dir, file) >= sizeof(path) ||
+		fstatat(AT_FDCWD, path, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+		!S_ISREG(st.st_mode) ||
+		(h->refuse_writable && (st.st_mode & (S_IWGRP | S_IWOTH))))
+		return 0;
+	format_id(out, (uint64_t) st.st_dev, (uint64_t) st.st_ino, (int64_t) st.st_size,
+			  ns(st.st_mtim), ns(st.st_ctim));
+	return 1;
+}
+
+/* ---- the per-connection cache ---- */
+
 typedef struct slot {
 	uint64_t	key;			/* FNV-1a of the path; 0 = empty */
-	uint64_t	dev,
-				ino;
-	int64_t		size,
-				mtime_ns,
-				ctime_ns;
+	char		id[MIG_FILE_ID_MAX];
 	char		checksum[16];
 } slot;
 
@@ -76,12 +118,6 @@ path_key(const char *dir, const char *file)
 	return h ? h : 1;
 }
 
-static int64_t
-ns(struct timespec t)
-{
-	return (int64_t) t.tv_sec * 1000000000LL + t.tv_nsec;
-}
-
 static slot *
 find(mig_cache *c, uint64_t key)
 {
@@ -124,24 +160,15 @@ grow(mig_cache *c)
 }
 
 int
-mig_cache_get(mig_cache *c, const mig_host *h, const char *dir,
-			  const char *file, char checksum[16])
+mig_cache_get(mig_cache *c, const char *dir, const char *file, const char *id,
+			  char checksum[16])
 {
-	char		path[4096];
-	struct stat st;
 	slot	   *s;
 
-	if (c == NULL || c->n == 0)
-		return 0;
-	if ((size_t) snprintf(path, sizeof(path), "%s/%s", dir, file) >= sizeof(path) ||
-		fstatat(AT_FDCWD, path, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
-		!S_ISREG(st.st_mode) ||
-		(h->refuse_writable && (st.st_mode & (S_IWGRP | S_IWOTH))))
+	if (c == NULL || c->n == 0 || id[0] == '\0')
 		return 0;
 	s = find(c, path_key(dir, file));
-	if (s == NULL || s->key == 0 || s->dev != (uint64_t) st.st_dev ||
-		s->ino != (uint64_t) st.st_ino || s->size != (int64_t) st.st_size ||
-		s->mtime_ns != ns(st.st_mtim) || s->ctime_ns != ns(st.st_ctim))
+	if (s == NULL || s->key == 0 || strcmp(s->id, id) != 0)
 		return 0;
 	memcpy(checksum, s->checksum, 16);
 	return 1;
@@ -150,10 +177,11 @@ mig_cache_get(mig_cache *c, const mig_host *h, const char *dir,
 void
 mig_cache_put(mig_cache *c, const char *dir, const char *file, const mig_text *t)
 {
+	char		id[MIG_FILE_ID_MAX];
 	uint64_t	key;
 	slot	   *s;
 
-	if (c == NULL || t->ctime_ns >= t->read_ns - RACY_NS)
+	if (c == NULL || !mig_file_id_of(t, id))
 		return;
 	if ((c->n + 1) * 2 > c->cap && !grow(c))
 		return;
@@ -162,10 +190,6 @@ mig_cache_put(mig_cache *c, const char *dir, const char *file, const mig_text *t
 	if (s->key == 0)
 		c->n++;
 	s->key = key;
-	s->dev = t->dev;
-	s->ino = t->ino;
-	s->size = (int64_t) t->len;
-	s->mtime_ns = t->mtime_ns;
-	s->ctime_ns = t->ctime_ns;
+	memcpy(s->id, id, sizeof(id));
 	memcpy(s->checksum, t->checksum, 16);
 }

@@ -8,7 +8,7 @@
  *   mig_layout.c  file-name layouts and version order
  *   mig_files.c   folder discovery, safe file reading, content checks,
  *                 checksums
- *   mig_cache.c   checksums of files already read, across calls
+ *   mig_cache.c   file identity; checksums of files already read, across calls
  *   mig_plan.c    history against folder: applied, pending, changed...
  *   mig_run.c     the apply / rollback / status drivers
  */
@@ -110,13 +110,20 @@ void		mig_text_free(const mig_host *h, mig_text *t);
 /* Writes "crc32:xxxxxxxx" of buf[0..len) into out[16]. */
 void		mig_checksum(const char *buf, size_t len, char out[16]);
 
-/* ---- checksum cache (mig_cache.c) ---- */
-/* 1 and the checksum when dir/file is a regular file whose identity
- * (device, inode, size, mtime, ctime) is the one cached; 0 otherwise. */
-int			mig_cache_get(mig_cache *c, const mig_host *h, const char *dir,
-						  const char *file, char checksum[16]);
-/* Remembers what t read from dir/file, unless it changed too recently to
- * be trusted; out of memory only means it is not cached. */
+/* ---- file identity and checksum cache (mig_cache.c) ---- */
+/* Writes the identity "dev:ino:size:mtime:ctime" of what t read into
+ * out[MIG_FILE_ID_MAX]; 0 (and "") when the file changed too recently
+ * before it was read to be trusted later. */
+int			mig_file_id_of(const mig_text *t, char *out);
+/* Writes the current identity of dir/file; 0 when it is not a regular
+ * file the host would read (or cannot be looked at). */
+int			mig_file_id_now(const mig_host *h, const char *dir, const char *file,
+							char *out);
+/* 1 and the checksum when the cache holds dir/file with identity id. */
+int			mig_cache_get(mig_cache *c, const char *dir, const char *file,
+						  const char *id, char checksum[16]);
+/* Remembers the checksum of what t read from dir/file, unless it changed
+ * too recently to be trusted; out of memory only means it is not cached. */
 void		mig_cache_put(mig_cache *c, const char *dir, const char *file,
 						  const mig_text *t);
 
@@ -132,6 +139,7 @@ typedef struct mig_hist {
 	char	   *file;
 	char	   *checksum;
 	char	   *applied_at;
+	char	   *file_id;		/* NULL when not kept */
 	double		exec_ms;
 	int64_t		rank;
 	int			has_down;
@@ -161,6 +169,7 @@ typedef struct mig_plan {
 	const char *max_applied;	/* highest applied version, or NULL */
 	size_t		count[5];		/* entries per state */
 	size_t		kept;			/* bytes of mig_entry.up/down held */
+	int			keeps_file_id;	/* the host's history keeps file identities */
 } mig_plan;
 
 /* Reads the history (and, when dir is not NULL, the folder, checksumming

@@ -28,11 +28,13 @@ hist_cb(void *arg, const mig_hist_row *r)
 	h->file = mig_arena_strdup(&p->arena, r->file);
 	h->checksum = mig_arena_strdup(&p->arena, r->checksum ? r->checksum : "");
 	h->applied_at = mig_arena_strdup(&p->arena, r->applied_at);
+	h->file_id = p->keeps_file_id && r->file_id ? mig_arena_strdup(&p->arena, r->file_id) : NULL;
 	h->exec_ms = r->exec_ms;
 	h->rank = r->rank;
 	h->has_down = r->has_down;
 	if (h->version == NULL || h->name == NULL || h->checksum == NULL ||
-		(r->file && h->file == NULL) || (r->applied_at && h->applied_at == NULL))
+		(r->file && h->file == NULL) || (r->applied_at && h->applied_at == NULL) ||
+		(p->keeps_file_id && r->file_id && h->file_id == NULL))
 		return MIG_NOMEM;
 	return MIG_OK;
 }
@@ -71,6 +73,7 @@ mig_plan_build(const mig_host *h, const char *dir, mig_plan *p, mig_err *err)
 	mig_vec_init(&p->hist, h, sizeof(mig_hist));
 	mig_vec_init(&p->entries, h, sizeof(mig_entry));
 	p->dir = dir;
+	p->keeps_file_id = h->keeps_file_id;
 
 	rc = h->history_load(h->ctx, hist_cb, p, err);
 	if (rc == MIG_NOMEM)
@@ -105,9 +108,23 @@ mig_plan_build(const mig_host *h, const char *dir, mig_plan *p, mig_err *err)
 		else
 		{
 			mig_text	t;
-			char		sum[16];
+			char		sum[16],
+						id[MIG_FILE_ID_MAX] = "";
+			int			known = 0;
 
-			if (mig_cache_get(h->cache, h, dir, f->up, sum))
+			/* unchanged since it was applied or last read: no need to read */
+			if ((r->file_id || h->cache) && mig_file_id_now(h, dir, f->up, id))
+			{
+				if (r->file_id && strcmp(id, r->file_id) == 0 &&
+					strlen(r->checksum) < sizeof(sum))
+				{
+					strcpy(sum, r->checksum);
+					known = 1;
+				}
+				if (!known)
+					known = mig_cache_get(h->cache, dir, f->up, id, sum);
+			}
+			if (known)
 			{
 				rc = add_entry(p, f, r, strcmp(sum, r->checksum) == 0 ? MIG_APPLIED : MIG_CHANGED);
 				if (rc == MIG_OK)

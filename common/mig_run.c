@@ -159,6 +159,7 @@ apply_one(const mig_host *h, const char *dir, mig_entry *e, mig_err *err)
 	mig_script	s,
 				ds = {0};
 	mig_record	rec;
+	char		id[MIG_FILE_ID_MAX];
 	double		t0;
 	int			rc = script_of(h, dir, e, 0, &up, &s, err);
 
@@ -189,6 +190,7 @@ apply_one(const mig_host *h, const char *dir, mig_entry *e, mig_err *err)
 		rec.down_sql = f->down ? ds.sql : NULL;
 		rec.down_len = f->down ? ds.len : 0;
 		rec.exec_ms = now_ms() - t0;
+		rec.file_id = mig_file_id_of(&up, id) ? id : NULL;
 		rc = h->history_add(h->ctx, &rec, err);
 		if (rc != MIG_OK)
 			failed(err, rc);

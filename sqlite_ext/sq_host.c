@@ -25,7 +25,8 @@ static const char history_ddl[] =
 "  applied_at     TEXT NOT NULL,\n"
 "  execution_ms   REAL NOT NULL,\n"
 "  up_sql         TEXT NOT NULL,\n"
-"  down_sql       TEXT\n"
+"  down_sql       TEXT,\n"
+"  file_id        TEXT\n"
 ")";
 
 /* Sets err from the connection's last error. */
@@ -277,7 +278,7 @@ sq_history_load(void *ctx, mig_row_cb cb, void *arg, mig_err *err)
 		return MIG_OK;
 	if (sqlite3_prepare_v2(c->db,
 						   "SELECT version, name, up_file, checksum, applied_at, execution_ms,"
-						   " installed_rank, down_sql IS NOT NULL FROM main.migrate_history",
+						   " installed_rank, down_sql IS NOT NULL, file_id FROM main.migrate_history",
 						   -1, &st, NULL) != SQLITE_OK)
 		return db_error(c, err, "could not read migrate_history");
 	while (rc == MIG_OK && (src = sqlite3_step(st)) == SQLITE_ROW)
@@ -292,6 +293,7 @@ sq_history_load(void *ctx, mig_row_cb cb, void *arg, mig_err *err)
 		r.exec_ms = sqlite3_column_double(st, 5);
 		r.rank = sqlite3_column_int64(st, 6);
 		r.has_down = sqlite3_column_int(st, 7);
+		r.file_id = (const char *) sqlite3_column_text(st, 8);
 		if (r.version == NULL)
 		{
 			rc = db_error(c, err, "could not read migrate_history");
@@ -314,9 +316,9 @@ sq_history_add(void *ctx, const mig_record *r, mig_err *err)
 	if (c->add == NULL &&
 		sqlite3_prepare_v3(c->db,
 						   "INSERT INTO main.migrate_history(version, name, up_file, down_file,"
-						   " checksum, applied_at, execution_ms, up_sql, down_sql)"
+						   " checksum, applied_at, execution_ms, up_sql, down_sql, file_id)"
 						   " VALUES(?1, ?2, ?3, ?4, ?5, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),"
-						   " ?6, ?7, ?8)", -1, SQLITE_PREPARE_PERSISTENT, &c->add, NULL) != SQLITE_OK)
+						   " ?6, ?7, ?8, ?9)", -1, SQLITE_PREPARE_PERSISTENT, &c->add, NULL) != SQLITE_OK)
 		return db_error(c, err, "could not record the migration");
 	st = c->add;
 	if (sqlite3_bind_text(st, 1, r->version, -1, SQLITE_STATIC) ||
@@ -328,6 +330,7 @@ sq_history_add(void *ctx, const mig_record *r, mig_err *err)
 		sqlite3_bind_text64(st, 7, r->up_sql, r->up_len, SQLITE_STATIC, SQLITE_UTF8) ||
 		(r->down_sql ? sqlite3_bind_text64(st, 8, r->down_sql, r->down_len, SQLITE_STATIC, SQLITE_UTF8)
 		 : sqlite3_bind_null(st, 8)) ||
+		sqlite3_bind_text(st, 9, r->file_id, -1, SQLITE_STATIC) ||
 		sqlite3_step(st) != SQLITE_DONE)
 	{
 		int			rc = db_error(c, err, "could not record the migration");
@@ -524,4 +527,5 @@ sq_host_init(mig_host *h, sq_ctx *c)
 	h->history_down = sq_history_down;
 	h->check_script = sq_check_script;
 	h->exec = sq_exec;
+	h->keeps_file_id = 1;
 }

@@ -218,6 +218,23 @@ def failing_down_script_rolls_back(c):
 
 
 @test
+def first_call_trusts_only_unchanged_files(c):
+    """The history keeps each applied file's identity, so a first call on a
+    new connection need not read unchanged files; an edit is still caught,
+    and a file written just before it was applied gets no identity."""
+    base(c)
+    time.sleep(0.3)
+    assert c.apply() == 2
+    ids = c.query("SELECT file_id FROM migrate_history ORDER BY installed_rank")
+    assert all(r[0] and r[0].count(":") == 4 for r in ids), ids
+    c.put("3_fresh.up.sql", "CREATE TABLE fresh(x);")
+    assert c.apply() == 1
+    assert c.query("SELECT file_id FROM migrate_history WHERE version = '3'") == [(None,)]
+    c.put("1_users.up.sql", "CREATE TABLE users(id INTEGER PRIMARY KEY, namf TEXT);\n")
+    c.fails("SELECT migrate_apply('%s')" % c.dir, "applied migration 1 has changed since it was applied")
+
+
+@test
 def cache_never_hides_an_edit(c):
     """Later calls on a connection check applied files through a checksum
     cache; an edit that keeps the size must still be caught."""

@@ -48,7 +48,8 @@ typedef struct frow {
 			   *name,
 			   *file,
 			   *checksum,
-			   *down;
+			   *down,
+			   *file_id;
 	int64_t		rank;
 } frow;
 
@@ -158,6 +159,7 @@ free_rows(frow *rows, int n)
 		free(rows[i].file);
 		free(rows[i].checksum);
 		free(rows[i].down);
+		free(rows[i].file_id);
 	}
 }
 
@@ -172,6 +174,7 @@ copy_rows(frow *to, const frow *from, int n)
 		to[i].file = strdup(from[i].file);
 		to[i].checksum = strdup(from[i].checksum);
 		to[i].down = from[i].down ? strdup(from[i].down) : NULL;
+		to[i].file_id = from[i].file_id ? strdup(from[i].file_id) : NULL;
 	}
 }
 
@@ -219,7 +222,8 @@ f_load(void *ctx, mig_row_cb cb, void *arg, mig_err *err)
 	for (int i = f->n - 1; i >= 0; i--)	/* any order: give it backwards */
 	{
 		mig_hist_row r = {f->rows[i].version, f->rows[i].name, f->rows[i].file,
-		f->rows[i].checksum, "2024-01-01", 1.5, f->rows[i].rank, f->rows[i].down != NULL};
+		f->rows[i].checksum, "2024-01-01", 1.5, f->rows[i].rank, f->rows[i].down != NULL,
+		f->rows[i].file_id};
 		int			rc = cb(arg, &r);
 
 		if (rc)
@@ -240,6 +244,7 @@ f_add(void *ctx, const mig_record *r, mig_err *err)
 	w->file = strdup(r->up_file);
 	w->checksum = strdup(r->checksum);
 	w->down = r->down_sql ? xdup(r->down_sql, r->down_len) : NULL;
+	w->file_id = r->file_id ? strdup(r->file_id) : NULL;
 	w->rank = ++f->next_rank;
 	return MIG_OK;
 }
@@ -334,6 +339,7 @@ host_init(mig_host *h, fake *f)
 	h->history_down = f_down;
 	h->check_script = f_check;
 	h->exec = f_exec;
+	h->keeps_file_id = 1;
 }
 
 static void
@@ -740,6 +746,31 @@ test_cache(void)
 		  "same-size edit after caching caught: %s", err.message);
 	host_done(&f);
 	mig_cache_destroy(cache);
+
+	/* the history's file identities: a first call without any cache opens
+	 * no unchanged file, and still catches an edit */
+	fresh();
+	PUT("1_a.up.sql", "AAAA");
+	PUT("2_b.up.sql", "BBBB");
+	usleep(300 * 1000);
+	host_init(&h, &f);
+	rc = apply(&h, &n);
+	CHECK(rc == MIG_OK && n == 2 && f.rows[0].file_id && f.rows[1].file_id,
+		  "identities recorded for files older than the racy window");
+	f.opens = 0;
+	rc = apply(&h, &n);
+	CHECK(rc == MIG_OK && n == 0 && f.opens == 0, "first no-op opened %d files", f.opens);
+	PUT("1_a.up.sql", "AAAB");
+	rc = apply(&h, &n);
+	CHECK(rc == MIG_ERROR && strstr(err.message, "applied migration 1 has changed"),
+		  "an edit is caught: %s", err.message);
+	PUT("1_a.up.sql", "AAAA");
+	h.keeps_file_id = 0;
+	f.opens = 0;
+	rc = apply(&h, &n);
+	CHECK(rc == MIG_OK && n == 0 && f.opens == 2,
+		  "a host that does not keep identities: files read (%d opens)", f.opens);
+	host_done(&f);
 }
 
 int
