@@ -62,6 +62,12 @@ typedef struct mig_script {
 								 * for a down script read back from history */
 	const char *version;		/* canonical version text */
 	int			down;			/* 1 when this is a rollback script */
+	const char *text;			/* the whole file the script is part of (a
+								 * section of a dbmate or goose file), for */
+	size_t		text_len;		/* line numbers: see mig_script_line */
+	const char *nontransactional;	/* the marker asking to run it outside a
+									 * transaction (-- +goose NO TRANSACTION,
+									 * ...), or NULL */
 } mig_script;
 
 /* One row of the history as the host reads it back (strings are the host's,
@@ -171,6 +177,11 @@ typedef struct mig_host {
 	int			(*check_script) (void *ctx, const mig_script *s, mig_err *err);
 	int			(*exec) (void *ctx, const mig_script *s, mig_err *err);
 
+	/* The engine's name, "sqlite" or "postgres": a folder holding
+	 * per-engine subfolders (postgres/, sqlite/) is read from this engine's
+	 * one.  NULL: no per-engine subfolders. */
+	const char *engine;
+
 	/* Optional: a cache that lets a no-op call check applied files with one
 	 * lstat each instead of reading them; NULL for none. */
 	mig_cache  *cache;
@@ -248,6 +259,8 @@ int			mig_status(const mig_host *h, const char *path, mig_status_cb cb,
 
 /* 1-based line number of byte offset off in sql[0..len). */
 int			mig_line_at(const char *sql, size_t len, size_t off);
+/* 1-based line, within its file, of byte offset off of the script. */
+int			mig_script_line(const mig_script *s, size_t off);
 
 /* Skips white space and SQL comments (-- and C-style) from sql[0..len) and
  * returns the offset of the first word, storing its length in *wlen (0 when

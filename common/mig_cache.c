@@ -52,11 +52,11 @@ mig_file_id_of(const mig_text *t, char *out)
 int
 mig_file_id_now(const mig_host *h, const char *dir, const char *file, char *out)
 {
-	char		path[4096];
+	char		path[MIG_PATH_MAX];
 	struct stat st;
 
 	out[0] = '\0';
-	if ((size_t) snprintf(path, sizeof(path), "%s/%s", dir, file) >= sizeof(path) ||
+	if (!mig_join(path, dir, file) ||
 		fstatat(AT_FDCWD, path, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
 		!S_ISREG(st.st_mode) ||
 		(h->refuse_writable && (st.st_mode & (S_IWGRP | S_IWOTH))))

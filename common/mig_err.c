@@ -119,7 +119,7 @@ mig_err_at(mig_err *err, const mig_script *s)
 
 	if (err->offset >= 0 && (size_t) err->offset <= s->len)
 		snprintf(line, sizeof(line), ", line %d",
-				 mig_line_at(s->sql, s->len, (size_t) err->offset));
+				 mig_script_line(s, (size_t) err->offset));
 	snprintf(err->context, sizeof(err->context), "%smigration %s (%s)%s",
 			 s->down ? "rollback of " : "", s->version, s->file, line);
 }

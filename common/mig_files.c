@@ -4,6 +4,7 @@
  * (NUL bytes, UTF-8, BOM) and checksums (zlib's CRC-32).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,31 +17,73 @@
 
 /* ---- discovery ---- */
 
+int
+mig_join(char *out, const char *a, const char *b)
+{
+	size_t		la = strlen(a);
+	int			n = snprintf(out, MIG_PATH_MAX, "%s%s%s", a,
+							 la && a[la - 1] == '/' ? "" : "/", b);
+
+	return n >= 0 && n < MIG_PATH_MAX;
+}
+
+/* Fails for a path too long to use. */
+static int
+too_long(mig_err *err, const char *a, const char *b)
+{
+	mig_err_set(err, MIG_SQLSTATE_TOO_BIG, "path \"%s/%s\" is too long", a, b);
+	return MIG_ERROR;
+}
+
 typedef struct found {
 	mig_name	n;
-	char	   *file;
+	char	   *file;			/* path inside the folder */
 } found;
 
 typedef struct listing {
 	mig_arena  *a;
-	mig_vec		names;			/* char *: candidate .sql names */
+	mig_vec		names;			/* char *: every entry but hidden ones */
 } listing;
 
 static int
 collect(void *arg, const char *name)
 {
 	listing    *l = arg;
-	size_t		len = strlen(name);
 	char	  **slot;
 
-	/* hidden files (.#x, .x.swp) and anything that is not .sql (x.sql~,
-	 * #x.sql#, x.sql.orig, README.md) are not migrations */
-	if (name[0] == '.' || len < 4 || strcmp(name + len - 4, ".sql") != 0)
+	if (name[0] == '.')			/* hidden files: .#x, .x.swp, .git */
 		return MIG_OK;
 	slot = mig_vec_push(&l->names);
-	if (slot == NULL || (*slot = mig_arena_strndup(l->a, name, len)) == NULL)
+	if (slot == NULL || (*slot = mig_arena_strdup(l->a, name)) == NULL)
 		return MIG_NOMEM;
 	return MIG_OK;
+}
+
+/* Lists dir into l->names (strings in the arena). */
+static int
+list(const mig_host *h, mig_arena *a, const char *dir, listing *l, mig_err *err)
+{
+	int			rc;
+
+	l->a = a;
+	mig_vec_init(&l->names, h, sizeof(char *));
+	rc = h->list_dir(h->ctx, dir, collect, l, err);
+	if (rc == MIG_NOMEM)
+		mig_err_nomem(err);
+	return rc;
+}
+
+/* S_IFDIR, S_IFREG, S_IFLNK... of dir/name without following a link, or
+ * 0 when it cannot be looked at. */
+static unsigned
+kind_of(const char *dir, const char *name)
+{
+	char		path[MIG_PATH_MAX];
+	struct stat st;
+
+	if (!mig_join(path, dir, name) || fstatat(AT_FDCWD, path, &st, AT_SYMLINK_NOFOLLOW) != 0)
+		return 0;
+	return st.st_mode & S_IFMT;
 }
 
 static int
@@ -80,6 +123,141 @@ refuse_names(mig_err *err, mig_vec *bad, const char *state, const char *one,
 	return MIG_ERROR;
 }
 
+static int
+push_str(mig_vec *v, char *s)
+{
+	char	  **slot = mig_vec_push(v);
+
+	if (slot == NULL || s == NULL)
+		return MIG_NOMEM;
+	*slot = s;
+	return MIG_OK;
+}
+
+/* The folder names each engine may have of its own, as in Mattermost's
+ * db/migrations/{postgres,sqlite}. */
+static const char *const engine_dirs[][3] = {
+	{"sqlite", "sqlite", "sqlite3"},
+	{"postgres", "postgres", "postgresql"},
+};
+
+/*
+ * When dir holds per-engine folders, sets *sub to the host's one ("" when
+ * there are none).  Fails when there are some but not the host's.
+ */
+static int
+engine_folder(const mig_host *h, const char *dir, listing *l, const char **sub,
+			  mig_err *err)
+{
+	const char *other = NULL;
+
+	*sub = "";
+	for (size_t i = 0; i < l->names.n; i++)
+	{
+		const char *name = *mig_vec_at(&l->names, char *, i);
+
+		for (size_t e = 0; e < sizeof(engine_dirs) / sizeof(engine_dirs[0]); e++)
+			if ((strcmp(name, engine_dirs[e][1]) == 0 || strcmp(name, engine_dirs[e][2]) == 0) &&
+				kind_of(dir, name) == S_IFDIR)
+			{
+				if (h->engine && strcmp(h->engine, engine_dirs[e][0]) == 0)
+				{
+					*sub = name;
+					return MIG_OK;
+				}
+				other = name;
+			}
+	}
+	if (other && h->engine)
+	{
+		mig_err_set(err, "58P01", "\"%s\" has a folder for another engine (%s/) but none for %s",
+					dir, other, h->engine);
+		mig_err_hint(err, "Put this engine's migrations in %s/%s/.", dir, h->engine);
+		return MIG_ERROR;
+	}
+	return MIG_OK;
+}
+
+/* Adds the up.sql and down.sql of a diesel folder. */
+static int
+diesel_folder(const mig_host *h, mig_arena *a, const char *dir, const char *name,
+			  const mig_name *n, mig_vec *ok, mig_vec *bad, mig_err *err)
+{
+	char		path[MIG_PATH_MAX];
+	listing		l;
+	int			rc,
+				ups = 0;
+
+	if (!mig_join(path, dir, name))
+		return too_long(err, dir, name);
+	if ((rc = list(h, a, path, &l, err)) != MIG_OK)
+	{
+		mig_vec_free(&l.names);
+		return rc;
+	}
+	for (size_t i = 0; rc == MIG_OK && i < l.names.n; i++)
+	{
+		const char *f = *mig_vec_at(&l.names, char *, i);
+		int			down = strcmp(f, "down.sql") == 0;
+		found	   *slot;
+		char		rel[MIG_PATH_MAX];
+
+		if (strcmp(f, "up.sql") != 0 && !down)
+			continue;			/* diesel's metadata.toml and the like */
+		ups += !down;
+		if (!mig_join(rel, name, f))
+			rc = too_long(err, name, f);
+		else if ((slot = mig_vec_push(ok)) == NULL)
+			rc = MIG_NOMEM;
+		else
+		{
+			slot->n = *n;
+			slot->n.kind = down ? MIG_KIND_DOWN : MIG_KIND_UP;
+			slot->file = mig_arena_strdup(a, rel);
+			if (slot->file == NULL)
+				rc = MIG_NOMEM;
+		}
+	}
+	if (rc == MIG_OK && ups == 0 && mig_join(path, name, "up.sql (missing)"))
+		rc = push_str(bad, mig_arena_strdup(a, path));
+	mig_vec_free(&l.names);
+	if (rc == MIG_NOMEM)
+		mig_err_nomem(err);
+	return rc;
+}
+
+/* Fails when the migrations found use more than one layout. */
+static int
+one_layout(mig_vec *ok, mig_err *err)
+{
+	int			first = MIG_LAYOUT_NONE;
+	const char *example[2] = {NULL, NULL};
+
+	for (size_t i = 0; i < ok->n; i++)
+	{
+		found	   *f = mig_vec_at(ok, found, i);
+
+		if (first == MIG_LAYOUT_NONE)
+		{
+			first = f->n.layout;
+			example[0] = f->file;
+		}
+		else if (f->n.layout != first)
+		{
+			example[1] = f->file;
+			mig_err_set(err, MIG_SQLSTATE_BAD_NAME,
+						"migration folder mixes the %s and %s layouts",
+						mig_layout_names[first], mig_layout_names[f->n.layout]);
+			mig_err_detail(err, "\"%s\" is a %s migration; \"%s\" is a %s migration.",
+						   example[0], mig_layout_names[first], example[1],
+						   mig_layout_names[f->n.layout]);
+			mig_err_hint(err, "Keep one layout per folder.");
+			return MIG_ERROR;
+		}
+	}
+	return MIG_OK;
+}
+
 int
 mig_discover(const mig_host *h, mig_arena *a, const char *dir, mig_vec *files,
 			 mig_err *err)
@@ -88,43 +266,85 @@ mig_discover(const mig_host *h, mig_arena *a, const char *dir, mig_vec *files,
 	mig_vec		ok,
 				bad,
 				dup,
-				orphan;
+				orphan,
+				repeatable;
+	const char *sub = "";
+	char		folder[MIG_PATH_MAX];
 	size_t		i,
 				j;
 	int			rc;
 
-	l.a = a;
-	mig_vec_init(&l.names, h, sizeof(char *));
 	mig_vec_init(&ok, h, sizeof(found));
 	mig_vec_init(&bad, h, sizeof(char *));
 	mig_vec_init(&dup, h, sizeof(char *));
 	mig_vec_init(&orphan, h, sizeof(char *));
+	mig_vec_init(&repeatable, h, sizeof(char *));
 
-	rc = h->list_dir(h->ctx, dir, collect, &l, err);
-	if (rc == MIG_NOMEM)
-		mig_err_nomem(err);
+	rc = list(h, a, dir, &l, err);
+	if (rc == MIG_OK)
+		rc = engine_folder(h, dir, &l, &sub, err);
+	if (rc == MIG_OK && sub[0])
+	{
+		mig_vec_free(&l.names);
+		rc = mig_join(folder, dir, sub) ? list(h, a, folder, &l, err) : too_long(err, dir, sub);
+	}
+	else if (strlen(dir) < sizeof(folder))
+		strcpy(folder, dir);
+	else
+		rc = too_long(err, dir, "");
+
 	for (i = 0; rc == MIG_OK && i < l.names.n; i++)
 	{
-		char	   *file = *mig_vec_at(&l.names, char *, i);
+		char	   *name = *mig_vec_at(&l.names, char *, i);
+		size_t		len = strlen(name);
+		char	   *file = name;
 		mig_name	n;
-		int			fits = mig_parse_name(a, file, &n);
-		void	   *slot;
+		int			fits;
 
+		if (sub[0])				/* files are named from the folder given */
+		{
+			char		rel[MIG_PATH_MAX];
+
+			if (!mig_join(rel, sub, name))
+			{
+				rc = too_long(err, sub, name);
+				break;
+			}
+			if ((file = mig_arena_strdup(a, rel)) == NULL)
+			{
+				rc = MIG_NOMEM;
+				break;
+			}
+		}
+		if (len < 4 || strcmp(name + len - 4, ".sql") != 0)
+		{
+			/* not .sql (README.md, x.sql~, #x.sql#, x.sql.orig): a diesel
+			 * folder, or nothing of ours */
+			fits = mig_parse_dir_name(a, name, &n);
+			if (fits > 0 && kind_of(folder, name) == S_IFDIR)
+				rc = diesel_folder(h, a, folder, file, &n, &ok, &bad, err);
+			else if (fits < 0)
+				rc = MIG_NOMEM;
+			continue;
+		}
+		fits = mig_parse_name(a, name, &n);
 		if (fits < 0)
 			rc = MIG_NOMEM;
 		else if (fits == 0)
-		{
-			if ((slot = mig_vec_push(&bad)) == NULL)
-				rc = MIG_NOMEM;
-			else
-				*(char **) slot = file;
-		}
-		else if ((slot = mig_vec_push(&ok)) == NULL)
-			rc = MIG_NOMEM;
+			rc = push_str(&bad, file);
+		else if (n.kind == MIG_KIND_REPEATABLE)
+			rc = push_str(&repeatable, file);
 		else
 		{
-			((found *) slot)->n = n;
-			((found *) slot)->file = file;
+			found	   *slot = mig_vec_push(&ok);
+
+			if (slot == NULL)
+				rc = MIG_NOMEM;
+			else
+			{
+				slot->n = n;
+				slot->file = file;
+			}
 		}
 	}
 	if (rc == MIG_OK && ok.n > 1)
@@ -152,36 +372,21 @@ mig_discover(const mig_host *h, mig_arena *a, const char *dir, mig_vec *files,
 		if (ups > 1 || downs > 1)
 		{
 			/* one entry per version: "3 (3_a.up.sql, 003_b.up.sql)" */
-			char		text[1024] = "";
-			char	  **slot = mig_vec_push(&dup);
+			char		item[1200];
+			size_t		used;
 
-			for (size_t k = i; k < j; k++)
-			{
-				size_t		used = strlen(text);
-
-				snprintf(text + used, sizeof(text) - used, "%s%s",
-						 k == i ? "" : ", ", mig_vec_at(&ok, found, k)->file);
-			}
-			if (slot == NULL)
-				rc = MIG_NOMEM;
-			else
-			{
-				char		item[1200];
-
-				snprintf(item, sizeof(item), "%s (%s)", f->n.version, text);
-				if ((*slot = mig_arena_strdup(a, item)) == NULL)
-					rc = MIG_NOMEM;
-			}
+			used = (size_t) snprintf(item, sizeof(item), "%s (", f->n.version);
+			for (size_t k = i; k < j && used < sizeof(item); k++)
+				used += (size_t) snprintf(item + used, sizeof(item) - used, "%s%s",
+										  k == i ? "" : ", ", mig_vec_at(&ok, found, k)->file);
+			if (used < sizeof(item))
+				snprintf(item + used, sizeof(item) - used, ")");
+			rc = push_str(&dup, mig_arena_strdup(a, item));
 			continue;
 		}
 		if (ups == 0)
 		{
-			char	  **slot = mig_vec_push(&orphan);
-
-			if (slot == NULL)
-				rc = MIG_NOMEM;
-			else
-				*slot = f->file;
+			rc = push_str(&orphan, f->file);
 			continue;
 		}
 		if ((m = mig_vec_push(files)) == NULL)
@@ -190,6 +395,7 @@ mig_discover(const mig_host *h, mig_arena *a, const char *dir, mig_vec *files,
 			break;
 		}
 		m->version = f->n.version;
+		m->layout = f->n.layout;
 		for (size_t k = i; k < j; k++)
 		{
 			found	   *g = mig_vec_at(&ok, found, k);
@@ -217,14 +423,23 @@ mig_discover(const mig_host *h, mig_arena *a, const char *dir, mig_vec *files,
 	}
 	if (rc == MIG_OK)
 	{
+		rc = refuse_names(err, &repeatable, MIG_SQLSTATE_TXN_CONTROL,
+						  "repeatable migration \"%s\" is not supported yet",
+						  "%zu repeatable migrations are not supported yet",
+						  "Files: ");
+		if (rc != MIG_OK)
+			mig_err_hint(err, "Flyway's R__ files re-run whenever they change; run them by hand for now.");
+	}
+	if (rc == MIG_OK)
+		rc = one_layout(&ok, err);
+	if (rc == MIG_OK)
+	{
 		rc = refuse_names(err, &dup, MIG_SQLSTATE_DUPLICATE,
 						  "more than one file for migration version %s",
 						  "%zu migration versions have more than one file",
 						  "Versions and files: ");
 		if (rc != MIG_OK)
-		{
 			mig_err_hint(err, "Give every migration a version of its own.");
-		}
 	}
 	if (rc == MIG_OK)
 	{
@@ -233,13 +448,14 @@ mig_discover(const mig_host *h, mig_arena *a, const char *dir, mig_vec *files,
 						  "%zu down files have no matching up file",
 						  "Files: ");
 		if (rc != MIG_OK)
-			mig_err_hint(err, "Every {version}_{name}.down.sql needs a {version}_{name}.up.sql.");
+			mig_err_hint(err, "Every down or undo file needs the up file of its version.");
 	}
 	mig_vec_free(&l.names);
 	mig_vec_free(&ok);
 	mig_vec_free(&bad);
 	mig_vec_free(&dup);
 	mig_vec_free(&orphan);
+	mig_vec_free(&repeatable);
 	return rc;
 }
 
@@ -257,26 +473,20 @@ int
 mig_text_read(const mig_host *h, const char *dir, const char *file,
 			  mig_text *t, mig_err *err)
 {
-	char		path[4096];
-	size_t		dlen = strlen(dir),
-				cap = h->max_file_size ? h->max_file_size : MIG_DEFAULT_MAX_FILE,
+	char		path[MIG_PATH_MAX];
+	size_t		cap = h->max_file_size ? h->max_file_size : MIG_DEFAULT_MAX_FILE,
 				got = 0;
 	struct stat st;
 	int			fd,
 				rc = MIG_OK;
-
 	struct timespec now;
 
 	t->buf = NULL;
 	t->len = 0;
 	clock_gettime(CLOCK_REALTIME, &now);
 	t->read_ns = (int64_t) now.tv_sec * 1000000000LL + now.tv_nsec;
-	if ((size_t) snprintf(path, sizeof(path), "%s%s%s", dir,
-						  dlen && dir[dlen - 1] == '/' ? "" : "/", file) >= sizeof(path))
-	{
-		mig_err_set(err, MIG_SQLSTATE_TOO_BIG, "path of \"%s\" is too long", file);
-		return MIG_ERROR;
-	}
+	if (!mig_join(path, dir, file))
+		return too_long(err, dir, file);
 	fd = h->open_file(h->ctx, path, err);
 	if (fd < 0)
 		return err->code == MIG_OK ? (mig_err_errno(err, EIO, "open file", path), MIG_ERROR) : err->code;
@@ -415,16 +625,22 @@ utf8_invalid(const unsigned char *s, size_t n)
 }
 
 int
-mig_text_script(const mig_text *t, const char *file, const char *version,
-				int down, mig_script *s, mig_err *err)
+mig_text_script(const mig_text *t, const mig_file *f, int down, mig_script *s,
+				mig_err *err)
 {
+	const char *file = down && f->down ? f->down : f->up;
 	const char *nul = memchr(t->buf, '\0', t->len);
+	size_t		start = 0;
+	mig_sections sec;
 	long		bad;
 
+	memset(s, 0, sizeof(*s));
 	s->sql = t->buf;
 	s->len = t->len;
+	s->text = t->buf;
+	s->text_len = t->len;
 	s->file = file;
-	s->version = version;
+	s->version = f->version;
 	s->down = down;
 	if (nul)
 	{
@@ -445,9 +661,25 @@ mig_text_script(const mig_text *t, const char *file, const char *version,
 		return MIG_ERROR;
 	}
 	if (t->len >= 3 && memcmp(t->buf, "\xEF\xBB\xBF", 3) == 0)
+		start = 3;				/* PostgreSQL rejects a BOM; strip one */
+	if (mig_sections_parse(t->buf, t->len, start, f->layout, s, &sec, err) != MIG_OK)
+		return MIG_ERROR;
+	s->nontransactional = sec.no_txn;
+	if (f->layout == MIG_LAYOUT_SINGLE && down)
 	{
-		s->sql += 3;			/* PostgreSQL rejects a BOM; strip one */
-		s->len -= 3;
+		if (!sec.has_down)
+		{
+			s->sql = NULL;		/* no down section */
+			s->len = 0;
+			return MIG_OK;
+		}
+		s->sql = t->buf + sec.down_off;
+		s->len = sec.down_end - sec.down_off;
+	}
+	else
+	{
+		s->sql = t->buf + sec.up_off;
+		s->len = sec.up_end - sec.up_off;
 	}
 	return MIG_OK;
 }

@@ -6,6 +6,7 @@
  *   mig_err.c     error formatting
  *   mig_sql.c     SQL text helpers (lines, leading keyword)
  *   mig_layout.c  file-name layouts and version order
+ *   mig_sections.c  sections of one-file migrations, non-transactional markers
  *   mig_files.c   folder discovery, safe file reading, content checks,
  *                 checksums
  *   mig_cache.c   file identity; checksums of files already read, across calls
@@ -50,17 +51,30 @@ void	   *mig_vec_push(mig_vec *v);
 void		mig_vec_free(mig_vec *v);
 
 /* ---- layouts (mig_layout.c) ---- */
-enum { MIG_KIND_UP = 0, MIG_KIND_DOWN = 1 };
+enum {
+	MIG_LAYOUT_NONE = 0,
+	MIG_LAYOUT_UPDOWN,			/* golang-migrate, morph, sqlx reversible */
+	MIG_LAYOUT_FLYWAY,
+	MIG_LAYOUT_SINGLE,			/* dbmate, goose, sqlx simple: sections */
+	MIG_LAYOUT_DIESEL
+};
+extern const char *const mig_layout_names[];	/* by MIG_LAYOUT_* */
+
+enum { MIG_KIND_UP = 0, MIG_KIND_DOWN = 1, MIG_KIND_REPEATABLE = 2 };
 
 typedef struct mig_name {
-	char	   *version;		/* canonical: no leading zeros per part */
+	char	   *version;		/* canonical: no leading zeros per part;
+								 * NULL for a repeatable */
 	char	   *name;			/* description part of the file name */
-	int			kind;			/* MIG_KIND_UP or MIG_KIND_DOWN */
+	int			kind;			/* MIG_KIND_* */
+	int			layout;			/* MIG_LAYOUT_* */
 } mig_name;
 
 /* Parses a file name.  Returns 1 and fills out (strings in the arena) when
  * it fits a layout, 0 when it does not, -1 when out of memory. */
 int			mig_parse_name(mig_arena *a, const char *file, mig_name *out);
+/* The same for a diesel folder name, {version}_{name}. */
+int			mig_parse_dir_name(mig_arena *a, const char *dir, mig_name *out);
 /* Orders two canonical versions: negative, zero or positive. */
 int			mig_version_cmp(const char *a, const char *b);
 /* Non-zero when s is a canonical version (what mig_parse_name produces). */
@@ -68,12 +82,41 @@ int			mig_version_valid(const char *s);
 /* Names the layouts accepted, for error hints. */
 extern const char mig_layout_hint[];
 
+/* ---- sections (mig_sections.c) ---- */
+enum { MIG_FORMAT_PLAIN = 0, MIG_FORMAT_DBMATE, MIG_FORMAT_GOOSE };
+
+typedef struct mig_sections {
+	int			format;			/* MIG_FORMAT_* */
+	size_t		up_off,			/* the up script is text[up_off..up_end) */
+				up_end;
+	int			has_down;
+	size_t		down_off,
+				down_end;
+	const char *no_txn;			/* the marker asking to run outside a
+								 * transaction, or NULL */
+	size_t		no_txn_off;
+} mig_sections;
+
+/* Finds the sections of text[start..len) for a file of the given layout
+ * (only MIG_LAYOUT_SINGLE files have sections; every layout may carry a
+ * non-transactional marker).  where names the file for errors. */
+int			mig_sections_parse(const char *text, size_t len, size_t start,
+							   int layout, const mig_script *where,
+							   mig_sections *sec, mig_err *err);
+
 /* ---- files (mig_files.c) ---- */
+#define MIG_PATH_MAX 4096
+/* Writes a "/" b into out[MIG_PATH_MAX]; 0 when it does not fit. */
+int			mig_join(char *out, const char *a, const char *b);
+
 typedef struct mig_file {
 	char	   *version;
 	char	   *name;
-	char	   *up;				/* file names inside the folder */
-	char	   *down;			/* NULL when there is no down file */
+	char	   *up;				/* paths inside the folder */
+	char	   *down;			/* NULL when there is no down file (a
+								 * one-file migration keeps its down SQL in a
+								 * section of up) */
+	int			layout;			/* MIG_LAYOUT_* */
 } mig_file;
 
 /* Lists the folder and returns its migrations sorted by version in files
@@ -101,11 +144,12 @@ typedef struct mig_text {
  * not group/world-writable).  The caller frees with mig_text_free. */
 int			mig_text_read(const mig_host *h, const char *dir, const char *file,
 						  mig_text *t, mig_err *err);
-/* Checks the content (no NUL byte, valid UTF-8) and returns the script
- * without a leading UTF-8 BOM in *s (pointing into t). */
-int			mig_text_script(const mig_text *t, const char *file,
-							const char *version, int down, mig_script *s,
-							mig_err *err);
+/* Checks the content of a file of migration f (no NUL byte, valid UTF-8)
+ * and returns its up or down script in *s, pointing into t: without a
+ * leading UTF-8 BOM, and for a one-file migration the section asked for
+ * (s->sql NULL when it has no down section). */
+int			mig_text_script(const mig_text *t, const mig_file *f, int down,
+							mig_script *s, mig_err *err);
 void		mig_text_free(const mig_host *h, mig_text *t);
 /* Writes "crc32:xxxxxxxx" of buf[0..len) into out[16]. */
 void		mig_checksum(const char *buf, size_t len, char out[16]);

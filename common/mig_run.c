@@ -80,21 +80,41 @@ run_script(const mig_host *h, int (*fn) (void *, const mig_script *, mig_err *),
 	return rc;
 }
 
-/* Reads one file of a pending migration and checks its content; with
- * check, also lets the host refuse what cannot run. */
+/* Refuses a migration marked to run outside a transaction. */
 static int
-load_script(const mig_host *h, const char *dir, const mig_file *f, int down,
-			int check, mig_text *t, mig_script *s, mig_err *err)
+refuse_nontransactional(const mig_script *s, mig_err *err)
 {
-	const char *file = down ? f->down : f->up;
-	int			rc = mig_text_read(h, dir, file, t, err);
+	if (s->nontransactional == NULL)
+		return MIG_OK;
+	mig_err_set(err, MIG_SQLSTATE_TXN_CONTROL,
+				"migration %s (%s) is marked to run outside a transaction (%s)",
+				s->version, s->file, s->nontransactional);
+	mig_err_detail(err, "Running migrations outside a transaction is not supported yet; nothing was applied.");
+	mig_err_hint(err, "If its statements can run in a transaction, remove the marker.");
+	return MIG_ERROR;
+}
 
-	if (rc == MIG_OK)
-		rc = mig_text_script(t, file, f->version, down, s, err);
-	if (rc == MIG_OK && check && h->check_script)
-		rc = run_script(h, h->check_script, s, err);
-	if (rc != MIG_OK)
-		mig_text_free(h, t);
+/* Reads the file of migration f that holds its up script (down = 0) or
+ * its down script (down = 1) into *t. */
+static int
+read_file_of(const mig_host *h, const char *dir, const mig_file *f, int down,
+			 mig_text *t, mig_err *err)
+{
+	return mig_text_read(h, dir, down && f->down ? f->down : f->up, t, err);
+}
+
+/* Checks one script of a pending migration before anything runs. */
+static int
+check_script(const mig_host *h, const mig_text *t, const mig_file *f, int down,
+			 mig_err *err)
+{
+	mig_script	s;
+	int			rc = mig_text_script(t, f, down, &s, err);
+
+	if (rc == MIG_OK && !down)
+		rc = refuse_nontransactional(&s, err);
+	if (rc == MIG_OK && s.sql && h->check_script)
+		rc = run_script(h, h->check_script, &s, err);
 	return rc;
 }
 
@@ -116,37 +136,49 @@ keep(const mig_host *h, mig_plan *p, mig_text *t, mig_text *slot)
 static int
 check_pending(const mig_host *h, mig_plan *p, mig_entry *e, mig_err *err)
 {
+	const mig_file *f = e->file;
 	mig_text	t;
-	mig_script	s;
-	int			rc = load_script(h, p->dir, e->file, 0, 1, &t, &s, err);
+	int			rc = read_file_of(h, p->dir, f, 0, &t, err);
 
 	if (rc != MIG_OK)
 		return rc;
 	memcpy(e->checksum, t.checksum, sizeof(t.checksum));
+	rc = check_script(h, &t, f, 0, err);
+	if (rc == MIG_OK && f->layout == MIG_LAYOUT_SINGLE)
+		rc = check_script(h, &t, f, 1, err);	/* its down section */
+	if (rc != MIG_OK)
+	{
+		mig_text_free(h, &t);
+		return rc;
+	}
 	keep(h, p, &t, &e->up);
-	if (e->file->down == NULL)
+	if (f->down == NULL)
 		return MIG_OK;
-	rc = load_script(h, p->dir, e->file, 1, 1, &t, &s, err);
+	if ((rc = read_file_of(h, p->dir, f, 1, &t, err)) != MIG_OK)
+		return rc;
+	rc = check_script(h, &t, f, 1, err);
 	if (rc == MIG_OK)
 		keep(h, p, &t, &e->down);
+	else
+		mig_text_free(h, &t);
 	return rc;
 }
 
-/* The script of a pending file: the kept text, or the file read again. */
+/* The text of e's up file (down = 0) or down file: the one kept since
+ * validation, or read again into *tmp. */
 static int
-script_of(const mig_host *h, const char *dir, mig_entry *e, int down,
-		  mig_text *t, mig_script *s, mig_err *err)
+text_of(const mig_host *h, const char *dir, mig_entry *e, int down,
+		mig_text *tmp, const mig_text **t, mig_err *err)
 {
-	mig_text   *kept = down ? &e->down : &e->up;
+	const mig_text *kept = down && e->file->down ? &e->down : &e->up;
 
 	if (kept->buf)
 	{
-		*t = *kept;				/* ownership moves to the caller */
-		kept->buf = NULL;
-		return mig_text_script(t, down ? e->file->down : e->file->up,
-							   e->file->version, down, s, err);
+		*t = kept;
+		return MIG_OK;
 	}
-	return load_script(h, dir, e->file, down, 0, t, s, err);
+	*t = tmp;
+	return read_file_of(h, dir, e->file, down, tmp, err);
 }
 
 /* Runs one pending migration and records it with its down script. */
@@ -154,25 +186,31 @@ static int
 apply_one(const mig_host *h, const char *dir, mig_entry *e, mig_err *err)
 {
 	const mig_file *f = e->file;
-	mig_text	up,
-				down = {0};
+	mig_text	up_tmp = {0},
+				down_tmp = {0};
+	const mig_text *up = NULL,
+			   *dt = NULL;
 	mig_script	s,
 				ds = {0};
 	mig_record	rec;
 	char		id[MIG_FILE_ID_MAX];
 	double		t0;
-	int			rc = script_of(h, dir, e, 0, &up, &s, err);
+	int			rc = text_of(h, dir, e, 0, &up_tmp, &up, err);
 
-	if (rc != MIG_OK)
-		return rc;
-	if (strcmp(up.checksum, e->checksum) != 0)
+	if (rc == MIG_OK)
+		rc = mig_text_script(up, f, 0, &s, err);
+	if (rc == MIG_OK && strcmp(up->checksum, e->checksum) != 0)
 	{
 		mig_err_set(err, MIG_SQLSTATE_STATE,
 					"migration file \"%s\" changed while migrations were being applied", f->up);
 		rc = MIG_ERROR;
 	}
-	if (rc == MIG_OK && f->down)
-		rc = script_of(h, dir, e, 1, &down, &ds, err);
+	if (rc == MIG_OK && (f->down || f->layout == MIG_LAYOUT_SINGLE))
+	{
+		rc = f->down ? text_of(h, dir, e, 1, &down_tmp, &dt, err) : MIG_OK;
+		if (rc == MIG_OK)
+			rc = mig_text_script(f->down ? dt : up, f, 1, &ds, err);
+	}
 	if (rc == MIG_OK)
 	{
 		t0 = now_ms();
@@ -183,20 +221,20 @@ apply_one(const mig_host *h, const char *dir, mig_entry *e, mig_err *err)
 		rec.version = f->version;
 		rec.name = f->name;
 		rec.up_file = f->up;
-		rec.down_file = f->down;
-		rec.checksum = up.checksum;
+		rec.down_file = f->down ? f->down : ds.sql ? f->up : NULL;
+		rec.checksum = up->checksum;
 		rec.up_sql = s.sql;
 		rec.up_len = s.len;
-		rec.down_sql = f->down ? ds.sql : NULL;
-		rec.down_len = f->down ? ds.len : 0;
+		rec.down_sql = ds.sql;
+		rec.down_len = ds.sql ? ds.len : 0;
 		rec.exec_ms = now_ms() - t0;
-		rec.file_id = mig_file_id_of(&up, id) ? id : NULL;
+		rec.file_id = mig_file_id_of(up, id) ? id : NULL;
 		rc = h->history_add(h->ctx, &rec, err);
 		if (rc != MIG_OK)
 			failed(err, rc);
 	}
-	mig_text_free(h, &up);
-	mig_text_free(h, &down);
+	mig_text_free(h, &up_tmp);
+	mig_text_free(h, &down_tmp);
 	if (rc == MIG_OK && h->checkpoint && (rc = h->checkpoint(h->ctx, err)) != MIG_OK)
 		failed(err, rc);
 	return rc;

@@ -24,6 +24,14 @@ mig_line_at(const char *sql, size_t len, size_t off)
 	return line;
 }
 
+int
+mig_script_line(const mig_script *s, size_t off)
+{
+	if (s->text && s->sql >= s->text && s->sql + s->len <= s->text + s->text_len)
+		return mig_line_at(s->text, s->text_len, (size_t) (s->sql - s->text) + off);
+	return mig_line_at(s->sql, s->len, off);
+}
+
 size_t
 mig_first_word(const char *sql, size_t len, size_t *wlen)
 {

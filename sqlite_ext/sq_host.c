@@ -528,4 +528,5 @@ sq_host_init(mig_host *h, sq_ctx *c)
 	h->check_script = sq_check_script;
 	h->exec = sq_exec;
 	h->keeps_file_id = 1;
+	h->engine = "sqlite";
 }

@@ -405,8 +405,29 @@ test_versions(void)
 		  "dots inside the name are kept");
 	CHECK(mig_parse_name(&a, "3_x.down.sql", &n) == 1 && n.kind == MIG_KIND_DOWN, "down file");
 	CHECK(mig_parse_name(&a, "3x.up.sql", &n) == 0, "no underscore: not a migration");
-	CHECK(mig_parse_name(&a, "3_x.UP.sql", &n) == 0, "suffix is case-sensitive");
-	CHECK(mig_parse_name(&a, "3_x.sql", &n) == 0, "no direction: not this layout");
+	CHECK(mig_parse_name(&a, "3_x.UP.sql", &n) == 1 && n.layout == MIG_LAYOUT_SINGLE,
+		  ".UP.sql is not the up suffix (case-sensitive): a one-file name");
+	CHECK(mig_parse_name(&a, "3_x.sql", &n) == 1 && n.layout == MIG_LAYOUT_SINGLE &&
+		  strcmp(n.name, "x") == 0, "{version}_{name}.sql: dbmate/goose/sqlx");
+	CHECK(mig_parse_name(&a, "V1_2__add_x.sql", &n) == 1 && n.layout == MIG_LAYOUT_FLYWAY &&
+		  strcmp(n.version, "1.2") == 0 && strcmp(n.name, "add_x") == 0 && n.kind == MIG_KIND_UP,
+		  "Flyway V1_2__ is version 1.2");
+	CHECK(mig_parse_name(&a, "V2.010.0__x.sql", &n) == 1 && strcmp(n.version, "2.10") == 0,
+		  "Flyway 2.010.0 is 2.10 (leading zeros and trailing zero parts dropped)");
+	CHECK(mig_parse_name(&a, "U3__undo.sql", &n) == 1 && n.kind == MIG_KIND_DOWN &&
+		  strcmp(n.version, "3") == 0, "Flyway undo is the down file");
+	CHECK(mig_parse_name(&a, "R__views.sql", &n) == 1 && n.kind == MIG_KIND_REPEATABLE,
+		  "Flyway repeatable recognised");
+	CHECK(mig_parse_name(&a, "V1..2__x.sql", &n) == 0 && mig_parse_name(&a, "V__x.sql", &n) == 0 &&
+		  mig_parse_name(&a, "V1_x.sql", &n) == 0 && mig_parse_name(&a, "V1.__x.sql", &n) == 0,
+		  "malformed Flyway names refused");
+	CHECK(mig_parse_dir_name(&a, "2018-01-14-171611_create_users", &n) == 1 &&
+		  n.layout == MIG_LAYOUT_DIESEL && strcmp(n.version, "20180114171611") == 0 &&
+		  strcmp(n.name, "create_users") == 0, "diesel folder: dashes dropped from the version");
+	CHECK(mig_parse_dir_name(&a, "00000000000000_diesel_initial_setup", &n) == 1 &&
+		  strcmp(n.version, "0") == 0, "diesel initial setup is version 0");
+	CHECK(mig_parse_dir_name(&a, "2018--01_x", &n) == 0 && mig_parse_dir_name(&a, "-1_x", &n) == 0,
+		  "malformed diesel names refused");
 	CHECK(mig_parse_name(&a, "v3_x.up.sql", &n) == 0, "version must be digits");
 	CHECK(mig_parse_name(&a, "3_a\tb.up.sql", &n) == 0, "control characters refused");
 	CHECK(mig_parse_name(&a, "3_\xff.up.sql", &n) == 0, "invalid UTF-8 in a name refused");
@@ -502,10 +523,10 @@ test_refusals(void)
 	fresh();
 	PUT("1_a.up.sql", "A");
 	PUT("notes.sql", "x");
-	PUT("2_b.sql", "x");
+	PUT("v2_b.sql", "x");
 	CHECK(apply(&h, &n) == MIG_ERROR && strcmp(err.sqlstate, "42602") == 0 &&
 		  strstr(err.message, "2 file names do not fit any migration layout") &&
-		  strstr(err.detail, "2_b.sql and notes.sql") && err.hint[0],
+		  strstr(err.detail, "notes.sql and v2_b.sql") && err.hint[0],
 		  "unparsable names listed: %s / %s", err.message, err.detail);
 
 	fresh();
