@@ -177,6 +177,20 @@ typedef struct mig_host {
 	int			(*check_script) (void *ctx, const mig_script *s, mig_err *err);
 	int			(*exec) (void *ctx, const mig_script *s, mig_err *err);
 
+	/*
+	 * Another tool's history, for mig_adopt (optional: NULL where adoption
+	 * is not available).  table_info sets *exists to 1 when the table (and,
+	 * when column is not NULL, that column of it) exists, looked up the way
+	 * an unqualified name resolves.  query_text runs one SELECT of ncols
+	 * columns and calls cb with each row's cells as text (NULL for SQL
+	 * NULL; booleans as "1"/"0" or "t"/"f"); a non-zero cb result stops it.
+	 */
+	int			(*table_info) (void *ctx, const char *table, const char *column,
+							   int *exists, mig_err *err);
+	int			(*query_text) (void *ctx, const char *sql, int ncols,
+							   int (*cb) (void *arg, const char *const *cells),
+							   void *arg, mig_err *err);
+
 	/* The engine's name, "sqlite" or "postgres": a folder holding
 	 * per-engine subfolders (postgres/, sqlite/) is read from this engine's
 	 * one.  NULL: no per-engine subfolders. */
@@ -230,6 +244,20 @@ int			mig_apply(const mig_host *h, const char *path, int64_t *applied,
  * one of them has no down script or fewer than n are applied. */
 int			mig_down(const mig_host *h, int64_t n, int64_t *rolled_back,
 					 mig_err *err);
+
+/* Imports another tool's history (Flyway, golang-migrate, morph, dbmate,
+ * goose, sqlx, diesel) as applied history for the matching files of the
+ * folder, running nothing and leaving that tool's table untouched.  Only
+ * when our history is empty; refuses a history that does not match the
+ * folder (a recorded version without a file, a Flyway checksum that
+ * differs, a dirty or failed migration).  *adopted receives the count. */
+int			mig_adopt(const mig_host *h, const char *path, int64_t *adopted,
+					  mig_err *err);
+
+/* Flyway's checksum of a file: CRC-32 of its lines without terminators
+ * (\n, \r\n or \r), a leading UTF-8 BOM left out, as a signed 32-bit
+ * number. */
+int32_t		mig_flyway_checksum(const char *buf, size_t len);
 
 /* One row of migrate_status: strings valid only during the callback. */
 typedef struct mig_status_row {

@@ -12,6 +12,7 @@
  *   mig_cache.c   file identity; checksums of files already read, across calls
  *   mig_plan.c    history against folder: applied, pending, changed...
  *   mig_run.c     the apply / rollback / status drivers
+ *   mig_adopt.c   importing another tool's history
  */
 #ifndef MIG_INT_H
 #define MIG_INT_H
@@ -75,6 +76,10 @@ typedef struct mig_name {
 int			mig_parse_name(mig_arena *a, const char *file, mig_name *out);
 /* The same for a diesel folder name, {version}_{name}. */
 int			mig_parse_dir_name(mig_arena *a, const char *dir, mig_name *out);
+/* The canonical form of a version written by another tool ("000042",
+ * "1.1", "1_1", "2018-01-14-171611"); NULL when it is not a version
+ * (*oom set when out of memory). */
+char	   *mig_version_canonical(mig_arena *a, const char *s, int *oom);
 /* Orders two canonical versions: negative, zero or positive. */
 int			mig_version_cmp(const char *a, const char *b);
 /* Non-zero when s is a canonical version (what mig_parse_name produces). */
@@ -224,6 +229,13 @@ int			mig_plan_build(const mig_host *h, const char *dir, mig_plan *p,
 void		mig_plan_free(mig_plan *p);
 /* Fails when the plan has changed, missing or out-of-order migrations. */
 int			mig_plan_check(const mig_plan *p, mig_err *err);
+
+/* ---- drivers (mig_run.c) ---- */
+/* 1 when path names a folder; 0 with err filled otherwise. */
+int			mig_path_given(const char *path, mig_err *err);
+/* Ends the unit of work opened by host->lock: commits when rc is MIG_OK,
+ * else rolls back keeping the first error; returns the outcome. */
+int			mig_finish(const mig_host *h, int rc, mig_err *err);
 
 /* ---- errors (mig_err.c) ---- */
 /* Adds "migration V (file), line N" to err->context from err->offset. */

@@ -128,6 +128,13 @@ canonical(mig_arena *a, const char *s, size_t n, const char *seps, int *oom)
 	return v;
 }
 
+char *
+mig_version_canonical(mig_arena *a, const char *s, int *oom)
+{
+	*oom = 0;
+	return canonical(a, s, strlen(s), "._-", oom);
+}
+
 int
 mig_parse_name(mig_arena *a, const char *file, mig_name *out)
 {

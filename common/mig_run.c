@@ -19,9 +19,8 @@ now_ms(void)
 	return ts.tv_sec * 1000.0 + ts.tv_nsec / 1e6;
 }
 
-/* 1 when path names a folder; 0 with err filled otherwise. */
-static int
-path_given(const char *path, mig_err *err)
+int
+mig_path_given(const char *path, mig_err *err)
 {
 	if (path != NULL && path[0] != '\0')
 		return 1;
@@ -40,10 +39,8 @@ failed(mig_err *err, int rc)
 	return rc;
 }
 
-/* Ends the unit of work: commits when rc is MIG_OK, else rolls back and
- * keeps the first error. */
-static int
-finish(const mig_host *h, int rc, mig_err *err)
+int
+mig_finish(const mig_host *h, int rc, mig_err *err)
 {
 	if (rc == MIG_OK)
 	{
@@ -249,7 +246,7 @@ mig_apply(const mig_host *h, const char *path, int64_t *applied, mig_err *err)
 
 	mig_err_clear(err);
 	*applied = 0;
-	if (!path_given(path, err))
+	if (!mig_path_given(path, err))
 		return MIG_ERROR;
 	if ((rc = h->lock(h->ctx, err)) != MIG_OK)
 		return failed(err, rc);
@@ -276,7 +273,7 @@ mig_apply(const mig_host *h, const char *path, int64_t *applied, mig_err *err)
 	mig_plan_free(&p);
 	if (rc != MIG_OK)
 		failed(err, rc);
-	return finish(h, rc, err);
+	return mig_finish(h, rc, err);
 }
 
 static int
@@ -383,7 +380,7 @@ mig_down(const mig_host *h, int64_t n, int64_t *rolled_back, mig_err *err)
 	mig_plan_free(&p);
 	if (rc != MIG_OK)
 		failed(err, rc);
-	return finish(h, rc, err);
+	return mig_finish(h, rc, err);
 }
 
 int
@@ -394,7 +391,7 @@ mig_status(const mig_host *h, const char *path, mig_status_cb cb, void *arg,
 	int			rc;
 
 	mig_err_clear(err);
-	if (!path_given(path, err))
+	if (!mig_path_given(path, err))
 		return MIG_ERROR;
 	rc = mig_plan_build(h, path, &p, err);
 	for (size_t i = 0; rc == MIG_OK && i < p.entries.n; i++)

@@ -7,6 +7,8 @@
  *   SELECT * FROM migrate_status('db/migrations');   -- one row a migration
  *   SELECT migrate_down(1);                          -- number rolled back
  *   SELECT * FROM migrate_history;                   -- what was applied
+ *   SELECT migrate_adopt('db/migrations');           -- take over from
+ *                                                    -- Flyway, goose...
  *
  * This file is the thin edge: it registers the functions, turns their
  * arguments into calls of the core (common/mig.h) with the host from
@@ -89,6 +91,29 @@ fn_apply(sqlite3_context *fctx, int argc, sqlite3_value **argv)
 		sqlite3_result_int64(fctx, applied);
 }
 
+/* migrate_adopt(path) -> number of migrations taken over from another
+ * tool's history */
+static void
+fn_adopt(sqlite3_context *fctx, int argc, sqlite3_value **argv)
+{
+	const char *path = path_arg(fctx, "migrate_adopt", argv[0]);
+	sq_ctx		c;
+	mig_host	h;
+	mig_err		err;
+	int64_t		adopted = 0;
+
+	(void) argc;
+	if (path == NULL)
+		return;
+	c.db = sqlite3_context_db_handle(fctx);
+	c.fn = "migrate_adopt";
+	sq_host_init(&h, &c);
+	if (mig_adopt(&h, path, &adopted, &err) != MIG_OK)
+		sq_report(fctx, c.fn, &err);
+	else
+		sqlite3_result_int64(fctx, adopted);
+}
+
 /* migrate_down([n = 1]) -> number of migrations rolled back */
 static void
 fn_down(sqlite3_context *fctx, int argc, sqlite3_value **argv)
@@ -151,6 +176,8 @@ sqlite3_migrate_init(sqlite3 *db, char **pzErrMsg, const sqlite3_api_routines *p
 		rc = sqlite3_create_function(db, "migrate_down", 0, flags, NULL, fn_down, NULL, NULL);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_create_function(db, "migrate_down", 1, flags, NULL, fn_down, NULL, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_create_function(db, "migrate_adopt", 1, flags, NULL, fn_adopt, NULL, NULL);
 	if (rc == SQLITE_OK)
 		rc = sq_status_register(db);
 	if (rc != SQLITE_OK && pzErrMsg)

@@ -505,6 +505,43 @@ sq_exec(void *ctx, const mig_script *s, mig_err *err)
 	return MIG_OK;
 }
 
+/* ---- another tool's history ---- */
+
+static int
+sq_table_info(void *ctx, const char *table, const char *column, int *exists, mig_err *err)
+{
+	sq_ctx	   *c = ctx;
+
+	(void) err;
+	*exists = sqlite3_table_column_metadata(c->db, NULL, table, column, NULL, NULL,
+											NULL, NULL, NULL) == SQLITE_OK;
+	return MIG_OK;
+}
+
+static int
+sq_query_text(void *ctx, const char *sql, int ncols,
+			  int (*cb) (void *arg, const char *const *cells), void *arg, mig_err *err)
+{
+	sq_ctx	   *c = ctx;
+	sqlite3_stmt *st = NULL;
+	const char *cells[8];
+	int			rc = MIG_OK,
+				src = SQLITE_DONE;
+
+	if (ncols > 8 || sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK)
+		return db_error(c, err, "could not read the other tool's history");
+	while (rc == MIG_OK && (src = sqlite3_step(st)) == SQLITE_ROW)
+	{
+		for (int i = 0; i < ncols; i++)
+			cells[i] = (const char *) sqlite3_column_text(st, i);
+		rc = cb(arg, cells);
+	}
+	if (rc == MIG_OK && src != SQLITE_DONE)
+		rc = db_error(c, err, "could not read the other tool's history");
+	sqlite3_finalize(st);
+	return rc;
+}
+
 void
 sq_host_init(mig_host *h, sq_ctx *c)
 {
@@ -527,6 +564,8 @@ sq_host_init(mig_host *h, sq_ctx *c)
 	h->history_down = sq_history_down;
 	h->check_script = sq_check_script;
 	h->exec = sq_exec;
+	h->table_info = sq_table_info;
+	h->query_text = sq_query_text;
 	h->keeps_file_id = 1;
 	h->engine = "sqlite";
 }

@@ -3,6 +3,7 @@
 #   core      plain C unit tests of common/ (fake host, ASan/UBSan)
 #   sqlite    the extension through the real sqlite3 shell and Python's sqlite3
 #   layouts   every migration layout through the same (tests/sqlite/test_layouts.py)
+#   adopt     taking over each other tool's history (tests/sqlite/test_adopt.py)
 #   *-asan    the same suites with the ASan/UBSan build of the extension
 #   pg        the PostgreSQL extension against a throwaway cluster (tests/pg/run.sh)
 # Each suite prints TAP lines ("ok ..." / "not ok ..."); this script counts them.
@@ -29,11 +30,13 @@ suite() {                      # suite NAME COMMAND...
 suite core ./build/test_core
 suite sqlite "$PY" tests/sqlite/test_sqlite.py build/migrate
 suite layouts "$PY" tests/sqlite/test_layouts.py build/migrate
+suite adopt "$PY" tests/sqlite/test_adopt.py build/migrate
 asan=$(gcc -print-file-name=libasan.so)
 san=(env LD_PRELOAD="$asan" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1
      UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1)
 suite sqlite-asan "${san[@]}" "$PY" tests/sqlite/test_sqlite.py build/asan/migrate
 suite layouts-asan "${san[@]}" "$PY" tests/sqlite/test_layouts.py build/asan/migrate
+suite adopt-asan "${san[@]}" "$PY" tests/sqlite/test_adopt.py build/asan/migrate
 if [ -x tests/pg/run.sh ] && [ -z "${SKIP_PG:-}" ]; then     # SKIP_PG=1: SQLite only
   suite pg tests/pg/run.sh
 fi

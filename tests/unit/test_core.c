@@ -18,6 +18,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <zlib.h>
+
 #include "mig_int.h"
 
 /* ---- a tiny TAP harness ---- */
@@ -437,6 +439,20 @@ test_versions(void)
 	CHECK(f.live == 0, "arena gave back every byte");
 }
 
+/* Flyway's checksum: CRC-32 (zlib's, the same as java.util.zip.CRC32)
+ * of the text with line terminators and one leading BOM left out. */
+static void
+test_flyway_checksum(void)
+{
+	CHECK(mig_flyway_checksum("", 0) == 0, "empty file: 0");
+	CHECK(mig_flyway_checksum("a\nb", 3) == -1635563411 &&
+		  mig_flyway_checksum("a\r\nb\r\n", 6) == -1635563411 &&
+		  mig_flyway_checksum("\xEF\xBB\xBF" "a\rb\n", 7) == -1635563411,
+		  "a/b with LF, CRLF, CR and a BOM: crc32(\"ab\") as signed");
+	CHECK(mig_flyway_checksum("SELECT 1;\n\nSELECT 2;\n", 21) == (int32_t) crc32(0, (const unsigned char *) "SELECT 1;SELECT 2;", 18),
+		  "empty lines add nothing");
+}
+
 static void
 test_sql_helpers(void)
 {
@@ -799,6 +815,7 @@ main(void)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	test_versions();
+	test_flyway_checksum();
 	test_sql_helpers();
 	test_apply_and_down();
 	test_refusals();
