@@ -78,14 +78,19 @@ truthy(const char *s)
 	return s && (strcmp(s, "1") == 0 || strcmp(s, "t") == 0 || strcmp(s, "true") == 0);
 }
 
-/* Canonical version of a cell; NULL (and a problem) when it is none. */
+/* Canonical version of a cell (a repeatable's R__ key as it is); NULL,
+ * and a problem noted, when it is none. */
 static char *
 version_of(adopt *ad, const char *cell)
 {
-	int			oom;
-	char	   *v = cell ? mig_version_canonical(ad->a, cell, &oom) : NULL;
+	int			oom = 0;
+	char	   *v = NULL;
 
-	if (v == NULL && cell && oom)
+	if (cell && strncmp(cell, "R__", 3) == 0)
+		oom = (v = mig_arena_strdup(ad->a, cell)) == NULL;
+	else if (cell)
+		v = mig_version_canonical(ad->a, cell, &oom);
+	if (oom)
 		ad->oom = 1;
 	else if (v == NULL && ad->problem[0] == '\0')
 		snprintf(ad->problem, sizeof(ad->problem), "%s recorded \"%s\", which is not a version",
@@ -117,17 +122,27 @@ note(adopt *ad, const char *cell, int applied, const char *sum)
 /* ---- one reader per tool: cells as in the tool's SELECT ---- */
 
 static int
-row_flyway(void *arg, const char *const *c)	/* version, type, checksum, success */
+row_flyway(void *arg, const char *const *c)	/* version, type, checksum, success,
+												 * script */
 {
 	adopt	   *ad = arg;
 
 	if (!truthy(c[3]))
 	{
 		snprintf(ad->problem, sizeof(ad->problem),
-				 "Flyway recorded a failed migration (version %s)", c[0] ? c[0] : "none");
+				 "Flyway recorded a failed migration (version %s)", c[0] ? c[0] : c[4] ? c[4] : "none");
 		return MIG_OK;
 	}
-	if (c[0] == NULL || c[1] == NULL)	/* repeatable, or schema creation */
+	if (c[0] == NULL && c[1] && strcmp(c[1], "SQL") == 0 && c[4] &&
+		strncmp(c[4], "R__", 3) == 0 && strlen(c[4]) > 7)
+	{
+		/* a repeatable: keyed by its script name without .sql */
+		char		key[600];
+
+		snprintf(key, sizeof(key), "%.*s", (int) strlen(c[4]) - 4, c[4]);
+		return note(ad, key, 1, c[2]);
+	}
+	if (c[0] == NULL || c[1] == NULL)	/* schema creation and the like */
 		return MIG_OK;
 	if (strcmp(c[1], "BASELINE") == 0)
 	{
@@ -183,9 +198,10 @@ row_sqlx(void *arg, const char *const *c)	/* version, success */
 #define L(x) (1u << MIG_LAYOUT_##x)
 
 static const tool tools[] = {
-	{"Flyway", "flyway_schema_history", "installed_rank", NULL, L(FLYWAY), 4,
+	{"Flyway", "flyway_schema_history", "installed_rank", NULL, L(FLYWAY), 5,
 		"SELECT CAST(version AS TEXT), CAST(type AS TEXT), CAST(checksum AS TEXT),"
-		" CAST(success AS TEXT) FROM flyway_schema_history ORDER BY installed_rank", row_flyway},
+		" CAST(success AS TEXT), CAST(script AS TEXT) FROM flyway_schema_history"
+		" ORDER BY installed_rank", row_flyway},
 	{"golang-migrate", "schema_migrations", "dirty", NULL, L(UPDOWN), 2,
 		"SELECT CAST(version AS TEXT), CAST(dirty AS TEXT) FROM schema_migrations", row_golang},
 	{"morph", "db_migrations", "name", NULL, L(UPDOWN), 1,
@@ -335,7 +351,10 @@ check_match(const mig_host *h, adopt *ad, mig_plan *p, mig_err *err)
 				return rc;
 			sum = mig_flyway_checksum(t.buf, t.len);
 			mig_text_free(h, &t);
-			if (sum != s->sum)
+			if (sum != s->sum && mig_is_repeatable(s->version))
+				((seen *) s)->applied = 0;	/* changed since: Flyway would run it
+											 * again, and so will we */
+			else if (sum != s->sum)
 			{
 				snprintf(buf, sizeof(buf), "%s (Flyway recorded %ld, the file has %ld)",
 						 file->up, (long) s->sum, (long) sum);
@@ -384,7 +403,7 @@ check_match(const mig_host *h, adopt *ad, mig_plan *p, mig_err *err)
 		const mig_file *file = mig_vec_at(&p->files, mig_file, i);
 		const seen *row;
 
-		if (was_applied(ad, file->version, &row))
+		if (was_applied(ad, file->version, &row) && !mig_is_repeatable(file->version))
 			last_applied = file->version;
 	}
 	for (size_t i = 0; last_applied && i < p->files.n; i++)
@@ -392,7 +411,8 @@ check_match(const mig_host *h, adopt *ad, mig_plan *p, mig_err *err)
 		const mig_file *file = mig_vec_at(&p->files, mig_file, i);
 		const seen *row;
 
-		if (mig_version_cmp(file->version, last_applied) < 0 && !was_applied(ad, file->version, &row))
+		if (mig_version_cmp(file->version, last_applied) < 0 && !mig_is_repeatable(file->version) &&
+			!was_applied(ad, file->version, &row))
 		{
 			mig_err_set(err, MIG_SQLSTATE_STATE,
 						"%s did not apply migration %s (%s), which is older than %s that it applied",

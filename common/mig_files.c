@@ -266,8 +266,7 @@ mig_discover(const mig_host *h, mig_arena *a, const char *dir, mig_vec *files,
 	mig_vec		ok,
 				bad,
 				dup,
-				orphan,
-				repeatable;
+				orphan;
 	const char *sub = "";
 	char		folder[MIG_PATH_MAX];
 	size_t		i,
@@ -278,7 +277,6 @@ mig_discover(const mig_host *h, mig_arena *a, const char *dir, mig_vec *files,
 	mig_vec_init(&bad, h, sizeof(char *));
 	mig_vec_init(&dup, h, sizeof(char *));
 	mig_vec_init(&orphan, h, sizeof(char *));
-	mig_vec_init(&repeatable, h, sizeof(char *));
 
 	rc = list(h, a, dir, &l, err);
 	if (rc == MIG_OK)
@@ -332,8 +330,6 @@ mig_discover(const mig_host *h, mig_arena *a, const char *dir, mig_vec *files,
 			rc = MIG_NOMEM;
 		else if (fits == 0)
 			rc = push_str(&bad, file);
-		else if (n.kind == MIG_KIND_REPEATABLE)
-			rc = push_str(&repeatable, file);
 		else
 		{
 			found	   *slot = mig_vec_push(&ok);
@@ -364,10 +360,10 @@ mig_discover(const mig_host *h, mig_arena *a, const char *dir, mig_vec *files,
 
 			if (mig_version_cmp(g->n.version, f->n.version) != 0)
 				break;
-			if (g->n.kind == MIG_KIND_UP)
-				ups++;
-			else
+			if (g->n.kind == MIG_KIND_DOWN)
 				downs++;
+			else
+				ups++;
 		}
 		if (ups > 1 || downs > 1)
 		{
@@ -400,13 +396,13 @@ mig_discover(const mig_host *h, mig_arena *a, const char *dir, mig_vec *files,
 		{
 			found	   *g = mig_vec_at(&ok, found, k);
 
-			if (g->n.kind == MIG_KIND_UP)
+			if (g->n.kind == MIG_KIND_DOWN)
+				m->down = g->file;
+			else
 			{
 				m->up = g->file;
 				m->name = g->n.name;
 			}
-			else
-				m->down = g->file;
 		}
 	}
 
@@ -420,15 +416,6 @@ mig_discover(const mig_host *h, mig_arena *a, const char *dir, mig_vec *files,
 						  "Files: ");
 		if (rc != MIG_OK)
 			mig_err_hint(err, "%s", mig_layout_hint);
-	}
-	if (rc == MIG_OK)
-	{
-		rc = refuse_names(err, &repeatable, MIG_SQLSTATE_TXN_CONTROL,
-						  "repeatable migration \"%s\" is not supported yet",
-						  "%zu repeatable migrations are not supported yet",
-						  "Files: ");
-		if (rc != MIG_OK)
-			mig_err_hint(err, "Flyway's R__ files re-run whenever they change; run them by hand for now.");
 	}
 	if (rc == MIG_OK)
 		rc = one_layout(&ok, err);
@@ -455,7 +442,6 @@ mig_discover(const mig_host *h, mig_arena *a, const char *dir, mig_vec *files,
 	mig_vec_free(&bad);
 	mig_vec_free(&dup);
 	mig_vec_free(&orphan);
-	mig_vec_free(&repeatable);
 	return rc;
 }
 

@@ -65,7 +65,7 @@ enum { MIG_KIND_UP = 0, MIG_KIND_DOWN = 1, MIG_KIND_REPEATABLE = 2 };
 
 typedef struct mig_name {
 	char	   *version;		/* canonical: no leading zeros per part;
-								 * NULL for a repeatable */
+								 * "R__{name}" for a repeatable */
 	char	   *name;			/* description part of the file name */
 	int			kind;			/* MIG_KIND_* */
 	int			layout;			/* MIG_LAYOUT_* */
@@ -80,6 +80,8 @@ int			mig_parse_dir_name(mig_arena *a, const char *dir, mig_name *out);
  * "1.1", "1_1", "2018-01-14-171611"); NULL when it is not a version
  * (*oom set when out of memory). */
 char	   *mig_version_canonical(mig_arena *a, const char *s, int *oom);
+/* Non-zero for the key of a repeatable migration (R__{name}). */
+int			mig_is_repeatable(const char *version);
 /* Orders two canonical versions: negative, zero or positive. */
 int			mig_version_cmp(const char *a, const char *b);
 /* Non-zero when s is a canonical version (what mig_parse_name produces). */
@@ -178,7 +180,8 @@ void		mig_cache_put(mig_cache *c, const char *dir, const char *file,
 
 /* ---- plan (mig_plan.c) ---- */
 enum {
-	MIG_APPLIED = 0, MIG_PENDING, MIG_CHANGED, MIG_MISSING, MIG_OUT_OF_ORDER
+	MIG_APPLIED = 0, MIG_PENDING, MIG_CHANGED, MIG_MISSING, MIG_OUT_OF_ORDER,
+	MIG_OUTDATED				/* a repeatable whose file changed: runs again */
 };
 extern const char *const mig_state_names[];
 
@@ -216,7 +219,7 @@ typedef struct mig_plan {
 	mig_vec		entries;		/* mig_entry, by version */
 	const char *dir;
 	const char *max_applied;	/* highest applied version, or NULL */
-	size_t		count[5];		/* entries per state */
+	size_t		count[6];		/* entries per state */
 	size_t		kept;			/* bytes of mig_entry.up/down held */
 	int			keeps_file_id;	/* the host's history keeps file identities */
 } mig_plan;

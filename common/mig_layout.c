@@ -10,6 +10,9 @@
  *   diesel   {version}_{name}/up.sql and down.sql, where the version may be
  *              written 2018-01-14-171611
  *
+ * Flyway's repeatable R__{name}.sql files are keyed "R__{name}" and come
+ * after every version.
+ *
  * Versions are compared as numbers (9 < 10 < 000011), never as strings:
  * the canonical form drops leading zeros of each dotted part (and trailing
  * zero parts, so 1.0 is 1, as Flyway has it), and order is by length, then
@@ -155,12 +158,13 @@ mig_parse_name(mig_arena *a, const char *file, mig_name *out)
 			return 0;
 		if (file[0] == 'R')
 		{
-			if (sep != file + 1)
+			if (sep != file + 1 || len == 7)
 				return 0;
 			out->layout = MIG_LAYOUT_FLYWAY;
 			out->kind = MIG_KIND_REPEATABLE;
 			out->name = mig_arena_strndup(a, sep + 2, len - 4 - (size_t) (sep + 2 - file));
-			return out->name ? 1 : -1;
+			out->version = mig_arena_strndup(a, file, len - 4);	/* R__name */
+			return out->name && out->version ? 1 : -1;
 		}
 		out->version = canonical(a, file + 1, (size_t) (sep - file - 1), "._", &oom);
 		if (out->version == NULL)
@@ -230,8 +234,18 @@ part_len(const char *s)
 }
 
 int
+mig_is_repeatable(const char *version)
+{
+	return version[0] == 'R';
+}
+
+int
 mig_version_cmp(const char *a, const char *b)
 {
+	/* repeatables (R__name) come after every version, by name */
+	if (mig_is_repeatable(a) || mig_is_repeatable(b))
+		return mig_is_repeatable(a) != mig_is_repeatable(b)
+			? mig_is_repeatable(a) - mig_is_repeatable(b) : strcmp(a, b);
 	for (;;)
 	{
 		size_t		la = part_len(a),

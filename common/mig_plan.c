@@ -12,7 +12,7 @@
 #include "mig_int.h"
 
 const char *const mig_state_names[] = {
-	"applied", "pending", "changed", "missing", "out_of_order"
+	"applied", "pending", "changed", "missing", "out_of_order", "outdated"
 };
 
 static int
@@ -60,6 +60,14 @@ add_entry(mig_plan *p, const mig_file *f, const mig_hist *h, int state)
 	return MIG_OK;
 }
 
+/* A changed applied file: an error, but for a repeatable, which runs
+ * again. */
+static int
+changed(const mig_file *f)
+{
+	return mig_is_repeatable(f->version) ? MIG_OUTDATED : MIG_CHANGED;
+}
+
 int
 mig_plan_build(const mig_host *h, const char *dir, mig_plan *p, mig_err *err)
 {
@@ -82,8 +90,9 @@ mig_plan_build(const mig_host *h, const char *dir, mig_plan *p, mig_err *err)
 		return rc;
 	if (p->hist.n > 1)
 		qsort(p->hist.items, p->hist.n, sizeof(mig_hist), hist_cmp);
-	if (p->hist.n)
-		p->max_applied = mig_vec_at(&p->hist, mig_hist, p->hist.n - 1)->version;
+	for (size_t k = p->hist.n; k > 0 && p->max_applied == NULL; k--)
+		if (!mig_is_repeatable(mig_vec_at(&p->hist, mig_hist, k - 1)->version))
+			p->max_applied = mig_vec_at(&p->hist, mig_hist, k - 1)->version;
 	if (dir && (rc = mig_discover(h, &p->arena, dir, &p->files, err)) != MIG_OK)
 		return rc;
 
@@ -96,8 +105,8 @@ mig_plan_build(const mig_host *h, const char *dir, mig_plan *p, mig_err *err)
 		if (c < 0)
 		{
 			rc = add_entry(p, f, NULL,
-						   p->max_applied && mig_version_cmp(f->version, p->max_applied) < 0
-						   ? MIG_OUT_OF_ORDER : MIG_PENDING);
+						   p->max_applied && mig_version_cmp(f->version, p->max_applied) < 0 &&
+						   !mig_is_repeatable(f->version) ? MIG_OUT_OF_ORDER : MIG_PENDING);
 			i++;
 		}
 		else if (c > 0)
@@ -126,7 +135,7 @@ mig_plan_build(const mig_host *h, const char *dir, mig_plan *p, mig_err *err)
 			}
 			if (known)
 			{
-				rc = add_entry(p, f, r, strcmp(sum, r->checksum) == 0 ? MIG_APPLIED : MIG_CHANGED);
+				rc = add_entry(p, f, r, strcmp(sum, r->checksum) == 0 ? MIG_APPLIED : changed(f));
 				if (rc == MIG_OK)
 					memcpy(mig_vec_at(&p->entries, mig_entry, p->entries.n - 1)->checksum,
 						   sum, sizeof(sum));
@@ -136,7 +145,7 @@ mig_plan_build(const mig_host *h, const char *dir, mig_plan *p, mig_err *err)
 				mig_cache_put(h->cache, dir, f->up, &t);
 				int			same = strcmp(t.checksum, r->checksum) == 0;
 
-				rc = add_entry(p, f, r, same ? MIG_APPLIED : MIG_CHANGED);
+				rc = add_entry(p, f, r, same ? MIG_APPLIED : changed(f));
 				if (rc == MIG_OK)
 					memcpy(mig_vec_at(&p->entries, mig_entry, p->entries.n - 1)->checksum,
 						   t.checksum, sizeof(t.checksum));

@@ -257,15 +257,19 @@ mig_apply(const mig_host *h, const char *path, int64_t *applied, mig_err *err)
 	{
 		mig_entry  *e = mig_vec_at(&p.entries, mig_entry, i);
 
-		if (e->state == MIG_PENDING)
+		if (e->state == MIG_PENDING || e->state == MIG_OUTDATED)
 			rc = check_pending(h, &p, e, err);
 	}
+	/* in version order: repeatables come last, as Flyway runs them */
 	for (i = 0; rc == MIG_OK && i < p.entries.n; i++)
 	{
 		mig_entry  *e = mig_vec_at(&p.entries, mig_entry, i);
 
-		if (e->state != MIG_PENDING)
+		if (e->state != MIG_PENDING && e->state != MIG_OUTDATED)
 			continue;
+		if (e->state == MIG_OUTDATED &&
+			(rc = h->history_remove(h->ctx, e->file->version, err)) != MIG_OK)
+			break;
 		rc = apply_one(h, path, e, err);
 		if (rc == MIG_OK)
 			(*applied)++;
@@ -316,7 +320,7 @@ check_down(mig_hist **last, int64_t n, size_t applied, mig_err *err)
 		mig_err_set(err, MIG_SQLSTATE_STATE,
 					"%zu of the migrations to roll back have no down script", missing);
 	mig_err_list(err, "Nothing was rolled back. Versions without one: ", lacking, missing);
-	mig_err_hint(err, "A down script is stored when the migration is applied with a {version}_{name}.down.sql file beside it.");
+	mig_err_hint(err, "A down script is stored when a migration is applied with one: a .down.sql or Flyway undo file, a dbmate or goose down section, or a diesel down.sql.");
 	return MIG_ERROR;
 }
 
@@ -344,11 +348,15 @@ mig_down(const mig_host *h, int64_t n, int64_t *rolled_back, mig_err *err)
 		rc = MIG_NOMEM;
 	if (rc == MIG_OK)
 	{
+		size_t		versioned = 0;
+
+		/* repeatables are not rolled back: they run again when changed */
 		for (size_t i = 0; i < p.hist.n; i++)
-			last[i] = mig_vec_at(&p.hist, mig_hist, i);
-		if (p.hist.n > 1)
-			qsort(last, p.hist.n, sizeof(mig_hist *), rank_desc);
-		rc = check_down(last, n, p.hist.n, err);
+			if (!mig_is_repeatable(mig_vec_at(&p.hist, mig_hist, i)->version))
+				last[versioned++] = mig_vec_at(&p.hist, mig_hist, i);
+		if (versioned > 1)
+			qsort(last, versioned, sizeof(mig_hist *), rank_desc);
+		rc = check_down(last, n, versioned, err);
 	}
 	for (int64_t k = 0; rc == MIG_OK && k < n; k++)
 	{

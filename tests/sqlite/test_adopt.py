@@ -112,6 +112,26 @@ def flyway_checksum_mismatch_and_failures(c):
 
 
 @test
+def flyway_repeatables(c):
+    files = dict(FLYWAY_FILES)
+    files["R__view.sql"] = "CREATE VIEW IF NOT EXISTS v AS SELECT 1;\n"
+    files["R__other.sql"] = "CREATE TABLE IF NOT EXISTS other(x);\n"
+    setup(c, files, "CREATE TABLE users(id INTEGER PRIMARY KEY, name TEXT); CREATE VIEW v AS SELECT 1;",
+          FLYWAY_TABLE, "")
+    view = flyway_checksum(files["R__view.sql"].encode())
+    con = sqlite3.connect(c.db)
+    con.executescript(flyway_rows(c, " INSERT INTO flyway_schema_history VALUES"
+                                     " (3, NULL, 'view', 'SQL', 'R__view.sql', %d, 'app', '2024-01-01', 1, 1),"
+                                     " (4, NULL, 'other', 'SQL', 'R__other.sql', 12345, 'app', '2024-01-01', 1, 1);"
+                                     % view))
+    con.close()
+    assert c.ok("SELECT migrate_adopt('%s')" % c.dir) == "3", "1, 1.1 and the unchanged R__view"
+    assert [r[0] for r in c.history()] == ["1", "1.1", "R__view"]
+    assert c.apply() == 2, "V2, and R__other which changed since Flyway ran it"
+    assert c.query("SELECT count(*) FROM other") == [(0,)]
+
+
+@test
 def flyway_baseline(c):
     setup(c, FLYWAY_FILES, "CREATE TABLE users(id INTEGER PRIMARY KEY, name TEXT);", FLYWAY_TABLE,
           "INSERT INTO flyway_schema_history VALUES (1, '1.1', '<< Flyway Baseline >>', 'BASELINE',"

@@ -49,15 +49,38 @@ def flyway(c):
 
 
 @test
-def flyway_duplicate_and_repeatable(c):
+def flyway_duplicate(c):
     c.put("V1__a.sql", "CREATE TABLE a(x);")
     c.put("V1.0__b.sql", "CREATE TABLE b(x);")
     c.fails("SELECT migrate_apply('%s')" % c.dir,
             "more than one file for migration version 1 (V1.0__b.sql, V1__a.sql)")
-    c.rm("V1.0__b.sql")
-    c.put("R__views.sql", "CREATE VIEW v AS SELECT 1;")
-    c.fails("SELECT migrate_apply('%s')" % c.dir, "repeatable migration \"R__views.sql\" is not supported yet")
     assert c.tables() == []
+
+
+@test
+def flyway_repeatable(c):
+    """R__ files run after the versioned ones, again whenever they change,
+    and are never rolled back."""
+    c.put("V1__t.sql", "CREATE TABLE t(x);")
+    c.put("U1__t.sql", "DROP VIEW IF EXISTS v_t; DROP TABLE t;")
+    c.put("R__v_t.sql", "DROP VIEW IF EXISTS v_t;\nCREATE VIEW v_t AS SELECT x FROM t;\n")
+    c.put("R__a_first.sql", "CREATE TABLE IF NOT EXISTS runs(n);\nINSERT INTO runs VALUES (1);\n")
+    assert c.apply() == 3
+    assert [r[0] for r in c.history()] == ["1", "R__a_first", "R__v_t"], "versioned first, then by name"
+    assert c.apply() == 0
+    c.put("R__v_t.sql", "DROP VIEW IF EXISTS v_t;\nCREATE VIEW v_t AS SELECT x, x AS y FROM t;\n")
+    c.put("V2__u.sql", "CREATE TABLE u(x);")
+    c.put("U2__u.sql", "DROP TABLE u;")
+    st = c.ok("SELECT group_concat(version || '=' || state, ' ') FROM migrate_status('%s')" % c.dir)
+    assert st == "1=applied 2=pending R__a_first=applied R__v_t=outdated", st
+    assert c.apply() == 2, "V2 and the changed view"
+    assert [r[0] for r in c.history()] == ["1", "R__a_first", "2", "R__v_t"]
+    assert c.query("SELECT count(*) FROM runs") == [(1,)], "an unchanged repeatable does not run again"
+    assert "y" in c.ok("SELECT sql FROM sqlite_schema WHERE name = 'v_t'")
+    assert c.ok("SELECT migrate_down(1)") == "1", "rolls back V2, not the repeatable applied after it"
+    assert c.tables() == ["migrate_history", "runs", "t", "v_t"]
+    c.rm("R__a_first.sql")
+    c.fails("SELECT migrate_apply('%s')" % c.dir, "applied migration R__a_first (R__a_first.sql) is missing")
 
 
 @test
