@@ -519,7 +519,7 @@ pg_history_load(void *ctx, mig_row_cb cb, void *arg, mig_err *err)
 	 * taken before the lock.  applied_at is formatted only for
 	 * migrate_status: applying and rolling back never look at it.
 	 */
-	sql = psprintf("SELECT version, name, up_file, checksum, %s, "
+	sql = psprintf("SELECT version, name, up_file, checksum, %s, file_id, "
 				   "execution_ms, installed_rank, down_sql IS NOT NULL FROM %s",
 				   mp->want_applied_at ? "applied_at::pg_catalog.text" :
 				   "NULL::pg_catalog.text", mp->history);
@@ -534,25 +534,27 @@ pg_history_load(void *ctx, mig_row_cb cb, void *arg, mig_err *err)
 	for (uint64 i = 0; i < SPI_processed && rc == MIG_OK; i++)
 	{
 		mig_hist_row row;
-		Datum		v[8];
-		bool		n[8];
-		const char *s[5];
+		Datum		v[9];
+		bool		n[9];
+		const char *s[6];
 
 		CHECK_FOR_INTERRUPTS();
 		/* one deform per row: SPI_getbinval would walk the row per column */
 		heap_deform_tuple(tt->vals[i], tt->tupdesc, v, n);
-		for (int c = 0; c < 5; c++)
+		for (int c = 0; c < 6; c++)
 			s[c] = n[c] ? NULL : TextDatumGetCString(v[c]);
+		memset(&row, 0, sizeof(row));
 		row.version = s[0];
 		row.name = s[1];
 		row.file = s[2];
 		row.checksum = s[3];
 		row.applied_at = s[4];
-		row.exec_ms = n[5] ? -1 : DatumGetFloat8(v[5]);
-		row.rank = DatumGetInt64(v[6]);
-		row.has_down = DatumGetBool(v[7]) ? 1 : 0;
+		row.file_id = s[5];
+		row.exec_ms = n[6] ? -1 : DatumGetFloat8(v[6]);
+		row.rank = DatumGetInt64(v[7]);
+		row.has_down = DatumGetBool(v[8]) ? 1 : 0;
 		rc = cb(arg, &row);
-		for (int c = 0; c < 5; c++)
+		for (int c = 0; c < 6; c++)
 			if (s[c] != NULL)
 				pfree((char *) s[c]);
 	}
@@ -579,10 +581,10 @@ pg_history_add(void *ctx, const mig_record *rec, mig_err *err)
 {
 	MigPg	   *mp = (MigPg *) ctx;
 	MemoryContext old = MemoryContextSwitchTo(mp->scratch);
-	Oid			types[8] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
-	FLOAT8OID, TEXTOID, TEXTOID};
-	Datum		values[8];
-	char		nulls[8];
+	Oid			types[9] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
+	FLOAT8OID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[9];
+	char		nulls[9];
 	char	   *sql;
 	int			ret;
 
@@ -601,11 +603,15 @@ pg_history_add(void *ctx, const mig_record *rec, mig_err *err)
 		values[7] = utf8_text_datum(rec->down_sql, rec->down_len);
 	else
 		nulls[7] = 'n';
+	if (rec->file_id != NULL)
+		values[8] = CStringGetTextDatum(rec->file_id);
+	else
+		nulls[8] = 'n';
 
 	sql = psprintf("INSERT INTO %s (version, name, up_file, down_file, "
-				   "checksum, execution_ms, up_sql, down_sql) "
-				   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)", mp->history);
-	ret = SPI_execute_with_args(sql, 8, types, values, nulls, false, 0);
+				   "checksum, execution_ms, up_sql, down_sql, file_id) "
+				   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)", mp->history);
+	ret = SPI_execute_with_args(sql, 9, types, values, nulls, false, 0);
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(mp->scratch);
 	if (ret != SPI_OK_INSERT || SPI_processed != 1)
@@ -693,6 +699,44 @@ pg_history_down(void *ctx, const char *version, char **sql, size_t *len,
 
 /* ---- set-up, tear-down, errors ---- */
 
+/*
+ * The checksums of files this backend has read, kept across calls so that
+ * a later call checks an unchanged file with one lstat (see mig_cache.c).
+ * A backend serves one connection, so this is the connection's cache.  Its
+ * memory lives in a context under TopMemoryContext; an allocation failure
+ * only means a smaller cache.
+ */
+static MemoryContext cache_cxt = NULL;
+static mig_cache *file_cache = NULL;
+
+static void *
+cache_alloc(size_t n)
+{
+	return MemoryContextAllocExtended(cache_cxt, n,
+									  MCXT_ALLOC_NO_OOM | MCXT_ALLOC_HUGE);
+}
+
+static void
+cache_release(void *p)
+{
+	if (p != NULL)
+		pfree(p);
+}
+
+static mig_cache *
+backend_cache(void)
+{
+	if (file_cache == NULL)
+	{
+		if (cache_cxt == NULL)
+			cache_cxt = AllocSetContextCreate(TopMemoryContext,
+											  "migrate file cache",
+											  ALLOCSET_DEFAULT_SIZES);
+		file_cache = mig_cache_create(cache_alloc, cache_release);
+	}
+	return file_cache;
+}
+
 MigPg *
 mig_pg_begin(Oid fn_oid, bool procedure)
 {
@@ -732,6 +776,8 @@ mig_pg_begin(Oid fn_oid, bool procedure)
 	mp->host.history_down = pg_history_down;
 	mp->host.check_script = pg_check_script;
 	mp->host.exec = pg_exec;
+	mp->host.cache = backend_cache();
+	mp->host.keeps_file_id = 1;
 	mp->host.max_file_size = 0;
 	mp->host.refuse_writable = 1;
 	return mp;

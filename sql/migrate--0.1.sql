@@ -5,7 +5,9 @@
 
 -- One row per applied migration, in order of application.  up_sql and
 -- down_sql keep the scripts as they were applied, so that migrate_down works
--- after the files have changed or gone.
+-- after the files have changed or gone.  file_id is the identity (device,
+-- inode, size, mtime, ctime) of the up file when it was read: a later call
+-- trusts an unchanged file after one lstat instead of reading it again.
 CREATE TABLE @extschema@.migrate_history (
 	installed_rank	pg_catalog.int8 GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
 	version			pg_catalog.text NOT NULL UNIQUE,
@@ -17,7 +19,8 @@ CREATE TABLE @extschema@.migrate_history (
 	applied_by		pg_catalog.name NOT NULL DEFAULT CURRENT_USER,
 	execution_ms	pg_catalog.float8,
 	up_sql			pg_catalog.text,
-	down_sql		pg_catalog.text
+	down_sql		pg_catalog.text,
+	file_id			pg_catalog.text
 );
 
 COMMENT ON TABLE @extschema@.migrate_history IS
