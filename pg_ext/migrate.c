@@ -7,6 +7,7 @@
  *   SELECT * FROM migrate_status('/srv/app/migrations');
  *   SELECT migrate_down(1);
  *   SELECT * FROM migrate_history;
+ *   SELECT migrate_adopt('/srv/app/migrations');   -- take over from Flyway, goose...
  *
  * Each function checks what it needs of the session (privileges, a writable
  * transaction, READ COMMITTED, a non-atomic CALL) before anything runs, sets
@@ -136,6 +137,43 @@ migrate_apply(PG_FUNCTION_ARGS)
 		mig_pg_report(err);
 	SPI_finish();
 	PG_RETURN_INT64(*applied);
+}
+
+/*
+ * migrate_adopt(path text) RETURNS bigint
+ *
+ * Takes over another tool's history (Flyway, golang-migrate, morph, dbmate,
+ * goose, sqlx, diesel) for the folder's matching files, in the caller's
+ * transaction, running nothing; returns how many migrations were recorded.
+ */
+PG_FUNCTION_INFO_V1(migrate_adopt);
+Datum
+migrate_adopt(PG_FUNCTION_ARGS)
+{
+	char	   *path = folder_arg(PG_GETARG_TEXT_PP(0));
+	mig_err    *err = palloc0(sizeof(mig_err));
+	int64_t    *adopted = palloc0(sizeof(int64_t));
+	MigPg	   *mp;
+	volatile int rc = MIG_ERROR;
+
+	check_read_privilege("migrate_adopt");
+	check_function_mode("migrate_adopt");
+
+	mp = mig_pg_begin(fcinfo->flinfo->fn_oid, false);
+	SPI_connect();
+	PG_TRY();
+	{
+		rc = mig_adopt(&mp->host, path, adopted, err);
+	}
+	PG_FINALLY();
+	{
+		mig_pg_end(mp);
+	}
+	PG_END_TRY();
+	if (rc != MIG_OK)
+		mig_pg_report(err);
+	SPI_finish();
+	PG_RETURN_INT64(*adopted);
 }
 
 /*

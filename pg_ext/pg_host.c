@@ -28,6 +28,8 @@
 #include "executor/spi.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
+#include "catalog/namespace.h"
+#include "nodes/makefuncs.h"
 #include "nodes/parsenodes.h"
 #include "parser/parser.h"
 #include "storage/fd.h"
@@ -271,7 +273,7 @@ script_error_callback(void *arg)
 	}
 	if (off >= 0)
 		errcontext("%smigration %s (%s), line %d", what, s->version, s->file,
-				   mig_line_at(mp->text, mp->text_len, off));
+				   mig_script_line(s, (size_t) script_offset(mp, off)));
 	else
 		errcontext("%smigration %s (%s)", what, s->version, s->file);
 
@@ -697,6 +699,63 @@ pg_history_down(void *ctx, const char *version, char **sql, size_t *len,
 	return rc;
 }
 
+/* ---- another tool's history (migrate_adopt) ---- */
+
+/*
+ * Sets *exists when the table, and column if not NULL, exists, the table
+ * name resolving through search_path as an unqualified name does.
+ */
+static int
+pg_table_info(void *ctx, const char *table, const char *column, int *exists,
+			  mig_err *err)
+{
+	Oid			relid;
+
+	relid = RangeVarGetRelid(makeRangeVar(NULL, pstrdup(table), -1), NoLock,
+							 true);
+	*exists = OidIsValid(relid) &&
+		(column == NULL || get_attnum(relid, column) != InvalidAttrNumber);
+	return MIG_OK;
+}
+
+/* Runs one SELECT of ncols columns and hands each row to cb as text. */
+static int
+pg_query_text(void *ctx, const char *sql, int ncols,
+			  int (*cb) (void *arg, const char *const *cells), void *arg,
+			  mig_err *err)
+{
+	MigPg	   *mp = (MigPg *) ctx;
+	MemoryContext old = MemoryContextSwitchTo(mp->scratch);
+	SPITupleTable *tt;
+	const char **cells;
+	int			ret;
+	int			rc = MIG_OK;
+
+	ret = SPI_execute(sql, false, 0);
+	MemoryContextSwitchTo(mp->scratch);
+	if (ret != SPI_OK_SELECT || SPI_tuptable->tupdesc->natts < ncols)
+	{
+		MemoryContextSwitchTo(old);
+		mig_err_set(err, MIG_SQLSTATE_INTERNAL,
+					"could not read the other tool's history: %s",
+					SPI_result_code_string(ret));
+		return MIG_ERROR;
+	}
+	tt = SPI_tuptable;
+	cells = palloc(sizeof(char *) * ncols);
+	for (uint64 i = 0; i < SPI_processed && rc == MIG_OK; i++)
+	{
+		CHECK_FOR_INTERRUPTS();
+		for (int c = 0; c < ncols; c++)
+			cells[c] = SPI_getvalue(tt->vals[i], tt->tupdesc, c + 1);
+		rc = cb(arg, cells);
+	}
+	SPI_freetuptable(tt);
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(mp->scratch);
+	return rc;
+}
+
 /* ---- set-up, tear-down, errors ---- */
 
 /*
@@ -776,6 +835,9 @@ mig_pg_begin(Oid fn_oid, bool procedure)
 	mp->host.history_down = pg_history_down;
 	mp->host.check_script = pg_check_script;
 	mp->host.exec = pg_exec;
+	mp->host.table_info = pg_table_info;
+	mp->host.query_text = pg_query_text;
+	mp->host.engine = "postgres";
 	mp->host.cache = backend_cache();
 	mp->host.keeps_file_id = 1;
 	mp->host.max_file_size = 0;

@@ -42,6 +42,14 @@ LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION @extschema@.migrate_apply(pg_catalog.text) IS
 'applies every pending migration of a server folder inside the current transaction; returns how many were applied';
 
+CREATE FUNCTION @extschema@.migrate_adopt(path pg_catalog.text)
+RETURNS pg_catalog.int8
+AS 'MODULE_PATHNAME', 'migrate_adopt'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.migrate_adopt(pg_catalog.text) IS
+'records as applied the migrations of a server folder that another tool (Flyway, golang-migrate, goose...) applied; runs nothing; returns how many';
+
 CREATE FUNCTION @extschema@.migrate_down(n pg_catalog.int8 DEFAULT 1)
 RETURNS pg_catalog.int8
 AS 'MODULE_PATHNAME', 'migrate_down'
@@ -77,9 +85,10 @@ COMMENT ON PROCEDURE @extschema@.migrate_run(pg_catalog.text) IS
 'applies every pending migration of a server folder, committing after each one; call it outside a transaction block';
 
 -- These read server files or change the schema: superusers only, unless
--- granted (migrate_apply, migrate_status and migrate_run also require
+-- granted (all but migrate_down also require
 -- pg_read_server_files, checked in C like pg_read_file).
 REVOKE ALL ON FUNCTION @extschema@.migrate_apply(pg_catalog.text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.migrate_adopt(pg_catalog.text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.migrate_down(pg_catalog.int8) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.migrate_status(pg_catalog.text) FROM PUBLIC;
 REVOKE ALL ON PROCEDURE @extschema@.migrate_run(pg_catalog.text) FROM PUBLIC;

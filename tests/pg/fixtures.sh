@@ -116,6 +116,25 @@ make_fixtures() {
 	w enum 2_value.up.sql "ALTER TYPE mood ADD VALUE 'happy';\n"
 	w enum 3_use.up.sql "CREATE TABLE m (x mood DEFAULT 'happy');\n"
 
+	# other layouts: Flyway (with a repeatable), dbmate, goose, per-engine
+	w flyway V1__create.sql "CREATE TABLE fw1 (id int);\n"
+	w flyway V1.1__seed.sql "INSERT INTO fw1 VALUES (1);\n"
+	w flyway R__view.sql "CREATE OR REPLACE VIEW fw_v AS SELECT count(*) AS n FROM fw1;\n"
+	mkdir -p "$FX/flyway_changed" && cp -p "$FX"/flyway/V* "$FX/flyway_changed/"
+	w flyway_changed R__view.sql "CREATE OR REPLACE VIEW fw_v AS SELECT count(*) AS n, 2 AS k FROM fw1;\n"
+	w dbmate 20240101120000_create.sql "-- migrate:up\nCREATE TABLE dm1 (id int);\n\n-- migrate:down\nDROP TABLE dm1;\n"
+	w dbmate_fail 20240101120000_bad.sql "-- migrate:up\nCREATE TABLE dm2 (id int);\nSELECT 1 / 0;\n-- migrate:down\nDROP TABLE dm2;\n"
+	w goose 00001_create.sql "-- +goose Up\nCREATE TABLE gs1 (id int);\n-- +goose Down\nDROP TABLE gs1;\n"
+	w goose 00002_more.sql "-- +goose Up\nCREATE TABLE gs2 (id int);\n-- +goose Down\nDROP TABLE gs2;\n"
+	w goose_notx 00001_idx.sql "-- +goose NO TRANSACTION\n-- +goose Up\nCREATE TABLE gn (id int);\n"
+	w engines/postgres 1_pg.up.sql "CREATE TABLE eng_pg (id int);\n"
+	w engines/sqlite 1_lite.up.sql "CREATE TABLE eng_lite (id int);\n"
+	w engines_other/sqlite 1_lite.up.sql "CREATE TABLE eng_lite (id int);\n"
+	for f in 1_a 2_b 3_c; do
+		w golang "$f.up.sql" "CREATE TABLE ga_${f#*_} (id int);\n"
+		w golang "$f.down.sql" "DROP TABLE ga_${f#*_};\n"
+	done
+
 	# races, dump and restore, pg_cron
 	for f in $(seq 1 20); do
 		w race "${f}_r$f.up.sql" "CREATE TABLE r$f (id int PRIMARY KEY);\nINSERT INTO r$f SELECT g FROM generate_series(1, 100) g;\n"
