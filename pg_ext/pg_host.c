@@ -33,6 +33,7 @@
 #include "nodes/parsenodes.h"
 #include "parser/parser.h"
 #include "storage/fd.h"
+#include "tcop/dest.h"
 #include "tcop/utility.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
@@ -445,8 +446,10 @@ pg_check_script(void *ctx, const mig_script *s, mig_err *err)
 }
 
 /*
- * Runs s statement by statement with SPI_execute.  A failing statement
- * raises its own error (SQLSTATE kept) with the file and line as context.
+ * Runs s statement by statement through SPI.  A failing statement raises
+ * its own error (SQLSTATE kept) with the file and line as context.  Rows a
+ * statement returns (a SELECT that backfills data, say) are discarded as
+ * they come rather than collected in memory.
  */
 static int
 pg_exec(void *ctx, const mig_script *s, mig_err *err)
@@ -454,9 +457,15 @@ pg_exec(void *ctx, const mig_script *s, mig_err *err)
 	MigPg	   *mp = (MigPg *) ctx;
 	MemoryContext old = CurrentMemoryContext;
 	ErrorContextCallback cb;
+	SPIExecuteOptions opts;
 	List	   *stmts;
 	ListCell   *lc;
 	int			rc = MIG_OK;
+
+	memset(&opts, 0, sizeof(opts));
+	opts.read_only = false;
+	opts.tcount = 0;
+	opts.dest = None_Receiver;
 
 	script_begin(mp, s, &cb);
 	stmts = raw_parser(mp->text, RAW_PARSE_DEFAULT);
@@ -475,7 +484,7 @@ pg_exec(void *ctx, const mig_script *s, mig_err *err)
 
 		CHECK_FOR_INTERRUPTS();
 		mp->stmt_off = off;
-		ret = SPI_execute(stmt, false, 0);
+		ret = SPI_execute_extended(stmt, &opts);
 		MemoryContextSwitchTo(mp->scratch); /* SPI leaves its own current */
 		if (ret < 0)
 		{
@@ -486,7 +495,6 @@ pg_exec(void *ctx, const mig_script *s, mig_err *err)
 			rc = MIG_ERROR;
 			break;
 		}
-		SPI_freetuptable(SPI_tuptable);
 		pfree(stmt);
 	}
 	script_done(mp, &cb, old);

@@ -135,6 +135,14 @@ make_fixtures() {
 		w golang "$f.down.sql" "DROP TABLE ga_${f#*_};\n"
 	done
 
+	# a LATIN1 database: UTF-8 files are converted to the server encoding
+	w latin1 1_cafe.up.sql "CREATE TABLE cafe (n text);\nINSERT INTO cafe VALUES ('\xc3\xa9t\xc3\xa9');\n"
+	mkdir -p "$FX/latin1_euro" "$FX/latin1_fail"
+	cp -p "$FX/latin1/1_cafe.up.sql" "$FX/latin1_euro/"
+	cp -p "$FX/latin1/1_cafe.up.sql" "$FX/latin1_fail/"
+	w latin1_euro 2_euro.up.sql "SELECT 1;\n\nSELECT '\xe2\x82\xac';\n"
+	w latin1_fail 2_f.up.sql "-- d\xc3\xa9j\xc3\xa0 vu\nSELECT '\xc3\xa9';\nSELECT 1 / 0;\n"
+
 	# races, dump and restore, pg_cron
 	for f in $(seq 1 20); do
 		w race "${f}_r$f.up.sql" "CREATE TABLE r$f (id int PRIMARY KEY);\nINSERT INTO r$f SELECT g FROM generate_series(1, 100) g;\n"

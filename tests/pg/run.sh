@@ -311,6 +311,20 @@ else
 	tap 1 "standby: a streaming standby starts"
 fi
 
+# ---- a database in another encoding ----
+section "a database in another encoding"
+psql -X -q -d postgres -c "CREATE DATABASE latin1 TEMPLATE template0 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C'"
+q latin1 -c "CREATE EXTENSION migrate"
+check "latin1: a UTF-8 migration applies to a LATIN1 database" latin1 \
+	"SELECT migrate_apply('$FX/latin1') = 1"
+check "latin1: its text arrived converted (0xE9 't' 0xE9)" latin1 \
+	"SELECT n = convert_from('\\xe974e9', 'LATIN1') FROM cafe"
+fails_with "latin1: a character LATIN1 lacks is refused with 22P05" latin1 22P05 \
+	"SELECT migrate_apply('$FX/latin1_euro')"
+out=$(psql -X -q -At -v VERBOSITY=verbose -d latin1 -c "SELECT migrate_apply('$FX/latin1_fail')" 2>&1)
+echo "$out" | grep -q "ERROR:  22012:" && echo "$out" | grep -q "migration 2 (2_f.up.sql), line 3"
+tap $? "latin1: after conversion the failing line is still line 3"
+
 # ---- versions ----
 section "versions"
 check "extension: installed version 0.1" proc \
