@@ -4,6 +4,7 @@
 #   make demo       build it and apply examples/blog in the sqlite3 shell
 #   make check      install what is missing, build everything, run every test
 #   make bench      benchmarks against the floor (sqlite3 / psql running the same SQL)
+#   make fuzz       libFuzzer on the parsers, 5 minutes per target
 #   make pg         build the PostgreSQL extension (pg_ext/, PGXS)
 #
 # Layout: common/ is the engine-agnostic core, sqlite_ext/ and pg_ext/ the
@@ -22,7 +23,7 @@ SQ_SRC   := $(wildcard sqlite_ext/*.c)
 SQ_HDR   := $(wildcard sqlite_ext/*.h)
 SAN      := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
-.PHONY: all demo check deps bench pg unit sqlite-tests clean
+.PHONY: all demo check deps bench fuzz pg clean
 
 all: $(BUILD)/migrate.so
 
@@ -52,6 +53,10 @@ demo:
 	  ".mode box" \
 	  "SELECT version, name, state, applied_at FROM migrate_status('examples/blog');" \
 	  "SELECT a.name AS author, p.title FROM posts p JOIN authors a ON a.id = p.author_id ORDER BY p.id;"
+
+fuzz:
+	@tests/deps.sh all
+	@tests/fuzz/run.sh $${FUZZ_SECONDS:-300}
 
 pg:
 	$(MAKE) -C pg_ext PG_CONFIG=$(PG_CONFIG)

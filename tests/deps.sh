@@ -5,7 +5,7 @@
 set -euo pipefail
 PGVER=${PGVER:-15}
 demo=(gcc make libc6-dev libsqlite3-dev sqlite3 zlib1g-dev)
-all=("${demo[@]}" python3 valgrind procps time
+all=("${demo[@]}" python3 valgrind procps time clang libclang-rt-14-dev
      "postgresql-$PGVER" "postgresql-client-$PGVER" "postgresql-server-dev-$PGVER"
      "postgresql-$PGVER-pgtap" "postgresql-$PGVER-cron"
      libtap-parser-sourcehandler-pgtap-perl libipc-run-perl)

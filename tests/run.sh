@@ -5,6 +5,8 @@
 #   layouts   every migration layout through the same (tests/sqlite/test_layouts.py)
 #   adopt     taking over each other tool's history (tests/sqlite/test_adopt.py)
 #   *-asan    the same suites with the ASan/UBSan build of the extension
+#   fuzz      libFuzzer on the name, version and section parsers, 10 s each
+#             (make fuzz runs them longer)
 #   pg        the PostgreSQL extension against a throwaway cluster (tests/pg/run.sh)
 # Each suite prints TAP lines ("ok ..." / "not ok ..."); this script counts them.
 set -uo pipefail
@@ -37,6 +39,7 @@ san=(env LD_PRELOAD="$asan" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1
 suite sqlite-asan "${san[@]}" "$PY" tests/sqlite/test_sqlite.py build/asan/migrate
 suite layouts-asan "${san[@]}" "$PY" tests/sqlite/test_layouts.py build/asan/migrate
 suite adopt-asan "${san[@]}" "$PY" tests/sqlite/test_adopt.py build/asan/migrate
+suite fuzz tests/fuzz/run.sh 10
 if [ -x tests/pg/run.sh ] && [ -z "${SKIP_PG:-}" ]; then     # SKIP_PG=1: SQLite only
   suite pg tests/pg/run.sh
 fi
