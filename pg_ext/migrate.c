@@ -113,7 +113,7 @@ PG_FUNCTION_INFO_V1(migrate_apply);
 Datum
 migrate_apply(PG_FUNCTION_ARGS)
 {
-	char	   *path = folder_arg(PG_GETARG_TEXT_PP(0));
+	char	   *path;
 	mig_err    *err = palloc0(sizeof(mig_err));
 	int64_t    *applied = palloc0(sizeof(int64_t));
 	MigPg	   *mp;
@@ -121,6 +121,7 @@ migrate_apply(PG_FUNCTION_ARGS)
 
 	check_read_privilege("migrate_apply");
 	check_function_mode("migrate_apply");
+	path = folder_arg(PG_GETARG_TEXT_PP(0));
 
 	mp = mig_pg_begin(fcinfo->flinfo->fn_oid, false);
 	SPI_connect();
@@ -150,7 +151,7 @@ PG_FUNCTION_INFO_V1(migrate_adopt);
 Datum
 migrate_adopt(PG_FUNCTION_ARGS)
 {
-	char	   *path = folder_arg(PG_GETARG_TEXT_PP(0));
+	char	   *path;
 	mig_err    *err = palloc0(sizeof(mig_err));
 	int64_t    *adopted = palloc0(sizeof(int64_t));
 	MigPg	   *mp;
@@ -158,6 +159,7 @@ migrate_adopt(PG_FUNCTION_ARGS)
 
 	check_read_privilege("migrate_adopt");
 	check_function_mode("migrate_adopt");
+	path = folder_arg(PG_GETARG_TEXT_PP(0));
 
 	mp = mig_pg_begin(fcinfo->flinfo->fn_oid, false);
 	SPI_connect();
@@ -276,13 +278,14 @@ PG_FUNCTION_INFO_V1(migrate_status);
 Datum
 migrate_status(PG_FUNCTION_ARGS)
 {
-	char	   *path = folder_arg(PG_GETARG_TEXT_PP(0));
+	char	   *path;
 	mig_err    *err = palloc0(sizeof(mig_err));
 	StatusSink *sink = palloc0(sizeof(StatusSink));
 	MigPg	   *mp;
 	volatile int rc = MIG_ERROR;
 
 	check_read_privilege("migrate_status");
+	path = folder_arg(PG_GETARG_TEXT_PP(0));
 	InitMaterializedSRF(fcinfo, 0);
 	sink->rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 

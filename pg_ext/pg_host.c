@@ -23,12 +23,12 @@
 #include <fcntl.h>
 
 #include "access/htup_details.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/defrem.h"
 #include "executor/spi.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
-#include "catalog/namespace.h"
 #include "nodes/makefuncs.h"
 #include "nodes/parsenodes.h"
 #include "parser/parser.h"
@@ -195,7 +195,7 @@ utf8_to_server(const char *s, size_t len, int *out_len)
 	return conv;
 }
 
-/* The same for a NUL-terminated string; NULL stays NULL. */
+/* The same as a text Datum. */
 static Datum
 utf8_text_datum(const char *s, size_t len)
 {
@@ -260,7 +260,9 @@ script_error_callback(void *arg)
 	const char *what = s->down ? "rollback of " : "";
 	int			off = -1;
 
-	if (mp->stmt_off >= 0)
+	if (mp->text == NULL)
+		off = -1;				/* failed converting it to the server encoding */
+	else if (mp->stmt_off >= 0)
 		off = statement_start(mp, mp->stmt_off);
 	else
 	{
@@ -513,7 +515,7 @@ spi_failed(mig_err *err, const char *what, int ret)
 }
 
 /* Visits every history row; returns MIG_OK, cb's non-zero code, or
- * MIG_ERROR.  The strings of a row are copied into one scratch buffer. */
+ * MIG_ERROR.  A row's strings live in the scratch context until cb returns. */
 static int
 pg_history_load(void *ctx, mig_row_cb cb, void *arg, mig_err *err)
 {
