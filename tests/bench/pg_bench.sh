@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tests/bench/pg_bench.sh -- the PostgreSQL extension against its floors.
 #
-#   tests/bench/pg_bench.sh [N] [RUNS]      defaults: 1000 migrations, 3 runs
+#   tests/bench/pg_bench.sh [N] [RUNS]      defaults: 1000 migrations, 5 runs
 #
 # Generates N small migrations (CREATE TABLE + three INSERTs + an index,
 # each with a down), starts a throwaway cluster (tests/pg/lib.sh; fsync off,
@@ -23,7 +23,7 @@ cd "$(dirname "$0")/../.."
 . tests/pg/lib.sh
 
 N=${1:-1000}
-RUNS=${2:-3}
+RUNS=${2:-5}
 
 trap pg_stop EXIT
 make -s -C pg_ext >/dev/null
@@ -31,7 +31,9 @@ if [ -w "$(pg_config --pkglibdir)" ]; then
 	make -s -C pg_ext install >/dev/null
 fi
 # One transaction holds ~5 relation locks per migration: room for N.
-pg_start "max_locks_per_transaction = 256" "shared_buffers = 256MB"
+# No autovacuum or checkpoint in the middle of a measurement.
+pg_start "max_locks_per_transaction = 256" "shared_buffers = 256MB" \
+	"autovacuum = off" "max_wal_size = 8GB" "checkpoint_timeout = 1h"
 
 DIR=$PG_TMP/bench
 umask 022
@@ -65,7 +67,7 @@ elapsed() {
 	t0=$(date +%s%N)
 	"$@" >/dev/null
 	t1=$(date +%s%N)
-	echo "scale=3; ($t1 - $t0) / 1000000000" | bc
+	awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f\n", (b - a) / 1e9 }'
 }
 
 median() {
@@ -74,6 +76,7 @@ median() {
 
 : >"$DIR/floor_fn" ; : >"$DIR/fn" ; : >"$DIR/floor_proc" ; : >"$DIR/proc"
 for _ in $(seq 1 "$RUNS"); do
+	psql -X -q -d postgres -c "CHECKPOINT"
 	fresh_db
 	elapsed psql -X -q -v ON_ERROR_STOP=1 -1 -d "$db" -f "$DIR/all.sql" >>"$DIR/floor_fn"
 	fresh_db
@@ -103,8 +106,8 @@ EOF
 
 ffn=$(median <"$DIR/floor_fn"); fn=$(median <"$DIR/fn")
 fpr=$(median <"$DIR/floor_proc"); pr=$(median <"$DIR/proc")
-ratio() { echo "scale=2; $1 / $2" | bc | sed 's/^\./0./'; }
-verdict() { if [ "$(echo "$1 <= $2" | bc)" = 1 ]; then echo met; else echo MISSED; fi; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f\n", a / b }'; }
+verdict() { awk -v a="$1" -v b="$2" 'BEGIN { print (a <= b) ? "met" : "MISSED" }'; }
 rfn=$(ratio "$fn" "$ffn"); rpr=$(ratio "$pr" "$fpr")
 
 cat <<EOF
@@ -117,3 +120,9 @@ PostgreSQL $(pg_config --version | awk '{print $2}'), $N migrations (CREATE TABL
 | procedure mode: \`CALL migrate_run\` vs one psql session, a transaction per file | ${fpr} s | ${pr} s | ${rpr}x | <= 1.0x ($(verdict "$rpr" 1.0)) |
 | no-op \`migrate_apply\` with $N applied (in-server time) | | ${noop} ms | | < 10 ms ($(verdict "$noop" 10)) |
 EOF
+
+# every run, for judging the noise
+echo
+for f in floor_fn fn floor_proc proc; do
+	printf '%-10s %s\n' "$f" "$(tr '\n' ' ' <"$DIR/$f")"
+done | sed 's/^/    /'

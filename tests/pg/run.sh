@@ -72,20 +72,22 @@ newdb() {	# newdb NAME: a fresh database with the extension
 
 cleanup() {
 	pg_stop
+	rm -f "${BUILD_LOG:-}"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # ---- build, install, start ----
 section "build, install, start"
-if ! make -s -C pg_ext >/tmp/migrate-pg-build.log 2>&1; then
-	cat /tmp/migrate-pg-build.log
+BUILD_LOG=$(mktemp)
+if ! make -s -C pg_ext >"$BUILD_LOG" 2>&1; then
+	cat "$BUILD_LOG"
 	tap 1 "pg_ext builds with -Wall -Wextra -Werror"
 	exit 1
 fi
 tap 0 "pg_ext builds with -Wall -Wextra -Werror"
-if ! make -s -C pg_ext install >/tmp/migrate-pg-build.log 2>&1; then
-	cat /tmp/migrate-pg-build.log
+if ! make -s -C pg_ext install >"$BUILD_LOG" 2>&1; then
+	cat "$BUILD_LOG"
 	tap 1 "pg_ext installs (run as root)"
 	exit 1
 fi
