@@ -109,6 +109,10 @@ q crondb -c "CREATE TABLE cron_log (at timestamptz DEFAULT clock_timestamp(), ap
 q postgres -c "CREATE EXTENSION pg_cron" \
 	-c "SELECT cron.schedule_in_database('migrate-test', '* * * * *',
 	      \$\$INSERT INTO cron_log (applied) SELECT migrate_apply('$FX/cron')\$\$, 'crondb')" >/dev/null
+# the procedure form too, from pg_cron's background worker (a top-level CALL)
+newdb crondb2
+q postgres -c "SELECT cron.schedule_in_database('migrate-run-test', '* * * * *',
+	      \$\$CALL migrate_run('$FX/cron')\$\$, 'crondb2')" >/dev/null
 CRON_START=$(date +%s)
 
 # ---- pgTAP ----
@@ -307,6 +311,10 @@ if as_owner "$PGBIN/pg_basebackup" -h "$PGHOST" -p "$PGPORT" -U "$PGUSER" -D "$S
 		-c "CALL migrate_run('$FX/proc_fail')" 2>&1)
 	echo "$out" | grep -q "ERROR:  25006: migrate_run cannot run during recovery"
 	tap $? "standby: migrate_run refuses during recovery (25006)"
+	out=$(psql -X -q -At -h "$STANDBY/sock" -p 5498 -d proc \
+		-c "SELECT count(*) FROM migrate_status('$FX/proc_ok') WHERE state = 'applied'" 2>&1)
+	[ "$out" = 3 ]
+	tap $? "standby: migrate_status reads the replicated history"
 	as_owner "$PGBIN/pg_ctl" -D "$STANDBY/data" -m immediate -w stop >/dev/null 2>&1
 else
 	sed 's/^/#   /' "$PG_TMP/log/basebackup.log" "$PG_TMP/log/standby.log" 2>/dev/null | tail -5
@@ -366,10 +374,16 @@ check "cron: the first run applied the 3 files, later runs applied nothing" cron
 	"SELECT array_agg(applied ORDER BY at) = ARRAY[3::bigint] || array_fill(0::bigint, ARRAY[count(*)::int - 1])
 	   FROM cron_log"
 check "cron: every job run succeeded" postgres \
-	"SELECT count(*) >= 2 AND bool_and(status = 'succeeded') FROM cron.job_run_details"
+	"SELECT count(*) >= 2 AND bool_and(status = 'succeeded') FROM cron.job_run_details
+	   WHERE jobid = (SELECT jobid FROM cron.job WHERE jobname = 'migrate-test')"
+check "cron: CALL migrate_run from pg_cron commits each migration and succeeds" postgres \
+	"SELECT bool_and(status = 'succeeded') AND count(*) >= 1 FROM cron.job_run_details
+	   WHERE jobid = (SELECT jobid FROM cron.job WHERE jobname = 'migrate-run-test')"
+check "cron: the CALL job applied the 3 files once, in 3 transactions" crondb2 \
+	"SELECT count(*) = 3 AND count(DISTINCT xmin::text) = 3 FROM migrate_history"
 check "cron: no duplicate history rows" crondb \
 	"SELECT count(*) = 3 AND count(DISTINCT version) = 3 FROM migrate_history"
-q postgres -c "SELECT cron.unschedule('migrate-test')" >/dev/null
+q postgres -c "SELECT cron.unschedule('migrate-test')" -c "SELECT cron.unschedule('migrate-run-test')" >/dev/null
 
 echo "# $PASSED passed, $FAILED failed"
 [ "$FAILED" = 0 ]
