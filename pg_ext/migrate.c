@@ -104,6 +104,86 @@ folder_arg(text *arg)
 }
 
 /*
+ * What one call asks of the core: an operation and its arguments.  The
+ * core's results land here, in memory of the caller's context (procedure
+ * mode: the portal's), so that they survive the call's own context.
+ */
+typedef struct CoreCall
+{
+	int			(*op) (const mig_host *h, struct CoreCall *call, mig_err *err);
+	const char *path;
+	int64		n;				/* migrate_down's argument */
+	int64_t		count;			/* applied, adopted or rolled back */
+	mig_status_cb status_cb;	/* migrate_status's row sink */
+	void	   *status_arg;
+	mig_err		err;
+} CoreCall;
+
+static int
+op_apply(const mig_host *h, CoreCall *call, mig_err *err)
+{
+	return mig_apply(h, call->path, &call->count, err);
+}
+
+static int
+op_adopt(const mig_host *h, CoreCall *call, mig_err *err)
+{
+	return mig_adopt(h, call->path, &call->count, err);
+}
+
+static int
+op_down(const mig_host *h, CoreCall *call, mig_err *err)
+{
+	return mig_down(h, call->n, &call->count, err);
+}
+
+static int
+op_status(const mig_host *h, CoreCall *call, mig_err *err)
+{
+	return mig_status(h, call->path, call->status_cb, call->status_arg, err);
+}
+
+/*
+ * Runs call->op with a host for this call inside SPI (non-atomic in
+ * procedure mode), frees the host and releases any session lock on every
+ * exit path (an error, a cancel), and raises the core's error if any.
+ */
+static void
+run_core(FunctionCallInfo fcinfo, CoreCall *call, bool procedure)
+{
+	MigPg	   *mp = mig_pg_begin(fcinfo->flinfo->fn_oid, procedure);
+	volatile int rc = MIG_ERROR;
+
+	if (SPI_connect_ext(procedure ? SPI_OPT_NONATOMIC : 0) != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect_ext failed");
+	if (call->op == op_status)
+		mp->want_applied_at = true;
+	PG_TRY();
+	{
+		rc = call->op(&mp->host, call, &call->err);
+	}
+	PG_FINALLY();
+	{
+		mig_pg_end(mp);
+	}
+	PG_END_TRY();
+	if (rc != MIG_OK)
+		mig_pg_report(&call->err);
+	if (SPI_finish() != SPI_OK_FINISH)
+		elog(ERROR, "SPI_finish failed");
+}
+
+/* A zeroed CoreCall in context cxt. */
+static CoreCall *
+new_call(MemoryContext cxt, int (*op) (const mig_host *, CoreCall *, mig_err *))
+{
+	CoreCall   *call = MemoryContextAllocZero(cxt, sizeof(CoreCall));
+
+	call->op = op;
+	return call;
+}
+
+/*
  * migrate_apply(path text) RETURNS bigint
  *
  * Applies every pending migration of the folder in the caller's transaction
@@ -113,31 +193,13 @@ PG_FUNCTION_INFO_V1(migrate_apply);
 Datum
 migrate_apply(PG_FUNCTION_ARGS)
 {
-	char	   *path;
-	mig_err    *err = palloc0(sizeof(mig_err));
-	int64_t    *applied = palloc0(sizeof(int64_t));
-	MigPg	   *mp;
-	volatile int rc = MIG_ERROR;
+	CoreCall   *call = new_call(CurrentMemoryContext, op_apply);
 
 	check_read_privilege("migrate_apply");
 	check_function_mode("migrate_apply");
-	path = folder_arg(PG_GETARG_TEXT_PP(0));
-
-	mp = mig_pg_begin(fcinfo->flinfo->fn_oid, false);
-	SPI_connect();
-	PG_TRY();
-	{
-		rc = mig_apply(&mp->host, path, applied, err);
-	}
-	PG_FINALLY();
-	{
-		mig_pg_end(mp);
-	}
-	PG_END_TRY();
-	if (rc != MIG_OK)
-		mig_pg_report(err);
-	SPI_finish();
-	PG_RETURN_INT64(*applied);
+	call->path = folder_arg(PG_GETARG_TEXT_PP(0));
+	run_core(fcinfo, call, false);
+	PG_RETURN_INT64(call->count);
 }
 
 /*
@@ -151,31 +213,13 @@ PG_FUNCTION_INFO_V1(migrate_adopt);
 Datum
 migrate_adopt(PG_FUNCTION_ARGS)
 {
-	char	   *path;
-	mig_err    *err = palloc0(sizeof(mig_err));
-	int64_t    *adopted = palloc0(sizeof(int64_t));
-	MigPg	   *mp;
-	volatile int rc = MIG_ERROR;
+	CoreCall   *call = new_call(CurrentMemoryContext, op_adopt);
 
 	check_read_privilege("migrate_adopt");
 	check_function_mode("migrate_adopt");
-	path = folder_arg(PG_GETARG_TEXT_PP(0));
-
-	mp = mig_pg_begin(fcinfo->flinfo->fn_oid, false);
-	SPI_connect();
-	PG_TRY();
-	{
-		rc = mig_adopt(&mp->host, path, adopted, err);
-	}
-	PG_FINALLY();
-	{
-		mig_pg_end(mp);
-	}
-	PG_END_TRY();
-	if (rc != MIG_OK)
-		mig_pg_report(err);
-	SPI_finish();
-	PG_RETURN_INT64(*adopted);
+	call->path = folder_arg(PG_GETARG_TEXT_PP(0));
+	run_core(fcinfo, call, false);
+	PG_RETURN_INT64(call->count);
 }
 
 /*
@@ -188,29 +232,12 @@ PG_FUNCTION_INFO_V1(migrate_down);
 Datum
 migrate_down(PG_FUNCTION_ARGS)
 {
-	int64		n = PG_GETARG_INT64(0);
-	mig_err    *err = palloc0(sizeof(mig_err));
-	int64_t    *done = palloc0(sizeof(int64_t));
-	MigPg	   *mp;
-	volatile int rc = MIG_ERROR;
+	CoreCall   *call = new_call(CurrentMemoryContext, op_down);
 
 	check_function_mode("migrate_down");
-
-	mp = mig_pg_begin(fcinfo->flinfo->fn_oid, false);
-	SPI_connect();
-	PG_TRY();
-	{
-		rc = mig_down(&mp->host, n, done, err);
-	}
-	PG_FINALLY();
-	{
-		mig_pg_end(mp);
-	}
-	PG_END_TRY();
-	if (rc != MIG_OK)
-		mig_pg_report(err);
-	SPI_finish();
-	PG_RETURN_INT64(*done);
+	call->n = PG_GETARG_INT64(0);
+	run_core(fcinfo, call, false);
+	PG_RETURN_INT64(call->count);
 }
 
 /* Where migrate_status's rows go. */
@@ -278,32 +305,16 @@ PG_FUNCTION_INFO_V1(migrate_status);
 Datum
 migrate_status(PG_FUNCTION_ARGS)
 {
-	char	   *path;
-	mig_err    *err = palloc0(sizeof(mig_err));
+	CoreCall   *call = new_call(CurrentMemoryContext, op_status);
 	StatusSink *sink = palloc0(sizeof(StatusSink));
-	MigPg	   *mp;
-	volatile int rc = MIG_ERROR;
 
 	check_read_privilege("migrate_status");
-	path = folder_arg(PG_GETARG_TEXT_PP(0));
+	call->path = folder_arg(PG_GETARG_TEXT_PP(0));
 	InitMaterializedSRF(fcinfo, 0);
 	sink->rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-
-	mp = mig_pg_begin(fcinfo->flinfo->fn_oid, false);
-	mp->want_applied_at = true;
-	SPI_connect();
-	PG_TRY();
-	{
-		rc = mig_status(&mp->host, path, status_row, sink, err);
-	}
-	PG_FINALLY();
-	{
-		mig_pg_end(mp);
-	}
-	PG_END_TRY();
-	if (rc != MIG_OK)
-		mig_pg_report(err);
-	SPI_finish();
+	call->status_cb = status_row;
+	call->status_arg = sink;
+	run_core(fcinfo, call, false);
 	return (Datum) 0;
 }
 
@@ -317,11 +328,7 @@ PG_FUNCTION_INFO_V1(migrate_run);
 Datum
 migrate_run(PG_FUNCTION_ARGS)
 {
-	char	   *path;
-	mig_err    *err;
-	int64_t    *applied;
-	MigPg	   *mp;
-	volatile int rc = MIG_ERROR;
+	CoreCall   *call;
 
 	if (fcinfo->context == NULL || !IsA(fcinfo->context, CallContext) ||
 		castNode(CallContext, fcinfo->context)->atomic)
@@ -333,30 +340,14 @@ migrate_run(PG_FUNCTION_ARGS)
 	check_read_privilege("migrate_run");
 	check_writable("migrate_run");
 
-	/* Allocations that must survive the commits go in the portal's context. */
-	path = MemoryContextStrdup(PortalContext,
-							   folder_arg(PG_GETARG_TEXT_PP(0)));
-	err = MemoryContextAllocZero(PortalContext, sizeof(mig_err));
-	applied = MemoryContextAllocZero(PortalContext, sizeof(int64_t));
-
-	mp = mig_pg_begin(fcinfo->flinfo->fn_oid, true);
-	if (SPI_connect_ext(SPI_OPT_NONATOMIC) != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect_ext failed");
-	PG_TRY();
-	{
-		rc = mig_apply(&mp->host, path, applied, err);
-	}
-	PG_FINALLY();
-	{
-		mig_pg_end(mp);
-	}
-	PG_END_TRY();
-	if (rc != MIG_OK)
-		mig_pg_report(err);
-	SPI_finish();
+	/* What must survive the commits goes in the portal's context. */
+	call = new_call(PortalContext, op_apply);
+	call->path = MemoryContextStrdup(PortalContext,
+									 folder_arg(PG_GETARG_TEXT_PP(0)));
+	run_core(fcinfo, call, true);
 	ereport(NOTICE,
 			(errmsg_plural("applied " INT64_FORMAT " migration",
 						   "applied " INT64_FORMAT " migrations",
-						   (unsigned long) *applied, (int64) *applied)));
+						   (unsigned long) call->count, (int64) call->count)));
 	PG_RETURN_VOID();
 }
