@@ -64,12 +64,14 @@ pg_release(void *ctx, void *p)
 /* ---- files ---- */
 
 /* Opens path read-only without following a final symlink or blocking on a
- * FIFO; returns the descriptor, or -1 with err filled. */
+ * FIFO; returns the descriptor, or -1 with err filled.  Also where a cancel
+ * reaches a call that reads thousands of files. */
 static int
 pg_open_file(void *ctx, const char *path, mig_err *err)
 {
 	int			fd;
 
+	CHECK_FOR_INTERRUPTS();
 	fd = OpenTransientFile(path,
 						   O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC |
 						   PG_BINARY);
