@@ -71,6 +71,9 @@ newdb() {	# newdb NAME: a fresh database with the extension
 }
 
 cleanup() {
+	if [ -n "${STANDBY:-}" ] && [ -f "$STANDBY/data/postmaster.pid" ]; then
+		as_owner "$PGBIN/pg_ctl" -D "$STANDBY/data" -m immediate -w stop >/dev/null 2>&1
+	fi
 	pg_stop
 	rm -f "${BUILD_LOG:-}"
 }
