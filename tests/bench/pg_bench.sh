@@ -26,6 +26,7 @@ N=${1:-1000}
 RUNS=${2:-5}
 
 trap pg_stop EXIT
+trap 'exit 130' INT TERM
 make -s -C pg_ext >/dev/null
 if [ -w "$(pg_config --pkglibdir)" ]; then
 	make -s -C pg_ext install >/dev/null
