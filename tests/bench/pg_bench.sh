@@ -85,7 +85,7 @@ for _ in $(seq 1 "$RUNS"); do
 	fresh_db
 	elapsed psql -X -q -v ON_ERROR_STOP=1 -d "$db" -f "$DIR/each.sql" >>"$DIR/floor_proc"
 	fresh_db
-	elapsed psql -X -q -v ON_ERROR_STOP=1 -d "$db" -c "CALL migrate_run('$DIR/m')" >>"$DIR/proc"
+	elapsed psql -X -q -v ON_ERROR_STOP=1 -d "$db" -c "SET client_min_messages = warning" -c "CALL migrate_run('$DIR/m')" >>"$DIR/proc"
 done
 applied=$(psql -X -q -At -d "$db" -c "SELECT count(*) FROM migrate_history")
 [ "$applied" = "$N" ] || { echo "procedure mode applied $applied of $N" >&2; exit 1; }
