@@ -35,6 +35,14 @@
 
 PG_MODULE_MAGIC;
 
+void		_PG_init(void);
+
+void
+_PG_init(void)
+{
+	mig_pg_define_settings();
+}
+
 /*
  * Raises 42501 unless the current user may read server files: a superuser
  * or a role with the privileges of pg_read_server_files, as pg_read_file.

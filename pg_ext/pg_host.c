@@ -37,6 +37,7 @@
 #include "tcop/utility.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 
@@ -44,12 +45,33 @@
 
 /* ---- memory ---- */
 
+/*
+ * migrate.fail_alloc (superuser, hidden): a testing aid in the manner of
+ * SQLite's fault injection.  When n > 0, the n-th allocation the core asks
+ * for in each call fails, so a test can sweep n and check that every
+ * failure ends in a clean "out of memory" error with nothing changed.
+ */
+static int	fail_alloc = 0;
+
+void
+mig_pg_define_settings(void)
+{
+	DefineCustomIntVariable("migrate.fail_alloc",
+							"Makes the n-th allocation of each call fail (for testing).",
+							NULL, &fail_alloc, 0, 0, INT_MAX, PGC_SUSET,
+							GUC_NOT_IN_SAMPLE | GUC_NO_SHOW_ALL,
+							NULL, NULL, NULL);
+	MarkGUCPrefixReserved("migrate");
+}
+
 /* Returns n bytes from the call's context, or NULL when out of memory. */
 static void *
 pg_alloc(void *ctx, size_t n)
 {
 	MigPg	   *mp = (MigPg *) ctx;
 
+	if (fail_alloc > 0 && ++mp->allocs == fail_alloc)
+		return NULL;
 	return MemoryContextAllocExtended(mp->cxt, n,
 									  MCXT_ALLOC_NO_OOM | MCXT_ALLOC_HUGE);
 }

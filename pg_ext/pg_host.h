@@ -33,6 +33,7 @@ typedef struct MigPg
 	MemoryContext scratch;		/* one script or one query; reset after it */
 	bool		procedure;		/* CALL migrate_run: commit per migration */
 	bool		session_locked; /* the session advisory lock is held */
+	int			allocs;			/* allocations so far, for migrate.fail_alloc */
 	char	   *history;		/* quoted, schema-qualified history table */
 	bool		want_applied_at;	/* history_load formats applied_at
 									 * (migrate_status only) */
@@ -57,6 +58,9 @@ extern MigPg *mig_pg_begin(Oid fn_oid, bool procedure);
 /* Releases the session lock if still held and frees everything of the call.
  * Safe on error paths (call it from PG_FINALLY). */
 extern void mig_pg_end(MigPg *mp);
+
+/* Defines the extension's settings (from _PG_init). */
+extern void mig_pg_define_settings(void);
 
 /* Raises err as an ERROR with its SQLSTATE, detail, hint and context. */
 extern void mig_pg_report(const mig_err *err) pg_attribute_noreturn();

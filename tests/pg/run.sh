@@ -296,6 +296,50 @@ out=$(psql -X -q -At -d biglocks -c "CALL migrate_run('$BIG')" 2>&1)
 [ "$out" = "NOTICE:  applied 1000 migrations" ]
 tap $? "procedure: the same 1,000 migrations apply, committing one by one"
 
+# ---- allocation failures ----
+section "allocation failures"
+# migrate.fail_alloc = n makes the n-th allocation of a call fail: every n
+# must end in success (undone here) or a clean 53200, never anything else.
+newdb oom
+q oom -c "CREATE FUNCTION public.sweep(call text, upto int, expected text DEFAULT NULL)
+RETURNS text LANGUAGE plpgsql AS \$f\$
+DECLARE ok int := 0; oom int := 0; other text := '';
+BEGIN
+	FOR n IN 1..upto LOOP
+		BEGIN
+			PERFORM set_config('migrate.fail_alloc', n::text, true);
+			EXECUTE call;
+			RAISE EXCEPTION USING ERRCODE = 'P0001', MESSAGE = 'undo';
+		EXCEPTION
+			WHEN out_of_memory THEN oom := oom + 1;
+			WHEN raise_exception THEN ok := ok + 1;
+			WHEN OTHERS THEN
+				IF SQLSTATE = expected THEN ok := ok + 1;
+				ELSE other := other || n || ': ' || SQLSTATE || ' ' || SQLERRM || '; ';
+				END IF;
+		END;
+	END LOOP;
+	RETURN CASE WHEN oom > 0 AND ok > 0 AND other = '' THEN 'clean'
+	            ELSE format('ok=%s oom=%s %s', ok, oom, other) END;
+END \$f\$"
+for call in "migrate_apply('basic')" "migrate_status('basic')" \
+	"migrate_apply('goose')" "migrate_apply('flyway')"; do
+	sql="SELECT count(*) FROM ${call/\(\'/(\'$FX/}"
+	out=$(q oom -c "SELECT sweep(\$\$$sql\$\$, 60)" 2>&1)
+	[ "$out" = clean ]
+	tap $? "allocation failures: $call ends in success or 53200 at every n"
+	[ "$out" = clean ] || echo "#   $out"
+done
+q oom -c "SELECT migrate_apply('$FX/numeric')" >/dev/null
+out=$(q oom -c "SELECT sweep('SELECT migrate_down(3)', 60)" 2>&1)
+[ "$out" = clean ]
+tap $? "allocation failures: migrate_down(3) ends in success or 53200 at every n"
+out=$(q oom -c "SELECT sweep(\$\$SELECT migrate_apply('$FX/dup_version')\$\$, 60, '42710')" 2>&1)
+[ "$out" = clean ]
+tap $? "allocation failures: a refused folder ends in its own error or 53200 at every n"
+check "allocation failures: the history holds exactly what was applied outside the sweeps" oom \
+	"SELECT count(*) = 6 FROM migrate_history"
+
 # ---- a standby refuses before anything runs ----
 section "a standby refuses before anything runs"
 STANDBY=$PG_TMP/standby
