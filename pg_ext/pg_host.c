@@ -53,9 +53,18 @@
  */
 static int	fail_alloc = 0;
 
+/* migrate.max_file_size (superuser): the largest migration file read, in
+ * kB; bigger ones are refused with 54000. */
+static int	max_file_kb = (int) (MIG_DEFAULT_MAX_FILE / 1024);
+
 void
 mig_pg_define_settings(void)
 {
+	DefineCustomIntVariable("migrate.max_file_size",
+							"Largest migration file that is read; larger ones are refused.",
+							NULL, &max_file_kb, (int) (MIG_DEFAULT_MAX_FILE / 1024),
+							1, (int) (MaxAllocSize / 1024 / 2), PGC_SUSET,
+							GUC_UNIT_KB, NULL, NULL, NULL);
 	DefineCustomIntVariable("migrate.fail_alloc",
 							"Makes the n-th allocation of each call fail (for testing).",
 							NULL, &fail_alloc, 0, 0, INT_MAX, PGC_SUSET,
@@ -874,7 +883,7 @@ mig_pg_begin(Oid fn_oid, bool procedure)
 	mp->host.engine = "postgres";
 	mp->host.cache = backend_cache();
 	mp->host.keeps_file_id = 1;
-	mp->host.max_file_size = 0;
+	mp->host.max_file_size = (size_t) max_file_kb * 1024;
 	mp->host.refuse_writable = 1;
 	return mp;
 }

@@ -54,6 +54,7 @@ make_fixtures() {
 	chmod 664 "$FX/group_writable/2_gw.up.sql"
 	probe world_writable; w world_writable 2_ww.up.sql "CREATE TABLE ww (id int);\n"
 	chmod 646 "$FX/world_writable/2_ww.up.sql"
+	probe over_setting; w over_setting 2_two_kb.up.sql "SELECT 1;\n$(printf -- '-- %.0s........................................................................\\n' $(seq 1 30))"
 	probe oversized; w oversized 2_big.up.sql "SELECT 1;\n"
 	truncate -s 65M "$FX/oversized/2_big.up.sql"
 

@@ -5,7 +5,7 @@
 -- sequences ignore rollback, so an untouched probe proves that not even the
 -- first migration ran.
 BEGIN;
-SELECT plan(64);
+SELECT plan(66);
 
 CREATE FUNCTION pg_temp.fx(folder text) RETURNS text LANGUAGE sql
 AS $$ SELECT pg_catalog.current_setting('migrate_test.dir') || '/' || folder $$;
@@ -41,6 +41,9 @@ SELECT pg_temp.refused('dir_sql', '42501', 'a directory named like a migration')
 SELECT pg_temp.refused('group_writable', '42501', 'a group-writable file');
 SELECT pg_temp.refused('world_writable', '42501', 'a world-writable file');
 SELECT pg_temp.refused('oversized', '54000', 'a file over the size limit');
+SET LOCAL migrate.max_file_size = '1kB';
+SELECT pg_temp.refused('over_setting', '54000', 'a 2 kB file over migrate.max_file_size = 1kB');
+RESET migrate.max_file_size;
 
 -- unsafe content
 SELECT pg_temp.refused('nul_byte', '22021', 'a NUL byte');
