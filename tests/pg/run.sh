@@ -10,13 +10,14 @@
 # extension needs root (CI runs as root); the cluster then runs as "nobody".
 #
 # Parts: the pgTAP suite (t/*.sql, pg_prove), isolation specs (specs/*.spec,
-# pg_isolation_regress), then shell checks for what needs real commits or
-# several clients: procedure mode, isolation and read-only refusals, a
-# 32-client race, pg_dump/pg_restore, and a pg_cron job (started first,
-# checked last, as pg_cron 1.4 runs jobs once a minute).
+# pg_isolation_regress), then shell checks for what needs real commits,
+# several clients or another server: procedure mode, isolation and
+# read-only refusals, cancels, a 32-client race, the lock-table overflow, an
+# allocation-failure sweep, a streaming standby, a LATIN1 database,
+# pg_dump/pg_restore, and pg_cron jobs (scheduled first, checked last, as
+# pg_cron 1.4 runs jobs once a minute).  Fixtures: tests/pg/fixtures.sh.
 set -u
 cd "$(dirname "$0")/../.."
-ROOT=$PWD
 . tests/pg/lib.sh
 . tests/pg/fixtures.sh
 
