@@ -39,6 +39,10 @@ $(BUILD)/asan/migrate.so: $(CORE_SRC) $(CORE_HDR) $(SQ_SRC) $(SQ_HDR)
 $(BUILD)/test_core: tests/unit/test_core.c $(CORE_SRC) $(CORE_HDR) | $(BUILD)
 	$(CC) $(STD) $(WARN) -O1 -g $(SAN) -Icommon -o $@ tests/unit/test_core.c $(CORE_SRC) -lz
 
+# The allocation-failure sweep through the real SQLite (tests/sqlite/oom.c).
+$(BUILD)/oom: tests/sqlite/oom.c | $(BUILD)
+	$(CC) $(STD) $(WARN) -O1 -g -o $@ tests/sqlite/oom.c -lsqlite3
+
 $(BUILD):
 	@mkdir -p $(BUILD)
 
@@ -65,7 +69,7 @@ deps:
 	@tests/deps.sh all
 
 check: deps
-	@$(MAKE) --no-print-directory all $(BUILD)/asan/migrate.so $(BUILD)/test_core
+	@$(MAKE) --no-print-directory all $(BUILD)/asan/migrate.so $(BUILD)/test_core $(BUILD)/oom
 	@tests/run.sh
 
 bench:

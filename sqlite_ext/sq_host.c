@@ -115,25 +115,28 @@ sq_list_dir(void *ctx, const char *path, mig_name_cb cb, void *arg, mig_err *err
 
 /* ---- the calling context ---- */
 
-/* Non-zero when the statement's program opens a database (it reads or
- * writes tables), found through EXPLAIN. */
+/* 1 when the statement's program opens a database (it reads or writes
+ * tables), found through EXPLAIN; 0 when not; -1 when out of memory. */
 static int
 stmt_touches_db(sqlite3 *db, sqlite3_stmt *self)
 {
 	char	   *sql = sqlite3_mprintf("EXPLAIN %s", sqlite3_sql(self));
 	sqlite3_stmt *ex = NULL;
-	int			found = 0;
+	int			found = 0,
+				rc = SQLITE_NOMEM;
 
-	if (sql && sqlite3_prepare_v2(db, sql, -1, &ex, NULL) == SQLITE_OK)
-		while (!found && sqlite3_step(ex) == SQLITE_ROW)
+	if (sql && (rc = sqlite3_prepare_v2(db, sql, -1, &ex, NULL)) == SQLITE_OK)
+		while (!found && (rc = sqlite3_step(ex)) == SQLITE_ROW)
 		{
 			const char *op = (const char *) sqlite3_column_text(ex, 1);
 
+			if (op == NULL)
+				rc = SQLITE_NOMEM;
 			found = op && (strcmp(op, "Transaction") == 0 || strcmp(op, "OpenRead") == 0);
 		}
 	sqlite3_finalize(ex);
 	sqlite3_free(sql);
-	return found;
+	return (rc & 0xff) == SQLITE_NOMEM ? -1 : found;
 }
 
 /* Refuses to run while another statement is busy on the connection, or
@@ -144,7 +147,8 @@ check_caller(sq_ctx *c, mig_err *err)
 {
 	sqlite3_stmt *s = NULL,
 			   *self = NULL;
-	int			busy = 0;
+	int			busy = 0,
+				reads = 0;
 
 	while ((s = sqlite3_next_stmt(c->db, s)) != NULL)
 		if (sqlite3_stmt_busy(s))
@@ -152,7 +156,12 @@ check_caller(sq_ctx *c, mig_err *err)
 			busy++;
 			self = s;
 		}
-	if (busy <= 1 && !(self && stmt_touches_db(c->db, self)))
+	if (busy == 1 && (reads = stmt_touches_db(c->db, self)) < 0)
+	{
+		mig_err_nomem(err);
+		return MIG_NOMEM;
+	}
+	if (busy <= 1 && !reads)
 		return MIG_OK;
 	if (busy > 1)
 		mig_err_set(err, MIG_SQLSTATE_IN_USE,
@@ -175,6 +184,7 @@ restore_timeout(sq_ctx *c)
 }
 
 static int	sq_unlock(void *ctx, int commit, mig_err *err);
+static void finalize_undo(sq_ctx *c);
 
 static int
 sq_lock(void *ctx, mig_err *err)
@@ -198,8 +208,13 @@ sq_lock(void *ctx, mig_err *err)
 	}
 
 	c->in_txn = !sqlite3_get_autocommit(c->db);
-	rc = sqlite3_exec(c->db, c->in_txn ? "SAVEPOINT migrate" : "BEGIN IMMEDIATE",
-					  NULL, NULL, NULL);
+	rc = sqlite3_prepare_v2(c->db, c->in_txn ? "ROLLBACK TO migrate" : "ROLLBACK", -1,
+							&c->undo[0], NULL);
+	if (rc == SQLITE_OK && c->in_txn)
+		rc = sqlite3_prepare_v2(c->db, "RELEASE migrate", -1, &c->undo[1], NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(c->db, c->in_txn ? "SAVEPOINT migrate" : "BEGIN IMMEDIATE",
+						  NULL, NULL, NULL);
 	if (rc == SQLITE_OK)
 	{
 		c->locked = 1;
@@ -230,8 +245,37 @@ sq_lock(void *ctx, mig_err *err)
 		mig_err_clear(&ignored);
 		sq_unlock(c, 0, &ignored);
 	}
+	finalize_undo(c);
 	restore_timeout(c);
 	return err->code;
+}
+
+static void
+finalize_undo(sq_ctx *c)
+{
+	sqlite3_finalize(c->undo[0]);
+	sqlite3_finalize(c->undo[1]);
+	c->undo[0] = c->undo[1] = NULL;
+}
+
+/* Rolls back with the statements prepared before the transaction opened. */
+static int
+undo(sq_ctx *c, mig_err *err)
+{
+	for (int i = 0; i < 2 && c->undo[i]; i++)
+	{
+		if (i == 0 && !c->in_txn && sqlite3_get_autocommit(c->db))
+			break;				/* an error has already ended it */
+		if (sqlite3_step(c->undo[i]) != SQLITE_DONE)
+		{
+			int			rc = db_error(c, err, "could not roll back");
+
+			sqlite3_reset(c->undo[i]);
+			return rc;
+		}
+		sqlite3_reset(c->undo[i]);
+	}
+	return MIG_OK;
 }
 
 static int
@@ -244,15 +288,14 @@ sq_unlock(void *ctx, int commit, mig_err *err)
 	c->add = NULL;
 	if (!c->locked)
 		return MIG_OK;
-	if (c->in_txn)
-		rc = run(c, commit ? "RELEASE migrate" : "ROLLBACK TO migrate; RELEASE migrate", err);
-	else if (commit)
-		rc = run(c, "COMMIT", err);
-	else if (!sqlite3_get_autocommit(c->db))	/* an error may have ended it */
-		rc = run(c, "ROLLBACK", err);
+	if (commit)
+		rc = run(c, c->in_txn ? "RELEASE migrate" : "COMMIT", err);
+	else
+		rc = undo(c, err);
 	if (rc != MIG_OK && commit)
 		return rc;				/* the core calls again to roll back */
 	c->locked = 0;
+	finalize_undo(c);
 	restore_timeout(c);
 	return rc;
 }
@@ -550,6 +593,7 @@ sq_host_init(mig_host *h, sq_ctx *c)
 	c->locked = 0;
 	c->restore_timeout = -1;
 	c->add = NULL;
+	c->undo[0] = c->undo[1] = NULL;
 	h->ctx = c;
 	h->alloc = sq_alloc;
 	h->release = sq_release;

@@ -17,6 +17,12 @@ typedef struct sq_ctx {
 	int			locked;			/* lock() succeeded and unlock() is owed */
 	int			restore_timeout;	/* busy timeout to put back, or -1 */
 	sqlite3_stmt *add;			/* cached INSERT into the history */
+	sqlite3_stmt *undo[2];		/* ROLLBACK (or ROLLBACK TO + RELEASE),
+								 * prepared before the transaction opens:
+								 * after an out-of-memory error SQLite
+								 * prepares nothing more until the calling
+								 * statement ends, but a prepared statement
+								 * still runs */
 } sq_ctx;
 
 /* Default wait for the write lock when the connection has no busy

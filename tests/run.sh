@@ -5,6 +5,7 @@
 #   layouts   every migration layout through the same (tests/sqlite/test_layouts.py)
 #   adopt     taking over each other tool's history (tests/sqlite/test_adopt.py)
 #   *-asan    the same suites with the ASan/UBSan build of the extension
+#   oom       the allocation-failure sweep through the real SQLite (tests/sqlite/oom.c)
 #   fuzz      libFuzzer on the name, version and section parsers, 10 s each
 #             (make fuzz runs them longer)
 #   pg        the PostgreSQL extension against a throwaway cluster (tests/pg/run.sh)
@@ -39,6 +40,13 @@ san=(env LD_PRELOAD="$asan" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1
 suite sqlite-asan "${san[@]}" "$PY" tests/sqlite/test_sqlite.py build/asan/migrate
 suite layouts-asan "${san[@]}" "$PY" tests/sqlite/test_layouts.py build/asan/migrate
 suite adopt-asan "${san[@]}" "$PY" tests/sqlite/test_adopt.py build/asan/migrate
+oomdir=$(mktemp -d)
+printf 'CREATE TABLE a(x);\nINSERT INTO a VALUES (1);\n' > "$oomdir/1_a.up.sql"
+printf 'DROP TABLE a;\n' > "$oomdir/1_a.down.sql"
+printf 'CREATE TABLE b(x);\nCREATE TRIGGER tb AFTER INSERT ON b BEGIN SELECT 1; END;\n' > "$oomdir/2_b.up.sql"
+printf 'DROP TABLE b;\n' > "$oomdir/2_b.down.sql"
+suite oom ./build/oom build/migrate "$oomdir"
+rm -rf "$oomdir"
 suite fuzz tests/fuzz/run.sh 10
 if [ -x tests/pg/run.sh ] && [ -z "${SKIP_PG:-}" ]; then     # SKIP_PG=1: SQLite only
   suite pg tests/pg/run.sh
