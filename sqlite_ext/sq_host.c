@@ -24,9 +24,9 @@ static const char history_ddl[] =
 "  checksum       TEXT NOT NULL,\n"
 "  applied_at     TEXT NOT NULL,\n"
 "  execution_ms   REAL NOT NULL,\n"
-"  up_sql         TEXT NOT NULL,\n"
-"  down_sql       TEXT,\n"
-"  file_id        TEXT\n"
+"  file_id        TEXT,\n"		/* before the scripts: a no-op reads it and */
+"  up_sql         TEXT NOT NULL,\n"	/* not them, which may overflow pages */
+"  down_sql       TEXT\n"
 ")";
 
 /* Sets err from the connection's last error. */
