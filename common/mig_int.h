@@ -202,9 +202,9 @@ typedef struct mig_entry {
 	const mig_hist *hist;		/* NULL when not applied */
 	int			state;
 	char		checksum[16];	/* of the file, when there is one */
-	mig_text	up;				/* a pending migration's files as validated, */
-	mig_text	down;			/* kept for the apply pass while they fit
-								 * MIG_KEEP_BUDGET; buf NULL otherwise */
+	mig_text   *up;				/* a pending migration's files as validated, */
+	mig_text   *down;			/* kept (in the arena) for the apply pass
+								 * while they fit MIG_KEEP_BUDGET, else NULL */
 } mig_entry;
 
 /* Bytes of validated pending files kept in memory between the validation

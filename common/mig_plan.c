@@ -171,8 +171,10 @@ mig_plan_free(mig_plan *p)
 	{
 		mig_entry  *e = mig_vec_at(&p->entries, mig_entry, i);
 
-		mig_text_free(p->arena.h, &e->up);
-		mig_text_free(p->arena.h, &e->down);
+		if (e->up)
+			mig_text_free(p->arena.h, e->up);
+		if (e->down)
+			mig_text_free(p->arena.h, e->down);
 	}
 	mig_vec_free(&p->files);
 	mig_vec_free(&p->hist);

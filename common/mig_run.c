@@ -115,17 +115,19 @@ check_script(const mig_host *h, const mig_text *t, const mig_file *f, int down,
 	return rc;
 }
 
-/* Keeps t in *slot when the plan's budget allows, else frees it. */
+/* Keeps t in *slot (a copy in the plan's arena) when the budget allows,
+ * else frees it. */
 static void
-keep(const mig_host *h, mig_plan *p, mig_text *t, mig_text *slot)
+keep(const mig_host *h, mig_plan *p, mig_text *t, mig_text **slot)
 {
-	if (p->kept + t->len <= MIG_KEEP_BUDGET)
+	if (p->kept + t->len <= MIG_KEEP_BUDGET &&
+		(*slot = mig_arena_alloc(&p->arena, sizeof(mig_text))) != NULL)
 	{
 		p->kept += t->len;
-		*slot = *t;
+		**slot = *t;
 	}
 	else
-		mig_text_free(h, t);
+		mig_text_free(h, t);	/* read again when applied */
 }
 
 /* Validates a pending migration before anything runs; keeps the up file's
@@ -167,9 +169,9 @@ static int
 text_of(const mig_host *h, const char *dir, mig_entry *e, int down,
 		mig_text *tmp, const mig_text **t, mig_err *err)
 {
-	const mig_text *kept = down && e->file->down ? &e->down : &e->up;
+	const mig_text *kept = down && e->file->down ? e->down : e->up;
 
-	if (kept->buf)
+	if (kept)
 	{
 		*t = kept;
 		return MIG_OK;
