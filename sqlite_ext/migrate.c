@@ -68,27 +68,37 @@ path_arg(sqlite3_context *fctx, const char *fn, sqlite3_value *v)
 	return path;
 }
 
+/* Runs a core entry point that takes the folder path and returns a count
+ * (mig_apply, mig_adopt) as the SQL function fn. */
+static void
+run_path_fn(sqlite3_context *fctx, sqlite3_value *arg, const char *fn,
+			int (*entry) (const mig_host *, const char *, int64_t *, mig_err *),
+			mig_cache *cache)
+{
+	const char *path = path_arg(fctx, fn, arg);
+	sq_ctx		c;
+	mig_host	h;
+	mig_err		err;
+	int64_t		count = 0;
+
+	if (path == NULL)
+		return;
+	c.db = sqlite3_context_db_handle(fctx);
+	c.fn = fn;
+	sq_host_init(&h, &c);
+	h.cache = cache;
+	if (entry(&h, path, &count, &err) != MIG_OK)
+		sq_report(fctx, fn, &err);
+	else
+		sqlite3_result_int64(fctx, count);
+}
+
 /* migrate_apply(path) -> number of migrations applied */
 static void
 fn_apply(sqlite3_context *fctx, int argc, sqlite3_value **argv)
 {
-	const char *path = path_arg(fctx, "migrate_apply", argv[0]);
-	sq_ctx		c;
-	mig_host	h;
-	mig_err		err;
-	int64_t		applied = 0;
-
 	(void) argc;
-	if (path == NULL)
-		return;
-	c.db = sqlite3_context_db_handle(fctx);
-	c.fn = "migrate_apply";
-	sq_host_init(&h, &c);
-	h.cache = sqlite3_user_data(fctx);
-	if (mig_apply(&h, path, &applied, &err) != MIG_OK)
-		sq_report(fctx, c.fn, &err);
-	else
-		sqlite3_result_int64(fctx, applied);
+	run_path_fn(fctx, argv[0], "migrate_apply", mig_apply, sqlite3_user_data(fctx));
 }
 
 /* migrate_adopt(path) -> number of migrations taken over from another
@@ -96,22 +106,8 @@ fn_apply(sqlite3_context *fctx, int argc, sqlite3_value **argv)
 static void
 fn_adopt(sqlite3_context *fctx, int argc, sqlite3_value **argv)
 {
-	const char *path = path_arg(fctx, "migrate_adopt", argv[0]);
-	sq_ctx		c;
-	mig_host	h;
-	mig_err		err;
-	int64_t		adopted = 0;
-
 	(void) argc;
-	if (path == NULL)
-		return;
-	c.db = sqlite3_context_db_handle(fctx);
-	c.fn = "migrate_adopt";
-	sq_host_init(&h, &c);
-	if (mig_adopt(&h, path, &adopted, &err) != MIG_OK)
-		sq_report(fctx, c.fn, &err);
-	else
-		sqlite3_result_int64(fctx, adopted);
+	run_path_fn(fctx, argv[0], "migrate_adopt", mig_adopt, NULL);
 }
 
 /* migrate_down([n = 1]) -> number of migrations rolled back */
