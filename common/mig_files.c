@@ -226,36 +226,45 @@ diesel_folder(const mig_host *h, mig_arena *a, const char *dir, const char *name
 	return rc;
 }
 
-/* Fails when the migrations found use more than one layout. */
+/* Fails when the migrations found use more than one layout, listing the
+ * files of each. */
 static int
 one_layout(mig_vec *ok, mig_err *err)
 {
-	int			first = MIG_LAYOUT_NONE;
-	const char *example[2] = {NULL, NULL};
+	size_t		count[MIG_LAYOUT_DIESEL + 1] = {0};
+	int			layouts = 0,
+				first = MIG_LAYOUT_NONE,
+				second = MIG_LAYOUT_NONE;
 
 	for (size_t i = 0; i < ok->n; i++)
+		if (count[mig_vec_at(ok, found, i)->n.layout]++ == 0)
+		{
+			layouts++;
+			if (first == MIG_LAYOUT_NONE)
+				first = mig_vec_at(ok, found, i)->n.layout;
+			else if (second == MIG_LAYOUT_NONE)
+				second = mig_vec_at(ok, found, i)->n.layout;
+		}
+	if (layouts <= 1)
+		return MIG_OK;
+	mig_err_set(err, MIG_SQLSTATE_BAD_NAME, "migration folder mixes the %s and %s layouts%s",
+				mig_layout_names[first], mig_layout_names[second], layouts > 2 ? ", and more" : "");
+	for (int l = MIG_LAYOUT_UPDOWN; l <= MIG_LAYOUT_DIESEL; l++)
 	{
-		found	   *f = mig_vec_at(ok, found, i);
+		const char *names[20];
+		size_t		n = 0;
+		char		intro[64];
 
-		if (first == MIG_LAYOUT_NONE)
-		{
-			first = f->n.layout;
-			example[0] = f->file;
-		}
-		else if (f->n.layout != first)
-		{
-			example[1] = f->file;
-			mig_err_set(err, MIG_SQLSTATE_BAD_NAME,
-						"migration folder mixes the %s and %s layouts",
-						mig_layout_names[first], mig_layout_names[f->n.layout]);
-			mig_err_detail(err, "\"%s\" is a %s migration; \"%s\" is a %s migration.",
-						   example[0], mig_layout_names[first], example[1],
-						   mig_layout_names[f->n.layout]);
-			mig_err_hint(err, "Keep one layout per folder.");
-			return MIG_ERROR;
-		}
+		if (count[l] == 0)
+			continue;
+		for (size_t i = 0; i < ok->n && n < 20; i++)
+			if (mig_vec_at(ok, found, i)->n.layout == l)
+				names[n++] = mig_vec_at(ok, found, i)->file;
+		snprintf(intro, sizeof(intro), "%s: ", mig_layout_names[l]);
+		mig_err_list(err, intro, names, count[l]);
 	}
-	return MIG_OK;
+	mig_err_hint(err, "Keep one layout per folder.");
+	return MIG_ERROR;
 }
 
 int

@@ -219,10 +219,12 @@ def only_another_engines_folder(c):
 @test
 def mixed_layouts_refused(c):
     c.put("1_a.up.sql", "CREATE TABLE a(x);")
+    c.put("1_a.down.sql", "DROP TABLE a;")
     c.put("V2__b.sql", "CREATE TABLE b(x);")
+    c.put("V3__c.sql", "CREATE TABLE c(x);")
     c.fails("SELECT migrate_apply('%s')" % c.dir,
             "migration folder mixes the golang-migrate and Flyway layouts",
-            "\"1_a.up.sql\" is a golang-migrate migration; \"V2__b.sql\" is a Flyway migration.")
+            "DETAIL:  golang-migrate: 1_a.up.sql and 1_a.down.sql. Flyway: V2__b.sql and V3__c.sql.")
     assert c.tables() == []
 
 
