@@ -155,4 +155,275 @@ make_fixtures() {
 	mkdir -p "$FX/basic_plus" && cp -p "$FX"/basic/* "$FX/basic_plus/"
 	w basic_plus 4_more.up.sql "CREATE TABLE t4 (id int);\n"
 	w basic_plus 4_more.down.sql "DROP TABLE t4;\n"
+
+	layout_fixtures
+	adopt_fixtures
+}
+
+# wq FOLDER FILE <<'EOS': writes the here-document to FOLDER/FILE verbatim
+# (no escapes, so $$ and quotes stay as they are).
+wq() {
+	mkdir -p "$FX/$(dirname "$1/$2")"
+	cat >"$FX/$1/$2"
+}
+crlf() { perl -pi -e 's/\n/\r\n/' "$FX/$1"; }	# crlf FILE: CRLF line endings
+no_eol() { perl -0pi -e 's/\r?\n\z//' "$FX/$1"; }	# no_eol FILE: drops the final newline
+
+# The layouts of tests/pg/t/06_layouts_pg.sql, each with PostgreSQL's
+# tricky parts: dollar-quoted bodies ($$ and $tag$) with semicolons inside,
+# DO blocks, semicolons and quotes in comments, no final newline, empty and
+# comment-only downs, CRLF.
+layout_fixtures() {
+	# golang-migrate
+	wq ly_golang 000001_create_items.up.sql <<'EOS'
+-- items; the 'first' table
+CREATE TABLE gl_items (id serial PRIMARY KEY, name text NOT NULL);
+CREATE FUNCTION gl_item_count() RETURNS bigint LANGUAGE sql
+AS $$ SELECT count(*) FROM gl_items; $$;
+EOS
+	wq ly_golang 000001_create_items.down.sql <<'EOS'
+DROP FUNCTION gl_item_count();
+DROP TABLE gl_items;
+EOS
+	wq ly_golang 000002_audit.up.sql <<'EOS'
+CREATE TABLE gl_audit (msg text);
+/* a block comment; with 'quotes' and a $$ that opens nothing */
+CREATE FUNCTION gl_audit_fn() RETURNS trigger LANGUAGE plpgsql AS $body$
+BEGIN
+	INSERT INTO gl_audit VALUES ('added; ' || NEW.name);  -- it's a ; in a comment
+	RETURN NEW;
+END;
+$body$;
+CREATE TRIGGER gl_items_ins AFTER INSERT ON gl_items
+	FOR EACH ROW EXECUTE FUNCTION gl_audit_fn();
+EOS
+	crlf ly_golang/000002_audit.up.sql
+	wq ly_golang 000002_audit.down.sql <<'EOS'
+DROP TRIGGER gl_items_ins ON gl_items;
+DROP FUNCTION gl_audit_fn();
+DROP TABLE gl_audit;
+EOS
+	crlf ly_golang/000002_audit.down.sql
+	wq ly_golang 000003_seed.up.sql <<'EOS'
+DO $$
+DECLARE
+	n int := 0;
+BEGIN
+	FOR n IN 1..3 LOOP
+		INSERT INTO gl_items (name) VALUES ('item ' || n || ';');
+	END LOOP;
+END $$;
+EOS
+	no_eol ly_golang/000003_seed.up.sql
+	wq ly_golang 000003_seed.down.sql <<'EOS'
+-- nothing to undo; the rows go with the table
+EOS
+
+	# Flyway: V/U, dotted and underscored versions
+	wq ly_flyway V1__create_accounts.sql <<'EOS'
+CREATE TABLE fl_accounts (id int PRIMARY KEY, owner text);
+EOS
+	wq ly_flyway U1__create_accounts.sql <<'EOS'
+DROP TABLE fl_accounts;
+EOS
+	wq ly_flyway V1.1__seed.sql <<'EOS'
+INSERT INTO fl_accounts VALUES (1, 'o''brien; jr');
+EOS
+	no_eol ly_flyway/V1.1__seed.sql
+	wq ly_flyway U1.1__seed.sql <<'EOS'
+DELETE FROM fl_accounts;
+EOS
+	wq ly_flyway V1_2__function.sql <<'EOS'
+/* ; */ CREATE FUNCTION fl_owner(int) RETURNS text LANGUAGE plpgsql STABLE AS $fn$
+DECLARE
+	o text;
+BEGIN
+	SELECT owner INTO o FROM fl_accounts WHERE id = $1;
+	RETURN o;
+END
+$fn$;
+EOS
+	crlf ly_flyway/V1_2__function.sql
+	wq ly_flyway U1_2__function.sql <<'EOS'
+DROP FUNCTION fl_owner(int);
+EOS
+	crlf ly_flyway/U1_2__function.sql
+	wq ly_flyway V10__more.sql <<'EOS'
+CREATE TABLE fl_more (x int);
+-- a SQL-standard body: semicolons without dollar quotes
+CREATE FUNCTION fl_more_add(n int) RETURNS void LANGUAGE sql
+BEGIN ATOMIC
+	INSERT INTO fl_more VALUES (n);
+	INSERT INTO fl_more VALUES (n + 1);
+END;
+EOS
+	wq ly_flyway U10__more.sql <<'EOS'
+-- nothing to undo but the function and the table; "quoted"
+DROP FUNCTION fl_more_add(int);
+DROP TABLE fl_more;
+EOS
+
+	# diesel: one folder per migration, metadata.toml ignored
+	wq ly_diesel 2018-01-14-171611_create_posts/up.sql <<'EOS'
+CREATE TABLE ds_posts (id serial PRIMARY KEY, title text);
+CREATE FUNCTION ds_title_upper() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	NEW.title := upper(NEW.title);  -- ';'
+	RETURN NEW;
+END $$;
+CREATE TRIGGER ds_posts_upper BEFORE INSERT ON ds_posts
+	FOR EACH ROW EXECUTE FUNCTION ds_title_upper();
+EOS
+	wq ly_diesel 2018-01-14-171611_create_posts/down.sql <<'EOS'
+DROP TABLE ds_posts;
+DROP FUNCTION ds_title_upper();
+EOS
+	wq ly_diesel 2018-01-15-093000_seed/up.sql <<'EOS'
+INSERT INTO ds_posts (title) VALUES ('a;b');
+EOS
+	no_eol ly_diesel/2018-01-15-093000_seed/up.sql
+	wq ly_diesel 2018-01-15-093000_seed/down.sql </dev/null
+	wq ly_diesel 2018-01-15-093000_seed/metadata.toml <<'EOS'
+run_in_transaction = true
+EOS
+
+	# dbmate: up and down sections
+	wq ly_dbmate 20240101120000_create_tags.sql <<'EOS'
+-- migrate:up
+CREATE TABLE dm_tags (id int PRIMARY KEY, label text);
+CREATE FUNCTION dm_label(int) RETURNS text LANGUAGE sql
+AS $q$ SELECT label FROM dm_tags WHERE id = $1; $q$;
+
+-- migrate:down
+DROP FUNCTION dm_label(int);
+DROP TABLE dm_tags;
+EOS
+	wq ly_dbmate 20240102000000_seed.sql <<'EOS'
+-- migrate:up
+INSERT INTO dm_tags VALUES (1, 'x'); -- migrate:down in a comment
+DO $$ BEGIN PERFORM 1; END $$;
+-- migrate:down
+-- nothing to undo: the table goes in the previous down
+EOS
+	crlf ly_dbmate/20240102000000_seed.sql
+
+	# goose: sections, mixed-case annotations, StatementBegin/End
+	wq ly_goose 00001_create_users.sql <<'EOS'
+-- +goose Up
+CREATE TABLE gs_users (id int PRIMARY KEY, name text);
+CREATE TABLE gs_log (msg text);
+-- +goose StatementBegin
+CREATE FUNCTION gs_log_fn() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	INSERT INTO gs_log VALUES ('added; ' || NEW.name);
+	RETURN NEW;
+END;
+$$;
+-- +goose StatementEnd
+CREATE TRIGGER gs_users_ins AFTER INSERT ON gs_users
+	FOR EACH ROW EXECUTE FUNCTION gs_log_fn();
+-- +goose Down
+DROP TABLE gs_users;
+DROP TABLE gs_log;
+DROP FUNCTION gs_log_fn();
+EOS
+	wq ly_goose 00002_seed.sql <<'EOS'
+-- +goose up
+INSERT INTO gs_users VALUES (1, 'it''s');
+-- +GOOSE DOWN
+EOS
+	wq ly_goose 00010_more.sql <<'EOS'
+-- a header comment
+-- +Goose Up
+CREATE TABLE gs_more (x int);
+-- +goose down
+DROP TABLE gs_more;
+EOS
+	crlf ly_goose/00010_more.sql
+	no_eol ly_goose/00010_more.sql
+
+	# sqlx simple: up only
+	wq ly_sqlx 20210422143411_create_notes.sql <<'EOS'
+CREATE TABLE sx_notes (id bigserial PRIMARY KEY, body text);
+DO $do$
+BEGIN
+	PERFORM 'notes; created';
+END
+$do$;
+EOS
+	wq ly_sqlx 20210422143412_seed.sql <<'EOS'
+INSERT INTO sx_notes (body) VALUES ($$it's; fine$$);
+EOS
+	no_eol ly_sqlx/20210422143412_seed.sql
+}
+
+# flyway_sum FOLDER FILE: Flyway's checksum of the file (CRC-32 over its
+# lines without terminators, a leading BOM left out, signed 32-bit), written
+# to flyway_sums/FOLDER/FILE for the test to read.
+flyway_sum() {
+	mkdir -p "$FX/flyway_sums/$1"
+	python3 -c '
+import sys, zlib
+d = open(sys.argv[1], "rb").read()
+if d.startswith(b"\xef\xbb\xbf"):
+    d = d[3:]
+c = 0
+for line in d.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n"):
+    c = zlib.crc32(line, c)
+print(c - (1 << 32) if c >= 1 << 31 else c)
+' "$FX/$1/$2" >"$FX/flyway_sums/$1/$2"
+}
+
+# The folders of tests/pg/t/07_adopt_tools.sql, as each tool wrote them.
+adopt_fixtures() {
+	local f
+	# Flyway: BOM and CRLF, no final newline, undo files
+	w ad_flyway V1__create_users.sql '\xef\xbb\xbfCREATE TABLE af_users (id int PRIMARY KEY, name text);\r\n'
+	wq ad_flyway V1_1__seed.sql <<'EOS'
+INSERT INTO af_users VALUES (1, 'ann');
+-- no final newline
+EOS
+	no_eol ad_flyway/V1_1__seed.sql
+	w ad_flyway U1_1__seed.sql 'DELETE FROM af_users;\n'
+	w ad_flyway V2__posts.sql 'CREATE TABLE af_posts (id int PRIMARY KEY);\n'
+	w ad_flyway U2__posts.sql 'DROP TABLE af_posts;\n'
+	for f in V1__create_users.sql V1_1__seed.sql V2__posts.sql; do
+		flyway_sum ad_flyway $f
+	done
+	# the seed edited since Flyway ran it; the seed with CRLF only
+	mkdir -p "$FX/ad_flyway_changed" "$FX/ad_flyway_crlf"
+	cp -p "$FX"/ad_flyway/*.sql "$FX/ad_flyway_changed/"
+	cp -p "$FX"/ad_flyway/*.sql "$FX/ad_flyway_crlf/"
+	w ad_flyway_changed V1_1__seed.sql "INSERT INTO af_users VALUES (1, 'bob');\n"
+	crlf ad_flyway_crlf/V1_1__seed.sql
+
+	# golang-migrate
+	w ad_golang 000001_users.up.sql 'CREATE TABLE ag_users (id int PRIMARY KEY);\n'
+	w ad_golang 000001_users.down.sql 'DROP TABLE ag_users;\n'
+	w ad_golang 000002_posts.up.sql 'CREATE TABLE ag_posts (id int PRIMARY KEY);\n'
+	w ad_golang 000002_posts.down.sql 'DROP TABLE ag_posts;\n'
+	w ad_golang 000003_tags.up.sql 'CREATE TABLE ag_tags (id int PRIMARY KEY);\n'
+
+	# morph
+	for f in 1_a 2_b 3_c; do
+		w ad_morph "00000$f.up.sql" "CREATE TABLE am_${f#*_} (x int);\n"
+	done
+
+	# dbmate
+	w ad_dbmate 20240101120000_a.sql '-- migrate:up\nCREATE TABLE ad_a (x int);\n-- migrate:down\nDROP TABLE ad_a;\n'
+	w ad_dbmate 20240102120000_b.sql '-- migrate:up\nCREATE TABLE ad_b (x int);\n-- migrate:down\nDROP TABLE ad_b;\n'
+
+	# goose
+	w ad_goose 00001_a.sql '-- +goose Up\nCREATE TABLE ao_a (x int);\n-- +goose Down\nDROP TABLE ao_a;\n'
+	w ad_goose 00002_b.sql '-- +goose Up\nCREATE TABLE ao_b (x int);\n'
+	w ad_goose 00003_c.sql '-- +goose Up\nCREATE TABLE ao_c (x int);\n'
+
+	# sqlx
+	w ad_sqlx 20210422143411_a.sql 'CREATE TABLE as_a (x int);\n'
+	w ad_sqlx 20210422143412_b.sql 'CREATE TABLE as_b (x int);\n'
+
+	# diesel
+	w ad_diesel/2018-01-14-171611_a up.sql 'CREATE TABLE ae_a (x int);\n'
+	w ad_diesel/2018-01-14-171611_a down.sql 'DROP TABLE ae_a;\n'
+	w ad_diesel/2018-01-15-000000_b up.sql 'CREATE TABLE ae_b (x int);\n'
 }
