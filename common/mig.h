@@ -292,14 +292,15 @@ int			mig_script_line(const mig_script *s, size_t off);
 
 /* Skips white space and SQL comments (-- and C-style) from sql[0..len) and
  * returns the offset of the first word, storing its length in *wlen (0 when
- * the text holds no word). */
-size_t		mig_first_word(const char *sql, size_t len, size_t *wlen);
+ * the text holds no word).  C-style comments nest when nested_comments is
+ * set, as in PostgreSQL; SQLite ends one at the first star-slash. */
+size_t		mig_first_word(const char *sql, size_t len, int nested_comments,
+						   size_t *wlen);
 
 /* Non-zero when word (wlen bytes, any case) is a statement keyword that
  * controls transactions or the connection and may not appear in a
  * migration: BEGIN, COMMIT, END, ROLLBACK, SAVEPOINT, RELEASE, VACUUM,
- * ATTACH, DETACH, ABORT, START.  C-style comments are taken as SQLite reads
- * them (not nested). */
+ * ATTACH, DETACH, ABORT, START. */
 int			mig_is_txn_control(const char *word, size_t wlen);
 
 /* Fills err: code MIG_ERROR, the SQLSTATE and a printf-style message. */

@@ -33,7 +33,7 @@ mig_script_line(const mig_script *s, size_t off)
 }
 
 size_t
-mig_first_word(const char *sql, size_t len, size_t *wlen)
+mig_first_word(const char *sql, size_t len, int nested_comments, size_t *wlen)
 {
 	size_t		i = 0,
 				j;
@@ -51,10 +51,21 @@ mig_first_word(const char *sql, size_t len, size_t *wlen)
 		}
 		else if (c == '/' && i + 1 < len && sql[i + 1] == '*')
 		{
-			i += 2;
-			while (i < len && !(sql[i] == '*' && i + 1 < len && sql[i + 1] == '/'))
-				i++;
-			i = i + 2 < len ? i + 2 : len;
+			int			depth = 1;
+
+			for (i += 2; i < len && depth > 0; i++)
+			{
+				if (sql[i] == '*' && i + 1 < len && sql[i + 1] == '/')
+				{
+					depth--;
+					i++;
+				}
+				else if (nested_comments && sql[i] == '/' && i + 1 < len && sql[i + 1] == '*')
+				{
+					depth++;
+					i++;
+				}
+			}
 		}
 		else
 			break;

@@ -276,7 +276,7 @@ statement_start(const MigPg *mp, int off)
 	size_t		wlen;
 
 	return off + (int) mig_first_word(mp->text + off, mp->text_len - off,
-									  &wlen);
+									  1, &wlen);
 }
 
 /*

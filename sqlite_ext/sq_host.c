@@ -441,7 +441,7 @@ static int
 refuse_txn_control(const mig_script *s, size_t start, size_t len, mig_err *err)
 {
 	size_t		wlen,
-				at = mig_first_word(s->sql + start, len, &wlen);
+				at = mig_first_word(s->sql + start, len, 0, &wlen);
 
 	if (!mig_is_txn_control(s->sql + start + at, wlen))
 		return MIG_OK;
@@ -508,7 +508,7 @@ sq_exec(void *ctx, const mig_script *s, mig_err *err)
 		sqlite3_stmt *st = NULL;
 		const char *tail = p;
 		size_t		wlen,
-					at = mig_first_word(p, (size_t) (end - p), &wlen);
+					at = mig_first_word(p, (size_t) (end - p), 0, &wlen);
 		int			rc = sqlite3_prepare_v3(c->db, p, (int) (end - p), 0, &st, &tail);
 
 		if (rc == SQLITE_OK && st == NULL)

@@ -55,7 +55,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 		if (mig_script_line(&s, 0) > mig_script_line(&s, s.len))
 			abort();
-		at = mig_first_word(s.sql, s.len, &wlen);
+		at = mig_first_word(s.sql, s.len, data[0] & 1, &wlen);
 		if (at + wlen > s.len)
 			abort();
 		mig_is_txn_control(s.sql + at, wlen);

@@ -355,6 +355,13 @@ EOS
 INSERT INTO sx_notes (body) VALUES ($$it's; fine$$);
 EOS
 	no_eol ly_sqlx/20210422143412_seed.sql
+
+	# nested block comments, which PostgreSQL allows, before statements
+	wq ly_nested 1_nested.up.sql <<'EOS'
+/* a /* b */ c; */
+CREATE TABLE nc_one (x int);
+/* outer /* inner; */ still comment; */ CREATE TABLE nc_two (x int);
+EOS
 }
 
 # flyway_sum FOLDER FILE: Flyway's checksum of the file (CRC-32 over its

@@ -292,7 +292,7 @@ static int
 f_check(void *ctx, const mig_script *s, mig_err *err)
 {
 	size_t		wlen,
-				at = mig_first_word(s->sql, s->len, &wlen);
+				at = mig_first_word(s->sql, s->len, 0, &wlen);
 
 	(void) ctx;
 	if (mig_is_txn_control(s->sql + at, wlen))
@@ -458,13 +458,23 @@ test_sql_helpers(void)
 {
 	const char *s = "-- c;\n/* BEGIN */\n  begin transaction;";
 	size_t		wlen,
-				at = mig_first_word(s, strlen(s), &wlen);
+				at = mig_first_word(s, strlen(s), 0, &wlen);
 
 	CHECK(wlen == 5 && strncmp(s + at, "begin", 5) == 0, "first word skips comments");
 	CHECK(mig_is_txn_control(s + at, wlen), "BEGIN is transaction control (any case)");
 	CHECK(!mig_is_txn_control("BEGINS", 6) && !mig_is_txn_control("CREATE", 6),
 		  "other words are not");
 	CHECK(mig_line_at(s, strlen(s), at) == 3, "line of an offset");
+	{
+		const char *n = "/* a /* b */ c; */ SELECT 1;";
+
+		at = mig_first_word(n, strlen(n), 1, &wlen);
+		CHECK(strncmp(n + at, "SELECT", wlen) == 0 && wlen == 6,
+			  "nested comments (PostgreSQL) are skipped whole");
+		at = mig_first_word(n, strlen(n), 0, &wlen);
+		CHECK(strncmp(n + at, "c", wlen) == 0 && wlen == 1,
+			  "SQLite ends a comment at the first star-slash");
+	}
 	CHECK(mig_line_at("a\r\nb", 4, 3) == 2, "CRLF counts one line");
 }
 

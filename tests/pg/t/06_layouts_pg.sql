@@ -5,7 +5,7 @@
 -- semicolons inside, DO blocks, semicolons and quotes in comments, files
 -- without a final newline, empty and comment-only downs, and CRLF.
 BEGIN;
-SELECT plan(63);
+SELECT plan(65);
 
 CREATE FUNCTION pg_temp.fx(folder text) RETURNS text LANGUAGE sql
 AS $$ SELECT pg_catalog.current_setting('migrate_test.dir') || '/' || folder $$;
@@ -43,12 +43,13 @@ BEGIN
 	PERFORM pg_temp.reset();
 END $$;
 
--- Left out, a product bug (see the report of issue 4): a nested block
--- comment before a statement, "/* a /* b */ c; */ SELECT 1;", which
--- PostgreSQL accepts, fails with a syntax error at "c": raw_parser() splits
--- the script correctly, but mig_first_word() (common/mig_sql.c), which
--- pg_exec() uses to skip the comments before each statement, ends the
--- comment at the first "*/" and the statement is cut in the middle.
+-- Nested block comments before a statement, which PostgreSQL allows: the
+-- comments skipped before each statement nest as the server's do (this cut
+-- statements in the middle before mig_first_word learned to nest).
+SELECT is(migrate_apply(pg_temp.fx('ly_nested')), 1::bigint, 'ly_nested: applies');
+SELECT ok(to_regclass('nc_one') IS NOT NULL AND to_regclass('nc_two') IS NOT NULL,
+          'ly_nested: both statements after nested comments ran whole');
+SELECT pg_temp.reset();
 
 -- golang-migrate: a CRLF plpgsql trigger function with $body$, a DO block
 -- without final newline, a comment-only down
