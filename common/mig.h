@@ -254,6 +254,14 @@ int			mig_down(const mig_host *h, int64_t n, int64_t *rolled_back,
 int			mig_adopt(const mig_host *h, const char *path, int64_t *adopted,
 					  mig_err *err);
 
+/* Marks a database that already has the schema of the folder's migrations
+ * up to version (an existing deployment starting with versioned
+ * migrations): records each of those migrations as applied, with its up
+ * and down SQL, running nothing.  Only when our history is empty.
+ * *recorded receives the count. */
+int			mig_baseline(const mig_host *h, const char *path, const char *version,
+						 int64_t *recorded, mig_err *err);
+
 /* Flyway's checksum of a file: CRC-32 of its lines without terminators
  * (\n, \r\n or \r), a leading UTF-8 BOM left out, as a signed 32-bit
  * number. */

@@ -1,5 +1,7 @@
 /*
- * mig_adopt.c -- switching over from another tool in one call.
+ * mig_adopt.c -- starting from a database that was migrated before:
+ * switching over from another tool in one call (mig_adopt), or marking it
+ * as being at a version (mig_baseline).
  *
  * A database migrated by Flyway, golang-migrate, morph, dbmate, goose,
  * sqlx or diesel carries that tool's history table.  mig_adopt reads it
@@ -530,5 +532,64 @@ mig_adopt(const mig_host *h, const char *path, int64_t *adopted, mig_err *err)
 	rc = mig_finish(h, rc, err);
 	if (rc != MIG_OK)
 		*adopted = 0;
+	return rc;
+}
+
+int
+mig_baseline(const mig_host *h, const char *path, const char *version,
+			 int64_t *recorded, mig_err *err)
+{
+	mig_plan	p;
+	mig_arena	a;
+	char	   *target;
+	int			rc,
+				oom = 0;
+
+	mig_err_clear(err);
+	*recorded = 0;
+	if (!mig_path_given(path, err))
+		return MIG_ERROR;
+	mig_arena_init(&a, h);
+	target = version ? mig_version_canonical(&a, version, &oom) : NULL;
+	if (target == NULL)
+	{
+		mig_arena_free(&a);
+		if (oom)
+		{
+			mig_err_nomem(err);
+			return MIG_NOMEM;
+		}
+		mig_err_set(err, MIG_SQLSTATE_BAD_ARG, "\"%s\" is not a migration version",
+					version ? version : "NULL");
+		mig_err_hint(err, "Give a number such as 20240101120000, or a dotted one such as 1.2.");
+		return MIG_ERROR;
+	}
+	if ((rc = h->lock(h->ctx, err)) != MIG_OK)
+	{
+		mig_arena_free(&a);
+		return rc;
+	}
+	rc = mig_plan_build(h, path, &p, err);
+	if (rc == MIG_OK && p.hist.n > 0)
+	{
+		mig_err_set(err, MIG_SQLSTATE_STATE,
+					"migrate_history already records %zu migrations", p.hist.n);
+		mig_err_detail(err, "A baseline marks a database that has no history yet.");
+		rc = MIG_ERROR;
+	}
+	for (size_t i = 0; rc == MIG_OK && i < p.files.n; i++)
+	{
+		const mig_file *f = mig_vec_at(&p.files, mig_file, i);
+
+		if (mig_is_repeatable(f->version) || mig_version_cmp(f->version, target) > 0)
+			continue;
+		if ((rc = record(h, path, f, err)) == MIG_OK)
+			(*recorded)++;
+	}
+	mig_plan_free(&p);
+	mig_arena_free(&a);
+	rc = mig_finish(h, rc, err);
+	if (rc != MIG_OK)
+		*recorded = 0;
 	return rc;
 }

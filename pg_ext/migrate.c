@@ -8,6 +8,7 @@
  *   SELECT migrate_down(1);
  *   SELECT * FROM migrate_history;
  *   SELECT migrate_adopt('/srv/app/migrations');   -- take over from Flyway, goose...
+ *   SELECT migrate_baseline('/srv/app/migrations', '42');  -- already at 42
  *
  * Each function checks what it needs of the session (privileges, a writable
  * transaction, READ COMMITTED, a non-atomic CALL) before anything runs, sets
@@ -121,6 +122,7 @@ typedef struct CoreCall
 	int			(*op) (const mig_host *h, struct CoreCall *call, mig_err *err);
 	const char *path;
 	int64		n;				/* migrate_down's argument */
+	const char *version;		/* migrate_baseline's argument */
 	int64_t		count;			/* applied, adopted or rolled back */
 	mig_status_cb status_cb;	/* migrate_status's row sink */
 	void	   *status_arg;
@@ -137,6 +139,12 @@ static int
 op_adopt(const mig_host *h, CoreCall *call, mig_err *err)
 {
 	return mig_adopt(h, call->path, &call->count, err);
+}
+
+static int
+op_baseline(const mig_host *h, CoreCall *call, mig_err *err)
+{
+	return mig_baseline(h, call->path, call->version, &call->count, err);
 }
 
 static int
@@ -226,6 +234,27 @@ migrate_adopt(PG_FUNCTION_ARGS)
 	check_read_privilege("migrate_adopt");
 	check_function_mode("migrate_adopt");
 	call->path = folder_arg(PG_GETARG_TEXT_PP(0));
+	run_core(fcinfo, call, false);
+	PG_RETURN_INT64(call->count);
+}
+
+/*
+ * migrate_baseline(path text, version text) RETURNS bigint
+ *
+ * Marks a database that already has the schema of the folder's migrations
+ * up to version: records them as applied, in the caller's transaction,
+ * running nothing; returns how many were recorded.
+ */
+PG_FUNCTION_INFO_V1(migrate_baseline);
+Datum
+migrate_baseline(PG_FUNCTION_ARGS)
+{
+	CoreCall   *call = new_call(CurrentMemoryContext, op_baseline);
+
+	check_read_privilege("migrate_baseline");
+	check_function_mode("migrate_baseline");
+	call->path = folder_arg(PG_GETARG_TEXT_PP(0));
+	call->version = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	run_core(fcinfo, call, false);
 	PG_RETURN_INT64(call->count);
 }

@@ -50,6 +50,14 @@ LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION @extschema@.migrate_adopt(pg_catalog.text) IS
 'records as applied the migrations of a server folder that another tool (Flyway, golang-migrate, goose...) applied; runs nothing; returns how many';
 
+CREATE FUNCTION @extschema@.migrate_baseline(path pg_catalog.text, version pg_catalog.text)
+RETURNS pg_catalog.int8
+AS 'MODULE_PATHNAME', 'migrate_baseline'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.migrate_baseline(pg_catalog.text, pg_catalog.text) IS
+'marks a database that already has the schema of the folder''s migrations up to version: records them as applied, runs nothing; returns how many';
+
 CREATE FUNCTION @extschema@.migrate_down(n pg_catalog.int8 DEFAULT 1)
 RETURNS pg_catalog.int8
 AS 'MODULE_PATHNAME', 'migrate_down'
@@ -89,6 +97,7 @@ COMMENT ON PROCEDURE @extschema@.migrate_run(pg_catalog.text) IS
 -- pg_read_server_files, checked in C like pg_read_file).
 REVOKE ALL ON FUNCTION @extschema@.migrate_apply(pg_catalog.text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.migrate_adopt(pg_catalog.text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.migrate_baseline(pg_catalog.text, pg_catalog.text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.migrate_down(pg_catalog.int8) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.migrate_status(pg_catalog.text) FROM PUBLIC;
 REVOKE ALL ON PROCEDURE @extschema@.migrate_run(pg_catalog.text) FROM PUBLIC;

@@ -9,6 +9,7 @@
  *   SELECT * FROM migrate_history;                   -- what was applied
  *   SELECT migrate_adopt('db/migrations');           -- take over from
  *                                                    -- Flyway, goose...
+ *   SELECT migrate_baseline('db/migrations', '42');  -- mark as at 42
  *
  * This file is the thin edge: it registers the functions, turns their
  * arguments into calls of the core (common/mig.h) with the host from
@@ -110,6 +111,30 @@ fn_adopt(sqlite3_context *fctx, int argc, sqlite3_value **argv)
 	run_path_fn(fctx, argv[0], "migrate_adopt", mig_adopt, NULL);
 }
 
+/* migrate_baseline(path, version) -> number of migrations recorded as
+ * applied without running them */
+static void
+fn_baseline(sqlite3_context *fctx, int argc, sqlite3_value **argv)
+{
+	const char *path = path_arg(fctx, "migrate_baseline", argv[0]);
+	const char *version = (const char *) sqlite3_value_text(argv[1]);
+	sq_ctx		c;
+	mig_host	h;
+	mig_err		err;
+	int64_t		count = 0;
+
+	(void) argc;
+	if (path == NULL)
+		return;
+	c.db = sqlite3_context_db_handle(fctx);
+	c.fn = "migrate_baseline";
+	sq_host_init(&h, &c);
+	if (mig_baseline(&h, path, version, &count, &err) != MIG_OK)
+		sq_report(fctx, c.fn, &err);
+	else
+		sqlite3_result_int64(fctx, count);
+}
+
 /* migrate_down([n = 1]) -> number of migrations rolled back */
 static void
 fn_down(sqlite3_context *fctx, int argc, sqlite3_value **argv)
@@ -174,6 +199,8 @@ sqlite3_migrate_init(sqlite3 *db, char **pzErrMsg, const sqlite3_api_routines *p
 		rc = sqlite3_create_function(db, "migrate_down", 1, flags, NULL, fn_down, NULL, NULL);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_create_function(db, "migrate_adopt", 1, flags, NULL, fn_adopt, NULL, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_create_function(db, "migrate_baseline", 2, flags, NULL, fn_baseline, NULL, NULL);
 	if (rc == SQLITE_OK)
 		rc = sq_status_register(db);
 	if (rc != SQLITE_OK && pzErrMsg)

@@ -219,6 +219,28 @@ def diesel(c):
 
 
 @test
+def baseline(c):
+    """An existing deployment adopting versioned migrations: everything up
+    to the baseline is recorded (with its down SQL), nothing runs."""
+    for v in (1, 2, 3):
+        c.put("%d_t%d.up.sql" % (v, v), "CREATE TABLE t%d(x);" % v)
+        c.put("%d_t%d.down.sql" % (v, v), "DROP TABLE t%d;" % v)
+    c.query("CREATE TABLE t1(x)")
+    c.query("SELECT 1")
+    con = sqlite3.connect(c.db)
+    con.executescript("CREATE TABLE t2(x);")
+    con.close()
+    c.fails("SELECT migrate_baseline('%s', 'x.y')" % c.dir, "\"x.y\" is not a migration version")
+    assert c.ok("SELECT migrate_baseline('%s', '02')" % c.dir) == "2"
+    assert [r[0] for r in c.history()] == ["1", "2"]
+    assert c.tables() == ["migrate_history", "t1", "t2"], "nothing ran"
+    assert c.apply() == 1
+    c.fails("SELECT migrate_baseline('%s', '3')" % c.dir, "migrate_history already records 3 migrations")
+    assert c.ok("SELECT migrate_down(3)") == "3", "baselined migrations roll back with their down files"
+    assert c.tables() == ["migrate_history"]
+
+
+@test
 def refusals(c):
     c.put("1_a.up.sql", "CREATE TABLE a(x);")
     c.fails("SELECT migrate_adopt('%s')" % c.dir, "no other tool's history found for a golang-migrate folder",
