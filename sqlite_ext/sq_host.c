@@ -191,12 +191,13 @@ sq_lock(void *ctx, mig_err *err)
 {
 	sq_ctx	   *c = ctx;
 	sqlite3_stmt *st = NULL;
-	int			timeout = 0,
+	int			timeout = -1,
 				rc;
 
 	if (check_caller(c, err) != MIG_OK)
 		return MIG_ERROR;
-	/* honour the connection's busy timeout; without one, wait a while */
+	/* honour the connection's busy timeout; without one, wait a while (and
+	 * when it cannot be read, leave it alone) */
 	if (sqlite3_prepare_v2(c->db, "PRAGMA busy_timeout", -1, &st, NULL) == SQLITE_OK &&
 		sqlite3_step(st) == SQLITE_ROW)
 		timeout = sqlite3_column_int(st, 0);
@@ -232,7 +233,10 @@ sq_lock(void *ctx, mig_err *err)
 	{
 		mig_err_set(err, MIG_SQLSTATE_LOCK, "could not take the migration lock: %s",
 					sqlite3_errmsg(c->db));
-		mig_err_detail(err, "Another connection held the database's write lock for more than %d ms.", timeout);
+		if (timeout >= 0)
+			mig_err_detail(err, "Another connection held the database's write lock for more than %d ms.", timeout);
+		else
+			mig_err_detail(err, "Another connection holds the database's write lock.");
 		mig_err_hint(err, "Retry later, or raise the wait with PRAGMA busy_timeout.");
 	}
 	else
