@@ -200,6 +200,23 @@ new_call(MemoryContext cxt, int (*op) (const mig_host *, CoreCall *, mig_err *))
 }
 
 /*
+ * A call of the function named fname whose first argument is the folder:
+ * checks the caller may read server files and is in function mode, and
+ * reads the path.
+ */
+static CoreCall *
+folder_call(FunctionCallInfo fcinfo, const char *fname,
+			int (*op) (const mig_host *, CoreCall *, mig_err *))
+{
+	CoreCall   *call = new_call(CurrentMemoryContext, op);
+
+	check_read_privilege(fname);
+	check_function_mode(fname);
+	call->path = folder_arg(PG_GETARG_TEXT_PP(0));
+	return call;
+}
+
+/*
  * migrate_apply(path text) RETURNS bigint
  *
  * Applies every pending migration of the folder in the caller's transaction
@@ -209,11 +226,8 @@ PG_FUNCTION_INFO_V1(migrate_apply);
 Datum
 migrate_apply(PG_FUNCTION_ARGS)
 {
-	CoreCall   *call = new_call(CurrentMemoryContext, op_apply);
+	CoreCall   *call = folder_call(fcinfo, "migrate_apply", op_apply);
 
-	check_read_privilege("migrate_apply");
-	check_function_mode("migrate_apply");
-	call->path = folder_arg(PG_GETARG_TEXT_PP(0));
 	run_core(fcinfo, call, false);
 	PG_RETURN_INT64(call->count);
 }
@@ -229,11 +243,8 @@ PG_FUNCTION_INFO_V1(migrate_adopt);
 Datum
 migrate_adopt(PG_FUNCTION_ARGS)
 {
-	CoreCall   *call = new_call(CurrentMemoryContext, op_adopt);
+	CoreCall   *call = folder_call(fcinfo, "migrate_adopt", op_adopt);
 
-	check_read_privilege("migrate_adopt");
-	check_function_mode("migrate_adopt");
-	call->path = folder_arg(PG_GETARG_TEXT_PP(0));
 	run_core(fcinfo, call, false);
 	PG_RETURN_INT64(call->count);
 }
@@ -249,11 +260,8 @@ PG_FUNCTION_INFO_V1(migrate_baseline);
 Datum
 migrate_baseline(PG_FUNCTION_ARGS)
 {
-	CoreCall   *call = new_call(CurrentMemoryContext, op_baseline);
+	CoreCall   *call = folder_call(fcinfo, "migrate_baseline", op_baseline);
 
-	check_read_privilege("migrate_baseline");
-	check_function_mode("migrate_baseline");
-	call->path = folder_arg(PG_GETARG_TEXT_PP(0));
 	call->version = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	run_core(fcinfo, call, false);
 	PG_RETURN_INT64(call->count);
