@@ -239,6 +239,16 @@ typedef struct mig_host {
 int			mig_apply(const mig_host *h, const char *path, int64_t *applied,
 					  mig_err *err);
 
+/* mig_apply with an options text (NULL or empty: the defaults):
+ *   target=V             apply only up to version V (repeatables still run)
+ *   out_of_order=true    apply pending migrations older than the newest
+ *                        applied one instead of refusing
+ *   ignore_missing=true  go on when applied migrations' files are gone
+ * pairs separated by commas or spaces; an unknown or malformed option is an
+ * error (22023) before anything runs. */
+int			mig_apply_with(const mig_host *h, const char *path, const char *options,
+						   int64_t *applied, mig_err *err);
+
 /* Rolls back the last n applied migrations (by order of application) using
  * the down scripts stored in the history.  Refuses, changing nothing, when
  * one of them has no down script or fewer than n are applied. */

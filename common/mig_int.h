@@ -11,6 +11,7 @@
  *                 checksums
  *   mig_cache.c   file identity; checksums of files already read, across calls
  *   mig_plan.c    history against folder: applied, pending, changed...
+ *   mig_options.c the options text of migrate_apply
  *   mig_run.c     the apply / rollback / status drivers
  *   mig_adopt.c   importing another tool's history
  */
@@ -178,6 +179,18 @@ int			mig_cache_get(mig_cache *c, const char *dir, const char *file,
 void		mig_cache_put(mig_cache *c, const char *dir, const char *file,
 						  const mig_text *t);
 
+/* ---- options (mig_options.c) ---- */
+typedef struct mig_options {
+	const char *target;			/* canonical version to stop at, or NULL */
+	int			out_of_order;	/* apply pending migrations older than the
+								 * newest applied one */
+	int			ignore_missing; /* go on when applied files are gone */
+} mig_options;
+
+/* Reads options text (NULL or empty: the defaults); strings in a. */
+int			mig_options_parse(mig_arena *a, const char *text, mig_options *o,
+							  mig_err *err);
+
 /* ---- plan (mig_plan.c) ---- */
 enum {
 	MIG_APPLIED = 0, MIG_PENDING, MIG_CHANGED, MIG_MISSING, MIG_OUT_OF_ORDER,
@@ -230,8 +243,9 @@ typedef struct mig_plan {
 int			mig_plan_build(const mig_host *h, const char *dir, mig_plan *p,
 						   mig_err *err);
 void		mig_plan_free(mig_plan *p);
-/* Fails when the plan has changed, missing or out-of-order migrations. */
-int			mig_plan_check(const mig_plan *p, mig_err *err);
+/* Fails when the plan has changed, missing or out-of-order migrations
+ * (the last two unless the options accept them). */
+int			mig_plan_check(const mig_plan *p, const mig_options *o, mig_err *err);
 
 /* ---- drivers (mig_run.c) ---- */
 /* 1 when path names a folder; 0 with err filled otherwise. */

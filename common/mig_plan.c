@@ -216,7 +216,7 @@ first_in(const mig_plan *p, int state)
 }
 
 int
-mig_plan_check(const mig_plan *p, mig_err *err)
+mig_plan_check(const mig_plan *p, const mig_options *o, mig_err *err)
 {
 	static const int order[] = {MIG_CHANGED, MIG_MISSING, MIG_OUT_OF_ORDER};
 	int			state = -1;
@@ -224,7 +224,9 @@ mig_plan_check(const mig_plan *p, mig_err *err)
 	size_t		n;
 
 	for (int k = 0; k < 3; k++)
-		if (p->count[order[k]])
+		if (p->count[order[k]] &&
+			!(order[k] == MIG_MISSING && o->ignore_missing) &&
+			!(order[k] == MIG_OUT_OF_ORDER && o->out_of_order))
 		{
 			state = order[k];
 			break;
@@ -257,7 +259,7 @@ mig_plan_check(const mig_plan *p, mig_err *err)
 		else
 			mig_err_set(err, MIG_SQLSTATE_STATE,
 						"%zu applied migrations are missing from \"%s\"", n, p->dir);
-		mig_err_hint(err, "Restore the files: applied migrations must stay in the folder.");
+		mig_err_hint(err, "Restore the files: applied migrations must stay in the folder (or accept it with the option ignore_missing=true).");
 	}
 	else
 	{
@@ -269,7 +271,7 @@ mig_plan_check(const mig_plan *p, mig_err *err)
 			mig_err_set(err, MIG_SQLSTATE_STATE,
 						"%zu pending migrations are older than the latest applied migration %s",
 						n, p->max_applied);
-		mig_err_hint(err, "Give new migrations versions above %s, or roll back the later ones first.",
+		mig_err_hint(err, "Give new migrations versions above %s, roll back the later ones first, or apply it anyway with the option out_of_order=true.",
 					 p->max_applied);
 	}
 	if (n > 1)

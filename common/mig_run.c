@@ -239,10 +239,31 @@ apply_one(const mig_host *h, const char *dir, mig_entry *e, mig_err *err)
 	return rc;
 }
 
+/* Whether this call applies entry e. */
+static int
+to_apply(const mig_entry *e, const mig_options *o)
+{
+	if (e->state == MIG_OUTDATED)
+		return 1;				/* repeatables run whatever the target */
+	if (e->state != MIG_PENDING && !(e->state == MIG_OUT_OF_ORDER && o->out_of_order))
+		return 0;
+	return o->target == NULL || mig_is_repeatable(e->file->version) ||
+		mig_version_cmp(e->file->version, o->target) <= 0;
+}
+
 int
 mig_apply(const mig_host *h, const char *path, int64_t *applied, mig_err *err)
 {
+	return mig_apply_with(h, path, NULL, applied, err);
+}
+
+int
+mig_apply_with(const mig_host *h, const char *path, const char *options,
+			   int64_t *applied, mig_err *err)
+{
 	mig_plan	p;
+	mig_arena	a;
+	mig_options o;
 	int			rc;
 	size_t		i;
 
@@ -250,16 +271,25 @@ mig_apply(const mig_host *h, const char *path, int64_t *applied, mig_err *err)
 	*applied = 0;
 	if (!mig_path_given(path, err))
 		return MIG_ERROR;
+	mig_arena_init(&a, h);
+	if ((rc = mig_options_parse(&a, options, &o, err)) != MIG_OK)
+	{
+		mig_arena_free(&a);
+		return rc;
+	}
 	if ((rc = h->lock(h->ctx, err)) != MIG_OK)
+	{
+		mig_arena_free(&a);
 		return failed(err, rc);
+	}
 	rc = mig_plan_build(h, path, &p, err);
 	if (rc == MIG_OK)
-		rc = mig_plan_check(&p, err);
+		rc = mig_plan_check(&p, &o, err);
 	for (i = 0; rc == MIG_OK && i < p.entries.n; i++)
 	{
 		mig_entry  *e = mig_vec_at(&p.entries, mig_entry, i);
 
-		if (e->state == MIG_PENDING || e->state == MIG_OUTDATED)
+		if (to_apply(e, &o))
 			rc = check_pending(h, &p, e, err);
 	}
 	/* in version order: repeatables come last, as Flyway runs them */
@@ -267,7 +297,7 @@ mig_apply(const mig_host *h, const char *path, int64_t *applied, mig_err *err)
 	{
 		mig_entry  *e = mig_vec_at(&p.entries, mig_entry, i);
 
-		if (e->state != MIG_PENDING && e->state != MIG_OUTDATED)
+		if (!to_apply(e, &o))
 			continue;
 		if (e->state == MIG_OUTDATED &&
 			(rc = h->history_remove(h->ctx, e->file->version, err)) != MIG_OK)
@@ -277,6 +307,7 @@ mig_apply(const mig_host *h, const char *path, int64_t *applied, mig_err *err)
 			(*applied)++;
 	}
 	mig_plan_free(&p);
+	mig_arena_free(&a);
 	if (rc != MIG_OK)
 		failed(err, rc);
 	return mig_finish(h, rc, err);

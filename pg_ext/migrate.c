@@ -122,6 +122,7 @@ typedef struct CoreCall
 	int			(*op) (const mig_host *h, struct CoreCall *call, mig_err *err);
 	const char *path;
 	int64		n;				/* migrate_down's argument */
+	const char *options;		/* migrate_apply's and migrate_run's options */
 	const char *version;		/* migrate_baseline's argument */
 	int64_t		count;			/* applied, adopted or rolled back */
 	mig_status_cb status_cb;	/* migrate_status's row sink */
@@ -132,7 +133,16 @@ typedef struct CoreCall
 static int
 op_apply(const mig_host *h, CoreCall *call, mig_err *err)
 {
-	return mig_apply(h, call->path, &call->count, err);
+	return mig_apply_with(h, call->path, call->options, &call->count, err);
+}
+
+/* The options text of the call's second argument, when it has one, in cxt. */
+static const char *
+options_arg(FunctionCallInfo fcinfo, MemoryContext cxt)
+{
+	if (PG_NARGS() < 2 || PG_ARGISNULL(1))
+		return NULL;
+	return MemoryContextStrdup(cxt, text_to_cstring(PG_GETARG_TEXT_PP(1)));
 }
 
 static int
@@ -218,6 +228,7 @@ folder_call(FunctionCallInfo fcinfo, const char *fname,
 
 /*
  * migrate_apply(path text) RETURNS bigint
+ * migrate_apply(path text, options text) RETURNS bigint
  *
  * Applies every pending migration of the folder in the caller's transaction
  * and returns how many were applied.
@@ -228,6 +239,7 @@ migrate_apply(PG_FUNCTION_ARGS)
 {
 	CoreCall   *call = folder_call(fcinfo, "migrate_apply", op_apply);
 
+	call->options = options_arg(fcinfo, CurrentMemoryContext);
 	run_core(fcinfo, call, false);
 	PG_RETURN_INT64(call->count);
 }
@@ -384,11 +396,16 @@ migrate_run(PG_FUNCTION_ARGS)
 				 errhint("CALL migrate_run(...) as a statement of its own, or use SELECT migrate_apply(...), which applies everything in the caller's transaction.")));
 	check_read_privilege("migrate_run");
 	check_writable("migrate_run");
+	if (PG_ARGISNULL(0))		/* a procedure cannot be STRICT */
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("migration folder path must not be NULL")));
 
 	/* What must survive the commits goes in the portal's context. */
 	call = new_call(PortalContext, op_apply);
 	call->path = MemoryContextStrdup(PortalContext,
 									 folder_arg(PG_GETARG_TEXT_PP(0)));
+	call->options = options_arg(fcinfo, PortalContext);
 	run_core(fcinfo, call, true);
 	ereport(NOTICE,
 			(errmsg_plural("applied " INT64_FORMAT " migration",

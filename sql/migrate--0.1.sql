@@ -42,6 +42,14 @@ LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION @extschema@.migrate_apply(pg_catalog.text) IS
 'applies every pending migration of a server folder inside the current transaction; returns how many were applied';
 
+CREATE FUNCTION @extschema@.migrate_apply(path pg_catalog.text, options pg_catalog.text)
+RETURNS pg_catalog.int8
+AS 'MODULE_PATHNAME', 'migrate_apply'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.migrate_apply(pg_catalog.text, pg_catalog.text) IS
+'migrate_apply with options: target=V, out_of_order=true, ignore_missing=true';
+
 CREATE FUNCTION @extschema@.migrate_adopt(path pg_catalog.text)
 RETURNS pg_catalog.int8
 AS 'MODULE_PATHNAME', 'migrate_adopt'
@@ -92,12 +100,21 @@ LANGUAGE C;
 COMMENT ON PROCEDURE @extschema@.migrate_run(pg_catalog.text) IS
 'applies every pending migration of a server folder, committing after each one; call it outside a transaction block';
 
+CREATE PROCEDURE @extschema@.migrate_run(path pg_catalog.text, options pg_catalog.text)
+AS 'MODULE_PATHNAME', 'migrate_run'
+LANGUAGE C;
+
+COMMENT ON PROCEDURE @extschema@.migrate_run(pg_catalog.text, pg_catalog.text) IS
+'migrate_run with options: target=V, out_of_order=true, ignore_missing=true';
+
 -- These read server files or change the schema: superusers only, unless
 -- granted (all but migrate_down also require
 -- pg_read_server_files, checked in C like pg_read_file).
 REVOKE ALL ON FUNCTION @extschema@.migrate_apply(pg_catalog.text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.migrate_apply(pg_catalog.text, pg_catalog.text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.migrate_adopt(pg_catalog.text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.migrate_baseline(pg_catalog.text, pg_catalog.text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.migrate_down(pg_catalog.int8) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.migrate_status(pg_catalog.text) FROM PUBLIC;
 REVOKE ALL ON PROCEDURE @extschema@.migrate_run(pg_catalog.text) FROM PUBLIC;
+REVOKE ALL ON PROCEDURE @extschema@.migrate_run(pg_catalog.text, pg_catalog.text) FROM PUBLIC;

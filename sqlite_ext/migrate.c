@@ -4,6 +4,7 @@
  *
  *   .load ./build/migrate
  *   SELECT migrate_apply('db/migrations');           -- number applied
+ *   SELECT migrate_apply('db/migrations', 'target=42, out_of_order=true');
  *   SELECT * FROM migrate_status('db/migrations');   -- one row a migration
  *   SELECT migrate_down(1);                          -- number rolled back
  *   SELECT * FROM migrate_history;                   -- what was applied
@@ -69,14 +70,15 @@ path_arg(sqlite3_context *fctx, const char *fn, sqlite3_value *v)
 	return path;
 }
 
-/* Runs a core entry point that takes the folder path and returns a count
- * (mig_apply, mig_adopt) as the SQL function fn. */
+/* Runs a core entry point that takes the folder path (and an options text)
+ * and returns a count, as the SQL function fn. */
 static void
-run_path_fn(sqlite3_context *fctx, sqlite3_value *arg, const char *fn,
-			int (*entry) (const mig_host *, const char *, int64_t *, mig_err *),
+run_path_fn(sqlite3_context *fctx, int argc, sqlite3_value **argv, const char *fn,
+			int (*entry) (const mig_host *, const char *, const char *, int64_t *, mig_err *),
 			mig_cache *cache)
 {
-	const char *path = path_arg(fctx, fn, arg);
+	const char *path = path_arg(fctx, fn, argv[0]);
+	const char *options = argc > 1 ? (const char *) sqlite3_value_text(argv[1]) : NULL;
 	sq_ctx		c;
 	mig_host	h;
 	mig_err		err;
@@ -88,18 +90,24 @@ run_path_fn(sqlite3_context *fctx, sqlite3_value *arg, const char *fn,
 	c.fn = fn;
 	sq_host_init(&h, &c);
 	h.cache = cache;
-	if (entry(&h, path, &count, &err) != MIG_OK)
+	if (entry(&h, path, options, &count, &err) != MIG_OK)
 		sq_report(fctx, fn, &err);
 	else
 		sqlite3_result_int64(fctx, count);
 }
 
-/* migrate_apply(path) -> number of migrations applied */
+/* migrate_apply(path [, options]) -> number of migrations applied */
 static void
 fn_apply(sqlite3_context *fctx, int argc, sqlite3_value **argv)
 {
-	(void) argc;
-	run_path_fn(fctx, argv[0], "migrate_apply", mig_apply, sqlite3_user_data(fctx));
+	run_path_fn(fctx, argc, argv, "migrate_apply", mig_apply_with, sqlite3_user_data(fctx));
+}
+
+static int
+adopt_entry(const mig_host *h, const char *path, const char *options, int64_t *n, mig_err *err)
+{
+	(void) options;
+	return mig_adopt(h, path, n, err);
 }
 
 /* migrate_adopt(path) -> number of migrations taken over from another
@@ -107,8 +115,7 @@ fn_apply(sqlite3_context *fctx, int argc, sqlite3_value **argv)
 static void
 fn_adopt(sqlite3_context *fctx, int argc, sqlite3_value **argv)
 {
-	(void) argc;
-	run_path_fn(fctx, argv[0], "migrate_adopt", mig_adopt, NULL);
+	run_path_fn(fctx, argc, argv, "migrate_adopt", adopt_entry, NULL);
 }
 
 /* migrate_baseline(path, version) -> number of migrations recorded as
@@ -193,6 +200,8 @@ sqlite3_migrate_init(sqlite3 *db, char **pzErrMsg, const sqlite3_api_routines *p
 	else
 		rc = sqlite3_create_function_v2(db, "migrate_apply", 1, flags, cache, fn_apply,
 										NULL, NULL, cache_destroy);
+	if (rc == SQLITE_OK)		/* the same cache: freed with the one-argument form */
+		rc = sqlite3_create_function(db, "migrate_apply", 2, flags, cache, fn_apply, NULL, NULL);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_create_function(db, "migrate_down", 0, flags, NULL, fn_down, NULL, NULL);
 	if (rc == SQLITE_OK)

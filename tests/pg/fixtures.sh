@@ -356,6 +356,16 @@ INSERT INTO sx_notes (body) VALUES ($$it's; fine$$);
 EOS
 	no_eol ly_sqlx/20210422143412_seed.sql
 
+	# migrate_apply's options: opt_a has 1 and 3, opt_b adds 2 (out of
+	# order once 3 is applied), opt_c has lost 1 and 2 and adds 4
+	for f in opt_a opt_b opt_c; do mkdir -p "$FX/$f"; done
+	for v in 1 2 3 4; do
+		printf 'CREATE TABLE opt_%s (x int);\n' "$v" > "$FX/opt_b/${v}_t${v}.up.sql"
+	done
+	cp "$FX/opt_b/1_t1.up.sql" "$FX/opt_b/3_t3.up.sql" "$FX/opt_a/"
+	cp "$FX/opt_b/3_t3.up.sql" "$FX/opt_b/4_t4.up.sql" "$FX/opt_c/"
+	rm "$FX/opt_b/4_t4.up.sql"
+
 	# nested block comments, which PostgreSQL allows, before statements
 	wq ly_nested 1_nested.up.sql <<'EOS'
 /* a /* b */ c; */

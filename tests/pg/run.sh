@@ -187,6 +187,15 @@ check "procedure: the migrations before the failing one stay committed" procfail
 check "procedure: another session can take the lock at once" procfail \
 	"SELECT pg_try_advisory_lock($LOCK_KEY)"
 
+newdb procopt
+out=$(q procopt -c "CALL migrate_run('$FX/opt_b', 'target=2')" 2>&1)
+[ "$out" = "NOTICE:  applied 2 migrations" ]
+tap $? "procedure: CALL migrate_run(path, 'target=2') stops at version 2"
+fails_with "procedure: an unknown option is refused with 22023" procopt 22023 \
+	"CALL migrate_run('$FX/opt_b', 'nope=1')"
+fails_with "procedure: a NULL folder is refused with 22004" procopt 22004 \
+	"CALL migrate_run(NULL)"
+
 fails_with "procedure: inside BEGIN it refuses with 2D000" proc 2D000 \
 	"BEGIN; CALL migrate_run('$FX/proc_ok'); COMMIT;"
 out=$(psql -X -q -At -v VERBOSITY=verbose -d proc -c "SELECT 1; CALL migrate_run('$FX/proc_ok')" 2>&1)

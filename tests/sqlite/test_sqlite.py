@@ -175,6 +175,39 @@ def cache_never_hides_an_edit(c):
     con.close()
 
 
+@test
+def apply_options(c):
+    """migrate_apply(path, options): a target, out-of-order files applied on
+    request, missing files accepted on request; bad options refused."""
+    for v in (1, 2, 3, 4):
+        c.put("%d_t%d.up.sql" % (v, v), "CREATE TABLE t%d(x);" % v)
+    assert c.ok("SELECT migrate_apply('%s', 'target=02')" % c.dir) == "2"
+    assert [r[0] for r in c.history()] == ["1", "2"]
+    assert c.ok("SELECT migrate_apply('%s', '  target=2 ,')" % c.dir) == "0"
+    c.rm("3_t3.up.sql")
+    assert c.apply() == 1, "4 applied; 3 not yet written"
+    c.put("3_t3.up.sql", "CREATE TABLE t3(x);")
+    c.fails("SELECT migrate_apply('%s')" % c.dir, "pending migration 3 (3_t3.up.sql) is older",
+            "out_of_order=true")
+    assert c.ok("SELECT migrate_apply('%s', 'out_of_order=true')" % c.dir) == "1"
+    assert [r[0] for r in c.history()] == ["1", "2", "4", "3"], "in order of application"
+    c.rm("1_t1.up.sql")
+    c.put("5_t5.up.sql", "CREATE TABLE t5(x);")
+    c.fails("SELECT migrate_apply('%s')" % c.dir, "applied migration 1 (1_t1.up.sql) is missing",
+            "ignore_missing=true")
+    assert c.ok("SELECT migrate_apply('%s', 'ignore_missing=on')" % c.dir) == "1"
+    assert c.ok("SELECT state FROM migrate_status('%s') WHERE version = '1'" % c.dir) == "missing"
+    before = c.snapshot()
+    c.fails("SELECT migrate_apply('%s', 'targett=3')" % c.dir, "unknown option \"targett\"",
+            "HINT:  The options are target, out_of_order, ignore_missing.")
+    c.fails("SELECT migrate_apply('%s', 'target=x')" % c.dir, "target \"x\" is not a migration version")
+    c.fails("SELECT migrate_apply('%s', 'out_of_order=maybe')" % c.dir,
+            "option out_of_order takes true or false, not \"maybe\"")
+    c.fails("SELECT migrate_apply('%s', 'target')" % c.dir, "option \"target\" has no value")
+    c.fails("SELECT migrate_apply('%s', 'target=1 target=2')" % c.dir, "option \"target\" is given twice")
+    assert c.snapshot() == before
+
+
 # ---- bad input: each a clear error and nothing changed ----
 
 def refused(c, *needles, sql=None):
