@@ -277,6 +277,12 @@ int			mig_baseline(const mig_host *h, const char *path, const char *version,
  * number. */
 int32_t		mig_flyway_checksum(const char *buf, size_t len);
 
+/* Rolls back every applied migration whose version is above version,
+ * newest applied first, with the stored down scripts; refuses, changing
+ * nothing, when one of them has none.  *rolled_back receives the count. */
+int			mig_down_to(const mig_host *h, const char *version, int64_t *rolled_back,
+						mig_err *err);
+
 /* One row of migrate_status: strings valid only during the callback. */
 typedef struct mig_status_row {
 	const char *version;

@@ -357,23 +357,18 @@ check_down(mig_hist **last, int64_t n, size_t applied, mig_err *err)
 	return MIG_ERROR;
 }
 
-int
-mig_down(const mig_host *h, int64_t n, int64_t *rolled_back, mig_err *err)
+/*
+ * Rolls back, newest applied first, the last n applied migrations, or with
+ * a target every applied migration whose version is above it.
+ */
+static int
+roll_back(const mig_host *h, int64_t n, const char *target, int64_t *rolled_back,
+		  mig_err *err)
 {
 	mig_plan	p;
 	mig_hist  **last = NULL;
 	int			rc;
 
-	mig_err_clear(err);
-	*rolled_back = 0;
-	if (n < 0)
-	{
-		mig_err_set(err, MIG_SQLSTATE_BAD_ARG,
-					"number of migrations to roll back must not be negative");
-		return MIG_ERROR;
-	}
-	if (n == 0)
-		return MIG_OK;
 	if ((rc = h->lock(h->ctx, err)) != MIG_OK)
 		return failed(err, rc);
 	rc = mig_plan_build(h, NULL, &p, err);
@@ -385,10 +380,17 @@ mig_down(const mig_host *h, int64_t n, int64_t *rolled_back, mig_err *err)
 
 		/* repeatables are not rolled back: they run again when changed */
 		for (size_t i = 0; i < p.hist.n; i++)
-			if (!mig_is_repeatable(mig_vec_at(&p.hist, mig_hist, i)->version))
-				last[versioned++] = mig_vec_at(&p.hist, mig_hist, i);
+		{
+			mig_hist   *r = mig_vec_at(&p.hist, mig_hist, i);
+
+			if (!mig_is_repeatable(r->version) &&
+				(target == NULL || mig_version_cmp(r->version, target) > 0))
+				last[versioned++] = r;
+		}
 		if (versioned > 1)
 			qsort(last, versioned, sizeof(mig_hist *), rank_desc);
+		if (target)
+			n = (int64_t) versioned;
 		rc = check_down(last, n, versioned, err);
 	}
 	for (int64_t k = 0; rc == MIG_OK && k < n; k++)
@@ -422,6 +424,51 @@ mig_down(const mig_host *h, int64_t n, int64_t *rolled_back, mig_err *err)
 	if (rc != MIG_OK)
 		failed(err, rc);
 	return mig_finish(h, rc, err);
+}
+
+int
+mig_down(const mig_host *h, int64_t n, int64_t *rolled_back, mig_err *err)
+{
+	mig_err_clear(err);
+	*rolled_back = 0;
+	if (n < 0)
+	{
+		mig_err_set(err, MIG_SQLSTATE_BAD_ARG,
+					"number of migrations to roll back must not be negative");
+		return MIG_ERROR;
+	}
+	if (n == 0)
+		return MIG_OK;
+	return roll_back(h, n, NULL, rolled_back, err);
+}
+
+int
+mig_down_to(const mig_host *h, const char *version, int64_t *rolled_back, mig_err *err)
+{
+	mig_arena	a;
+	char	   *target;
+	int			rc,
+				oom = 0;
+
+	mig_err_clear(err);
+	*rolled_back = 0;
+	mig_arena_init(&a, h);
+	target = version ? mig_version_canonical(&a, version, &oom) : NULL;
+	if (target)
+		rc = roll_back(h, 0, target, rolled_back, err);
+	else if (oom)
+	{
+		mig_err_nomem(err);
+		rc = MIG_NOMEM;
+	}
+	else
+	{
+		mig_err_set(err, MIG_SQLSTATE_BAD_ARG, "\"%s\" is not a migration version",
+					version ? version : "NULL");
+		rc = MIG_ERROR;
+	}
+	mig_arena_free(&a);
+	return rc;
 }
 
 int

@@ -164,6 +164,12 @@ op_down(const mig_host *h, CoreCall *call, mig_err *err)
 }
 
 static int
+op_down_to(const mig_host *h, CoreCall *call, mig_err *err)
+{
+	return mig_down_to(h, call->version, &call->count, err);
+}
+
+static int
 op_status(const mig_host *h, CoreCall *call, mig_err *err)
 {
 	return mig_status(h, call->path, call->status_cb, call->status_arg, err);
@@ -293,6 +299,24 @@ migrate_down(PG_FUNCTION_ARGS)
 
 	check_function_mode("migrate_down");
 	call->n = PG_GETARG_INT64(0);
+	run_core(fcinfo, call, false);
+	PG_RETURN_INT64(call->count);
+}
+
+/*
+ * migrate_down_to(version text) RETURNS bigint
+ *
+ * Rolls back every applied migration above version, newest applied first,
+ * with the down SQL stored in the history; returns how many.
+ */
+PG_FUNCTION_INFO_V1(migrate_down_to);
+Datum
+migrate_down_to(PG_FUNCTION_ARGS)
+{
+	CoreCall   *call = new_call(CurrentMemoryContext, op_down_to);
+
+	check_function_mode("migrate_down_to");
+	call->version = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	run_core(fcinfo, call, false);
 	PG_RETURN_INT64(call->count);
 }

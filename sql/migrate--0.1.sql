@@ -74,6 +74,14 @@ LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION @extschema@.migrate_down(pg_catalog.int8) IS
 'rolls back the last n applied migrations with the down SQL stored in the history; returns how many were rolled back';
 
+CREATE FUNCTION @extschema@.migrate_down_to(version pg_catalog.text)
+RETURNS pg_catalog.int8
+AS 'MODULE_PATHNAME', 'migrate_down_to'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.migrate_down_to(pg_catalog.text) IS
+'rolls back every applied migration above version, newest applied first, with the down SQL stored in the history; returns how many were rolled back';
+
 CREATE FUNCTION @extschema@.migrate_status(path pg_catalog.text)
 RETURNS TABLE (
 	version				pg_catalog.text,
@@ -115,6 +123,7 @@ REVOKE ALL ON FUNCTION @extschema@.migrate_apply(pg_catalog.text, pg_catalog.tex
 REVOKE ALL ON FUNCTION @extschema@.migrate_adopt(pg_catalog.text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.migrate_baseline(pg_catalog.text, pg_catalog.text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.migrate_down(pg_catalog.int8) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.migrate_down_to(pg_catalog.text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.migrate_status(pg_catalog.text) FROM PUBLIC;
 REVOKE ALL ON PROCEDURE @extschema@.migrate_run(pg_catalog.text) FROM PUBLIC;
 REVOKE ALL ON PROCEDURE @extschema@.migrate_run(pg_catalog.text, pg_catalog.text) FROM PUBLIC;

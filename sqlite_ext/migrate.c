@@ -7,6 +7,7 @@
  *   SELECT migrate_apply('db/migrations', 'target=42, out_of_order=true');
  *   SELECT * FROM migrate_status('db/migrations');   -- one row a migration
  *   SELECT migrate_down(1);                          -- number rolled back
+ *   SELECT migrate_down_to('3');                     -- back to version 3
  *   SELECT * FROM migrate_history;                   -- what was applied
  *   SELECT migrate_adopt('db/migrations');           -- take over from
  *                                                    -- Flyway, goose...
@@ -182,6 +183,26 @@ cache_destroy(void *p)
 	mig_cache_destroy(p);
 }
 
+/* migrate_down_to(version) -> number of migrations rolled back */
+static void
+fn_down_to(sqlite3_context *fctx, int argc, sqlite3_value **argv)
+{
+	const char *version = (const char *) sqlite3_value_text(argv[0]);
+	sq_ctx		c;
+	mig_host	h;
+	mig_err		err;
+	int64_t		done = 0;
+
+	(void) argc;
+	c.db = sqlite3_context_db_handle(fctx);
+	c.fn = "migrate_down_to";
+	sq_host_init(&h, &c);
+	if (mig_down_to(&h, version, &done, &err) != MIG_OK)
+		sq_report(fctx, c.fn, &err);
+	else
+		sqlite3_result_int64(fctx, done);
+}
+
 #ifdef _WIN32
 __declspec(dllexport)
 #endif
@@ -206,6 +227,8 @@ sqlite3_migrate_init(sqlite3 *db, char **pzErrMsg, const sqlite3_api_routines *p
 		rc = sqlite3_create_function(db, "migrate_down", 0, flags, NULL, fn_down, NULL, NULL);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_create_function(db, "migrate_down", 1, flags, NULL, fn_down, NULL, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_create_function(db, "migrate_down_to", 1, flags, NULL, fn_down_to, NULL, NULL);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_create_function(db, "migrate_adopt", 1, flags, NULL, fn_adopt, NULL, NULL);
 	if (rc == SQLITE_OK)

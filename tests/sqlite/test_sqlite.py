@@ -208,6 +208,35 @@ def apply_options(c):
     assert c.snapshot() == before
 
 
+@test
+def down_to_a_version(c):
+    """migrate_down_to(V) rolls back everything above V, newest applied
+    first (also after an out-of-order apply)."""
+    for v in (1, 2, 3, 4):
+        c.put("%d_t%d.up.sql" % (v, v), "CREATE TABLE t%d(x);" % v)
+        c.put("%d_t%d.down.sql" % (v, v), "DROP TABLE t%d;" % v)
+    c.rm("3_t3.up.sql")
+    c.rm("3_t3.down.sql")
+    assert c.apply() == 3
+    c.put("3_t3.up.sql", "CREATE TABLE t3(x);")
+    c.put("3_t3.down.sql", "DROP TABLE t3;")
+    assert c.ok("SELECT migrate_apply('%s', 'out_of_order=true')" % c.dir) == "1"
+    c.fails("SELECT migrate_down_to('two')", "\"two\" is not a migration version")
+    assert c.ok("SELECT migrate_down_to('02')") == "2"
+    assert [r[0] for r in c.history()] == ["1", "2"]
+    assert c.tables() == ["migrate_history", "t1", "t2"]
+    assert c.ok("SELECT migrate_down_to('2')") == "0", "nothing above 2"
+    c.put("5_nodown.up.sql", "CREATE TABLE t5(x);")
+    c.rm("3_t3.up.sql")
+    c.rm("4_t4.up.sql")
+    c.rm("3_t3.down.sql")
+    c.rm("4_t4.down.sql")
+    assert c.ok("SELECT migrate_apply('%s')" % c.dir) == "1"
+    before = c.snapshot()
+    c.fails("SELECT migrate_down_to('0')", "migration 5 has no down script", "Nothing was rolled back")
+    assert c.snapshot() == before
+
+
 # ---- bad input: each a clear error and nothing changed ----
 
 def refused(c, *needles, sql=None):
