@@ -542,27 +542,17 @@ mig_baseline(const mig_host *h, const char *path, const char *version,
 	mig_plan	p;
 	mig_arena	a;
 	char	   *target;
-	int			rc,
-				oom = 0;
+	int			rc;
 
 	mig_err_clear(err);
 	*recorded = 0;
 	if (!mig_path_given(path, err))
 		return MIG_ERROR;
 	mig_arena_init(&a, h);
-	target = version ? mig_version_canonical(&a, version, &oom) : NULL;
-	if (target == NULL)
+	if ((rc = mig_version_arg(&a, version, "", &target, err)) != MIG_OK)
 	{
 		mig_arena_free(&a);
-		if (oom)
-		{
-			mig_err_nomem(err);
-			return MIG_NOMEM;
-		}
-		mig_err_set(err, MIG_SQLSTATE_BAD_ARG, "\"%s\" is not a migration version",
-					version ? version : "NULL");
-		mig_err_hint(err, "Give a number such as 20240101120000, or a dotted one such as 1.2.");
-		return MIG_ERROR;
+		return rc;
 	}
 	if ((rc = h->lock(h->ctx, err)) != MIG_OK)
 	{

@@ -81,6 +81,11 @@ int			mig_parse_dir_name(mig_arena *a, const char *dir, mig_name *out);
  * "1.1", "1_1", "2018-01-14-171611"); NULL when it is not a version
  * (*oom set when out of memory). */
 char	   *mig_version_canonical(mig_arena *a, const char *s, int *oom);
+/* Reads a version given as an argument (migrate_baseline, migrate_down_to,
+ * target=) into *out (in a); fails with 22023 naming it, what prefixed
+ * ("" or "target "), when it is not one. */
+int			mig_version_arg(mig_arena *a, const char *text, const char *what,
+							char **out, mig_err *err);
 /* Non-zero for the key of a repeatable migration (R__{name}). */
 int			mig_is_repeatable(const char *version);
 /* Orders two canonical versions: negative, zero or positive. */

@@ -139,6 +139,26 @@ mig_version_canonical(mig_arena *a, const char *s, int *oom)
 }
 
 int
+mig_version_arg(mig_arena *a, const char *text, const char *what, char **out,
+				mig_err *err)
+{
+	int			oom = 0;
+
+	*out = text ? mig_version_canonical(a, text, &oom) : NULL;
+	if (*out)
+		return MIG_OK;
+	if (oom)
+	{
+		mig_err_nomem(err);
+		return MIG_NOMEM;
+	}
+	mig_err_set(err, MIG_SQLSTATE_BAD_ARG, "%s\"%s\" is not a migration version",
+				what, text ? text : "NULL");
+	mig_err_hint(err, "Give a number such as 20240101120000, or a dotted one such as 1.2.");
+	return MIG_ERROR;
+}
+
+int
 mig_parse_name(mig_arena *a, const char *file, mig_name *out)
 {
 	size_t		len = strlen(file),

@@ -67,23 +67,19 @@ mig_options_parse(mig_arena *a, const char *text, mig_options *o, mig_err *err)
 		vlen = (size_t) (p - val);
 		if (klen == 6 && strncmp(key, "target", 6) == 0)
 		{
-			char		buf[256];
-			int			oom = 0;
+			char	   *copy = mig_arena_strndup(a, val, vlen),
+					   *target;
+			int			rc;
 
 			bit = 1;
-			snprintf(buf, sizeof(buf), "%.*s", (int) vlen, val);
-			if (vlen == 0 || vlen >= sizeof(buf) ||
-				(o->target = mig_version_canonical(a, buf, &oom)) == NULL)
+			if (copy == NULL)
 			{
-				if (oom)
-				{
-					mig_err_nomem(err);
-					return MIG_NOMEM;
-				}
-				mig_err_set(err, MIG_SQLSTATE_BAD_ARG, "target \"%.*s\" is not a migration version",
-							(int) vlen, val);
-				return MIG_ERROR;
+				mig_err_nomem(err);
+				return MIG_NOMEM;
 			}
+			if ((rc = mig_version_arg(a, copy, "target ", &target, err)) != MIG_OK)
+				return rc;
+			o->target = target;
 		}
 		else if ((klen == 12 && strncmp(key, "out_of_order", 12) == 0 && (bit = 2)) ||
 				 (klen == 14 && strncmp(key, "ignore_missing", 14) == 0 && (bit = 4)))

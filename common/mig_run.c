@@ -447,26 +447,14 @@ mig_down_to(const mig_host *h, const char *version, int64_t *rolled_back, mig_er
 {
 	mig_arena	a;
 	char	   *target;
-	int			rc,
-				oom = 0;
+	int			rc;
 
 	mig_err_clear(err);
 	*rolled_back = 0;
 	mig_arena_init(&a, h);
-	target = version ? mig_version_canonical(&a, version, &oom) : NULL;
-	if (target)
+	rc = mig_version_arg(&a, version, "", &target, err);
+	if (rc == MIG_OK)
 		rc = roll_back(h, 0, target, rolled_back, err);
-	else if (oom)
-	{
-		mig_err_nomem(err);
-		rc = MIG_NOMEM;
-	}
-	else
-	{
-		mig_err_set(err, MIG_SQLSTATE_BAD_ARG, "\"%s\" is not a migration version",
-					version ? version : "NULL");
-		rc = MIG_ERROR;
-	}
 	mig_arena_free(&a);
 	return rc;
 }
