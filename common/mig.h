@@ -26,7 +26,9 @@
 enum {
 	MIG_OK = 0,
 	MIG_ERROR = 1,			/* described in the mig_err */
-	MIG_NOMEM = 2			/* an allocation failed */
+	MIG_NOMEM = 2,			/* an allocation failed */
+	MIG_BUSY = 3			/* host->lock only: another caller holds the
+							 * migration lock (err says who, 55P03) */
 };
 
 #define MIG_MSG_MAX		1024
@@ -77,6 +79,9 @@ typedef struct mig_hist_row {
 	const char *name;
 	const char *file;			/* up file name as applied, may be NULL */
 	const char *checksum;
+	const char *checksum_norm;	/* normalised checksum (mig_record), may be
+								 * NULL (rows written before it was kept,
+								 * adopted rows) */
 	const char *applied_at;		/* the engine's text form, may be NULL */
 	double		exec_ms;
 	int64_t		rank;			/* order of application, increasing */
@@ -92,7 +97,12 @@ typedef struct mig_record {
 	const char *name;
 	const char *up_file;
 	const char *down_file;		/* NULL when there is none */
-	const char *checksum;
+	const char *checksum;		/* "crc32:xxxxxxxx" of the file's bytes */
+	const char *checksum_norm;	/* the same of the file normalised: no BOM,
+								 * \n line ends, no trailing white space on
+								 * a line or blank lines at the end; equal
+								 * checksum_norm but different checksum
+								 * means a whitespace-only edit */
 	const char *up_sql;
 	size_t		up_len;
 	const char *down_sql;		/* NULL when there is none */
@@ -114,6 +124,52 @@ typedef struct mig_cache mig_cache;
  * must outlive calls); NULL when out of memory. */
 mig_cache  *mig_cache_create(void *(*alloc) (size_t), void (*release) (void *));
 void		mig_cache_destroy(mig_cache *c);
+
+/*
+ * What a call asks of the migration lock and of the statements it runs,
+ * from its options text (mig_apply_with); other entry points pass the
+ * defaults.  -1 means the host's own default.
+ */
+typedef struct mig_lock_opts {
+	long		wait_ms;		/* longest wait for the migration lock: -1
+								 * the host's default (PostgreSQL: as
+								 * long as it takes; SQLite: the busy
+								 * timeout, else 60 s), 0 no wait */
+	int			skip_if_locked; /* when the wait ends without the lock:
+								 * 1 the call returns 0 with a notice
+								 * naming the holder, 0 it fails (55P03) */
+	long		lock_timeout_ms;	/* lock_timeout of migration statements
+									 * (PostgreSQL): -1 the server's
+									 * migrate.lock_timeout, 0 none */
+	int			lock_retries;	/* times a migration that hit that timeout
+								 * is tried again, with backoff: -1 the
+								 * server's migrate.lock_retries */
+} mig_lock_opts;
+
+/* A history row brought in line with its file by mig_repair. */
+typedef struct mig_repair_row {
+	const char *version;
+	const char *name;			/* from the file name now */
+	const char *up_file;
+	const char *down_file;		/* NULL: keep the stored one */
+	const char *old_checksum;	/* as recorded, for the audit */
+	const char *checksum;		/* of the file now */
+	const char *checksum_norm;
+	const char *down_sql;		/* the file's down script now; NULL: keep */
+	size_t		down_len;		/* the stored one */
+	const char *file_id;		/* may be NULL */
+} mig_repair_row;
+
+/* Parts of the script mig_script_text writes, asked of host->script_part. */
+enum {
+	MIG_PART_BEGIN = 0,			/* open the transaction, take the lock,
+								 * make sure the history exists */
+	MIG_PART_RECORD,			/* record rec as applied (fails when its
+								 * version is already recorded) */
+	MIG_PART_FORGET,			/* remove rec->version from the history (a
+								 * repeatable about to run again) */
+	MIG_PART_END				/* commit */
+};
 
 typedef int (*mig_row_cb) (void *arg, const mig_hist_row *row);
 typedef int (*mig_name_cb) (void *arg, const char *name);
@@ -147,12 +203,16 @@ typedef struct mig_host {
 	 * policy says, opens the transaction (or savepoint) and creates the
 	 * history if it does not exist; only then does the core read the
 	 * history; when it fails it leaves nothing open (the core then calls no
-	 * unlock).  unlock(commit) ends it: commit != 0 commits, 0 rolls back;
+	 * unlock).  When another caller holds the lock past o->wait_ms it
+	 * returns MIG_BUSY with err saying who holds it and since when, where
+	 * the engine can tell (55P03).  The host keeps o's statement rules
+	 * (lock_timeout, retries) for the scripts it runs until unlock.
+	 * unlock(commit) ends it: commit != 0 commits, 0 rolls back;
 	 * after a failed commit the core calls unlock(0).
 	 * checkpoint (optional, may be NULL) is called after each migration is
 	 * recorded; a host that commits per migration does it there.
 	 */
-	int			(*lock) (void *ctx, mig_err *err);
+	int			(*lock) (void *ctx, const mig_lock_opts *o, mig_err *err);
 	int			(*unlock) (void *ctx, int commit, mig_err *err);
 	int			(*checkpoint) (void *ctx, mig_err *err);
 
@@ -167,10 +227,29 @@ typedef struct mig_host {
 								   mig_err *err);
 	int			(*history_down) (void *ctx, const char *version, char **sql,
 								 size_t *len, mig_err *err);
+	/* mig_repair: updates the row of r->version as r says and writes an
+	 * audit row (old and new checksum, who, when). */
+	int			(*history_repair) (void *ctx, const mig_repair_row *r,
+								   mig_err *err);
+
+	/*
+	 * mig_script_text: the engine's SQL for one part of an off-hours script
+	 * (MIG_PART_*; rec is NULL for BEGIN and END), in memory from alloc,
+	 * NUL-terminated, ending in a newline.
+	 */
+	int			(*script_part) (void *ctx, int part, const mig_record *rec,
+								char **sql, mig_err *err);
+
+	/* Optional: shows a notice to the caller (PostgreSQL NOTICE, SQLite
+	 * sqlite3_log): a migration applied and its duration, a lock skipped,
+	 * a whitespace-only edit.  detail may be NULL. */
+	void		(*notice) (void *ctx, const char *message, const char *detail);
 
 	/*
 	 * Scripts.  check_script (optional) refuses a script that cannot run
-	 * here, before anything runs; exec runs one whole script.  On error both
+	 * here, before anything runs, returning its error (a syntax error
+	 * found by the engine's parser too) rather than raising it, so that
+	 * mig_validate can list them all; exec runs one whole script.  On error both
 	 * set err->offset to the byte offset of the failing statement or token
 	 * (or -1); the core then adds the file, version and line.
 	 */
@@ -244,7 +323,14 @@ int			mig_apply(const mig_host *h, const char *path, int64_t *applied,
  *   out_of_order=true    apply pending migrations older than the newest
  *                        applied one instead of refusing
  *   ignore_missing=true  go on when applied migrations' files are gone
- * pairs separated by commas or spaces; an unknown or malformed option is an
+ *   wait=D               wait at most D for the migration lock (0: not at
+ *                        all; "forever")
+ *   if_locked=skip       when the lock stays held: return 0 with a notice
+ *                        naming the holder (default if_locked=error: 55P03)
+ *   lock_timeout=D       lock_timeout of migration statements (PostgreSQL)
+ *   lock_retries=N       retries of a migration that hit it, with backoff
+ * durations D as 500ms, 10s, 2min (a bare number is milliseconds); pairs
+ * separated by commas or spaces; an unknown or malformed option is an
  * error (22023) before anything runs. */
 int			mig_apply_with(const mig_host *h, const char *path, const char *options,
 						   int64_t *applied, mig_err *err);
@@ -283,12 +369,80 @@ int32_t		mig_flyway_checksum(const char *buf, size_t len);
 int			mig_down_to(const mig_host *h, const char *version, int64_t *rolled_back,
 						mig_err *err);
 
+/* One problem found by mig_validate: strings valid only during the
+ * callback. */
+typedef struct mig_problem {
+	const char *version;		/* NULL when it concerns no one version */
+	const char *file;			/* NULL when it concerns no one file */
+	const char *kind;			/* changed, reformatted, missing,
+								 * out_of_order, duplicate, bad_name,
+								 * orphan_down, mixed_layouts, bad_file,
+								 * not_allowed, folder */
+	const char *severity;		/* "error": migrate_apply refuses it;
+								 * "warning": it does not (a whitespace-only
+								 * edit) */
+	const char *sqlstate;		/* the SQLSTATE migrate_apply would give */
+	const char *message;		/* the error migrate_apply would give, with
+								 * its context ("migration 3 (f), line 2: ") */
+} mig_problem;
+
+typedef int (*mig_problem_cb) (void *arg, const mig_problem *p);
+
+/* Lists every problem of the folder against the history, without the lock
+ * and without changing anything: names that fit no layout, duplicate
+ * versions, down files without an up file, mixed layouts, applied files
+ * changed (or only reformatted) or missing, pending ones out of order, and
+ * pending files that cannot run (bad bytes, statements refused, syntax
+ * errors the engine's parser finds).  Fails only when the folder cannot be
+ * listed at all (then that is the one problem reported, kind "folder"). */
+int			mig_validate(const mig_host *h, const char *path, mig_problem_cb cb,
+						 void *arg, mig_err *err);
+
+/* Brings the history of applied migrations whose files were edited after
+ * review (states changed and reformatted) in line with the files: their
+ * checksums, names and stored down scripts, keeping an audit row each (old
+ * checksum, who, when) through host->history_repair.  Takes the lock; runs
+ * no migration.  *repaired receives the count. */
+int			mig_repair(const mig_host *h, const char *path, int64_t *repaired,
+					   mig_err *err);
+
+/* One migration a call would apply, in order (mig_plan_pending). */
+typedef struct mig_pending {
+	const char *version;
+	const char *name;
+	const char *file;
+	const char *kind;			/* "versioned", "repeatable" (first run) or
+								 * "rerun" (a repeatable whose file changed) */
+	const char *sql;			/* the up script, not NUL-terminated */
+	size_t		len;
+	const char *down_sql;		/* NULL when it has none */
+	size_t		down_len;
+	const char *checksum;
+} mig_pending;
+
+typedef int (*mig_pending_cb) (void *arg, const mig_pending *m);
+
+/* A dry run of mig_apply_with: the same checks (failing as apply would),
+ * without the lock, then cb for each migration apply would run, in
+ * order; nothing runs and nothing changes. */
+int			mig_plan_pending(const mig_host *h, const char *path, const char *options,
+							 mig_pending_cb cb, void *arg, mig_err *err);
+
+/* The pending migrations as one SQL script a DBA can run off-hours (in one
+ * transaction, under the same lock, recording the history as migrate_apply
+ * would, so that a later call is a no-op): *text (from host->alloc, freed
+ * by the caller with host->release) and *len. */
+int			mig_script_text(const mig_host *h, const char *path, const char *options,
+							char **text, size_t *len, mig_err *err);
+
 /* One row of migrate_status: strings valid only during the callback. */
 typedef struct mig_status_row {
 	const char *version;
 	const char *name;
-	const char *state;			/* applied, pending, changed, missing,
-								 * out_of_order */
+	const char *state;			/* applied, pending, changed, reformatted
+								 * (a whitespace-only edit), missing,
+								 * out_of_order, outdated (a repeatable that
+								 * runs again) */
 	const char *file;			/* up file in the folder, NULL if missing */
 	const char *checksum;		/* of the file; the recorded one if missing */
 	const char *applied_checksum;	/* NULL unless applied */

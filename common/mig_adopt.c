@@ -481,7 +481,7 @@ mig_adopt(const mig_host *h, const char *path, int64_t *adopted, mig_err *err)
 		mig_err_set(err, "0A000", "adopting another tool's history is not available here");
 		return MIG_ERROR;
 	}
-	if ((rc = h->lock(h->ctx, err)) != MIG_OK)
+	if ((rc = mig_lock(h, NULL, err)) != MIG_OK)
 		return rc;
 	memset(&ad, 0, sizeof(ad));
 	ad.h = h;
@@ -554,7 +554,7 @@ mig_baseline(const mig_host *h, const char *path, const char *version,
 		mig_arena_free(&a);
 		return rc;
 	}
-	if ((rc = h->lock(h->ctx, err)) != MIG_OK)
+	if ((rc = mig_lock(h, NULL, err)) != MIG_OK)
 	{
 		mig_arena_free(&a);
 		return rc;

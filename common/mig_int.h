@@ -190,8 +190,12 @@ typedef struct mig_options {
 	int			out_of_order;	/* apply pending migrations older than the
 								 * newest applied one */
 	int			ignore_missing; /* go on when applied files are gone */
+	mig_lock_opts lock;			/* wait, if_locked, lock_timeout,
+								 * lock_retries */
 } mig_options;
 
+/* The defaults: every field 0 or NULL, lock fields -1 (the host's). */
+void		mig_options_default(mig_options *o);
 /* Reads options text (NULL or empty: the defaults); strings in a. */
 int			mig_options_parse(mig_arena *a, const char *text, mig_options *o,
 							  mig_err *err);
@@ -255,6 +259,13 @@ int			mig_plan_check(const mig_plan *p, const mig_options *o, mig_err *err);
 /* ---- drivers (mig_run.c) ---- */
 /* 1 when path names a folder; 0 with err filled otherwise. */
 int			mig_path_given(const char *path, mig_err *err);
+/* Takes the host's lock as o says (NULL: the defaults).  MIG_BUSY when it
+ * is held and o->skip_if_locked: the holder was shown as a notice and the
+ * caller returns 0 without error; otherwise the lock or an error. */
+int			mig_lock(const mig_host *h, const mig_lock_opts *o, mig_err *err);
+/* Shows a notice through host->notice, if any (printf-style message). */
+void		mig_notice(const mig_host *h, const char *detail, const char *fmt,...)
+			__attribute__((format(printf, 3, 4)));
 /* Ends the unit of work opened by host->lock: commits when rc is MIG_OK,
  * else rolls back keeping the first error; returns the outcome. */
 int			mig_finish(const mig_host *h, int rc, mig_err *err);

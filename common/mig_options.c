@@ -1,20 +1,41 @@
 /*
- * mig_options.c -- the options text of migrate_apply(path, options), read
- * the same way on every engine:
+ * mig_options.c -- the options text of migrate_apply(path, options) (and
+ * migrate_run, migrate_plan, migrate_script), read the same way on every
+ * engine:
  *
- *   'target=20240101120000, out_of_order=true, ignore_missing=on'
+ *   'target=20240101120000, out_of_order=true, wait=0, if_locked=skip'
  *
  * Pairs key=value separated by commas or white space; booleans are
- * true/false, on/off, yes/no or 1/0.
+ * true/false, on/off, yes/no or 1/0; durations are a whole number with an
+ * optional unit ms, s or min (a bare number is milliseconds, as for
+ * PostgreSQL's lock_timeout).
  */
 #include <ctype.h>
+#include <errno.h>
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "mig_int.h"
 
-static const char known[] = "target, out_of_order, ignore_missing";
+enum { O_TARGET, O_OUT_OF_ORDER, O_IGNORE_MISSING, O_WAIT, O_IF_LOCKED,
+O_LOCK_TIMEOUT, O_LOCK_RETRIES, O_COUNT };
+
+static const char *const keys[O_COUNT] = {
+	"target", "out_of_order", "ignore_missing", "wait", "if_locked",
+	"lock_timeout", "lock_retries"
+};
+
+static const char known[] =
+"target, out_of_order, ignore_missing, wait, if_locked, lock_timeout and lock_retries";
+
+static int
+is(const char *v, size_t n, const char *word)
+{
+	return strlen(word) == n && strncasecmp(v, word, n) == 0;
+}
 
 static int
 boolean(const char *v, size_t n, int *out)
@@ -24,12 +45,130 @@ boolean(const char *v, size_t n, int *out)
 
 	for (int i = 0; i < 4; i++)
 	{
-		if (strlen(yes[i]) == n && strncasecmp(v, yes[i], n) == 0)
+		if (is(v, n, yes[i]))
 			return *out = 1, 1;
-		if (strlen(no[i]) == n && strncasecmp(v, no[i], n) == 0)
+		if (is(v, n, no[i]))
 			return *out = 0, 1;
 	}
 	return 0;
+}
+
+/* A whole number of at most 9 digits followed by the unit, if any; the
+ * digits must be followed by nothing but the unit. */
+static int
+number(const char *v, size_t n, long *out, size_t *digits)
+{
+	long		x = 0;
+	size_t		i = 0;
+
+	while (i < n && i < 9 && isdigit((unsigned char) v[i]))
+		x = x * 10 + (v[i++] - '0');
+	if (i == 0 || (i < n && isdigit((unsigned char) v[i])))
+		return 0;
+	*out = x;
+	*digits = i;
+	return 1;
+}
+
+/* "500ms", "10s", "2min", "250" (ms), or "forever" (-1, when allowed). */
+static int
+duration(const char *v, size_t n, int forever_ok, long *ms)
+{
+	long		x;
+	size_t		d;
+	const char *unit;
+	size_t		ulen;
+
+	if (forever_ok && is(v, n, "forever"))
+		return *ms = -1, 1;
+	if (!number(v, n, &x, &d))
+		return 0;
+	unit = v + d;
+	ulen = n - d;
+	if (ulen == 0 || is(unit, ulen, "ms"))
+		*ms = x;
+	else if (is(unit, ulen, "s"))
+		*ms = x * 1000;
+	else if (is(unit, ulen, "min"))
+		*ms = x * 60000;
+	else
+		return 0;
+	return *ms <= INT_MAX;		/* what PostgreSQL's lock_timeout holds */
+}
+
+static int
+bad_value(mig_err *err, const char *key, const char *want, const char *v, size_t n)
+{
+	mig_err_set(err, MIG_SQLSTATE_BAD_ARG, "option %s takes %s, not \"%.*s\"",
+				key, want, (int) n, v);
+	return MIG_ERROR;
+}
+
+static int
+set_option(mig_arena *a, int k, const char *val, size_t vlen, mig_options *o,
+		   mig_err *err)
+{
+	long		x;
+	size_t		d;
+
+	switch (k)
+	{
+		case O_TARGET:
+			{
+				char	   *copy = mig_arena_strndup(a, val, vlen),
+						   *target;
+				int			rc;
+
+				if (copy == NULL)
+				{
+					mig_err_nomem(err);
+					return MIG_NOMEM;
+				}
+				if ((rc = mig_version_arg(a, copy, "target ", &target, err)) != MIG_OK)
+					return rc;
+				o->target = target;
+				return MIG_OK;
+			}
+		case O_OUT_OF_ORDER:
+		case O_IGNORE_MISSING:
+			if (!boolean(val, vlen, k == O_OUT_OF_ORDER ? &o->out_of_order : &o->ignore_missing))
+				return bad_value(err, keys[k], "true or false", val, vlen);
+			return MIG_OK;
+		case O_WAIT:
+			if (!duration(val, vlen, 1, &o->lock.wait_ms))
+				return bad_value(err, keys[k], "a duration such as 0, 500ms, 30s or 2min, or forever",
+								 val, vlen);
+			return MIG_OK;
+		case O_IF_LOCKED:
+			if (is(val, vlen, "skip"))
+				o->lock.skip_if_locked = 1;
+			else if (is(val, vlen, "error"))
+				o->lock.skip_if_locked = 0;
+			else
+				return bad_value(err, keys[k], "skip or error", val, vlen);
+			return MIG_OK;
+		case O_LOCK_TIMEOUT:
+			if (!duration(val, vlen, 0, &o->lock.lock_timeout_ms))
+				return bad_value(err, keys[k], "a duration such as 0 (none), 200ms or 5s",
+								 val, vlen);
+			return MIG_OK;
+		case O_LOCK_RETRIES:
+			if (!number(val, vlen, &x, &d) || d != vlen || x > 1000)
+				return bad_value(err, keys[k], "a number of retries from 0 to 1000", val, vlen);
+			o->lock.lock_retries = (int) x;
+			return MIG_OK;
+	}
+	return MIG_OK;
+}
+
+void
+mig_options_default(mig_options *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->lock.wait_ms = -1;
+	o->lock.skip_if_locked = 0;
+	o->lock.lock_timeout_ms = -1;
+	o->lock.lock_retries = -1;
 }
 
 int
@@ -38,14 +177,15 @@ mig_options_parse(mig_arena *a, const char *text, mig_options *o, mig_err *err)
 	const char *p = text ? text : "";
 	unsigned	seen = 0;
 
-	memset(o, 0, sizeof(*o));
+	mig_options_default(o);
 	for (;;)
 	{
 		const char *key,
 				   *val;
 		size_t		klen,
 					vlen;
-		unsigned	bit;
+		int			k,
+					rc;
 
 		while (*p && (isspace((unsigned char) *p) || *p == ','))
 			p++;
@@ -65,43 +205,21 @@ mig_options_parse(mig_arena *a, const char *text, mig_options *o, mig_err *err)
 		while (*p && *p != ',' && !isspace((unsigned char) *p))
 			p++;
 		vlen = (size_t) (p - val);
-		if (klen == 6 && strncmp(key, "target", 6) == 0)
-		{
-			char	   *copy = mig_arena_strndup(a, val, vlen),
-					   *target;
-			int			rc;
-
-			bit = 1;
-			if (copy == NULL)
-			{
-				mig_err_nomem(err);
-				return MIG_NOMEM;
-			}
-			if ((rc = mig_version_arg(a, copy, "target ", &target, err)) != MIG_OK)
-				return rc;
-			o->target = target;
-		}
-		else if ((klen == 12 && strncmp(key, "out_of_order", 12) == 0 && (bit = 2)) ||
-				 (klen == 14 && strncmp(key, "ignore_missing", 14) == 0 && (bit = 4)))
-		{
-			if (!boolean(val, vlen, bit == 2 ? &o->out_of_order : &o->ignore_missing))
-			{
-				mig_err_set(err, MIG_SQLSTATE_BAD_ARG, "option %.*s takes true or false, not \"%.*s\"",
-							(int) klen, key, (int) vlen, val);
-				return MIG_ERROR;
-			}
-		}
-		else
+		for (k = 0; k < O_COUNT && !(strlen(keys[k]) == klen && strncmp(key, keys[k], klen) == 0); k++)
+			;
+		if (k == O_COUNT)
 		{
 			mig_err_set(err, MIG_SQLSTATE_BAD_ARG, "unknown option \"%.*s\"", (int) klen, key);
 			mig_err_hint(err, "The options are %s.", known);
 			return MIG_ERROR;
 		}
-		if (seen & bit)
+		if (seen & (1u << k))
 		{
 			mig_err_set(err, MIG_SQLSTATE_BAD_ARG, "option \"%.*s\" is given twice", (int) klen, key);
 			return MIG_ERROR;
 		}
-		seen |= bit;
+		seen |= 1u << k;
+		if ((rc = set_option(a, k, val, vlen, o, err)) != MIG_OK)
+			return rc;
 	}
 }

@@ -4,6 +4,8 @@
  * validates everything before it runs anything, and gives back every byte
  * it allocated before it returns.
  */
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -37,6 +39,38 @@ failed(mig_err *err, int rc)
 	else if (err->code == MIG_OK)
 		mig_err_set(err, MIG_SQLSTATE_INTERNAL, "a host callback failed without a message");
 	return rc;
+}
+
+int
+mig_lock(const mig_host *h, const mig_lock_opts *o, mig_err *err)
+{
+	mig_lock_opts defaults = {-1, 0, -1, -1};
+	int			rc = h->lock(h->ctx, o ? o : &defaults, err);
+
+	if (rc == MIG_BUSY && o && o->skip_if_locked)
+	{
+		mig_notice(h, err->detail[0] ? err->detail : NULL,
+				   "skipped: %s", err->message);
+		mig_err_clear(err);
+		return MIG_BUSY;
+	}
+	if (rc == MIG_BUSY)
+		rc = MIG_ERROR;
+	return rc == MIG_OK ? MIG_OK : failed(err, rc);
+}
+
+void
+mig_notice(const mig_host *h, const char *detail, const char *fmt,...)
+{
+	char		msg[MIG_MSG_MAX];
+	va_list		ap;
+
+	if (h->notice == NULL)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	h->notice(h->ctx, msg, detail);
 }
 
 int
@@ -277,10 +311,10 @@ mig_apply_with(const mig_host *h, const char *path, const char *options,
 		mig_arena_free(&a);
 		return rc;
 	}
-	if ((rc = h->lock(h->ctx, err)) != MIG_OK)
+	if ((rc = mig_lock(h, &o.lock, err)) != MIG_OK)
 	{
 		mig_arena_free(&a);
-		return failed(err, rc);
+		return rc == MIG_BUSY ? MIG_OK : rc;
 	}
 	rc = mig_plan_build(h, path, &p, err);
 	if (rc == MIG_OK)
@@ -369,8 +403,8 @@ roll_back(const mig_host *h, int64_t n, const char *target, int64_t *rolled_back
 	mig_hist  **last = NULL;
 	int			rc;
 
-	if ((rc = h->lock(h->ctx, err)) != MIG_OK)
-		return failed(err, rc);
+	if ((rc = mig_lock(h, NULL, err)) != MIG_OK)
+		return rc;
 	rc = mig_plan_build(h, NULL, &p, err);
 	if (rc == MIG_OK && (last = h->alloc(h->ctx, sizeof(mig_hist *) * (p.hist.n + 1))) == NULL)
 		rc = MIG_NOMEM;

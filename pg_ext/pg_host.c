@@ -156,10 +156,11 @@ pg_list_dir(void *ctx, const char *path, mig_name_cb cb, void *arg,
  * under REPEATABLE READ.  Waits as lock_timeout and statement_timeout say.
  */
 static int
-pg_lock(void *ctx, mig_err *err)
+pg_lock(void *ctx, const mig_lock_opts *o, mig_err *err)
 {
 	MigPg	   *mp = (MigPg *) ctx;
 
+	(void) o;					/* TODO: wait, if_locked, lock_timeout */
 	if (mp->procedure)
 	{
 		DirectFunctionCall1(pg_advisory_lock_int8,

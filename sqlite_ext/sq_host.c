@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -22,11 +23,22 @@ static const char history_ddl[] =
 "  up_file        TEXT NOT NULL,\n"
 "  down_file      TEXT,\n"
 "  checksum       TEXT NOT NULL,\n"
+"  checksum_norm  TEXT,\n"
 "  applied_at     TEXT NOT NULL,\n"
 "  execution_ms   REAL NOT NULL,\n"
 "  file_id        TEXT,\n"		/* before the scripts: a no-op reads it and */
 "  up_sql         TEXT NOT NULL,\n"	/* not them, which may overflow pages */
 "  down_sql       TEXT\n"
+")";
+
+/* Every repair of a recorded checksum (migrate_repair): an audit trail. */
+static const char repairs_ddl[] =
+"CREATE TABLE IF NOT EXISTS main.migrate_repairs(\n"
+"  version        TEXT NOT NULL,\n"
+"  old_checksum   TEXT NOT NULL,\n"
+"  new_checksum   TEXT NOT NULL,\n"
+"  repaired_by    TEXT,\n"
+"  repaired_at    TEXT NOT NULL\n"
 ")";
 
 /* Sets err from the connection's last error. */
@@ -175,6 +187,17 @@ check_caller(sq_ctx *c, mig_err *err)
 
 /* ---- unit of work ---- */
 
+/* Adds the columns that a history made by an earlier build lacks. */
+static int
+upgrade_history(sq_ctx *c)
+{
+	if (sqlite3_table_column_metadata(c->db, "main", "migrate_history", "checksum_norm",
+									  NULL, NULL, NULL, NULL, NULL) == SQLITE_OK)
+		return SQLITE_OK;
+	return sqlite3_exec(c->db, "ALTER TABLE main.migrate_history ADD COLUMN checksum_norm TEXT",
+						NULL, NULL, NULL);
+}
+
 static void
 restore_timeout(sq_ctx *c)
 {
@@ -186,12 +209,21 @@ restore_timeout(sq_ctx *c)
 static int	sq_unlock(void *ctx, int commit, mig_err *err);
 static void finalize_undo(sq_ctx *c);
 
+/*
+ * Takes the write lock: BEGIN IMMEDIATE, or inside the caller's transaction
+ * a savepoint and a write.  It waits o->wait_ms when given, else as the
+ * connection's busy timeout says (60 s when it has none); once taken, the
+ * statements that follow (a COMMIT waiting for readers) wait as the
+ * connection's timeout says.
+ */
 static int
-sq_lock(void *ctx, mig_err *err)
+sq_lock(void *ctx, const mig_lock_opts *o, mig_err *err)
 {
 	sq_ctx	   *c = ctx;
 	sqlite3_stmt *st = NULL;
 	int			timeout = -1,
+				effective,
+				waited,
 				rc;
 
 	if (check_caller(c, err) != MIG_OK)
@@ -202,10 +234,12 @@ sq_lock(void *ctx, mig_err *err)
 		sqlite3_step(st) == SQLITE_ROW)
 		timeout = sqlite3_column_int(st, 0);
 	sqlite3_finalize(st);
-	if (timeout == 0)
+	effective = timeout == 0 ? SQ_DEFAULT_BUSY_MS : timeout;
+	waited = o->wait_ms >= 0 ? (int) o->wait_ms : effective;
+	if (waited >= 0 && waited != timeout)
 	{
-		c->restore_timeout = 0;
-		sqlite3_busy_timeout(c->db, timeout = SQ_DEFAULT_BUSY_MS);
+		c->restore_timeout = timeout;
+		sqlite3_busy_timeout(c->db, waited);
 	}
 
 	c->in_txn = !sqlite3_get_autocommit(c->db);
@@ -225,19 +259,30 @@ sq_lock(void *ctx, mig_err *err)
 		if (rc == SQLITE_OK)
 			rc = sqlite3_exec(c->db, "DELETE FROM main.migrate_history WHERE 0", NULL, NULL, NULL);
 		if (rc == SQLITE_OK)
+			rc = upgrade_history(c);
+		if (rc == SQLITE_OK)
+		{
+			if (effective >= 0 && waited != effective)
+			{
+				if (c->restore_timeout < 0)
+					c->restore_timeout = timeout;
+				sqlite3_busy_timeout(c->db, effective);
+			}
 			return MIG_OK;
+		}
 	}
 	if ((rc & 0xff) == SQLITE_NOMEM)
 		mig_err_nomem(err);
 	else if ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED)
 	{
-		mig_err_set(err, MIG_SQLSTATE_LOCK, "could not take the migration lock: %s",
-					sqlite3_errmsg(c->db));
-		if (timeout >= 0)
-			mig_err_detail(err, "Another connection held the database's write lock for more than %d ms.", timeout);
+		mig_err_set(err, MIG_SQLSTATE_LOCK,
+					"the migration lock is held by another connection to the database");
+		if (waited > 0)
+			mig_err_detail(err, "Another connection held the database's write lock for more than %d ms; SQLite does not tell which.", waited);
 		else
-			mig_err_detail(err, "Another connection holds the database's write lock.");
-		mig_err_hint(err, "Retry later, or raise the wait with PRAGMA busy_timeout.");
+			mig_err_detail(err, "Another connection holds the database's write lock; SQLite does not tell which.");
+		mig_err_hint(err, "Retry later, or wait longer with the option wait=30s or PRAGMA busy_timeout.");
+		rc = MIG_BUSY;
 	}
 	else
 		db_error(c, err, "could not take the migration lock");
@@ -251,7 +296,7 @@ sq_lock(void *ctx, mig_err *err)
 	}
 	finalize_undo(c);
 	restore_timeout(c);
-	return err->code;
+	return rc == MIG_BUSY ? MIG_BUSY : err->code;
 }
 
 static void
@@ -438,6 +483,57 @@ sq_history_down(void *ctx, const char *version, char **sql, size_t *len, mig_err
 	return rc;
 }
 
+/* The operating-system user running this process, for the audit. */
+static const char *
+os_user(char *buf, size_t size)
+{
+	struct passwd pw,
+			   *found = NULL;
+
+	if (getpwuid_r(geteuid(), &pw, buf, size, &found) == 0 && found)
+		return found->pw_name;
+	return NULL;
+}
+
+static int
+sq_history_repair(void *ctx, const mig_repair_row *r, mig_err *err)
+{
+	sq_ctx	   *c = ctx;
+	sqlite3_stmt *up = NULL,
+			   *audit = NULL;
+	char		pwbuf[1024];
+	const char *who = os_user(pwbuf, sizeof(pwbuf));
+	int			ok;
+
+	ok = sqlite3_exec(c->db, repairs_ddl, NULL, NULL, NULL) == SQLITE_OK &&
+		sqlite3_prepare_v2(c->db,
+						   "UPDATE main.migrate_history SET name = ?2, up_file = ?3,"
+						   " down_file = coalesce(?4, down_file), checksum = ?5, checksum_norm = ?6,"
+						   " down_sql = CASE WHEN ?7 IS NULL THEN down_sql ELSE ?7 END, file_id = ?8"
+						   " WHERE version = ?1", -1, &up, NULL) == SQLITE_OK &&
+		sqlite3_prepare_v2(c->db,
+						   "INSERT INTO main.migrate_repairs VALUES(?1, ?2, ?3, ?4,"
+						   " strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))", -1, &audit, NULL) == SQLITE_OK &&
+		sqlite3_bind_text(up, 1, r->version, -1, SQLITE_STATIC) == SQLITE_OK &&
+		sqlite3_bind_text(up, 2, r->name, -1, SQLITE_STATIC) == SQLITE_OK &&
+		sqlite3_bind_text(up, 3, r->up_file, -1, SQLITE_STATIC) == SQLITE_OK &&
+		sqlite3_bind_text(up, 4, r->down_file, -1, SQLITE_STATIC) == SQLITE_OK &&
+		sqlite3_bind_text(up, 5, r->checksum, -1, SQLITE_STATIC) == SQLITE_OK &&
+		sqlite3_bind_text(up, 6, r->checksum_norm, -1, SQLITE_STATIC) == SQLITE_OK &&
+		(r->down_sql ? sqlite3_bind_text64(up, 7, r->down_sql, r->down_len, SQLITE_STATIC,
+										   SQLITE_UTF8) : sqlite3_bind_null(up, 7)) == SQLITE_OK &&
+		sqlite3_bind_text(up, 8, r->file_id, -1, SQLITE_STATIC) == SQLITE_OK &&
+		sqlite3_step(up) == SQLITE_DONE &&
+		sqlite3_bind_text(audit, 1, r->version, -1, SQLITE_STATIC) == SQLITE_OK &&
+		sqlite3_bind_text(audit, 2, r->old_checksum, -1, SQLITE_STATIC) == SQLITE_OK &&
+		sqlite3_bind_text(audit, 3, r->checksum, -1, SQLITE_STATIC) == SQLITE_OK &&
+		sqlite3_bind_text(audit, 4, who, -1, SQLITE_TRANSIENT) == SQLITE_OK &&
+		sqlite3_step(audit) == SQLITE_DONE;
+	sqlite3_finalize(up);
+	sqlite3_finalize(audit);
+	return ok ? MIG_OK : db_error(c, err, "could not repair the history");
+}
+
 /* ---- scripts ---- */
 
 /* Refuses the statement at sql[0..len) when it controls transactions. */
@@ -610,6 +706,7 @@ sq_host_init(mig_host *h, sq_ctx *c)
 	h->history_add = sq_history_add;
 	h->history_remove = sq_history_remove;
 	h->history_down = sq_history_down;
+	h->history_repair = sq_history_repair;
 	h->check_script = sq_check_script;
 	h->exec = sq_exec;
 	h->table_info = sq_table_info;

@@ -181,11 +181,11 @@ copy_rows(frow *to, const frow *from, int n)
 }
 
 static int
-f_lock(void *ctx, mig_err *err)
+f_lock(void *ctx, const mig_lock_opts *o, mig_err *err)
 {
 	fake	   *f = ctx;
 
-	(void) err;
+	(void) err, (void) o;
 	f->locked = 1;
 	copy_rows(f->saved, f->rows, f->n);
 	f->saved_n = f->n;
