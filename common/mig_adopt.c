@@ -446,17 +446,7 @@ record(const mig_host *h, const char *dir, const mig_file *f, mig_err *err)
 		rc = mig_text_script(f->down ? &down : &up, f, 1, &ds, err);
 	if (rc == MIG_OK)
 	{
-		memset(&rec, 0, sizeof(rec));
-		rec.version = f->version;
-		rec.name = f->name;
-		rec.up_file = f->up;
-		rec.down_file = f->down ? f->down : ds.sql ? f->up : NULL;
-		rec.checksum = up.checksum;
-		rec.up_sql = s.sql;
-		rec.up_len = s.len;
-		rec.down_sql = ds.sql;
-		rec.down_len = ds.sql ? ds.len : 0;
-		rec.exec_ms = 0;
+		mig_file_record(f, &up, &s, &ds, &rec);
 		rec.file_id = mig_file_id_of(&up, id) ? id : NULL;
 		rc = h->history_add(h->ctx, &rec, err);
 	}

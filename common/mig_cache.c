@@ -72,6 +72,7 @@ typedef struct slot {
 	uint64_t	key;			/* FNV-1a of the path; 0 = empty */
 	char		id[MIG_FILE_ID_MAX];
 	char		checksum[16];
+	char		norm[16];
 } slot;
 
 struct mig_cache {
@@ -161,7 +162,7 @@ grow(mig_cache *c)
 
 int
 mig_cache_get(mig_cache *c, const char *dir, const char *file, const char *id,
-			  char checksum[16])
+			  char checksum[16], char norm[16])
 {
 	slot	   *s;
 
@@ -171,6 +172,7 @@ mig_cache_get(mig_cache *c, const char *dir, const char *file, const char *id,
 	if (s == NULL || s->key == 0 || strcmp(s->id, id) != 0)
 		return 0;
 	memcpy(checksum, s->checksum, 16);
+	memcpy(norm, s->norm, 16);
 	return 1;
 }
 
@@ -192,4 +194,5 @@ mig_cache_put(mig_cache *c, const char *dir, const char *file, const mig_text *t
 	s->key = key;
 	memcpy(s->id, id, sizeof(id));
 	memcpy(s->checksum, t->checksum, 16);
+	memcpy(s->norm, t->norm, 16);
 }

@@ -267,9 +267,60 @@ one_layout(mig_vec *ok, mig_err *err)
 	return MIG_ERROR;
 }
 
+/* Notes each name of v as a problem (validating) instead of failing:
+ * message one with the name; version is the name up to its first space
+ * when with_version is set. */
+static int
+note_names(mig_arena *a, mig_vec *problems, mig_vec *v, const char *kind,
+		   const char *state, const char *one, int with_version)
+{
+	int			rc = MIG_OK;
+
+	for (size_t i = 0; rc == MIG_OK && i < v->n; i++)
+	{
+		const char *name = *mig_vec_at(v, char *, i);
+		const char *sp = strchr(name, ' ');
+		char	   *version = NULL,
+				   *file = NULL;
+		mig_err		e;
+
+		mig_err_clear(&e);
+		mig_err_set(&e, state, one, name);
+		/* "3 (3_a.up.sql, 003_b.up.sql)": version 3, those files */
+		if (with_version && sp && strlen(sp) >= 3 &&
+			((version = mig_arena_strndup(a, name, (size_t) (sp - name))) == NULL ||
+			 (file = mig_arena_strndup(a, sp + 2, strlen(sp) - 3)) == NULL))
+			return MIG_NOMEM;
+		rc = mig_problem_add(a, problems, version, with_version ? file : name, kind, 0, &e);
+	}
+	return rc;
+}
+
+/* Validating: notes the problems of the folder and goes on. */
+static int
+note_problems(mig_arena *a, mig_vec *problems, mig_vec *ok, mig_vec *bad,
+			  mig_vec *dup, mig_vec *orphan)
+{
+	mig_err		e;
+	int			rc;
+
+	mig_err_clear(&e);
+	rc = note_names(a, problems, bad, "bad_name", MIG_SQLSTATE_BAD_NAME,
+					"file name \"%s\" does not fit any migration layout", 0);
+	if (rc == MIG_OK && one_layout(ok, &e) != MIG_OK)
+		rc = mig_problem_add(a, problems, NULL, NULL, "mixed_layouts", 0, &e);
+	if (rc == MIG_OK)
+		rc = note_names(a, problems, dup, "duplicate", MIG_SQLSTATE_DUPLICATE,
+						"more than one file for migration version %s", 1);
+	if (rc == MIG_OK)
+		rc = note_names(a, problems, orphan, "orphan_down", MIG_SQLSTATE_BAD_NAME,
+						"down file \"%s\" has no matching up file", 0);
+	return rc;
+}
+
 int
 mig_discover(const mig_host *h, mig_arena *a, const char *dir, mig_vec *files,
-			 mig_err *err)
+			 mig_vec *problems, mig_err *err)
 {
 	listing		l;
 	mig_vec		ok,
@@ -415,9 +466,11 @@ mig_discover(const mig_host *h, mig_arena *a, const char *dir, mig_vec *files,
 		}
 	}
 
+	if (rc == MIG_OK && problems)
+		rc = note_problems(a, problems, &ok, &bad, &dup, &orphan);
 	if (rc == MIG_NOMEM)
 		mig_err_nomem(err);
-	if (rc == MIG_OK)
+	if (rc == MIG_OK && problems == NULL)
 	{
 		rc = refuse_names(err, &bad, MIG_SQLSTATE_BAD_NAME,
 						  "file name \"%s\" does not fit any migration layout",
@@ -426,9 +479,9 @@ mig_discover(const mig_host *h, mig_arena *a, const char *dir, mig_vec *files,
 		if (rc != MIG_OK)
 			mig_err_hint(err, "%s", mig_layout_hint);
 	}
-	if (rc == MIG_OK)
+	if (rc == MIG_OK && problems == NULL)
 		rc = one_layout(&ok, err);
-	if (rc == MIG_OK)
+	if (rc == MIG_OK && problems == NULL)
 	{
 		rc = refuse_names(err, &dup, MIG_SQLSTATE_DUPLICATE,
 						  "more than one file for migration version %s",
@@ -437,7 +490,7 @@ mig_discover(const mig_host *h, mig_arena *a, const char *dir, mig_vec *files,
 		if (rc != MIG_OK)
 			mig_err_hint(err, "Give every migration a version of its own.");
 	}
-	if (rc == MIG_OK)
+	if (rc == MIG_OK && problems == NULL)
 	{
 		rc = refuse_names(err, &orphan, MIG_SQLSTATE_BAD_NAME,
 						  "down file \"%s\" has no matching up file",
@@ -461,6 +514,48 @@ mig_checksum(const char *buf, size_t len, char out[16])
 {
 	unsigned long crc = crc32_z(0L, (const Bytef *) buf, len);
 
+	snprintf(out, 16, "crc32:%08lx", crc & 0xffffffffUL);
+}
+
+/*
+ * The checksum of the text as a reader sees it: a leading UTF-8 BOM left
+ * out, lines ended by \n whatever they were ended by (\r\n, \r, or nothing
+ * at the end), white space at line ends and blank lines at the end of the
+ * file left out.  Two files with equal normalised but different raw
+ * checksums differ only in white space.
+ */
+void
+mig_checksum_norm(const char *buf, size_t len, char out[16])
+{
+	unsigned long crc = crc32_z(0L, Z_NULL, 0);
+	size_t		i = 0,
+				blank = 0;		/* empty lines not written yet */
+
+	if (len >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0)
+		i = 3;
+	while (i < len)
+	{
+		size_t		s = i,
+					e;
+
+		while (i < len && buf[i] != '\n' && buf[i] != '\r')
+			i++;
+		e = i;
+		if (i < len)
+			i += buf[i] == '\r' && i + 1 < len && buf[i + 1] == '\n' ? 2 : 1;
+		while (e > s && (buf[e - 1] == ' ' || buf[e - 1] == '\t' ||
+						 buf[e - 1] == '\f' || buf[e - 1] == '\v'))
+			e--;
+		if (e == s)
+		{
+			blank++;
+			continue;
+		}
+		for (; blank > 0; blank--)
+			crc = crc32_z(crc, (const Bytef *) "\n", 1);
+		crc = crc32_z(crc, (const Bytef *) buf + s, e - s);
+		crc = crc32_z(crc, (const Bytef *) "\n", 1);
+	}
 	snprintf(out, 16, "crc32:%08lx", crc & 0xffffffffUL);
 }
 
@@ -557,6 +652,7 @@ mig_text_read(const mig_host *h, const char *dir, const char *file,
 	t->mtime_ns = (int64_t) st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
 	t->ctime_ns = (int64_t) st.st_ctim.tv_sec * 1000000000LL + st.st_ctim.tv_nsec;
 	mig_checksum(t->buf, t->len, t->checksum);
+	mig_checksum_norm(t->buf, t->len, t->norm);
 	return MIG_OK;
 }
 

@@ -136,15 +136,18 @@ typedef struct mig_file {
  * (items mig_file, strings in the arena).  Hidden files, editor leftovers
  * and files not ending in .sql are ignored; a .sql name that fits no
  * layout, two files for one version, or a down file without an up file is
- * an error naming every such file. */
+ * an error naming every such file -- or, when problems is not NULL (a
+ * vector of mig_found), one problem each, the migration left out and the
+ * discovery going on. */
 int			mig_discover(const mig_host *h, mig_arena *a, const char *dir,
-						 mig_vec *files, mig_err *err);
+						 mig_vec *files, mig_vec *problems, mig_err *err);
 
 /* A file's bytes read into host memory. */
 typedef struct mig_text {
 	char	   *buf;			/* from host->alloc; NUL-terminated */
 	size_t		len;			/* bytes in the file */
 	char		checksum[16];	/* "crc32:xxxxxxxx" of the raw bytes */
+	char		norm[16];		/* the same, normalised (mig_checksum_norm) */
 	/* identity of what was read, for mig_cache */
 	uint64_t	dev,
 				ino;
@@ -166,6 +169,9 @@ int			mig_text_script(const mig_text *t, const mig_file *f, int down,
 void		mig_text_free(const mig_host *h, mig_text *t);
 /* Writes "crc32:xxxxxxxx" of buf[0..len) into out[16]. */
 void		mig_checksum(const char *buf, size_t len, char out[16]);
+/* The same of buf normalised: no BOM, \n line ends, no white space at line
+ * ends, no blank lines at the end. */
+void		mig_checksum_norm(const char *buf, size_t len, char out[16]);
 
 /* ---- file identity and checksum cache (mig_cache.c) ---- */
 /* Writes the identity "dev:ino:size:mtime:ctime" of what t read into
@@ -176,9 +182,9 @@ int			mig_file_id_of(const mig_text *t, char *out);
  * file the host would read (or cannot be looked at). */
 int			mig_file_id_now(const mig_host *h, const char *dir, const char *file,
 							char *out);
-/* 1 and the checksum when the cache holds dir/file with identity id. */
+/* 1 and the checksums when the cache holds dir/file with identity id. */
 int			mig_cache_get(mig_cache *c, const char *dir, const char *file,
-						  const char *id, char checksum[16]);
+						  const char *id, char checksum[16], char norm[16]);
 /* Remembers the checksum of what t read from dir/file, unless it changed
  * too recently to be trusted; out of memory only means it is not cached. */
 void		mig_cache_put(mig_cache *c, const char *dir, const char *file,
@@ -203,7 +209,9 @@ int			mig_options_parse(mig_arena *a, const char *text, mig_options *o,
 /* ---- plan (mig_plan.c) ---- */
 enum {
 	MIG_APPLIED = 0, MIG_PENDING, MIG_CHANGED, MIG_MISSING, MIG_OUT_OF_ORDER,
-	MIG_OUTDATED				/* a repeatable whose file changed: runs again */
+	MIG_OUTDATED,				/* a repeatable whose file changed: runs again */
+	MIG_REFORMATTED,			/* applied; the file changed in white space only */
+	MIG_STATES
 };
 extern const char *const mig_state_names[];
 
@@ -212,6 +220,7 @@ typedef struct mig_hist {
 	char	   *name;
 	char	   *file;
 	char	   *checksum;
+	char	   *checksum_norm;	/* "" when not kept */
 	char	   *applied_at;
 	char	   *file_id;		/* NULL when not kept */
 	double		exec_ms;
@@ -224,6 +233,7 @@ typedef struct mig_entry {
 	const mig_hist *hist;		/* NULL when not applied */
 	int			state;
 	char		checksum[16];	/* of the file, when there is one */
+	char		norm[16];		/* the same normalised, or "" */
 	mig_text   *up;				/* a pending migration's files as validated, */
 	mig_text   *down;			/* kept (in the arena) for the apply pass
 								 * while they fit MIG_KEEP_BUDGET, else NULL */
@@ -234,14 +244,26 @@ typedef struct mig_entry {
  * again, so memory stays bounded whatever the number of migrations. */
 #define MIG_KEEP_BUDGET ((size_t) 8 * 1024 * 1024)
 
+/* A problem mig_validate found (strings in the plan's arena). */
+typedef struct mig_found {
+	char	   *version;		/* or NULL */
+	char	   *file;			/* or NULL */
+	const char *kind;			/* see mig_problem */
+	int			warning;
+	char		sqlstate[6];
+	char	   *message;		/* context and message of the error */
+} mig_found;
+
 typedef struct mig_plan {
+	mig_vec    *problems;		/* mig_found: problems noted to go on
+								 * (mig_plan_collect), or NULL */
 	mig_arena	arena;
 	mig_vec		files;			/* mig_file, by version */
 	mig_vec		hist;			/* mig_hist, by version */
 	mig_vec		entries;		/* mig_entry, by version */
 	const char *dir;
 	const char *max_applied;	/* highest applied version, or NULL */
-	size_t		count[6];		/* entries per state */
+	size_t		count[MIG_STATES];	/* entries per state */
 	size_t		kept;			/* bytes of mig_entry.up/down held */
 	int			keeps_file_id;	/* the host's history keeps file identities */
 } mig_plan;
@@ -251,7 +273,19 @@ typedef struct mig_plan {
  * mig_plan_free, also after an error. */
 int			mig_plan_build(const mig_host *h, const char *dir, mig_plan *p,
 						   mig_err *err);
+/* The same, noting in problems (a vector of mig_found, for mig_validate)
+ * what would fail it, and going on. */
+int			mig_plan_collect(const mig_host *h, const char *dir, mig_plan *p,
+							 mig_vec *problems, mig_err *err);
 void		mig_plan_free(mig_plan *p);
+/* Notes problem e (its context and message) of kind in problems, strings
+ * in a. */
+int			mig_problem_add(mig_arena *a, mig_vec *problems, const char *version,
+							const char *file, const char *kind, int warning,
+							const mig_err *e);
+/* Fills err with the error of entry e (changed, missing or out of order)
+ * as mig_plan_check reports a single one. */
+void		mig_entry_error(const mig_plan *p, const mig_entry *e, mig_err *err);
 /* Fails when the plan has changed, missing or out-of-order migrations
  * (the last two unless the options accept them). */
 int			mig_plan_check(const mig_plan *p, const mig_options *o, mig_err *err);
@@ -266,6 +300,23 @@ int			mig_lock(const mig_host *h, const mig_lock_opts *o, mig_err *err);
 /* Shows a notice through host->notice, if any (printf-style message). */
 void		mig_notice(const mig_host *h, const char *detail, const char *fmt,...)
 			__attribute__((format(printf, 3, 4)));
+/* Whether a call with options o applies entry e. */
+int			mig_to_apply(const mig_entry *e, const mig_options *o);
+/* What apply does before it runs anything: builds and checks the plan,
+ * validates every migration to apply (keeping their texts within the
+ * budget), and notes reformatted files in a notice.  Free p afterwards. */
+int			mig_prepare(const mig_host *h, const char *path, const mig_options *o,
+						mig_plan *p, mig_err *err);
+/* The up script s and down script ds (ds->sql NULL when none) of a
+ * validated entry; *up is its up file's text, kept or read again into
+ * tmp[0] (tmp[1] for a down file): free both with mig_text_free. */
+int			mig_entry_scripts(const mig_host *h, const char *dir, mig_entry *e,
+							  mig_text tmp[2], const mig_text **up, mig_script *s,
+							  mig_script *ds, mig_err *err);
+/* The history record of migration f from those (exec_ms 0, file_id
+ * NULL). */
+void		mig_file_record(const mig_file *f, const mig_text *up, const mig_script *s,
+							const mig_script *ds, mig_record *rec);
 /* Ends the unit of work opened by host->lock: commits when rc is MIG_OK,
  * else rolls back keeping the first error; returns the outcome. */
 int			mig_finish(const mig_host *h, int rc, mig_err *err);

@@ -12,7 +12,8 @@
 #include "mig_int.h"
 
 const char *const mig_state_names[] = {
-	"applied", "pending", "changed", "missing", "out_of_order", "outdated"
+	"applied", "pending", "changed", "missing", "out_of_order", "outdated",
+	"reformatted"
 };
 
 static int
@@ -27,12 +28,13 @@ hist_cb(void *arg, const mig_hist_row *r)
 	h->name = mig_arena_strdup(&p->arena, r->name ? r->name : "");
 	h->file = mig_arena_strdup(&p->arena, r->file);
 	h->checksum = mig_arena_strdup(&p->arena, r->checksum ? r->checksum : "");
+	h->checksum_norm = mig_arena_strdup(&p->arena, r->checksum_norm ? r->checksum_norm : "");
 	h->applied_at = mig_arena_strdup(&p->arena, r->applied_at);
 	h->file_id = p->keeps_file_id && r->file_id ? mig_arena_strdup(&p->arena, r->file_id) : NULL;
 	h->exec_ms = r->exec_ms;
 	h->rank = r->rank;
 	h->has_down = r->has_down;
-	if (h->version == NULL || h->name == NULL || h->checksum == NULL ||
+	if (h->version == NULL || h->name == NULL || h->checksum == NULL || h->checksum_norm == NULL ||
 		(r->file && h->file == NULL) || (r->applied_at && h->applied_at == NULL) ||
 		(p->keeps_file_id && r->file_id && h->file_id == NULL))
 		return MIG_NOMEM;
@@ -68,14 +70,105 @@ changed(const mig_file *f)
 	return mig_is_repeatable(f->version) ? MIG_OUTDATED : MIG_CHANGED;
 }
 
+/* The state of an applied migration whose file now has these checksums. */
+static int
+applied_state(const mig_file *f, const mig_hist *r, const char *sum, const char *norm)
+{
+	if (strcmp(sum, r->checksum) == 0)
+		return MIG_APPLIED;
+	if (r->checksum_norm[0] && norm[0] && strcmp(norm, r->checksum_norm) == 0)
+		return MIG_REFORMATTED;
+	return changed(f);
+}
+
+/* Adds the entry of applied migration r, whose file is f: its checksums
+ * are the recorded ones when the file's identity is the one recorded (or
+ * cached), else the file is read. */
+static int
+add_applied(const mig_host *h, mig_plan *p, const mig_file *f, const mig_hist *r,
+			mig_err *err)
+{
+	mig_text	t;
+	char		sum[16] = "",
+				norm[16] = "",
+				id[MIG_FILE_ID_MAX] = "";
+	int			known = 0,
+				rc;
+	mig_entry  *e;
+
+	if ((r->file_id || h->cache) && mig_file_id_now(h, p->dir, f->up, id))
+	{
+		if (r->file_id && strcmp(id, r->file_id) == 0 &&
+			strlen(r->checksum) < sizeof(sum) && strlen(r->checksum_norm) < sizeof(norm))
+		{
+			strcpy(sum, r->checksum);
+			strcpy(norm, r->checksum_norm);
+			known = 1;
+		}
+		if (!known)
+			known = mig_cache_get(h->cache, p->dir, f->up, id, sum, norm);
+	}
+	if (!known)
+	{
+		if ((rc = mig_text_read(h, p->dir, f->up, &t, err)) != MIG_OK)
+		{
+			if (rc == MIG_NOMEM || p->problems == NULL)
+				return rc;
+			/* validating: note it, and go on as if unchanged */
+			rc = mig_problem_add(&p->arena, p->problems, f->version, f->up, "bad_file", 0, err);
+			mig_err_clear(err);
+			return rc == MIG_OK ? add_entry(p, f, r, MIG_APPLIED) : rc;
+		}
+		mig_cache_put(h->cache, p->dir, f->up, &t);
+		memcpy(sum, t.checksum, sizeof(sum));
+		memcpy(norm, t.norm, sizeof(norm));
+		mig_text_free(h, &t);
+	}
+	if ((rc = add_entry(p, f, r, applied_state(f, r, sum, norm))) != MIG_OK)
+		return rc;
+	e = mig_vec_at(&p->entries, mig_entry, p->entries.n - 1);
+	memcpy(e->checksum, sum, sizeof(sum));
+	memcpy(e->norm, norm, sizeof(norm));
+	return MIG_OK;
+}
+
+int
+mig_problem_add(mig_arena *a, mig_vec *problems, const char *version, const char *file,
+				const char *kind, int warning, const mig_err *e)
+{
+	mig_found  *f = mig_vec_push(problems);
+	char		msg[MIG_CTX_MAX + MIG_MSG_MAX + 4];
+
+	if (f == NULL)
+		return MIG_NOMEM;
+	snprintf(msg, sizeof(msg), "%s%s%s", e->context, e->context[0] ? ": " : "", e->message);
+	f->version = version ? mig_arena_strdup(a, version) : NULL;
+	f->file = file ? mig_arena_strdup(a, file) : NULL;
+	f->kind = kind;
+	f->warning = warning;
+	memcpy(f->sqlstate, e->sqlstate, sizeof(f->sqlstate));
+	f->message = mig_arena_strdup(a, msg);
+	if (f->message == NULL || (version && f->version == NULL) || (file && f->file == NULL))
+		return MIG_NOMEM;
+	return MIG_OK;
+}
+
 int
 mig_plan_build(const mig_host *h, const char *dir, mig_plan *p, mig_err *err)
+{
+	return mig_plan_collect(h, dir, p, NULL, err);
+}
+
+int
+mig_plan_collect(const mig_host *h, const char *dir, mig_plan *p, mig_vec *problems,
+				 mig_err *err)
 {
 	size_t		i = 0,
 				j = 0;
 	int			rc;
 
 	memset(p, 0, sizeof(*p));
+	p->problems = problems;
 	mig_arena_init(&p->arena, h);
 	mig_vec_init(&p->files, h, sizeof(mig_file));
 	mig_vec_init(&p->hist, h, sizeof(mig_hist));
@@ -93,7 +186,7 @@ mig_plan_build(const mig_host *h, const char *dir, mig_plan *p, mig_err *err)
 	for (size_t k = p->hist.n; k > 0 && p->max_applied == NULL; k--)
 		if (!mig_is_repeatable(mig_vec_at(&p->hist, mig_hist, k - 1)->version))
 			p->max_applied = mig_vec_at(&p->hist, mig_hist, k - 1)->version;
-	if (dir && (rc = mig_discover(h, &p->arena, dir, &p->files, err)) != MIG_OK)
+	if (dir && (rc = mig_discover(h, &p->arena, dir, &p->files, p->problems, err)) != MIG_OK)
 		return rc;
 
 	while (i < p->files.n || j < p->hist.n)
@@ -116,41 +209,7 @@ mig_plan_build(const mig_host *h, const char *dir, mig_plan *p, mig_err *err)
 		}
 		else
 		{
-			mig_text	t;
-			char		sum[16],
-						id[MIG_FILE_ID_MAX] = "";
-			int			known = 0;
-
-			/* unchanged since it was applied or last read: no need to read */
-			if ((r->file_id || h->cache) && mig_file_id_now(h, dir, f->up, id))
-			{
-				if (r->file_id && strcmp(id, r->file_id) == 0 &&
-					strlen(r->checksum) < sizeof(sum))
-				{
-					strcpy(sum, r->checksum);
-					known = 1;
-				}
-				if (!known)
-					known = mig_cache_get(h->cache, dir, f->up, id, sum);
-			}
-			if (known)
-			{
-				rc = add_entry(p, f, r, strcmp(sum, r->checksum) == 0 ? MIG_APPLIED : changed(f));
-				if (rc == MIG_OK)
-					memcpy(mig_vec_at(&p->entries, mig_entry, p->entries.n - 1)->checksum,
-						   sum, sizeof(sum));
-			}
-			else if ((rc = mig_text_read(h, dir, f->up, &t, err)) == MIG_OK)
-			{
-				mig_cache_put(h->cache, dir, f->up, &t);
-				int			same = strcmp(t.checksum, r->checksum) == 0;
-
-				rc = add_entry(p, f, r, same ? MIG_APPLIED : changed(f));
-				if (rc == MIG_OK)
-					memcpy(mig_vec_at(&p->entries, mig_entry, p->entries.n - 1)->checksum,
-						   t.checksum, sizeof(t.checksum));
-				mig_text_free(h, &t);
-			}
+			rc = add_applied(h, p, f, r, err);
 			i++;
 			j++;
 		}
@@ -215,6 +274,40 @@ first_in(const mig_plan *p, int state)
 	return NULL;
 }
 
+static void
+hint(const mig_plan *p, int state, mig_err *err)
+{
+	if (state == MIG_CHANGED)
+		mig_err_hint(err, "Restore the files as they were applied and put the change in a new migration, or after a review record the files as they are with migrate_repair.");
+	else if (state == MIG_MISSING)
+		mig_err_hint(err, "Restore the files: applied migrations must stay in the folder (or accept it with the option ignore_missing=true).");
+	else
+		mig_err_hint(err, "Give new migrations versions above %s, roll back the later ones first, or apply it anyway with the option out_of_order=true.",
+					 p->max_applied);
+}
+
+void
+mig_entry_error(const mig_plan *p, const mig_entry *e, mig_err *err)
+{
+	if (e->state == MIG_CHANGED)
+	{
+		mig_err_set(err, MIG_SQLSTATE_STATE,
+					"applied migration %s has changed since it was applied",
+					e->file->version);
+		mig_err_detail(err, "File \"%s\" now has checksum %s; %s was recorded when it was applied.",
+					   e->file->up, e->checksum, e->hist->checksum);
+	}
+	else if (e->state == MIG_MISSING)
+		mig_err_set(err, MIG_SQLSTATE_STATE,
+					"applied migration %s (%s) is missing from \"%s\"",
+					e->hist->version, e->hist->file ? e->hist->file : e->hist->name, p->dir);
+	else
+		mig_err_set(err, MIG_SQLSTATE_STATE,
+					"pending migration %s (%s) is older than the latest applied migration %s",
+					e->file->version, e->file->up, p->max_applied);
+	hint(p, e->state, err);
+}
+
 int
 mig_plan_check(const mig_plan *p, const mig_options *o, mig_err *err)
 {
@@ -235,50 +328,24 @@ mig_plan_check(const mig_plan *p, const mig_options *o, mig_err *err)
 		return MIG_OK;
 	n = p->count[state];
 	e = first_in(p, state);
-	if (state == MIG_CHANGED)
-	{
-		if (n == 1)
-		{
-			mig_err_set(err, MIG_SQLSTATE_STATE,
-						"applied migration %s has changed since it was applied",
-						e->file->version);
-			mig_err_detail(err, "File \"%s\" now has checksum %s; %s was recorded when it was applied.",
-						   e->file->up, e->checksum, e->hist->checksum);
-		}
-		else
-			mig_err_set(err, MIG_SQLSTATE_STATE,
-						"%zu applied migrations have changed since they were applied", n);
-		mig_err_hint(err, "Restore the files as they were applied and put the change in a new migration.");
-	}
+	if (n == 1)
+		mig_entry_error(p, e, err);
+	else if (state == MIG_CHANGED)
+		mig_err_set(err, MIG_SQLSTATE_STATE,
+					"%zu applied migrations have changed since they were applied", n);
 	else if (state == MIG_MISSING)
-	{
-		if (n == 1)
-			mig_err_set(err, MIG_SQLSTATE_STATE,
-						"applied migration %s (%s) is missing from \"%s\"",
-						e->hist->version, e->hist->file ? e->hist->file : e->hist->name, p->dir);
-		else
-			mig_err_set(err, MIG_SQLSTATE_STATE,
-						"%zu applied migrations are missing from \"%s\"", n, p->dir);
-		mig_err_hint(err, "Restore the files: applied migrations must stay in the folder (or accept it with the option ignore_missing=true).");
-	}
+		mig_err_set(err, MIG_SQLSTATE_STATE,
+					"%zu applied migrations are missing from \"%s\"", n, p->dir);
 	else
-	{
-		if (n == 1)
-			mig_err_set(err, MIG_SQLSTATE_STATE,
-						"pending migration %s (%s) is older than the latest applied migration %s",
-						e->file->version, e->file->up, p->max_applied);
-		else
-			mig_err_set(err, MIG_SQLSTATE_STATE,
-						"%zu pending migrations are older than the latest applied migration %s",
-						n, p->max_applied);
-		mig_err_hint(err, "Give new migrations versions above %s, roll back the later ones first, or apply it anyway with the option out_of_order=true.",
-					 p->max_applied);
-	}
+		mig_err_set(err, MIG_SQLSTATE_STATE,
+					"%zu pending migrations are older than the latest applied migration %s",
+					n, p->max_applied);
 	if (n > 1)
 	{
 		mig_arena	a;
 		const char **names;
 
+		hint(p, state, err);
 		mig_arena_init(&a, p->arena.h);
 		names = mig_arena_alloc(&a, sizeof(char *) * 20);
 		if (names)
@@ -289,7 +356,7 @@ mig_plan_check(const mig_plan *p, const mig_options *o, mig_err *err)
 		mig_arena_free(&a);
 	}
 	if (p->count[MIG_CHANGED] + p->count[MIG_MISSING] + p->count[MIG_OUT_OF_ORDER] > n)
-		mig_err_detail(err, "There are other problems too: %zu changed, %zu missing, %zu out of order; migrate_status lists every migration.",
+		mig_err_detail(err, "There are other problems too: %zu changed, %zu missing, %zu out of order; migrate_validate lists every problem.",
 					   p->count[MIG_CHANGED], p->count[MIG_MISSING], p->count[MIG_OUT_OF_ORDER]);
 	return MIG_ERROR;
 }

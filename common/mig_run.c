@@ -176,6 +176,7 @@ check_pending(const mig_host *h, mig_plan *p, mig_entry *e, mig_err *err)
 	if (rc != MIG_OK)
 		return rc;
 	memcpy(e->checksum, t.checksum, sizeof(t.checksum));
+	memcpy(e->norm, t.norm, sizeof(t.norm));
 	rc = check_script(h, &t, f, 0, err);
 	if (rc == MIG_OK && f->layout == MIG_LAYOUT_SINGLE)
 		rc = check_script(h, &t, f, 1, err);	/* its down section */
@@ -214,25 +215,18 @@ text_of(const mig_host *h, const char *dir, mig_entry *e, int down,
 	return read_file_of(h, dir, e->file, down, tmp, err);
 }
 
-/* Runs one pending migration and records it with its down script. */
-static int
-apply_one(const mig_host *h, const char *dir, mig_entry *e, mig_err *err)
+int
+mig_entry_scripts(const mig_host *h, const char *dir, mig_entry *e, mig_text tmp[2],
+				  const mig_text **up, mig_script *s, mig_script *ds, mig_err *err)
 {
 	const mig_file *f = e->file;
-	mig_text	up_tmp = {0},
-				down_tmp = {0};
-	const mig_text *up = NULL,
-			   *dt = NULL;
-	mig_script	s,
-				ds = {0};
-	mig_record	rec;
-	char		id[MIG_FILE_ID_MAX];
-	double		t0;
-	int			rc = text_of(h, dir, e, 0, &up_tmp, &up, err);
+	const mig_text *dt = NULL;
+	int			rc = text_of(h, dir, e, 0, &tmp[0], up, err);
 
+	memset(ds, 0, sizeof(*ds));
 	if (rc == MIG_OK)
-		rc = mig_text_script(up, f, 0, &s, err);
-	if (rc == MIG_OK && strcmp(up->checksum, e->checksum) != 0)
+		rc = mig_text_script(*up, f, 0, s, err);
+	if (rc == MIG_OK && strcmp((*up)->checksum, e->checksum) != 0)
 	{
 		mig_err_set(err, MIG_SQLSTATE_STATE,
 					"migration file \"%s\" changed while migrations were being applied", f->up);
@@ -240,10 +234,43 @@ apply_one(const mig_host *h, const char *dir, mig_entry *e, mig_err *err)
 	}
 	if (rc == MIG_OK && (f->down || f->layout == MIG_LAYOUT_SINGLE))
 	{
-		rc = f->down ? text_of(h, dir, e, 1, &down_tmp, &dt, err) : MIG_OK;
+		rc = f->down ? text_of(h, dir, e, 1, &tmp[1], &dt, err) : MIG_OK;
 		if (rc == MIG_OK)
-			rc = mig_text_script(f->down ? dt : up, f, 1, &ds, err);
+			rc = mig_text_script(f->down ? dt : *up, f, 1, ds, err);
 	}
+	return rc;
+}
+
+void
+mig_file_record(const mig_file *f, const mig_text *up, const mig_script *s,
+				const mig_script *ds, mig_record *rec)
+{
+	memset(rec, 0, sizeof(*rec));
+	rec->version = f->version;
+	rec->name = f->name;
+	rec->up_file = f->up;
+	rec->down_file = f->down ? f->down : ds->sql ? f->up : NULL;
+	rec->checksum = up->checksum;
+	rec->checksum_norm = up->norm;
+	rec->up_sql = s->sql;
+	rec->up_len = s->len;
+	rec->down_sql = ds->sql;
+	rec->down_len = ds->sql ? ds->len : 0;
+}
+
+/* Runs one pending migration and records it with its down script. */
+static int
+apply_one(const mig_host *h, const char *dir, mig_entry *e, mig_err *err)
+{
+	mig_text	tmp[2] = {{0}, {0}};
+	const mig_text *up = NULL;
+	mig_script	s,
+				ds;
+	mig_record	rec;
+	char		id[MIG_FILE_ID_MAX];
+	double		t0 = now_ms();
+	int			rc = mig_entry_scripts(h, dir, e, tmp, &up, &s, &ds, err);
+
 	if (rc == MIG_OK)
 	{
 		t0 = now_ms();
@@ -251,31 +278,25 @@ apply_one(const mig_host *h, const char *dir, mig_entry *e, mig_err *err)
 	}
 	if (rc == MIG_OK)
 	{
-		rec.version = f->version;
-		rec.name = f->name;
-		rec.up_file = f->up;
-		rec.down_file = f->down ? f->down : ds.sql ? f->up : NULL;
-		rec.checksum = up->checksum;
-		rec.up_sql = s.sql;
-		rec.up_len = s.len;
-		rec.down_sql = ds.sql;
-		rec.down_len = ds.sql ? ds.len : 0;
+		mig_file_record(e->file, up, &s, &ds, &rec);
 		rec.exec_ms = now_ms() - t0;
 		rec.file_id = mig_file_id_of(up, id) ? id : NULL;
 		rc = h->history_add(h->ctx, &rec, err);
 		if (rc != MIG_OK)
 			failed(err, rc);
+		else
+			mig_notice(h, NULL, "applied migration %s (%s) in %.1f ms",
+					   e->file->version, e->file->up, rec.exec_ms);
 	}
-	mig_text_free(h, &up_tmp);
-	mig_text_free(h, &down_tmp);
+	mig_text_free(h, &tmp[0]);
+	mig_text_free(h, &tmp[1]);
 	if (rc == MIG_OK && h->checkpoint && (rc = h->checkpoint(h->ctx, err)) != MIG_OK)
 		failed(err, rc);
 	return rc;
 }
 
-/* Whether this call applies entry e. */
-static int
-to_apply(const mig_entry *e, const mig_options *o)
+int
+mig_to_apply(const mig_entry *e, const mig_options *o)
 {
 	if (e->state == MIG_OUTDATED)
 		return 1;				/* repeatables run whatever the target */
@@ -283,6 +304,37 @@ to_apply(const mig_entry *e, const mig_options *o)
 		return 0;
 	return o->target == NULL || mig_is_repeatable(e->file->version) ||
 		mig_version_cmp(e->file->version, o->target) <= 0;
+}
+
+int
+mig_prepare(const mig_host *h, const char *path, const mig_options *o, mig_plan *p,
+			mig_err *err)
+{
+	int			rc = mig_plan_build(h, path, p, err);
+
+	if (rc == MIG_OK)
+		rc = mig_plan_check(p, o, err);
+	for (size_t i = 0; rc == MIG_OK && i < p->entries.n; i++)
+	{
+		mig_entry  *e = mig_vec_at(&p->entries, mig_entry, i);
+
+		if (mig_to_apply(e, o))
+			rc = check_pending(h, p, e, err);
+	}
+	if (rc == MIG_OK && p->count[MIG_REFORMATTED])
+	{
+		const mig_entry *e = NULL;
+
+		for (size_t i = 0; e == NULL; i++)
+			if (mig_vec_at(&p->entries, mig_entry, i)->state == MIG_REFORMATTED)
+				e = mig_vec_at(&p->entries, mig_entry, i);
+		mig_notice(h, "Only white space, line ends or a byte order mark changed; migrate_repair records the files as they are now.",
+				   p->count[MIG_REFORMATTED] == 1 ?
+				   "applied migration %s (%s) was reformatted since it was applied" :
+				   "applied migration %s (%s) and %zu more were reformatted since they were applied",
+				   e->file->version, e->file->up, p->count[MIG_REFORMATTED] - 1);
+	}
+	return rc;
 }
 
 int
@@ -316,22 +368,13 @@ mig_apply_with(const mig_host *h, const char *path, const char *options,
 		mig_arena_free(&a);
 		return rc == MIG_BUSY ? MIG_OK : rc;
 	}
-	rc = mig_plan_build(h, path, &p, err);
-	if (rc == MIG_OK)
-		rc = mig_plan_check(&p, &o, err);
-	for (i = 0; rc == MIG_OK && i < p.entries.n; i++)
-	{
-		mig_entry  *e = mig_vec_at(&p.entries, mig_entry, i);
-
-		if (to_apply(e, &o))
-			rc = check_pending(h, &p, e, err);
-	}
+	rc = mig_prepare(h, path, &o, &p, err);
 	/* in version order: repeatables come last, as Flyway runs them */
 	for (i = 0; rc == MIG_OK && i < p.entries.n; i++)
 	{
 		mig_entry  *e = mig_vec_at(&p.entries, mig_entry, i);
 
-		if (!to_apply(e, &o))
+		if (!mig_to_apply(e, &o))
 			continue;
 		if (e->state == MIG_OUTDATED &&
 			(rc = h->history_remove(h->ctx, e->file->version, err)) != MIG_OK)

@@ -275,8 +275,8 @@ sq_lock(void *ctx, const mig_lock_opts *o, mig_err *err)
 		mig_err_nomem(err);
 	else if ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED)
 	{
-		mig_err_set(err, MIG_SQLSTATE_LOCK,
-					"the migration lock is held by another connection to the database");
+		mig_err_set(err, MIG_SQLSTATE_LOCK, "could not take the migration lock: %s",
+					sqlite3_errmsg(c->db));
 		if (waited > 0)
 			mig_err_detail(err, "Another connection held the database's write lock for more than %d ms; SQLite does not tell which.", waited);
 		else
@@ -370,7 +370,7 @@ sq_history_load(void *ctx, mig_row_cb cb, void *arg, mig_err *err)
 		return MIG_OK;
 	if (sqlite3_prepare_v2(c->db,
 						   "SELECT version, name, up_file, checksum, applied_at, execution_ms,"
-						   " installed_rank, down_sql IS NOT NULL, file_id FROM main.migrate_history",
+						   " installed_rank, down_sql IS NOT NULL, file_id, checksum_norm FROM main.migrate_history",
 						   -1, &st, NULL) != SQLITE_OK)
 		return db_error(c, err, "could not read migrate_history");
 	while (rc == MIG_OK && (src = sqlite3_step(st)) == SQLITE_ROW)
@@ -386,6 +386,7 @@ sq_history_load(void *ctx, mig_row_cb cb, void *arg, mig_err *err)
 		r.rank = sqlite3_column_int64(st, 6);
 		r.has_down = sqlite3_column_int(st, 7);
 		r.file_id = (const char *) sqlite3_column_text(st, 8);
+		r.checksum_norm = (const char *) sqlite3_column_text(st, 9);
 		if (r.version == NULL)
 		{
 			rc = db_error(c, err, "could not read migrate_history");
@@ -408,9 +409,9 @@ sq_history_add(void *ctx, const mig_record *r, mig_err *err)
 	if (c->add == NULL &&
 		sqlite3_prepare_v3(c->db,
 						   "INSERT INTO main.migrate_history(version, name, up_file, down_file,"
-						   " checksum, applied_at, execution_ms, up_sql, down_sql, file_id)"
+						   " checksum, applied_at, execution_ms, up_sql, down_sql, file_id, checksum_norm)"
 						   " VALUES(?1, ?2, ?3, ?4, ?5, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),"
-						   " ?6, ?7, ?8, ?9)", -1, SQLITE_PREPARE_PERSISTENT, &c->add, NULL) != SQLITE_OK)
+						   " ?6, ?7, ?8, ?9, ?10)", -1, SQLITE_PREPARE_PERSISTENT, &c->add, NULL) != SQLITE_OK)
 		return db_error(c, err, "could not record the migration");
 	st = c->add;
 	if (sqlite3_bind_text(st, 1, r->version, -1, SQLITE_STATIC) ||
@@ -423,6 +424,7 @@ sq_history_add(void *ctx, const mig_record *r, mig_err *err)
 		(r->down_sql ? sqlite3_bind_text64(st, 8, r->down_sql, r->down_len, SQLITE_STATIC, SQLITE_UTF8)
 		 : sqlite3_bind_null(st, 8)) ||
 		sqlite3_bind_text(st, 9, r->file_id, -1, SQLITE_STATIC) ||
+		sqlite3_bind_text(st, 10, r->checksum_norm, -1, SQLITE_STATIC) ||
 		sqlite3_step(st) != SQLITE_DONE)
 	{
 		int			rc = db_error(c, err, "could not record the migration");

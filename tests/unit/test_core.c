@@ -50,6 +50,7 @@ typedef struct frow {
 			   *name,
 			   *file,
 			   *checksum,
+			   *norm,
 			   *down,
 			   *file_id;
 	int64_t		rank;
@@ -160,6 +161,7 @@ free_rows(frow *rows, int n)
 		free(rows[i].name);
 		free(rows[i].file);
 		free(rows[i].checksum);
+		free(rows[i].norm);
 		free(rows[i].down);
 		free(rows[i].file_id);
 	}
@@ -175,6 +177,7 @@ copy_rows(frow *to, const frow *from, int n)
 		to[i].name = strdup(from[i].name);
 		to[i].file = strdup(from[i].file);
 		to[i].checksum = strdup(from[i].checksum);
+		to[i].norm = from[i].norm ? strdup(from[i].norm) : NULL;
 		to[i].down = from[i].down ? strdup(from[i].down) : NULL;
 		to[i].file_id = from[i].file_id ? strdup(from[i].file_id) : NULL;
 	}
@@ -224,8 +227,8 @@ f_load(void *ctx, mig_row_cb cb, void *arg, mig_err *err)
 	for (int i = f->n - 1; i >= 0; i--)	/* any order: give it backwards */
 	{
 		mig_hist_row r = {f->rows[i].version, f->rows[i].name, f->rows[i].file,
-		f->rows[i].checksum, "2024-01-01", 1.5, f->rows[i].rank, f->rows[i].down != NULL,
-		f->rows[i].file_id};
+			f->rows[i].checksum, f->rows[i].norm, "2024-01-01", 1.5, f->rows[i].rank,
+		f->rows[i].down != NULL, f->rows[i].file_id};
 		int			rc = cb(arg, &r);
 
 		if (rc)
@@ -245,6 +248,7 @@ f_add(void *ctx, const mig_record *r, mig_err *err)
 	w->name = strdup(r->name);
 	w->file = strdup(r->up_file);
 	w->checksum = strdup(r->checksum);
+	w->norm = r->checksum_norm ? strdup(r->checksum_norm) : NULL;
 	w->down = r->down_sql ? xdup(r->down_sql, r->down_len) : NULL;
 	w->file_id = r->file_id ? strdup(r->file_id) : NULL;
 	w->rank = ++f->next_rank;
