@@ -265,6 +265,8 @@ typedef struct mig_plan {
 	const char *max_applied;	/* highest applied version, or NULL */
 	size_t		count[MIG_STATES];	/* entries per state */
 	size_t		kept;			/* bytes of mig_entry.up/down held */
+	int			history_read;	/* the history was read (a later failure
+								 * is the folder's) */
 	int			keeps_file_id;	/* the host's history keeps file identities */
 } mig_plan;
 
@@ -300,6 +302,15 @@ int			mig_lock(const mig_host *h, const mig_lock_opts *o, mig_err *err);
 /* Shows a notice through host->notice, if any (printf-style message). */
 void		mig_notice(const mig_host *h, const char *detail, const char *fmt,...)
 			__attribute__((format(printf, 3, 4)));
+/* Runs host->check_script or host->exec on s and names the file, version
+ * and line in the error. */
+int			mig_run_script(const mig_host *h,
+						   int (*fn) (void *, const mig_script *, mig_err *),
+						   const mig_script *s, mig_err *err);
+/* Validates the files of a migration to apply before anything runs,
+ * keeping its texts within MIG_KEEP_BUDGET and its checksums in e. */
+int			mig_check_pending(const mig_host *h, mig_plan *p, mig_entry *e,
+							  mig_err *err);
 /* Whether a call with options o applies entry e. */
 int			mig_to_apply(const mig_entry *e, const mig_options *o);
 /* What apply does before it runs anything: builds and checks the plan,

@@ -1,49 +1,403 @@
 /*
  * mig_ops.c -- the operator's entry points beside apply and rollback:
- * validate, repair, plan (dry run) and the off-hours script.
+ * validate (every problem in one pass), repair (after a reviewed edit),
+ * plan (a dry run) and the off-hours script.  Plan and script share
+ * apply's preparation (mig_prepare), so they refuse exactly what apply
+ * would refuse and list exactly what it would run.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "mig_int.h"
 
-static int
-not_yet(mig_err *err, const char *what)
+/* ---- validate ---- */
+
+/* The kind of problem a failed check of a pending file is. */
+static const char *
+file_problem(const mig_err *e)
 {
-	mig_err_clear(err);
-	mig_err_set(err, "0A000", "%s is not implemented yet", what);
-	return MIG_ERROR;
+	if (strcmp(e->sqlstate, "42601") == 0)
+		return "syntax_error";
+	if (strcmp(e->sqlstate, MIG_SQLSTATE_TXN_CONTROL) == 0)
+		return "not_allowed";
+	return "bad_file";
+}
+
+/* 1 when a problem already names version (a duplicate version, say). */
+static int
+noted(const mig_vec *problems, const char *version)
+{
+	for (size_t i = 0; i < problems->n; i++)
+	{
+		const mig_found *f = mig_vec_at(problems, mig_found, i);
+
+		if (f->version && mig_version_cmp(f->version, version) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* Notes the problem of one entry of the plan, if it has one. */
+static int
+check_entry(const mig_host *h, mig_plan *p, mig_entry *e, mig_err *err)
+{
+	const char *version = e->file ? e->file->version : e->hist->version;
+	const char *file = e->file ? e->file->up : e->hist->file;
+	mig_options all;
+	mig_err		e2;
+	int			rc;
+
+	mig_options_default(&all);
+	mig_err_clear(&e2);
+	switch (e->state)
+	{
+		case MIG_CHANGED:
+		case MIG_MISSING:
+		case MIG_OUT_OF_ORDER:
+			if (e->state == MIG_MISSING && noted(p->problems, version))
+				return MIG_OK;
+			mig_entry_error(p, e, &e2);
+			rc = mig_problem_add(&p->arena, p->problems, version, file,
+								 mig_state_names[e->state], 0, &e2);
+			if (rc != MIG_OK || e->state != MIG_OUT_OF_ORDER)
+				return rc;
+			break;				/* its files are checked too */
+		case MIG_REFORMATTED:
+			mig_err_set(&e2, "01000", "applied migration %s was reformatted since it was applied",
+						version);
+			return mig_problem_add(&p->arena, p->problems, version, file,
+								   "reformatted", 1, &e2);
+		case MIG_PENDING:
+		case MIG_OUTDATED:
+			break;
+		default:
+			return MIG_OK;
+	}
+	all.out_of_order = 1;
+	if (!mig_to_apply(e, &all))
+		return MIG_OK;
+	rc = mig_check_pending(h, p, e, &e2);
+	if (rc == MIG_NOMEM)
+	{
+		*err = e2;
+		return rc;
+	}
+	if (rc != MIG_OK)
+		rc = mig_problem_add(&p->arena, p->problems, version, file, file_problem(&e2), 0, &e2);
+	return rc;
 }
 
 int
 mig_validate(const mig_host *h, const char *path, mig_problem_cb cb, void *arg,
 			 mig_err *err)
 {
-	(void) h, (void) path, (void) cb, (void) arg;
-	return not_yet(err, "migrate_validate");
+	mig_plan	p;
+	mig_vec		problems;
+	int			rc;
+
+	mig_err_clear(err);
+	if (!mig_path_given(path, err))
+		return MIG_ERROR;
+	mig_vec_init(&problems, h, sizeof(mig_found));
+	rc = mig_plan_collect(h, path, &p, &problems, err);
+	if (rc == MIG_ERROR && p.history_read)
+	{
+		/* the folder itself cannot be used: that is the one problem */
+		rc = mig_problem_add(&p.arena, &problems, NULL, NULL, "folder", 0, err);
+		mig_err_clear(err);
+	}
+	else
+		for (size_t i = 0; rc == MIG_OK && i < p.entries.n; i++)
+			rc = check_entry(h, &p, mig_vec_at(&p.entries, mig_entry, i), err);
+	for (size_t i = 0; rc == MIG_OK && i < problems.n; i++)
+	{
+		const mig_found *f = mig_vec_at(&problems, mig_found, i);
+		mig_problem pr;
+
+		pr.version = f->version;
+		pr.file = f->file;
+		pr.kind = f->kind;
+		pr.severity = f->warning ? "warning" : "error";
+		pr.sqlstate = f->sqlstate;
+		pr.message = f->message;
+		rc = cb(arg, &pr);
+	}
+	if (rc == MIG_NOMEM && err->code != MIG_NOMEM)
+		mig_err_nomem(err);
+	mig_plan_free(&p);
+	mig_vec_free(&problems);
+	return rc;
+}
+
+/* ---- repair ---- */
+
+/* Brings the history row of applied entry e in line with its files. */
+static int
+repair_one(const mig_host *h, const char *dir, mig_entry *e, mig_err *err)
+{
+	const mig_file *f = e->file;
+	mig_text	up = {0},
+				down = {0};
+	mig_script	s,
+				ds = {0};
+	mig_repair_row r;
+	char		id[MIG_FILE_ID_MAX];
+	int			rc = mig_text_read(h, dir, f->up, &up, err);
+
+	if (rc == MIG_OK)
+		rc = mig_text_script(&up, f, 0, &s, err);
+	if (rc == MIG_OK && f->down)
+		rc = mig_text_read(h, dir, f->down, &down, err);
+	if (rc == MIG_OK && (f->down || f->layout == MIG_LAYOUT_SINGLE))
+		rc = mig_text_script(f->down ? &down : &up, f, 1, &ds, err);
+	if (rc == MIG_OK && ds.sql && h->check_script)
+		rc = mig_run_script(h, h->check_script, &ds, err);
+	if (rc == MIG_OK)
+	{
+		memset(&r, 0, sizeof(r));
+		r.version = f->version;
+		r.name = f->name;
+		r.up_file = f->up;
+		r.down_file = f->down ? f->down : ds.sql ? f->up : NULL;
+		r.old_checksum = e->hist->checksum;
+		r.checksum = up.checksum;
+		r.checksum_norm = up.norm;
+		r.down_sql = ds.sql;
+		r.down_len = ds.sql ? ds.len : 0;
+		r.file_id = mig_file_id_of(&up, id) ? id : NULL;
+		rc = h->history_repair(h->ctx, &r, err);
+	}
+	if (rc == MIG_OK)
+		mig_notice(h, NULL, "repaired migration %s (%s): checksum %s, was %s",
+				   f->version, f->up, up.checksum, e->hist->checksum);
+	mig_text_free(h, &up);
+	mig_text_free(h, &down);
+	return rc;
 }
 
 int
 mig_repair(const mig_host *h, const char *path, int64_t *repaired, mig_err *err)
 {
-	(void) h, (void) path;
+	mig_plan	p;
+	int			rc;
+
+	mig_err_clear(err);
 	*repaired = 0;
-	return not_yet(err, "migrate_repair");
+	if (!mig_path_given(path, err))
+		return MIG_ERROR;
+	if (h->history_repair == NULL)
+	{
+		mig_err_set(err, "0A000", "repairing the history is not available here");
+		return MIG_ERROR;
+	}
+	if ((rc = mig_lock(h, NULL, err)) != MIG_OK)
+		return rc;
+	rc = mig_plan_build(h, path, &p, err);
+	for (size_t i = 0; rc == MIG_OK && i < p.entries.n; i++)
+	{
+		mig_entry  *e = mig_vec_at(&p.entries, mig_entry, i);
+
+		if (e->state != MIG_CHANGED && e->state != MIG_REFORMATTED)
+			continue;
+		if ((rc = repair_one(h, path, e, err)) == MIG_OK)
+			(*repaired)++;
+	}
+	mig_plan_free(&p);
+	return mig_finish(h, rc, err);
+}
+
+/* ---- plan (dry run) ---- */
+
+/* Calls fn for each migration a call with options would apply, in order,
+ * with its scripts, after apply's own checks; runs nothing. */
+static int
+each_pending(const mig_host *h, const char *path, const char *options,
+			 int (*fn) (void *arg, const mig_entry *e, const mig_text *up,
+						const mig_script *s, const mig_script *ds, mig_err *err),
+			 void *arg, mig_err *err)
+{
+	mig_arena	a;
+	mig_options o;
+	mig_plan	p;
+	int			rc;
+
+	mig_err_clear(err);
+	if (!mig_path_given(path, err))
+		return MIG_ERROR;
+	mig_arena_init(&a, h);
+	rc = mig_options_parse(&a, options, &o, err);
+	if (rc == MIG_OK)
+	{
+		rc = mig_prepare(h, path, &o, &p, err);
+		for (size_t i = 0; rc == MIG_OK && i < p.entries.n; i++)
+		{
+			mig_entry  *e = mig_vec_at(&p.entries, mig_entry, i);
+			mig_text	tmp[2] = {{0}, {0}};
+			const mig_text *up = NULL;
+			mig_script	s,
+						ds;
+
+			if (!mig_to_apply(e, &o))
+				continue;
+			rc = mig_entry_scripts(h, path, e, tmp, &up, &s, &ds, err);
+			if (rc == MIG_OK)
+				rc = fn(arg, e, up, &s, &ds, err);
+			mig_text_free(h, &tmp[0]);
+			mig_text_free(h, &tmp[1]);
+		}
+		mig_plan_free(&p);
+	}
+	mig_arena_free(&a);
+	if (rc == MIG_NOMEM && err->code != MIG_NOMEM)
+		mig_err_nomem(err);
+	return rc;
+}
+
+typedef struct plan_arg {
+	mig_pending_cb cb;
+	void	   *arg;
+} plan_arg;
+
+static int
+plan_one(void *arg, const mig_entry *e, const mig_text *up, const mig_script *s,
+		 const mig_script *ds, mig_err *err)
+{
+	plan_arg   *pa = arg;
+	mig_pending m;
+	int			rc;
+
+	m.version = e->file->version;
+	m.name = e->file->name;
+	m.file = e->file->up;
+	m.kind = e->state == MIG_OUTDATED ? "rerun" :
+		mig_is_repeatable(e->file->version) ? "repeatable" : "versioned";
+	m.sql = s->sql;
+	m.len = s->len;
+	m.down_sql = ds->sql;
+	m.down_len = ds->sql ? ds->len : 0;
+	m.checksum = up->checksum;
+	rc = pa->cb(pa->arg, &m);
+	if (rc == MIG_NOMEM)
+		mig_err_nomem(err);
+	return rc;
 }
 
 int
 mig_plan_pending(const mig_host *h, const char *path, const char *options,
 				 mig_pending_cb cb, void *arg, mig_err *err)
 {
-	(void) h, (void) path, (void) options, (void) cb, (void) arg;
-	return not_yet(err, "migrate_plan");
+	plan_arg	pa = {cb, arg};
+
+	return each_pending(h, path, options, plan_one, &pa, err);
+}
+
+/* ---- the off-hours script ---- */
+
+typedef struct strbuf {
+	const mig_host *h;
+	char	   *buf;
+	size_t		len,
+				cap;
+} strbuf;
+
+static int
+put(strbuf *b, const char *s, size_t n)
+{
+	if (b->len + n + 1 > b->cap)
+	{
+		size_t		cap = b->cap ? b->cap : 4096;
+		char	   *fresh;
+
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		if ((fresh = b->h->alloc(b->h->ctx, cap)) == NULL)
+			return MIG_NOMEM;
+		if (b->buf)
+		{
+			memcpy(fresh, b->buf, b->len);
+			b->h->release(b->h->ctx, b->buf);
+		}
+		b->buf = fresh;
+		b->cap = cap;
+	}
+	memcpy(b->buf + b->len, s, n);
+	b->len += n;
+	b->buf[b->len] = '\0';
+	return MIG_OK;
+}
+
+/* Appends the host's SQL for one part of the script. */
+static int
+put_part(strbuf *b, int part, const mig_record *rec, mig_err *err)
+{
+	char	   *sql = NULL;
+	int			rc = b->h->script_part(b->h->ctx, part, rec, &sql, err);
+
+	if (rc == MIG_OK)
+		rc = put(b, sql, strlen(sql));
+	if (sql)
+		b->h->release(b->h->ctx, sql);
+	if (rc == MIG_NOMEM && err->code != MIG_NOMEM)
+		mig_err_nomem(err);
+	return rc;
+}
+
+static int
+script_one(void *arg, const mig_entry *e, const mig_text *up, const mig_script *s,
+		   const mig_script *ds, mig_err *err)
+{
+	strbuf	   *b = arg;
+	mig_record	rec;
+	char		head[1200];
+	int			rc;
+
+	mig_file_record(e->file, up, s, ds, &rec);
+	snprintf(head, sizeof(head), "\n-- migration %s (%s)\n", e->file->version, e->file->up);
+	rc = put(b, head, strlen(head));
+	if (rc == MIG_OK && e->state == MIG_OUTDATED)
+		rc = put_part(b, MIG_PART_FORGET, &rec, err);
+	/* recorded first: run a second time, the script stops before the
+	 * migration does anything */
+	if (rc == MIG_OK)
+		rc = put_part(b, MIG_PART_RECORD, &rec, err);
+	if (rc == MIG_OK)
+		rc = put(b, s->sql, s->len);
+	/* a last line comment or a statement without its semicolon must not
+	 * swallow what follows */
+	if (rc == MIG_OK)
+		rc = put(b, "\n;\n", 3);
+	if (rc == MIG_NOMEM && err->code != MIG_NOMEM)
+		mig_err_nomem(err);
+	return rc;
 }
 
 int
 mig_script_text(const mig_host *h, const char *path, const char *options,
 				char **text, size_t *len, mig_err *err)
 {
-	(void) h, (void) path, (void) options;
+	strbuf		b = {h, NULL, 0, 0};
+	int			rc;
+
 	*text = NULL;
 	*len = 0;
-	return not_yet(err, "migrate_script");
+	mig_err_clear(err);
+	if (h->script_part == NULL)
+	{
+		mig_err_set(err, "0A000", "writing a migration script is not available here");
+		return MIG_ERROR;
+	}
+	rc = put_part(&b, MIG_PART_BEGIN, NULL, err);
+	if (rc == MIG_OK)
+		rc = each_pending(h, path, options, script_one, &b, err);
+	if (rc == MIG_OK)
+		rc = put_part(&b, MIG_PART_END, NULL, err);
+	if (rc != MIG_OK)
+	{
+		if (b.buf)
+			h->release(h->ctx, b.buf);
+		return rc;
+	}
+	*text = b.buf;
+	*len = b.len;
+	return MIG_OK;
 }

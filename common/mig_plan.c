@@ -181,6 +181,7 @@ mig_plan_collect(const mig_host *h, const char *dir, mig_plan *p, mig_vec *probl
 		mig_err_nomem(err);
 	if (rc != MIG_OK)
 		return rc;
+	p->history_read = 1;
 	if (p->hist.n > 1)
 		qsort(p->hist.items, p->hist.n, sizeof(mig_hist), hist_cmp);
 	for (size_t k = p->hist.n; k > 0 && p->max_applied == NULL; k--)

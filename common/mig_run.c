@@ -94,8 +94,8 @@ mig_finish(const mig_host *h, int rc, mig_err *err)
 
 /* Runs host->check_script or host->exec on s and names the file, version
  * and line in the error. */
-static int
-run_script(const mig_host *h, int (*fn) (void *, const mig_script *, mig_err *),
+int
+mig_run_script(const mig_host *h, int (*fn) (void *, const mig_script *, mig_err *),
 		   const mig_script *s, mig_err *err)
 {
 	int			rc;
@@ -145,7 +145,7 @@ check_script(const mig_host *h, const mig_text *t, const mig_file *f, int down,
 	if (rc == MIG_OK && !down)
 		rc = refuse_nontransactional(&s, err);
 	if (rc == MIG_OK && s.sql && h->check_script)
-		rc = run_script(h, h->check_script, &s, err);
+		rc = mig_run_script(h, h->check_script, &s, err);
 	return rc;
 }
 
@@ -166,8 +166,8 @@ keep(const mig_host *h, mig_plan *p, mig_text *t, mig_text **slot)
 
 /* Validates a pending migration before anything runs; keeps the up file's
  * checksum in e->checksum and, within the budget, the files themselves. */
-static int
-check_pending(const mig_host *h, mig_plan *p, mig_entry *e, mig_err *err)
+int
+mig_check_pending(const mig_host *h, mig_plan *p, mig_entry *e, mig_err *err)
 {
 	const mig_file *f = e->file;
 	mig_text	t;
@@ -274,7 +274,7 @@ apply_one(const mig_host *h, const char *dir, mig_entry *e, mig_err *err)
 	if (rc == MIG_OK)
 	{
 		t0 = now_ms();
-		rc = run_script(h, h->exec, &s, err);
+		rc = mig_run_script(h, h->exec, &s, err);
 	}
 	if (rc == MIG_OK)
 	{
@@ -319,7 +319,7 @@ mig_prepare(const mig_host *h, const char *path, const mig_options *o, mig_plan 
 		mig_entry  *e = mig_vec_at(&p->entries, mig_entry, i);
 
 		if (mig_to_apply(e, o))
-			rc = check_pending(h, p, e, err);
+			rc = mig_check_pending(h, p, e, err);
 	}
 	if (rc == MIG_OK && p->count[MIG_REFORMATTED])
 	{
@@ -484,7 +484,7 @@ roll_back(const mig_host *h, int64_t n, const char *target, int64_t *rolled_back
 			s.file = last[k]->name;	/* the down script comes from history */
 			s.version = last[k]->version;
 			s.down = 1;
-			rc = run_script(h, h->exec, &s, err);
+			rc = mig_run_script(h, h->exec, &s, err);
 		}
 		if (sql)
 			h->release(h->ctx, sql);

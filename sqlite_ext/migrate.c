@@ -12,6 +12,10 @@
  *   SELECT migrate_adopt('db/migrations');           -- take over from
  *                                                    -- Flyway, goose...
  *   SELECT migrate_baseline('db/migrations', '42');  -- mark as at 42
+ *   SELECT * FROM migrate_validate('db/migrations'); -- every problem
+ *   SELECT migrate_repair('db/migrations');          -- accept edits
+ *   SELECT * FROM migrate_plan('db/migrations');     -- dry run
+ *   SELECT migrate_script('db/migrations');          -- off-hours script
  *
  * This file is the thin edge: it registers the functions, turns their
  * arguments into calls of the core (common/mig.h) with the host from
@@ -25,6 +29,15 @@
 #include "sq_int.h"
 SQLITE_EXTENSION_INIT1
 
+char *
+sq_error_text(const char *fn, const mig_err *err)
+{
+	return sqlite3_mprintf("%s: %s%s%s%s%s%s%s", fn,
+						   err->context, err->context[0] ? ": " : "", err->message,
+						   err->detail[0] ? "\nDETAIL:  " : "", err->detail,
+						   err->hint[0] ? "\nHINT:  " : "", err->hint);
+}
+
 void
 sq_report(sqlite3_context *fctx, const char *fn, const mig_err *err)
 {
@@ -35,10 +48,7 @@ sq_report(sqlite3_context *fctx, const char *fn, const mig_err *err)
 		sqlite3_result_error_nomem(fctx);
 		return;
 	}
-	msg = sqlite3_mprintf("%s: %s%s%s%s%s%s%s", fn,
-						  err->context, err->context[0] ? ": " : "", err->message,
-						  err->detail[0] ? "\nDETAIL:  " : "", err->detail,
-						  err->hint[0] ? "\nHINT:  " : "", err->hint);
+	msg = sq_error_text(fn, err);
 	if (msg == NULL)
 	{
 		sqlite3_result_error_nomem(fctx);
@@ -102,6 +112,45 @@ static void
 fn_apply(sqlite3_context *fctx, int argc, sqlite3_value **argv)
 {
 	run_path_fn(fctx, argc, argv, "migrate_apply", mig_apply_with, sqlite3_user_data(fctx));
+}
+
+/* migrate_repair(path) -> number of history rows brought in line with
+ * their files after a reviewed edit */
+static int
+repair_entry(const mig_host *h, const char *path, const char *options, int64_t *n, mig_err *err)
+{
+	(void) options;
+	return mig_repair(h, path, n, err);
+}
+
+static void
+fn_repair(sqlite3_context *fctx, int argc, sqlite3_value **argv)
+{
+	run_path_fn(fctx, argc, argv, "migrate_repair", repair_entry, NULL);
+}
+
+/* migrate_script(path [, options]) -> one SQL script applying the pending
+ * migrations and recording them, for a DBA to run off-hours */
+static void
+fn_script(sqlite3_context *fctx, int argc, sqlite3_value **argv)
+{
+	const char *path = path_arg(fctx, "migrate_script", argv[0]);
+	const char *options = argc > 1 ? (const char *) sqlite3_value_text(argv[1]) : NULL;
+	sq_ctx		c;
+	mig_host	h;
+	mig_err		err;
+	char	   *text = NULL;
+	size_t		len = 0;
+
+	if (path == NULL)
+		return;
+	c.db = sqlite3_context_db_handle(fctx);
+	c.fn = "migrate_script";
+	sq_host_init(&h, &c);
+	if (mig_script_text(&h, path, options, &text, &len, &err) != MIG_OK)
+		sq_report(fctx, c.fn, &err);
+	else
+		sqlite3_result_text64(fctx, text, len, sqlite3_free, SQLITE_UTF8);
 }
 
 static int
@@ -234,7 +283,13 @@ sqlite3_migrate_init(sqlite3 *db, char **pzErrMsg, const sqlite3_api_routines *p
 	if (rc == SQLITE_OK)
 		rc = sqlite3_create_function(db, "migrate_baseline", 2, flags, NULL, fn_baseline, NULL, NULL);
 	if (rc == SQLITE_OK)
-		rc = sq_status_register(db);
+		rc = sqlite3_create_function(db, "migrate_repair", 1, flags, NULL, fn_repair, NULL, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_create_function(db, "migrate_script", 1, flags, NULL, fn_script, NULL, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_create_function(db, "migrate_script", 2, flags, NULL, fn_script, NULL, NULL);
+	if (rc == SQLITE_OK)
+		rc = sq_tables_register(db);
 	if (rc != SQLITE_OK && pzErrMsg)
 		*pzErrMsg = sqlite3_mprintf("migrate: could not register its functions: %s",
 									sqlite3_errstr(rc));

@@ -650,6 +650,86 @@ sq_exec(void *ctx, const mig_script *s, mig_err *err)
 	return MIG_OK;
 }
 
+/* ---- notices and the off-hours script ---- */
+
+/* Notices go to SQLite's error log (sqlite3_config SQLITE_CONFIG_LOG),
+ * which an application may route to its own log. */
+static void
+sq_notice(void *ctx, const char *message, const char *detail)
+{
+	sq_ctx	   *c = ctx;
+
+	sqlite3_log(SQLITE_NOTICE, "%s: %s%s%s", c->fn, message,
+				detail ? "\nDETAIL:  " : "", detail ? detail : "");
+}
+
+/* A copy of s[0..len) quoted as an SQL literal ('it''s'), or NULL. */
+static char *
+quoted(const char *s, size_t len, int *oom)
+{
+	char	   *copy,
+			   *q;
+
+	if (s == NULL)
+		return sqlite3_mprintf("NULL");
+	if ((copy = sqlite3_malloc64(len + 1)) == NULL)
+		return (*oom = 1), NULL;
+	memcpy(copy, s, len);
+	copy[len] = '\0';
+	q = sqlite3_mprintf("%Q", copy);
+	sqlite3_free(copy);
+	if (q == NULL)
+		*oom = 1;
+	return q;
+}
+
+static int
+sq_script_part(void *ctx, int part, const mig_record *r, char **sql, mig_err *err)
+{
+	char	   *v[9] = {0};
+	int			oom = 0;
+
+	(void) ctx;
+	switch (part)
+	{
+		case MIG_PART_BEGIN:
+			*sql = sqlite3_mprintf("-- Written by migrate_script.  Run it with the sqlite3 shell's -bail option\n"
+								   "-- (sqlite3 -bail app.db < this.sql): without it the shell goes on after\n"
+								   "-- an error and commits the statements that did not fail.\n"
+								   "BEGIN IMMEDIATE;\n%s;\n", history_ddl);
+			break;
+		case MIG_PART_END:
+			*sql = sqlite3_mprintf("\nCOMMIT;\n");
+			break;
+		case MIG_PART_FORGET:
+			*sql = sqlite3_mprintf("DELETE FROM main.migrate_history WHERE version = %Q;\n", r->version);
+			break;
+		default:
+			v[0] = quoted(r->version, strlen(r->version), &oom);
+			v[1] = quoted(r->name, strlen(r->name), &oom);
+			v[2] = quoted(r->up_file, strlen(r->up_file), &oom);
+			v[3] = quoted(r->down_file, r->down_file ? strlen(r->down_file) : 0, &oom);
+			v[4] = quoted(r->checksum, strlen(r->checksum), &oom);
+			v[5] = quoted(r->checksum_norm, r->checksum_norm ? strlen(r->checksum_norm) : 0, &oom);
+			v[6] = quoted(r->up_sql, r->up_len, &oom);
+			v[7] = quoted(r->down_sql, r->down_len, &oom);
+			*sql = oom ? NULL :
+				sqlite3_mprintf("INSERT INTO main.migrate_history(version, name, up_file, down_file,"
+								" checksum, checksum_norm, applied_at, execution_ms, up_sql, down_sql)\n"
+								"VALUES(%s, %s, %s, %s, %s, %s, strftime('%%Y-%%m-%%dT%%H:%%M:%%fZ', 'now'), 0,\n%s,\n%s);\n",
+								v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]);
+			for (int i = 0; i < 8; i++)
+				sqlite3_free(v[i]);
+			break;
+	}
+	if (*sql == NULL)
+	{
+		mig_err_nomem(err);
+		return MIG_NOMEM;
+	}
+	return MIG_OK;
+}
+
 /* ---- another tool's history ---- */
 
 static int
@@ -711,6 +791,8 @@ sq_host_init(mig_host *h, sq_ctx *c)
 	h->history_repair = sq_history_repair;
 	h->check_script = sq_check_script;
 	h->exec = sq_exec;
+	h->script_part = sq_script_part;
+	h->notice = sq_notice;
 	h->table_info = sq_table_info;
 	h->query_text = sq_query_text;
 	h->keeps_file_id = 1;

@@ -31,9 +31,13 @@ typedef struct sq_ctx {
 
 /* Fills h with the SQLite host over c (c->db and c->fn set by the caller). */
 void		sq_host_init(mig_host *h, sq_ctx *c);
+/* "fn: context: message\nDETAIL:  ...\nHINT:  ..." from sqlite3_malloc,
+ * or NULL when out of memory. */
+char	   *sq_error_text(const char *fn, const mig_err *err);
 /* Reports err as the result of the SQL function call. */
 void		sq_report(sqlite3_context *fctx, const char *fn, const mig_err *err);
-/* Registers the eponymous migrate_status table; SQLITE_OK or an error. */
-int			sq_status_register(sqlite3 *db);
+/* Registers the eponymous tables migrate_status, migrate_validate and
+ * migrate_plan (sq_tables.c); SQLITE_OK or an error. */
+int			sq_tables_register(sqlite3 *db);
 
 #endif
