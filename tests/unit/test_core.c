@@ -67,6 +67,10 @@ typedef struct fake {
 				fail_at;		/* fail the fail_at-th allocation (1-based), 0 = never */
 	size_t		live,
 				peak;
+	int			busy;			/* lock() answers MIG_BUSY */
+	int			notices,
+				repairs;
+	char		notice[1024];	/* the last one */
 	int			locked,
 				commits,
 				rollbacks;
@@ -188,7 +192,12 @@ f_lock(void *ctx, const mig_lock_opts *o, mig_err *err)
 {
 	fake	   *f = ctx;
 
-	(void) err, (void) o;
+	(void) o;
+	if (f->busy)
+	{
+		mig_err_set(err, MIG_SQLSTATE_LOCK, "held by backend 42");
+		return MIG_BUSY;
+	}
 	f->locked = 1;
 	copy_rows(f->saved, f->rows, f->n);
 	f->saved_n = f->n;
@@ -326,6 +335,47 @@ f_exec(void *ctx, const mig_script *s, mig_err *err)
 	return MIG_OK;
 }
 
+static int
+f_repair(void *ctx, const mig_repair_row *r, mig_err *err)
+{
+	fake	   *f = ctx;
+
+	(void) err;
+	for (int i = 0; i < f->n; i++)
+		if (strcmp(f->rows[i].version, r->version) == 0)
+		{
+			free(f->rows[i].checksum);
+			f->rows[i].checksum = strdup(r->checksum);
+			f->repairs++;
+		}
+	return MIG_OK;
+}
+
+static int
+f_part(void *ctx, int part, const mig_record *rec, char **sql, mig_err *err)
+{
+	char		buf[256];
+
+	snprintf(buf, sizeof(buf), "[%d:%s]\n", part, rec ? rec->version : "");
+	if ((*sql = f_alloc(ctx, strlen(buf) + 1)) == NULL)
+	{
+		mig_err_nomem(err);
+		return MIG_NOMEM;
+	}
+	strcpy(*sql, buf);
+	return MIG_OK;
+}
+
+static void
+f_notice(void *ctx, const char *message, const char *detail)
+{
+	fake	   *f = ctx;
+
+	(void) detail;
+	f->notices++;
+	snprintf(f->notice, sizeof(f->notice), "%s", message);
+}
+
 static void
 host_init(mig_host *h, fake *f)
 {
@@ -345,6 +395,9 @@ host_init(mig_host *h, fake *f)
 	h->history_down = f_down;
 	h->check_script = f_check;
 	h->exec = f_exec;
+	h->history_repair = f_repair;
+	h->script_part = f_part;
+	h->notice = f_notice;
 	h->keeps_file_id = 1;
 }
 
@@ -370,6 +423,15 @@ put(const char *name, const char *text, size_t len)
 	fclose(fp);
 }
 #define PUT(name, text) put(name, text, strlen(text))
+
+static const char *
+mkpath(const char *name)
+{
+	static char path[512];
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	return path;
+}
 
 static void
 fresh(void)
@@ -824,6 +886,143 @@ test_cache(void)
 	host_done(&f);
 }
 
+static int
+count_problem(void *arg, const mig_problem *p)
+{
+	char	   *out = arg;
+
+	strcat(out, p->kind);
+	strcat(out, " ");
+	return MIG_OK;
+}
+
+static int
+count_pending(void *arg, const mig_pending *m)
+{
+	char	   *out = arg;
+
+	strcat(out, m->version);
+	strcat(out, " ");
+	return MIG_OK;
+}
+
+/* Normalised checksums, notices, the skip rule, and validate, repair, plan
+ * and script through the fake host, with an allocation sweep of each. */
+static void
+test_ops(void)
+{
+	mig_host	h;
+	fake		f;
+	int64_t		n;
+	int			rc;
+	char		a[16],
+				b[16],
+				out[1024] = "";
+	char	   *text = NULL;
+	size_t		len;
+
+	mig_checksum_norm("a\nb\n", 4, a);
+	mig_checksum_norm("\xEF\xBB\xBF" "a  \r\nb\t\r\n\r\n\n", 15, b);
+	CHECK(strcmp(a, b) == 0, "BOM, CRLF, trailing blanks and blank lines do not count");
+	mig_checksum_norm("a\nb", 3, b);
+	CHECK(strcmp(a, b) == 0, "a missing last newline does not count");
+	mig_checksum_norm("a b\n", 4, b);
+	CHECK(strcmp(a, b) != 0, "joining lines does (unlike Flyway's checksum)");
+	mig_checksum_norm(" a\nb\n", 6, b);
+	CHECK(strcmp(a, b) != 0, "leading white space does");
+
+	fresh();
+	PUT("1_a.up.sql", "A\n");
+	PUT("2_b.up.sql", "B\n");
+	host_init(&h, &f);
+	rc = mig_apply(&h, dir, &n, &err);
+	CHECK(rc == MIG_OK && n == 2 && f.notices == 2 &&
+		  strncmp(f.notice, "applied migration 2 (2_b.up.sql) in ", 36) == 0,
+		  "a notice per applied migration: %s", f.notice);
+	PUT("1_a.up.sql", "A  \r\n\r\n");
+	PUT("3_c.up.sql", "C\n");
+	f.notices = 0;
+	rc = mig_apply(&h, dir, &n, &err);
+	CHECK(rc == MIG_OK && n == 1 && f.notices == 2, "a reformatted file does not stop apply");
+	f.busy = 1;
+	rc = mig_apply_with(&h, dir, "if_locked=skip", &n, &err);
+	CHECK(rc == MIG_OK && n == 0 && strcmp(f.notice, "skipped: held by backend 42") == 0,
+		  "if_locked=skip: 0 and a notice naming the holder (%s)", f.notice);
+	rc = mig_apply(&h, dir, &n, &err);
+	CHECK(rc == MIG_ERROR && strcmp(err.sqlstate, "55P03") == 0 &&
+		  strcmp(err.message, "held by backend 42") == 0, "otherwise the lock error");
+	f.busy = 0;
+
+	PUT("2_b.up.sql", "BB\n");
+	PUT("0_z.up.sql", "Z\n");
+	PUT("4_d.up.sql", "COMMIT;\n");
+	PUT("x.sql", "X\n");
+	rc = mig_validate(&h, dir, count_problem, out, &err);
+	CHECK(rc == MIG_OK && strcmp(out, "bad_name out_of_order reformatted changed not_allowed ") == 0,
+		  "validate: %s", out);
+	unlink(mkpath("x.sql"));
+	unlink(mkpath("0_z.up.sql"));
+	unlink(mkpath("4_d.up.sql"));
+	out[0] = '\0';
+	rc = mig_plan_pending(&h, dir, NULL, count_pending, out, &err);
+	CHECK(rc == MIG_ERROR && strstr(err.message, "applied migration 2 has changed"),
+		  "plan refuses a changed file: %s", err.message);
+	rc = mig_repair(&h, dir, &n, &err);
+	CHECK(rc == MIG_OK && n == 2 && f.repairs == 2, "repair: the changed and the reformatted");
+	PUT("4_d.up.sql", "D\n");
+	PUT("5_e.up.sql", "E\n");
+	rc = mig_plan_pending(&h, dir, "target=4", count_pending, out, &err);
+	CHECK(rc == MIG_OK && strcmp(out, "4 ") == 0, "plan up to a target: %s", out);
+	rc = mig_script_text(&h, dir, NULL, &text, &len, &err);
+	CHECK(rc == MIG_OK && strcmp(text, "[0:]\n\n-- migration 4 (4_d.up.sql)\n[1:4]\nD\n\n;\n"
+								 "\n-- migration 5 (5_e.up.sql)\n[1:5]\nE\n\n;\n[3:]\n") == 0,
+		  "script: the host's parts around each migration's SQL%s", rc == MIG_OK ? "" : err.message);
+	f_release(&f, text);
+	CHECK(f.live == 0, "nothing held after the operations");
+
+	/* every allocation failing in turn, for each operation */
+	for (int op = 0; op < 4; op++)
+	{
+		int			clean = 1,
+					runs = 0;
+
+		for (long k = 1;; k++)
+		{
+			f.allocs = 0;
+			f.fail_at = k;
+			out[0] = '\0';
+			text = NULL;
+			if (op == 0)
+				rc = mig_validate(&h, dir, count_problem, out, &err);
+			else if (op == 1)
+				rc = mig_plan_pending(&h, dir, NULL, count_pending, out, &err);
+			else if (op == 2)
+				rc = mig_script_text(&h, dir, NULL, &text, &len, &err);
+			else
+			{
+				mig_err		again;
+
+				PUT("1_a.up.sql", "AA\n");
+				rc = mig_repair(&h, dir, &n, &err);
+
+				f.fail_at = 0;
+				PUT("1_a.up.sql", "A  \r\n\r\n");
+				mig_repair(&h, dir, &n, &again);
+			}
+			runs++;
+			if (text)
+				f_release(&f, text);
+			if (f.live != 0 || (rc != MIG_OK && (rc != MIG_NOMEM || strcmp(err.sqlstate, "53200"))))
+				clean = 0;
+			if (rc == MIG_OK)
+				break;
+		}
+		f.fail_at = 0;
+		CHECK(runs > 3 && clean, "operation %d: allocation failure at each of %d points: clean", op, runs);
+	}
+	host_done(&f);
+}
+
 int
 main(void)
 {
@@ -838,6 +1037,7 @@ main(void)
 	test_oom_sweep();
 	test_memory_bound();
 	test_cache();
+	test_ops();
 	fresh();
 	rmdir(dir);
 	printf("1..%d\n", tests);
