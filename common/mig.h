@@ -27,8 +27,10 @@ enum {
 	MIG_OK = 0,
 	MIG_ERROR = 1,			/* described in the mig_err */
 	MIG_NOMEM = 2,			/* an allocation failed */
-	MIG_BUSY = 3			/* host->lock only: another caller holds the
+	MIG_BUSY = 3,			/* host->lock only: another caller holds the
 							 * migration lock (err says who, 55P03) */
+	MIG_OUTSIDE = 4			/* host->check_script only: the script can run,
+							 * but outside a transaction (exec_outside) */
 };
 
 #define MIG_MSG_MAX		1024
@@ -70,6 +72,7 @@ typedef struct mig_script {
 	const char *nontransactional;	/* the marker asking to run it outside a
 									 * transaction (-- +goose NO TRANSACTION,
 									 * ...), or NULL */
+	const char *checksum;		/* of the file, "crc32:xxxxxxxx" */
 } mig_script;
 
 /* One row of the history as the host reads it back (strings are the host's,
@@ -255,6 +258,20 @@ typedef struct mig_host {
 	 */
 	int			(*check_script) (void *ctx, const mig_script *s, mig_err *err);
 	int			(*exec) (void *ctx, const mig_script *s, mig_err *err);
+
+	/*
+	 * Optional (NULL: such migrations are refused): runs an up script that
+	 * must run outside a transaction -- one marked so (s->nontransactional)
+	 * or one for which check_script answered MIG_OUTSIDE.  The host ends
+	 * the unit of work (committing the migrations before it) while keeping
+	 * the migration lock, runs the statements one at a time, recording
+	 * after each how far it got, so that a call after a failure resumes at
+	 * the failed statement (when the statements before it are unchanged),
+	 * and opens the unit of work again before it returns; the core then
+	 * records the migration with history_add, where the host forgets the
+	 * progress.  On error the statements that ran stay done.
+	 */
+	int			(*exec_outside) (void *ctx, const mig_script *s, mig_err *err);
 
 	/*
 	 * Another tool's history, for mig_adopt (optional: NULL where adoption
@@ -461,7 +478,10 @@ typedef int (*mig_status_cb) (void *arg, const mig_status_row *row);
 int			mig_status(const mig_host *h, const char *path, mig_status_cb cb,
 					   void *arg, mig_err *err);
 
-/* ---- helpers for adapters (mig_sql.c, mig_err.c) ---- */
+/* ---- helpers for adapters (mig_sql.c, mig_err.c, mig_files.c) ---- */
+
+/* Writes "crc32:xxxxxxxx" of buf[0..len) into out[16] (zlib's CRC-32). */
+void		mig_checksum(const char *buf, size_t len, char out[16]);
 
 /* 1-based line number of byte offset off in sql[0..len). */
 int			mig_line_at(const char *sql, size_t len, size_t off);

@@ -756,6 +756,7 @@ mig_text_script(const mig_text *t, const mig_file *f, int down, mig_script *s,
 	if (mig_sections_parse(t->buf, t->len, start, f->layout, s, &sec, err) != MIG_OK)
 		return MIG_ERROR;
 	s->nontransactional = sec.no_txn;
+	s->checksum = t->checksum;
 	if (f->layout == MIG_LAYOUT_SINGLE && down)
 	{
 		if (!sec.has_down)

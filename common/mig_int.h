@@ -167,8 +167,6 @@ int			mig_text_read(const mig_host *h, const char *dir, const char *file,
 int			mig_text_script(const mig_text *t, const mig_file *f, int down,
 							mig_script *s, mig_err *err);
 void		mig_text_free(const mig_host *h, mig_text *t);
-/* Writes "crc32:xxxxxxxx" of buf[0..len) into out[16]. */
-void		mig_checksum(const char *buf, size_t len, char out[16]);
 /* The same of buf normalised: no BOM, \n line ends, no white space at line
  * ends, no blank lines at the end. */
 void		mig_checksum_norm(const char *buf, size_t len, char out[16]);
@@ -234,6 +232,7 @@ typedef struct mig_entry {
 	int			state;
 	char		checksum[16];	/* of the file, when there is one */
 	char		norm[16];		/* the same normalised, or "" */
+	int			outside;		/* runs outside a transaction (exec_outside) */
 	mig_text   *up;				/* a pending migration's files as validated, */
 	mig_text   *down;			/* kept (in the arena) for the apply pass
 								 * while they fit MIG_KEEP_BUDGET, else NULL */
@@ -303,7 +302,7 @@ int			mig_lock(const mig_host *h, const mig_lock_opts *o, mig_err *err);
 void		mig_notice(const mig_host *h, const char *detail, const char *fmt,...)
 			__attribute__((format(printf, 3, 4)));
 /* Runs host->check_script or host->exec on s and names the file, version
- * and line in the error. */
+ * and line in the error (MIG_OUTSIDE from check_script is no error). */
 int			mig_run_script(const mig_host *h,
 						   int (*fn) (void *, const mig_script *, mig_err *),
 						   const mig_script *s, mig_err *err);

@@ -102,7 +102,7 @@ mig_run_script(const mig_host *h, int (*fn) (void *, const mig_script *, mig_err
 
 	err->offset = -1;
 	rc = fn(h->ctx, s, err);
-	if (rc != MIG_OK)
+	if (rc != MIG_OK && rc != MIG_OUTSIDE)
 	{
 		failed(err, rc);
 		if (err->context[0] == '\0')
@@ -111,17 +111,21 @@ mig_run_script(const mig_host *h, int (*fn) (void *, const mig_script *, mig_err
 	return rc;
 }
 
-/* Refuses a migration marked to run outside a transaction. */
+/* Refuses a migration that must run outside a transaction where the host
+ * cannot run it so. */
 static int
-refuse_nontransactional(const mig_script *s, mig_err *err)
+refuse_outside(const mig_script *s, mig_err *err)
 {
-	if (s->nontransactional == NULL)
-		return MIG_OK;
-	mig_err_set(err, MIG_SQLSTATE_TXN_CONTROL,
-				"migration %s (%s) is marked to run outside a transaction (%s)",
-				s->version, s->file, s->nontransactional);
-	mig_err_detail(err, "Running migrations outside a transaction is not supported yet; nothing was applied.");
-	mig_err_hint(err, "If its statements can run in a transaction, remove the marker.");
+	if (s->nontransactional)
+		mig_err_set(err, MIG_SQLSTATE_TXN_CONTROL,
+					"migration %s (%s) is marked to run outside a transaction (%s)",
+					s->version, s->file, s->nontransactional);
+	else
+		mig_err_set(err, MIG_SQLSTATE_TXN_CONTROL,
+					"migration %s (%s) has statements that cannot run inside a transaction",
+					s->version, s->file);
+	mig_err_detail(err, "Nothing was applied.");
+	mig_err_hint(err, "On PostgreSQL run it with CALL migrate_run(...); on SQLite call migrate_apply outside a transaction.  If its statements can run in a transaction, remove the marker.");
 	return MIG_ERROR;
 }
 
@@ -142,10 +146,16 @@ check_script(const mig_host *h, const mig_text *t, const mig_file *f, int down,
 	mig_script	s;
 	int			rc = mig_text_script(t, f, down, &s, err);
 
-	if (rc == MIG_OK && !down)
-		rc = refuse_nontransactional(&s, err);
+	if (down)
+		s.nontransactional = NULL;	/* down scripts run in a transaction */
 	if (rc == MIG_OK && s.sql && h->check_script)
 		rc = mig_run_script(h, h->check_script, &s, err);
+	if ((rc == MIG_OK && s.nontransactional) || rc == MIG_OUTSIDE)
+	{
+		if (down || h->exec_outside == NULL)
+			return refuse_outside(&s, err);
+		rc = MIG_OUTSIDE;
+	}
 	return rc;
 }
 
@@ -178,6 +188,11 @@ mig_check_pending(const mig_host *h, mig_plan *p, mig_entry *e, mig_err *err)
 	memcpy(e->checksum, t.checksum, sizeof(t.checksum));
 	memcpy(e->norm, t.norm, sizeof(t.norm));
 	rc = check_script(h, &t, f, 0, err);
+	if (rc == MIG_OUTSIDE)
+	{
+		e->outside = 1;
+		rc = MIG_OK;
+	}
 	if (rc == MIG_OK && f->layout == MIG_LAYOUT_SINGLE)
 		rc = check_script(h, &t, f, 1, err);	/* its down section */
 	if (rc != MIG_OK)
@@ -274,7 +289,7 @@ apply_one(const mig_host *h, const char *dir, mig_entry *e, mig_err *err)
 	if (rc == MIG_OK)
 	{
 		t0 = now_ms();
-		rc = mig_run_script(h, h->exec, &s, err);
+		rc = mig_run_script(h, e->outside ? h->exec_outside : h->exec, &s, err);
 	}
 	if (rc == MIG_OK)
 	{

@@ -4,12 +4,14 @@
  * the caller's transaction), the history in main.migrate_history, and
  * scripts run one prepared statement at a time with explicit lengths.
  */
+#define _DEFAULT_SOURCE			/* flock */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include "sq_int.h"
@@ -207,6 +209,7 @@ restore_timeout(sq_ctx *c)
 }
 
 static int	sq_unlock(void *ctx, int commit, mig_err *err);
+static void release_outside(sq_ctx *c);
 static void finalize_undo(sq_ctx *c);
 
 /*
@@ -335,17 +338,21 @@ sq_unlock(void *ctx, int commit, mig_err *err)
 
 	sqlite3_finalize(c->add);
 	c->add = NULL;
-	if (!c->locked)
-		return MIG_OK;
-	if (commit)
-		rc = run(c, c->in_txn ? "RELEASE migrate" : "COMMIT", err);
-	else
-		rc = undo(c, err);
-	if (rc != MIG_OK && commit)
-		return rc;				/* the core calls again to roll back */
-	c->locked = 0;
+	if (c->locked)
+	{
+		if (commit)
+			rc = run(c, c->in_txn ? "RELEASE migrate" : "COMMIT", err);
+		else
+			rc = undo(c, err);
+		if (rc != MIG_OK && commit)
+			return rc;			/* the core calls again to roll back */
+		c->locked = 0;
+	}
+	/* also after a migration outside a transaction failed, with the
+	 * transaction already ended */
 	finalize_undo(c);
 	restore_timeout(c);
+	release_outside(c);
 	return rc;
 }
 
@@ -434,6 +441,17 @@ sq_history_add(void *ctx, const mig_record *r, mig_err *err)
 	}
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
+	if (c->outside_version[0] && strcmp(c->outside_version, r->version) == 0)
+	{
+		/* recorded: the progress of its statements is done with */
+		char	   *sql = sqlite3_mprintf("DELETE FROM main.migrate_progress WHERE version = %Q",
+										  r->version);
+		int			rc = sql ? run(c, sql, err) : (mig_err_nomem(err), MIG_NOMEM);
+
+		sqlite3_free(sql);
+		release_outside(c);
+		return rc;
+	}
 	return MIG_OK;
 }
 
@@ -563,12 +581,27 @@ refuse_txn_control(const mig_script *s, size_t start, size_t len, mig_err *err)
 static int
 sq_check_script(void *ctx, const mig_script *s, mig_err *err)
 {
-	char	   *buf = sqlite3_malloc64(s->len + 1);
+	sq_ctx	   *c = ctx;
+	char	   *buf;
 	size_t		start = 0;
 	int			rc = MIG_OK;
 
-	(void) ctx;
-	if (buf == NULL)
+	if (s->nontransactional)
+	{
+		/* every statement may run, a table rebuild's BEGIN and COMMIT too;
+		 * but not inside the caller's transaction */
+		if (c->locked ? c->in_txn : !sqlite3_get_autocommit(c->db))
+		{
+			mig_err_set(err, "25001",
+						"it must run outside a transaction, and %s was called inside one", c->fn);
+			mig_err_detail(err, "It is marked to run outside a transaction (%s); nothing was applied.",
+						   s->nontransactional);
+			mig_err_hint(err, "Call %s in autocommit mode, with no transaction open.", c->fn);
+			return MIG_ERROR;
+		}
+		return MIG_OUTSIDE;
+	}
+	if ((buf = sqlite3_malloc64(s->len + 1)) == NULL)
 	{
 		mig_err_nomem(err);
 		return MIG_NOMEM;
@@ -648,6 +681,259 @@ sq_exec(void *ctx, const mig_script *s, mig_err *err)
 		p = tail;
 	}
 	return MIG_OK;
+}
+
+/* ---- migrations outside a transaction ---- */
+
+/*
+ * A migration marked non-transactional (goose NO TRANSACTION, dbmate
+ * transaction:false, sqlx -- no-transaction, morph) runs statement by
+ * statement in autocommit mode, so that PRAGMA foreign_keys=off and the
+ * documented table rebuild (with its own BEGIN and COMMIT) work.  While it
+ * runs, no transaction holds the write lock, so the migration lock is a
+ * lock file beside the database ("{db}-migrate-lock", flock: released by
+ * the kernel when the process dies, so it cannot go stale); a caller that
+ * reaches the same migration meanwhile is refused with 55P03.  After each
+ * statement, main.migrate_progress records how far it got and the
+ * checksum of the statements done: a later call resumes at the failed
+ * statement when those are unchanged, running the PRAGMAs among them
+ * again first, since connection settings do not outlive a connection.
+ */
+static const char progress_ddl[] =
+"CREATE TABLE IF NOT EXISTS main.migrate_progress(\n"
+"  version          TEXT PRIMARY KEY,\n"
+"  done_checksum    TEXT NOT NULL,\n"	/* of the script up to next_offset */
+"  next_offset      INTEGER NOT NULL,\n"
+"  statements_done  INTEGER NOT NULL,\n"
+"  updated_at       TEXT NOT NULL,\n"
+"  last_error       TEXT\n"
+")";
+
+static void
+release_outside(sq_ctx *c)
+{
+	if (c->outside_fd >= 0)
+		close(c->outside_fd);	/* releases the flock */
+	c->outside_fd = -1;
+	c->outside_version[0] = '\0';
+}
+
+/* Takes the lock file of the database (none for a private one). */
+static int
+take_outside_lock(sq_ctx *c, mig_err *err)
+{
+	const char *db = sqlite3_db_filename(c->db, "main");
+	char		path[MIG_FILE_ID_MAX + 4096];
+	int			fd;
+
+	if (db == NULL || db[0] == '\0')
+		return MIG_OK;
+	if ((size_t) snprintf(path, sizeof(path), "%s-migrate-lock", db) >= sizeof(path))
+	{
+		mig_err_set(err, MIG_SQLSTATE_TOO_BIG, "database path \"%s\" is too long", db);
+		return MIG_ERROR;
+	}
+	if ((fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600)) < 0)
+	{
+		mig_err_errno(err, errno, "open lock file", path);
+		return MIG_ERROR;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0)
+	{
+		int			e = errno;
+
+		close(fd);
+		if (e != EWOULDBLOCK)
+		{
+			mig_err_errno(err, e, "lock file", path);
+			return MIG_ERROR;
+		}
+		mig_err_set(err, MIG_SQLSTATE_LOCK,
+					"another connection is applying it outside a transaction");
+		mig_err_detail(err, "Its statements run one at a time under the lock file \"%s\".", path);
+		mig_err_hint(err, "Call migrate_apply again when it is done.");
+		return MIG_ERROR;
+	}
+	c->outside_fd = fd;
+	return MIG_OK;
+}
+
+/* Reads how far an earlier attempt got into *start (0 for none), or
+ * records that this one starts. */
+static int
+progress_start(sq_ctx *c, const mig_script *s, size_t *start, int64_t *done, mig_err *err)
+{
+	sqlite3_stmt *st = NULL;
+	int			rc = MIG_OK;
+
+	*start = 0;
+	*done = 0;
+	if (run(c, progress_ddl, err) != MIG_OK)
+		return err->code;
+	if (sqlite3_prepare_v2(c->db, "SELECT done_checksum, next_offset, statements_done"
+						   " FROM main.migrate_progress WHERE version = ?1", -1, &st, NULL) != SQLITE_OK ||
+		sqlite3_bind_text(st, 1, s->version, -1, SQLITE_STATIC) != SQLITE_OK)
+		rc = db_error(c, err, "could not read migrate_progress");
+	else if (sqlite3_step(st) == SQLITE_ROW)
+	{
+		const char *sum = (const char *) sqlite3_column_text(st, 0);
+		int64_t		off = sqlite3_column_int64(st, 1);
+		char		now[16];
+
+		*done = sqlite3_column_int64(st, 2);
+		if (off >= 0 && (uint64_t) off <= s->len)
+			mig_checksum(s->sql, (size_t) off, now);
+		if (sum == NULL || off < 0 || (uint64_t) off > s->len || strcmp(now, sum) != 0)
+		{
+			mig_err_set(err, MIG_SQLSTATE_STATE,
+						"its statements that ran outside a transaction have changed since");
+			mig_err_detail(err, "%lld of its statements ran (its first %lld bytes).",
+						   (long long) *done, (long long) off);
+			mig_err_hint(err, "Restore those statements as they ran; the failed statement and those after it may change.");
+			rc = MIG_ERROR;
+		}
+		else
+			*start = (size_t) off;
+	}
+	sqlite3_finalize(st);
+	if (rc == MIG_OK && *start == 0)
+	{
+		char		empty[16];
+		char	   *sql;
+
+		mig_checksum("", 0, empty);
+		sql = sqlite3_mprintf("INSERT OR REPLACE INTO main.migrate_progress VALUES(%Q, %Q, 0, 0,"
+							  " strftime('%%Y-%%m-%%dT%%H:%%M:%%fZ', 'now'), NULL)", s->version, empty);
+		rc = sql ? run(c, sql, err) : (mig_err_nomem(err), MIG_NOMEM);
+		sqlite3_free(sql);
+	}
+	return rc;
+}
+
+/* Runs the statement at *p (up to end) in autocommit mode; *p moves past
+ * it.  *ran is 0 when there was only white space or comments. */
+static int
+step_one(sq_ctx *c, const mig_script *s, const char **p, const char *end, int *ran,
+		 mig_err *err)
+{
+	sqlite3_stmt *st = NULL;
+	const char *tail = *p;
+	size_t		wlen,
+				at = mig_first_word(*p, (size_t) (end - *p), 0, &wlen);
+	int			rc = sqlite3_prepare_v3(c->db, *p, (int) (end - *p), 0, &st, &tail);
+
+	*ran = st != NULL;
+	if (rc == SQLITE_OK && st)
+	{
+		while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+			;
+		if (rc == SQLITE_DONE)
+			rc = SQLITE_OK;
+	}
+	if (rc != SQLITE_OK)
+	{
+		int			off = sqlite3_error_offset(c->db);
+
+		if ((rc & 0xff) == SQLITE_NOMEM)
+			mig_err_nomem(err);
+		else
+			mig_err_set(err, "42000", "%s", sqlite3_errmsg(c->db));
+		err->offset = (long) (*p - s->sql) + (off >= 0 ? off : (long) at);
+		sqlite3_finalize(st);
+		return err->code;
+	}
+	sqlite3_finalize(st);
+	*p = tail > *p ? tail : end;
+	return MIG_OK;
+}
+
+static int
+sq_exec_outside(void *ctx, const mig_script *s, mig_err *err)
+{
+	sq_ctx	   *c = ctx;
+	const char *p,
+			   *end = s->sql + s->len;
+	sqlite3_stmt *mark = NULL;
+	size_t		start = 0;
+	int64_t		done = 0;
+	int			rc;
+
+	rc = take_outside_lock(c, err);
+	if (rc == MIG_OK)
+		rc = progress_start(c, s, &start, &done, err);
+	/* commit what came before (and the progress row): from here on no
+	 * transaction is ours */
+	if (rc == MIG_OK && (rc = run(c, "COMMIT", err)) == MIG_OK)
+		c->locked = 0;
+	if (rc == MIG_OK &&
+		sqlite3_prepare_v2(c->db, "UPDATE main.migrate_progress SET done_checksum = ?2,"
+						   " next_offset = ?3, statements_done = ?4, last_error = NULL,"
+						   " updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE version = ?1",
+						   -1, &mark, NULL) != SQLITE_OK)
+		rc = db_error(c, err, "could not record progress");
+	/* resuming: the connection settings the statements done had made */
+	for (p = s->sql; rc == MIG_OK && p < s->sql + start;)
+	{
+		size_t		wlen,
+					at = mig_first_word(p, start - (size_t) (p - s->sql), 0, &wlen);
+		const char *tail = p;
+		sqlite3_stmt *st = NULL;
+		int			ran;
+
+		if (wlen == 6 && sqlite3_strnicmp(p + at, "PRAGMA", 6) == 0)
+			rc = step_one(c, s, &p, s->sql + start, &ran, err);
+		else if (sqlite3_prepare_v3(c->db, p, (int) (start - (size_t) (p - s->sql)), 0, &st, &tail) == SQLITE_OK)
+			p = tail > p ? tail : s->sql + start;
+		else
+			p = s->sql + start;	/* it ran before; the schema has moved on */
+		sqlite3_finalize(st);
+	}
+	for (p = s->sql + start; rc == MIG_OK && p < end;)
+	{
+		int			ran;
+		char		sum[16];
+
+		if ((rc = step_one(c, s, &p, end, &ran, err)) != MIG_OK)
+			break;
+		if (!ran)
+			continue;
+		done++;
+		mig_checksum(s->sql, (size_t) (p - s->sql), sum);
+		if (sqlite3_bind_text(mark, 1, s->version, -1, SQLITE_STATIC) != SQLITE_OK ||
+			sqlite3_bind_text(mark, 2, sum, -1, SQLITE_TRANSIENT) != SQLITE_OK ||
+			sqlite3_bind_int64(mark, 3, (sqlite3_int64) (p - s->sql)) != SQLITE_OK ||
+			sqlite3_bind_int64(mark, 4, done) != SQLITE_OK ||
+			sqlite3_step(mark) != SQLITE_DONE)
+			rc = db_error(c, err, "could not record progress");
+		sqlite3_reset(mark);
+	}
+	sqlite3_finalize(mark);
+	if (rc != MIG_OK && !c->locked)
+	{
+		mig_err		ignored;
+		char	   *sql;
+
+		/* a transaction the script opened itself is rolled back, and the
+		 * error noted beside the progress */
+		if (!sqlite3_get_autocommit(c->db))
+			sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+		sql = sqlite3_mprintf("UPDATE main.migrate_progress SET last_error = %Q WHERE version = %Q",
+							  err->message, s->version);
+		mig_err_clear(&ignored);
+		if (sql)
+			run(c, sql, &ignored);
+		sqlite3_free(sql);
+	}
+	if (rc == MIG_OK)
+	{
+		/* the lock again, for the history row and what follows */
+		if ((rc = run(c, "BEGIN IMMEDIATE", err)) == MIG_OK)
+		{
+			c->locked = 1;
+			snprintf(c->outside_version, sizeof(c->outside_version), "%s", s->version);
+		}
+	}
+	return rc;
 }
 
 /* ---- notices and the off-hours script ---- */
@@ -776,6 +1062,8 @@ sq_host_init(mig_host *h, sq_ctx *c)
 	c->restore_timeout = -1;
 	c->add = NULL;
 	c->undo[0] = c->undo[1] = NULL;
+	c->outside_fd = -1;
+	c->outside_version[0] = '\0';
 	h->ctx = c;
 	h->alloc = sq_alloc;
 	h->release = sq_release;
@@ -791,6 +1079,7 @@ sq_host_init(mig_host *h, sq_ctx *c)
 	h->history_repair = sq_history_repair;
 	h->check_script = sq_check_script;
 	h->exec = sq_exec;
+	h->exec_outside = sq_exec_outside;
 	h->script_part = sq_script_part;
 	h->notice = sq_notice;
 	h->table_info = sq_table_info;

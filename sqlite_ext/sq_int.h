@@ -23,6 +23,9 @@ typedef struct sq_ctx {
 								 * prepares nothing more until the calling
 								 * statement ends, but a prepared statement
 								 * still runs */
+	int			outside_fd;		/* the lock file held while a migration runs
+								 * outside a transaction, or -1 */
+	char		outside_version[128];	/* its version, until recorded */
 } sq_ctx;
 
 /* Default wait for the write lock when the connection has no busy

@@ -5,6 +5,8 @@
 #   layouts   every migration layout through the same (tests/sqlite/test_layouts.py)
 #   adopt     taking over each other tool's history (tests/sqlite/test_adopt.py)
 #   ops       validate, repair, plan, script, lock options (tests/sqlite/test_ops.py)
+#   outside   migrations run outside a transaction, resumed after a failure
+#             (tests/sqlite/test_outside.py)
 #   *-asan    the same suites with the ASan/UBSan build of the extension
 #   oom       the allocation-failure sweep through the real SQLite (tests/sqlite/oom.c)
 #   fuzz      libFuzzer on the name, version and section parsers, 10 s each
@@ -36,6 +38,7 @@ suite sqlite "$PY" tests/sqlite/test_sqlite.py build/migrate
 suite layouts "$PY" tests/sqlite/test_layouts.py build/migrate
 suite adopt "$PY" tests/sqlite/test_adopt.py build/migrate
 suite ops "$PY" tests/sqlite/test_ops.py build/migrate
+suite outside "$PY" tests/sqlite/test_outside.py build/migrate
 asan=$(gcc -print-file-name=libasan.so)
 san=(env LD_PRELOAD="$asan" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1
      UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1)
@@ -43,6 +46,7 @@ suite sqlite-asan "${san[@]}" "$PY" tests/sqlite/test_sqlite.py build/asan/migra
 suite layouts-asan "${san[@]}" "$PY" tests/sqlite/test_layouts.py build/asan/migrate
 suite adopt-asan "${san[@]}" "$PY" tests/sqlite/test_adopt.py build/asan/migrate
 suite ops-asan "${san[@]}" "$PY" tests/sqlite/test_ops.py build/asan/migrate
+suite outside-asan "${san[@]}" "$PY" tests/sqlite/test_outside.py build/asan/migrate
 oomdir=$(mktemp -d)
 printf 'CREATE TABLE a(x);\nINSERT INTO a VALUES (1);\n' > "$oomdir/1_a.up.sql"
 printf 'DROP TABLE a;\n' > "$oomdir/1_a.down.sql"

@@ -125,10 +125,12 @@ def dbmate_errors_name_the_file_line(c):
     c.fails("SELECT migrate_apply('%s')" % c.dir,
             "has -- migrate:down before -- migrate:up", "line 1")
     c.put("20240101120000_a.sql", "-- migrate:up transaction:false\nCREATE TABLE a(x);\n")
-    c.fails("SELECT migrate_apply('%s')" % c.dir,
-            "migration 20240101120000 (20240101120000_a.sql) is marked to run outside a transaction "
-            "(-- migrate:... transaction:false)")
+    # marked to run outside a transaction: refused inside one, run outside
+    c.fails("BEGIN; SELECT migrate_apply('%s');" % c.dir,
+            "migration 20240101120000 (20240101120000_a.sql): it must run outside a transaction",
+            "It is marked to run outside a transaction (-- migrate:... transaction:false)")
     assert c.tables() == []
+    assert c.apply() == 1
 
 
 @test
@@ -159,7 +161,7 @@ def goose(c):
 @test
 def goose_refusals(c):
     c.put("1_a.sql", "-- +goose Up\n-- +goose NO TRANSACTION\nCREATE TABLE a(x);\n")
-    c.fails("SELECT migrate_apply('%s')" % c.dir, "(-- +goose NO TRANSACTION)")
+    c.fails("BEGIN; SELECT migrate_apply('%s');" % c.dir, "(-- +goose NO TRANSACTION)")
     c.put("1_a.sql", "-- +goose Up\n-- +goose ENVSUB ON\nCREATE TABLE a(x);\n")
     c.fails("SELECT migrate_apply('%s')" % c.dir, "has the goose annotation \"-- +goose ENVSUB ON\", which is not supported",
             "line 2")
@@ -179,7 +181,8 @@ def sqlx(c):
     cycle(c, ["20210422143411", "20210422143412"], downs_ok=False)
     c.fails("SELECT migrate_down(1)", "migration 20210422143412 has no down script")
     c.put("20210422143413_concurrently.sql", "-- no-transaction\nCREATE TABLE t(x);\n")
-    c.fails("SELECT migrate_apply('%s')" % c.dir, "(-- no-transaction)")
+    c.fails("BEGIN; SELECT migrate_apply('%s');" % c.dir, "(-- no-transaction)")
+    assert c.apply() == 1
 
 
 @test
@@ -188,9 +191,9 @@ def sqlx_reversible_and_morph_marker(c):
     c.put("1_a.down.sql", "DROP TABLE a;\n")
     assert c.apply() == 1
     c.put("2_b.up.sql", "-- no-transaction\nCREATE TABLE b(x);\n")
-    c.fails("SELECT migrate_apply('%s')" % c.dir, "migration 2 (2_b.up.sql) is marked to run outside a transaction")
+    c.fails("BEGIN; SELECT migrate_apply('%s');" % c.dir, "migration 2 (2_b.up.sql): it must run outside a transaction")
     c.put("2_b.up.sql", "-- morph:nontransactional\nCREATE TABLE b(x);\n")
-    c.fails("SELECT migrate_apply('%s')" % c.dir, "(-- morph:nontransactional)")
+    c.fails("BEGIN; SELECT migrate_apply('%s');" % c.dir, "(-- morph:nontransactional)")
     c.put("2_b.up.sql", "SELECT 1; -- no-transaction is only a marker on line one\n-- no-transaction\n")
     assert c.apply() == 1
 
