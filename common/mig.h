@@ -272,6 +272,10 @@ typedef struct mig_host {
 	 * progress.  On error the statements that ran stay done.
 	 */
 	int			(*exec_outside) (void *ctx, const mig_script *s, mig_err *err);
+	/* The hint given when such a migration is refused because
+	 * exec_outside is NULL (PostgreSQL function mode: "use CALL
+	 * migrate_run"); NULL for a generic one. */
+	const char *outside_hint;
 
 	/*
 	 * Another tool's history, for mig_adopt (optional: NULL where adoption

@@ -114,7 +114,7 @@ mig_run_script(const mig_host *h, int (*fn) (void *, const mig_script *, mig_err
 /* Refuses a migration that must run outside a transaction where the host
  * cannot run it so. */
 static int
-refuse_outside(const mig_script *s, mig_err *err)
+refuse_outside(const mig_script *s, const char *hint, mig_err *err)
 {
 	if (s->nontransactional)
 		mig_err_set(err, MIG_SQLSTATE_TXN_CONTROL,
@@ -125,7 +125,8 @@ refuse_outside(const mig_script *s, mig_err *err)
 					"migration %s (%s) has statements that cannot run inside a transaction",
 					s->version, s->file);
 	mig_err_detail(err, "Nothing was applied.");
-	mig_err_hint(err, "On PostgreSQL run it with CALL migrate_run(...); on SQLite call migrate_apply outside a transaction.  If its statements can run in a transaction, remove the marker.");
+	mig_err_hint(err, "%s", hint ? hint :
+				 "Running migrations outside a transaction is not available here; if its statements can run in a transaction, remove the marker.");
 	return MIG_ERROR;
 }
 
@@ -153,7 +154,7 @@ check_script(const mig_host *h, const mig_text *t, const mig_file *f, int down,
 	if ((rc == MIG_OK && s.nontransactional) || rc == MIG_OUTSIDE)
 	{
 		if (down || h->exec_outside == NULL)
-			return refuse_outside(&s, err);
+			return refuse_outside(&s, down ? NULL : h->outside_hint, err);
 		rc = MIG_OUTSIDE;
 	}
 	return rc;
