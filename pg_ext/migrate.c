@@ -9,6 +9,11 @@
  *   SELECT * FROM migrate_history;
  *   SELECT migrate_adopt('/srv/app/migrations');   -- take over from Flyway, goose...
  *   SELECT migrate_baseline('/srv/app/migrations', '42');  -- already at 42
+ *   SELECT * FROM migrate_validate('/srv/app/migrations');  -- every problem
+ *   SELECT migrate_repair('/srv/app/migrations');  -- accept edited files
+ *   SELECT * FROM migrate_plan('/srv/app/migrations');      -- a dry run
+ *   SELECT migrate_script('/srv/app/migrations');  -- SQL for psql, off-hours
+ *   SELECT * FROM migrate_lock_holder();           -- who holds the lock
  *
  * Each function checks what it needs of the session (privileges, a writable
  * transaction, READ COMMITTED, a non-atomic CALL) before anything runs, sets
@@ -19,6 +24,7 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "catalog/pg_authid.h"
@@ -127,6 +133,9 @@ typedef struct CoreCall
 	int64_t		count;			/* applied, adopted or rolled back */
 	mig_status_cb status_cb;	/* migrate_status's row sink */
 	void	   *status_arg;
+	ReturnSetInfo *rsinfo;		/* migrate_validate's and migrate_plan's rows */
+	MemoryContext result_cxt;	/* where migrate_script's text goes */
+	text	   *script;			/* migrate_script's result */
 	mig_err		err;
 } CoreCall;
 
@@ -173,6 +182,94 @@ static int
 op_status(const mig_host *h, CoreCall *call, mig_err *err)
 {
 	return mig_status(h, call->path, call->status_cb, call->status_arg, err);
+}
+
+/* Adds one problem to migrate_validate's result; returns MIG_OK. */
+static int
+problem_row(void *arg, const mig_problem *p)
+{
+	CoreCall   *call = (CoreCall *) arg;
+	const char *cols[6] = {p->version, p->file, p->kind, p->severity,
+	p->sqlstate, p->message};
+	Datum		values[6];
+	bool		nulls[6];
+
+	for (int i = 0; i < 6; i++)
+	{
+		nulls[i] = cols[i] == NULL;
+		values[i] = nulls[i] ? (Datum) 0 : CStringGetTextDatum(cols[i]);
+	}
+	tuplestore_putvalues(call->rsinfo->setResult, call->rsinfo->setDesc,
+						 values, nulls);
+	return MIG_OK;
+}
+
+static int
+op_validate(const mig_host *h, CoreCall *call, mig_err *err)
+{
+	return mig_validate(h, call->path, problem_row, call, err);
+}
+
+static int
+op_repair(const mig_host *h, CoreCall *call, mig_err *err)
+{
+	return mig_repair(h, call->path, &call->count, err);
+}
+
+/* Adds one pending migration to migrate_plan's result; returns MIG_OK. */
+static int
+pending_row(void *arg, const mig_pending *m)
+{
+	CoreCall   *call = (CoreCall *) arg;
+	Datum		values[7];
+	bool		nulls[7];
+
+	memset(nulls, 0, sizeof(nulls));
+	values[0] = CStringGetTextDatum(m->version);
+	values[1] = CStringGetTextDatum(m->name);
+	values[2] = CStringGetTextDatum(m->file);
+	values[3] = CStringGetTextDatum(m->kind);
+	values[4] = mig_pg_text_datum(m->sql, m->len);
+	if (m->down_sql != NULL)
+		values[5] = mig_pg_text_datum(m->down_sql, m->down_len);
+	else
+		nulls[5] = true;
+	if (m->checksum != NULL)
+		values[6] = CStringGetTextDatum(m->checksum);
+	else
+		nulls[6] = true;
+	tuplestore_putvalues(call->rsinfo->setResult, call->rsinfo->setDesc,
+						 values, nulls);
+	return MIG_OK;
+}
+
+static int
+op_plan(const mig_host *h, CoreCall *call, mig_err *err)
+{
+	return mig_plan_pending(h, call->path, call->options, pending_row, call,
+							err);
+}
+
+/* The script, converted to the server encoding in call->result_cxt: the
+ * host's memory (and SPI's) is gone once the call returns. */
+static int
+op_script(const mig_host *h, CoreCall *call, mig_err *err)
+{
+	char	   *sql = NULL;
+	size_t		len = 0;
+	int			rc = mig_script_text(h, call->path, call->options, &sql, &len,
+									 err);
+
+	if (rc == MIG_OK)
+	{
+		MemoryContext old = MemoryContextSwitchTo(call->result_cxt);
+
+		call->script = DatumGetTextPP(mig_pg_text_datum(sql, len));
+		MemoryContextSwitchTo(old);
+	}
+	if (sql != NULL)
+		h->release(h->ctx, sql);
+	return rc;
 }
 
 /*
@@ -436,4 +533,124 @@ migrate_run(PG_FUNCTION_ARGS)
 						   "applied " INT64_FORMAT " migrations",
 						   (unsigned long) call->count, (int64) call->count)));
 	PG_RETURN_VOID();
+}
+
+/*
+ * migrate_validate(path text) RETURNS TABLE(version text, file text,
+ *     problem text, severity text, sqlstate text, message text)
+ *
+ * Lists every problem of the folder against the history in one call,
+ * without the lock and without changing anything.
+ */
+PG_FUNCTION_INFO_V1(migrate_validate);
+Datum
+migrate_validate(PG_FUNCTION_ARGS)
+{
+	CoreCall   *call = new_call(CurrentMemoryContext, op_validate);
+
+	check_read_privilege("migrate_validate");
+	call->path = folder_arg(PG_GETARG_TEXT_PP(0));
+	InitMaterializedSRF(fcinfo, 0);
+	call->rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	run_core(fcinfo, call, false);
+	return (Datum) 0;
+}
+
+/*
+ * migrate_repair(path text) RETURNS bigint
+ *
+ * Brings the history of applied migrations whose files were edited in line
+ * with the files, in the caller's transaction, with an audit row each in
+ * migrate_repairs; runs no migration; returns how many were repaired.
+ */
+PG_FUNCTION_INFO_V1(migrate_repair);
+Datum
+migrate_repair(PG_FUNCTION_ARGS)
+{
+	CoreCall   *call = folder_call(fcinfo, "migrate_repair", op_repair);
+
+	run_core(fcinfo, call, false);
+	PG_RETURN_INT64(call->count);
+}
+
+/*
+ * migrate_plan(path text [, options text]) RETURNS TABLE(version text,
+ *     name text, file text, kind text, sql text, down_sql text,
+ *     checksum text)
+ *
+ * A dry run of migrate_apply with the same options: the migrations it
+ * would apply, in order, with their SQL; fails as it would; runs nothing.
+ */
+PG_FUNCTION_INFO_V1(migrate_plan);
+Datum
+migrate_plan(PG_FUNCTION_ARGS)
+{
+	CoreCall   *call = new_call(CurrentMemoryContext, op_plan);
+
+	check_read_privilege("migrate_plan");
+	call->path = folder_arg(PG_GETARG_TEXT_PP(0));
+	call->options = options_arg(fcinfo, CurrentMemoryContext);
+	InitMaterializedSRF(fcinfo, 0);
+	call->rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	run_core(fcinfo, call, false);
+	return (Datum) 0;
+}
+
+/*
+ * migrate_script(path text [, options text]) RETURNS text
+ *
+ * The pending migrations as one SQL script to run off-hours with psql: one
+ * transaction under the migration lock, recording the history as
+ * migrate_apply would.  Changes nothing itself.
+ */
+PG_FUNCTION_INFO_V1(migrate_script);
+Datum
+migrate_script(PG_FUNCTION_ARGS)
+{
+	CoreCall   *call = new_call(CurrentMemoryContext, op_script);
+
+	check_read_privilege("migrate_script");
+	call->path = folder_arg(PG_GETARG_TEXT_PP(0));
+	call->options = options_arg(fcinfo, CurrentMemoryContext);
+	call->result_cxt = CurrentMemoryContext;
+	run_core(fcinfo, call, false);
+	PG_RETURN_TEXT_P(call->script);
+}
+
+/*
+ * migrate_lock_holder() RETURNS TABLE(pid int, usename name,
+ *     application_name text, since timestamptz, state text, query text)
+ *
+ * The session holding the migration lock in this database (none when it is
+ * free): since is when its current statement started when it is active,
+ * else when its open transaction started, else when its last statement
+ * started.  What pg_stat_activity lets the caller see.
+ */
+PG_FUNCTION_INFO_V1(migrate_lock_holder);
+Datum
+migrate_lock_holder(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo;
+	SPITupleTable *tt;
+	int			ret;
+
+	InitMaterializedSRF(fcinfo, 0);
+	rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	ret = SPI_execute(mig_pg_holder_query(), true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not read pg_locks: %s", SPI_result_code_string(ret));
+	tt = SPI_tuptable;
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		Datum		values[7];
+		bool		nulls[7];
+
+		heap_deform_tuple(tt->vals[i], tt->tupdesc, values, nulls);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	if (SPI_finish() != SPI_OK_FINISH)
+		elog(ERROR, "SPI_finish failed");
+	return (Datum) 0;
 }

@@ -11,7 +11,10 @@
  *   history     SPI with $n parameters on @extschema@.migrate_history;
  *   scripts     raw_parser() splits a script into statements (and finds the
  *               ones that cannot run through SPI before anything runs); each
- *               statement then runs with SPI_execute.
+ *               statement then runs with SPI_execute, under the blocking
+ *               rail of pg_rails.c (lock_timeout, retries);
+ *   operators   the audited repair of a history row, the SQL of an
+ *               off-hours script, notices.
  *
  * Errors raised by the server while a script runs (a failing statement, a
  * syntax error, a cancel) propagate as they are, keeping their SQLSTATE; an
@@ -27,6 +30,7 @@
 #include "catalog/pg_type.h"
 #include "commands/defrem.h"
 #include "executor/spi.h"
+#include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
@@ -70,6 +74,7 @@ mig_pg_define_settings(void)
 							NULL, &fail_alloc, 0, 0, INT_MAX, PGC_SUSET,
 							GUC_NOT_IN_SAMPLE | GUC_NO_SHOW_ALL,
 							NULL, NULL, NULL);
+	mig_pg_define_rail_settings();
 	MarkGUCPrefixReserved("migrate");
 }
 
@@ -153,24 +158,26 @@ pg_list_dir(void *ctx, const char *path, mig_name_cb cb, void *arg,
  * lock, released by the server when the caller's transaction ends.
  * Procedure mode: a session-level one, then a commit, so that the snapshots
  * of everything that follows (the history first) postdate the lock even
- * under REPEATABLE READ.  Waits as lock_timeout and statement_timeout say.
+ * under REPEATABLE READ.  Waits as o->wait_ms says (pg_rails.c): by default
+ * as long as lock_timeout and statement_timeout allow.  Returns MIG_BUSY
+ * with the holder in err when the wait ends without the lock.  Keeps o's
+ * rail (lock_timeout, lock_retries) for the scripts that follow.
  */
 static int
 pg_lock(void *ctx, const mig_lock_opts *o, mig_err *err)
 {
 	MigPg	   *mp = (MigPg *) ctx;
+	int			rc;
 
-	(void) o;					/* TODO: wait, if_locked, lock_timeout */
+	mig_pg_rail_set(mp, o);
+	rc = mig_pg_take_lock(mp, o ? o->wait_ms : -1, err);
+	if (rc != MIG_OK)
+		return rc;
 	if (mp->procedure)
 	{
-		DirectFunctionCall1(pg_advisory_lock_int8,
-							Int64GetDatum(MIGRATE_LOCK_KEY));
 		mp->session_locked = true;
 		SPI_commit();
 	}
-	else
-		DirectFunctionCall1(pg_advisory_xact_lock_int8,
-							Int64GetDatum(MIGRATE_LOCK_KEY));
 	return MIG_OK;
 }
 
@@ -230,8 +237,8 @@ utf8_to_server(const char *s, size_t len, int *out_len)
 }
 
 /* The same as a text Datum. */
-static Datum
-utf8_text_datum(const char *s, size_t len)
+Datum
+mig_pg_text_datum(const char *s, size_t len)
 {
 	int			n;
 	char	   *conv = utf8_to_server(s, len, &n);
@@ -313,6 +320,7 @@ script_error_callback(void *arg)
 				   mig_script_line(s, (size_t) script_offset(mp, off)));
 	else
 		errcontext("%smigration %s (%s)", what, s->version, s->file);
+	mig_pg_rail_error_context(mp);
 
 	if (!mp->procedure)
 	{
@@ -442,22 +450,114 @@ refused_statement(Node *stmt)
 }
 
 /*
+ * Error classes that a check never turns into a problem of the script: a
+ * cancel or shutdown (57), exhausted resources (53), a system error (58)
+ * and internal errors (XX) go on as errors.
+ */
+static bool
+check_passes_on(int sqlerrcode)
+{
+	switch (ERRCODE_TO_CATEGORY(sqlerrcode))
+	{
+		case ERRCODE_OPERATOR_INTERVENTION:
+		case ERRCODE_INSUFFICIENT_RESOURCES:
+		case ERRCODE_SYSTEM_ERROR:
+		case ERRCODE_INTERNAL_ERROR:
+			return true;
+		default:
+			return false;
+	}
+}
+
+/*
+ * Error context callback while a script is checked: keeps the position of
+ * a syntax error (a character position in mp->text) in mp->check_pos and
+ * takes it off the error, so that a caller's SPI callback does not move it
+ * to its own query.
+ */
+static void
+check_error_callback(void *arg)
+{
+	MigPg	   *mp = (MigPg *) arg;
+	int			pos = geterrposition();
+
+	if (pos > 0)
+	{
+		mp->check_pos = pos;
+		errposition(0);
+	}
+}
+
+/* Fills err from an error the parser (or the conversion to the server
+ * encoding) raised: its SQLSTATE, message, detail and hint, and the offset
+ * of its position in the script. */
+static void
+check_error(MigPg *mp, const ErrorData *edata, mig_err *err)
+{
+	mig_err_set(err, unpack_sql_state(edata->sqlerrcode), "%s",
+				edata->message ? edata->message : "syntax error");
+	if (edata->detail)
+		mig_err_detail(err, "%s", edata->detail);
+	if (edata->hint)
+		mig_err_hint(err, "%s", edata->hint);
+	if (mp->check_pos > 0 && mp->text != NULL)
+		err->offset = script_offset(mp, char_to_byte(mp->text, mp->text_len,
+													 mp->check_pos - 1));
+}
+
+/*
  * Parses s with the server's own parser and refuses it (0A000, with the
  * offset of the statement) if a statement cannot run in a migration.  A
- * syntax error is raised by the parser, with the file and line added.
+ * syntax error, or a character the server encoding lacks, is returned in
+ * err rather than raised, so that migrate_validate can list every problem
+ * of a folder in one call: the parser holds no resources but memory (here
+ * the scratch context), so its error can be caught without a
+ * subtransaction.
  */
 static int
 pg_check_script(void *ctx, const mig_script *s, mig_err *err)
 {
 	MigPg	   *mp = (MigPg *) ctx;
-	MemoryContext old = CurrentMemoryContext;
+	MemoryContext old = MemoryContextSwitchTo(mp->scratch);
 	ErrorContextCallback cb;
-	List	   *stmts;
+	List	   *volatile stmts = NIL;
+	volatile int rc = MIG_OK;
 	ListCell   *lc;
-	int			rc = MIG_OK;
 
-	script_begin(mp, s, &cb);
-	stmts = raw_parser(mp->text, RAW_PARSE_DEFAULT);
+	mp->script = s;
+	mp->stmt_off = -1;
+	mp->text = NULL;
+	mp->text_len = 0;
+	mp->converted = false;
+	mp->check_pos = 0;
+	cb.callback = check_error_callback;
+	cb.arg = mp;
+	cb.previous = error_context_stack;
+	PG_TRY();
+	{
+		error_context_stack = &cb;
+		mp->text = utf8_to_server(s->sql, s->len, &mp->text_len);
+		mp->converted = (size_t) mp->text_len != s->len ||
+			memcmp(mp->text, s->sql, s->len) != 0;
+		stmts = raw_parser(mp->text, RAW_PARSE_DEFAULT);
+		error_context_stack = cb.previous;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		/* PG_CATCH has put back the caller's error_context_stack */
+		MemoryContextSwitchTo(mp->scratch);
+		edata = CopyErrorData();
+		if (check_passes_on(edata->sqlerrcode))
+			PG_RE_THROW();
+		FlushErrorState();
+		check_error(mp, edata, err);
+		rc = MIG_ERROR;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(mp->scratch);
+
 	foreach(lc, stmts)
 	{
 		RawStmt    *rs = lfirst_node(RawStmt, lc);
@@ -477,34 +577,30 @@ pg_check_script(void *ctx, const mig_script *s, mig_err *err)
 			break;
 		}
 	}
-	script_done(mp, &cb, old);
+	mp->script = NULL;
+	mp->text = NULL;
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(mp->scratch);
 	return rc;
 }
 
 /*
- * Runs s statement by statement through SPI.  A failing statement raises
- * its own error (SQLSTATE kept) with the file and line as context.  Rows a
- * statement returns (a SELECT that backfills data, say) are discarded as
- * they come rather than collected in memory.
+ * Runs the statements of the script set up in mp (arg: their raw parse
+ * trees) through SPI; one attempt of pg_exec.
  */
 static int
-pg_exec(void *ctx, const mig_script *s, mig_err *err)
+run_statements(MigPg *mp, void *arg, mig_err *err)
 {
-	MigPg	   *mp = (MigPg *) ctx;
-	MemoryContext old = CurrentMemoryContext;
-	ErrorContextCallback cb;
+	List	   *stmts = (List *) arg;
+	const mig_script *s = mp->script;
 	SPIExecuteOptions opts;
-	List	   *stmts;
 	ListCell   *lc;
-	int			rc = MIG_OK;
 
 	memset(&opts, 0, sizeof(opts));
 	opts.read_only = false;
 	opts.tcount = 0;
 	opts.dest = None_Receiver;
 
-	script_begin(mp, s, &cb);
-	stmts = raw_parser(mp->text, RAW_PARSE_DEFAULT);
 	foreach(lc, stmts)
 	{
 		RawStmt    *rs = lfirst_node(RawStmt, lc);
@@ -528,11 +624,33 @@ pg_exec(void *ctx, const mig_script *s, mig_err *err)
 						"statement cannot run in migration file \"%s\": %s",
 						s->file, SPI_result_code_string(ret));
 			err->offset = script_offset(mp, off);
-			rc = MIG_ERROR;
-			break;
+			return MIG_ERROR;
 		}
 		pfree(stmt);
 	}
+	mp->stmt_off = -1;
+	return MIG_OK;
+}
+
+/*
+ * Runs s statement by statement through SPI, under the blocking rail
+ * (pg_rails.c: lock_timeout, retries, a subtransaction per attempt).  A
+ * failing statement raises its own error (SQLSTATE kept) with the file and
+ * line as context.  Rows a statement returns (a SELECT that backfills data,
+ * say) are discarded as they come rather than collected in memory.
+ */
+static int
+pg_exec(void *ctx, const mig_script *s, mig_err *err)
+{
+	MigPg	   *mp = (MigPg *) ctx;
+	MemoryContext old = CurrentMemoryContext;
+	ErrorContextCallback cb;
+	List	   *stmts;
+	int			rc;
+
+	script_begin(mp, s, &cb);
+	stmts = raw_parser(mp->text, RAW_PARSE_DEFAULT);
+	rc = mig_pg_railed(mp, run_statements, stmts, err);
 	script_done(mp, &cb, old);
 	return rc;
 }
@@ -565,8 +683,9 @@ pg_history_load(void *ctx, mig_row_cb cb, void *arg, mig_err *err)
 	 * taken before the lock.  applied_at is formatted only for
 	 * migrate_status: applying and rolling back never look at it.
 	 */
-	sql = psprintf("SELECT version, name, up_file, checksum, %s, file_id, "
-				   "execution_ms, installed_rank, down_sql IS NOT NULL FROM %s",
+	sql = psprintf("SELECT version, name, up_file, checksum, checksum_norm, "
+				   "%s, file_id, execution_ms, installed_rank, "
+				   "down_sql IS NOT NULL FROM %s",
 				   mp->want_applied_at ? "applied_at::pg_catalog.text" :
 				   "NULL::pg_catalog.text", mp->history);
 	ret = SPI_execute(sql, false, 0);
@@ -580,27 +699,28 @@ pg_history_load(void *ctx, mig_row_cb cb, void *arg, mig_err *err)
 	for (uint64 i = 0; i < SPI_processed && rc == MIG_OK; i++)
 	{
 		mig_hist_row row;
-		Datum		v[9];
-		bool		n[9];
-		const char *s[6];
+		Datum		v[10];
+		bool		n[10];
+		const char *s[7];
 
 		CHECK_FOR_INTERRUPTS();
 		/* one deform per row: SPI_getbinval would walk the row per column */
 		heap_deform_tuple(tt->vals[i], tt->tupdesc, v, n);
-		for (int c = 0; c < 6; c++)
+		for (int c = 0; c < 7; c++)
 			s[c] = n[c] ? NULL : TextDatumGetCString(v[c]);
 		memset(&row, 0, sizeof(row));
 		row.version = s[0];
 		row.name = s[1];
 		row.file = s[2];
 		row.checksum = s[3];
-		row.applied_at = s[4];
-		row.file_id = s[5];
-		row.exec_ms = n[6] ? -1 : DatumGetFloat8(v[6]);
-		row.rank = DatumGetInt64(v[7]);
-		row.has_down = DatumGetBool(v[8]) ? 1 : 0;
+		row.checksum_norm = s[4];
+		row.applied_at = s[5];
+		row.file_id = s[6];
+		row.exec_ms = n[7] ? -1 : DatumGetFloat8(v[7]);
+		row.rank = DatumGetInt64(v[8]);
+		row.has_down = DatumGetBool(v[9]) ? 1 : 0;
 		rc = cb(arg, &row);
-		for (int c = 0; c < 6; c++)
+		for (int c = 0; c < 7; c++)
 			if (s[c] != NULL)
 				pfree((char *) s[c]);
 	}
@@ -627,37 +747,43 @@ pg_history_add(void *ctx, const mig_record *rec, mig_err *err)
 {
 	MigPg	   *mp = (MigPg *) ctx;
 	MemoryContext old = MemoryContextSwitchTo(mp->scratch);
-	Oid			types[9] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
-	FLOAT8OID, TEXTOID, TEXTOID, TEXTOID};
-	Datum		values[9];
-	char		nulls[9];
+	Oid			types[10] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
+	FLOAT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[10];
+	char		nulls[10];
 	char	   *sql;
 	int			ret;
 
 	memset(nulls, ' ', sizeof(nulls));
-	values[0] = utf8_text_datum(rec->version, strlen(rec->version));
-	values[1] = utf8_text_datum(rec->name, strlen(rec->name));
-	values[2] = utf8_text_datum(rec->up_file, strlen(rec->up_file));
+	values[0] = mig_pg_text_datum(rec->version, strlen(rec->version));
+	values[1] = mig_pg_text_datum(rec->name, strlen(rec->name));
+	values[2] = mig_pg_text_datum(rec->up_file, strlen(rec->up_file));
 	if (rec->down_file != NULL)
-		values[3] = utf8_text_datum(rec->down_file, strlen(rec->down_file));
+		values[3] = mig_pg_text_datum(rec->down_file, strlen(rec->down_file));
 	else
 		nulls[3] = 'n';
-	values[4] = utf8_text_datum(rec->checksum, strlen(rec->checksum));
+	values[4] = mig_pg_text_datum(rec->checksum, strlen(rec->checksum));
 	values[5] = Float8GetDatum(rec->exec_ms);
-	values[6] = utf8_text_datum(rec->up_sql, rec->up_len);
+	values[6] = mig_pg_text_datum(rec->up_sql, rec->up_len);
 	if (rec->down_sql != NULL)
-		values[7] = utf8_text_datum(rec->down_sql, rec->down_len);
+		values[7] = mig_pg_text_datum(rec->down_sql, rec->down_len);
 	else
 		nulls[7] = 'n';
 	if (rec->file_id != NULL)
 		values[8] = CStringGetTextDatum(rec->file_id);
 	else
 		nulls[8] = 'n';
+	if (rec->checksum_norm != NULL)
+		values[9] = CStringGetTextDatum(rec->checksum_norm);
+	else
+		nulls[9] = 'n';
 
 	sql = psprintf("INSERT INTO %s (version, name, up_file, down_file, "
-				   "checksum, execution_ms, up_sql, down_sql, file_id) "
-				   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)", mp->history);
-	ret = SPI_execute_with_args(sql, 9, types, values, nulls, false, 0);
+				   "checksum, execution_ms, up_sql, down_sql, file_id, "
+				   "checksum_norm) "
+				   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+				   mp->history);
+	ret = SPI_execute_with_args(sql, 10, types, values, nulls, false, 0);
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(mp->scratch);
 	if (ret != SPI_OK_INSERT || SPI_processed != 1)
@@ -677,7 +803,7 @@ pg_history_remove(void *ctx, const char *version, mig_err *err)
 	int			ret;
 	uint64		n;
 
-	values[0] = utf8_text_datum(version, strlen(version));
+	values[0] = mig_pg_text_datum(version, strlen(version));
 	sql = psprintf("DELETE FROM %s WHERE version OPERATOR(pg_catalog.=) $1",
 				   mp->history);
 	ret = SPI_execute_with_args(sql, 1, types, values, NULL, false, 0);
@@ -712,7 +838,7 @@ pg_history_down(void *ctx, const char *version, char **sql, size_t *len,
 
 	*sql = NULL;
 	*len = 0;
-	values[0] = utf8_text_datum(version, strlen(version));
+	values[0] = mig_pg_text_datum(version, strlen(version));
 	query = psprintf("SELECT down_sql FROM %s "
 					 "WHERE version OPERATOR(pg_catalog.=) $1", mp->history);
 	ret = SPI_execute_with_args(query, 1, types, values, NULL, false, 0);
@@ -741,6 +867,226 @@ pg_history_down(void *ctx, const char *version, char **sql, size_t *len,
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(mp->scratch);
 	return rc;
+}
+
+/*
+ * migrate_repair: brings the history row of r->version in line with its
+ * file (name, files, checksums, down script, file identity; a NULL down
+ * file or script keeps the stored one) and writes an audit row to
+ * migrate_repairs (old and new checksum; who and when by default).
+ */
+static int
+pg_history_repair(void *ctx, const mig_repair_row *r, mig_err *err)
+{
+	MigPg	   *mp = (MigPg *) ctx;
+	MemoryContext old = MemoryContextSwitchTo(mp->scratch);
+	Oid			types[9] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
+	TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[9];
+	char		nulls[9];
+	const char *str[9];
+	size_t		lens[9];
+	char	   *sql;
+	int			ret;
+	uint64		n;
+
+	str[0] = r->version;
+	str[1] = r->name;
+	str[2] = r->up_file;
+	str[3] = r->down_file;
+	str[4] = r->checksum;
+	str[5] = r->checksum_norm;
+	str[6] = r->down_sql;
+	str[7] = r->file_id;
+	str[8] = r->old_checksum;
+	for (int i = 0; i < 9; i++)
+	{
+		lens[i] = i == 6 ? r->down_len : (str[i] ? strlen(str[i]) : 0);
+		nulls[i] = str[i] ? ' ' : 'n';
+		values[i] = str[i] ? mig_pg_text_datum(str[i], lens[i]) : (Datum) 0;
+	}
+
+	sql = psprintf("UPDATE %s SET name = $2, up_file = $3, "
+				   "down_file = COALESCE($4, down_file), checksum = $5, "
+				   "checksum_norm = $6, down_sql = COALESCE($7, down_sql), "
+				   "file_id = $8 WHERE version OPERATOR(pg_catalog.=) $1",
+				   mp->history);
+	ret = SPI_execute_with_args(sql, 8, types, values, nulls, false, 0);
+	n = SPI_processed;
+	if (ret != SPI_OK_UPDATE)
+	{
+		MemoryContextSwitchTo(old);
+		return spi_failed(err, "update", ret);
+	}
+	if (n != 1)
+	{
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(mp->scratch);
+		mig_err_set(err, MIG_SQLSTATE_STATE,
+					"migration %s is not in migrate_history", r->version);
+		return MIG_ERROR;
+	}
+	sql = psprintf("INSERT INTO %s (version, old_checksum, new_checksum) "
+				   "VALUES ($1, $2, $3)", mp->repairs);
+	values[1] = values[8];
+	nulls[1] = nulls[8];
+	values[2] = values[4];
+	nulls[2] = nulls[4];
+	ret = SPI_execute_with_args(sql, 3, types, values, nulls, false, 0);
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(mp->scratch);
+	if (ret != SPI_OK_INSERT)
+	{
+		mig_err_set(err, MIG_SQLSTATE_INTERNAL,
+					"could not insert into migrate_repairs: %s",
+					SPI_result_code_string(ret));
+		return MIG_ERROR;
+	}
+	return MIG_OK;
+}
+
+/* ---- the off-hours script (migrate_script) ---- */
+
+/* Whether sql[0..len) holds needle (a NUL-terminated string). */
+static bool
+holds(const char *sql, size_t len, const char *needle)
+{
+	size_t		n = strlen(needle);
+
+	for (size_t i = 0; i + n <= len; i++)
+		if (sql[i] == needle[0] && memcmp(sql + i, needle, n) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * Appends sql[0..len) to buf as a dollar-quoted literal whose tag the text
+ * does not hold ($migrate$, $migrate_1$...): the script stays readable, the
+ * text is taken as it is (no escapes), and no part of it can end the
+ * literal early.  NULL gives NULL.
+ */
+static void
+append_dollar(StringInfo buf, const char *sql, size_t len)
+{
+	char		tag[32] = "$migrate";
+
+	if (sql == NULL)
+	{
+		appendStringInfoString(buf, "NULL");
+		return;
+	}
+	/* no "$tag" at all, so that neither "$tag$" inside nor a text ending
+	 * in "$tag" can close the literal before its end */
+	for (int i = 1; holds(sql, len, tag); i++)
+		snprintf(tag, sizeof(tag), "$migrate_%d", i);
+	appendStringInfo(buf, "%s$", tag);
+	appendBinaryStringInfo(buf, sql, (int) len);
+	appendStringInfo(buf, "%s$", tag);
+}
+
+/* Appends s as a quoted literal, or NULL. */
+static void
+append_literal(StringInfo buf, const char *s)
+{
+	appendStringInfoString(buf, s ? quote_literal_cstr(s) : "NULL");
+}
+
+/*
+ * The SQL of one part of an off-hours script, in UTF-8 like the rest of
+ * the script (migrate_script converts the whole), in memory from pg_alloc:
+ *
+ *   BEGIN   opens the transaction and waits for the migration lock (the
+ *           same key migrate_apply takes), then sets the rail's
+ *           lock_timeout for the migrations (a script has no retries: a
+ *           statement that cannot get its lock in time fails the script,
+ *           which then changes nothing);
+ *   RECORD  inserts the history row as migrate_apply would (the version is
+ *           UNIQUE: a script run twice fails there and changes nothing);
+ *   FORGET  deletes the row of a repeatable about to run again;
+ *   END     commits.
+ */
+static int
+pg_script_part(void *ctx, int part, const mig_record *rec, char **sql,
+			   mig_err *err)
+{
+	MigPg	   *mp = (MigPg *) ctx;
+	MemoryContext old = MemoryContextSwitchTo(mp->scratch);
+	StringInfoData buf;
+	int			rc = MIG_OK;
+
+	*sql = NULL;
+	initStringInfo(&buf);
+	switch (part)
+	{
+		case MIG_PART_BEGIN:
+			appendStringInfo(&buf, "BEGIN;\n"
+							 "-- the migration lock, as migrate_apply and migrate_run take it\n"
+							 "SELECT pg_catalog.pg_advisory_xact_lock(" INT64_FORMAT ");\n",
+							 (int64) MIGRATE_LOCK_KEY);
+			if (mp->rail_timeout_ms > 0)
+				appendStringInfo(&buf, "-- how long a statement may queue behind other sessions' locks (migrate.lock_timeout)\n"
+								 "SET LOCAL lock_timeout = '%dms';\n", mp->rail_timeout_ms);
+			break;
+		case MIG_PART_RECORD:
+			if (rec == NULL)
+				break;
+			appendStringInfo(&buf, "INSERT INTO %s (version, name, up_file, down_file, "
+							 "checksum, checksum_norm, execution_ms, up_sql, down_sql)\n"
+							 "VALUES (", mp->history);
+			append_literal(&buf, rec->version);
+			appendStringInfoString(&buf, ", ");
+			append_literal(&buf, rec->name);
+			appendStringInfoString(&buf, ", ");
+			append_literal(&buf, rec->up_file);
+			appendStringInfoString(&buf, ", ");
+			append_literal(&buf, rec->down_file);
+			appendStringInfoString(&buf, ", ");
+			append_literal(&buf, rec->checksum);
+			appendStringInfoString(&buf, ", ");
+			append_literal(&buf, rec->checksum_norm);
+			appendStringInfoString(&buf, ", NULL,\n");
+			append_dollar(&buf, rec->up_sql, rec->up_len);
+			appendStringInfoString(&buf, ",\n");
+			append_dollar(&buf, rec->down_sql, rec->down_len);
+			appendStringInfoString(&buf, ");\n");
+			break;
+		case MIG_PART_FORGET:
+			if (rec == NULL)
+				break;
+			appendStringInfo(&buf, "DELETE FROM %s WHERE version OPERATOR(pg_catalog.=) ",
+							 mp->history);
+			append_literal(&buf, rec->version);
+			appendStringInfoString(&buf, ";\n");
+			break;
+		case MIG_PART_END:
+			appendStringInfoString(&buf, "COMMIT;\n");
+			break;
+	}
+	if (buf.len == 0)
+	{
+		mig_err_set(err, MIG_SQLSTATE_INTERNAL, "unknown part %d of a migration script", part);
+		rc = MIG_ERROR;
+	}
+	else if ((*sql = pg_alloc(mp, buf.len + 1)) == NULL)
+	{
+		mig_err_nomem(err);
+		rc = MIG_NOMEM;
+	}
+	else
+		memcpy(*sql, buf.data, buf.len + 1);
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(mp->scratch);
+	return rc;
+}
+
+/* A notice from the core (a migration applied, a lock skipped, a file
+ * only reformatted). */
+static void
+pg_notice(void *ctx, const char *message, const char *detail)
+{
+	ereport(NOTICE,
+			(errmsg_internal("%s", message),
+			 detail ? errdetail_internal("%s", detail) : 0));
 }
 
 /* ---- another tool's history (migrate_adopt) ---- */
@@ -863,6 +1209,10 @@ mig_pg_begin(Oid fn_oid, bool procedure)
 	mp->history = MemoryContextStrdup(cxt,
 									  psprintf("%s.migrate_history",
 											   quote_identifier(schema)));
+	mp->repairs = MemoryContextStrdup(cxt,
+									  psprintf("%s.migrate_repairs",
+											   quote_identifier(schema)));
+	mig_pg_rail_set(mp, NULL);
 
 	mp->host.ctx = mp;
 	mp->host.alloc = pg_alloc;
@@ -877,6 +1227,9 @@ mig_pg_begin(Oid fn_oid, bool procedure)
 	mp->host.history_add = pg_history_add;
 	mp->host.history_remove = pg_history_remove;
 	mp->host.history_down = pg_history_down;
+	mp->host.history_repair = pg_history_repair;
+	mp->host.script_part = pg_script_part;
+	mp->host.notice = pg_notice;
 	mp->host.check_script = pg_check_script;
 	mp->host.exec = pg_exec;
 	mp->host.table_info = pg_table_info;

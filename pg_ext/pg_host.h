@@ -35,6 +35,7 @@ typedef struct MigPg
 	bool		session_locked; /* the session advisory lock is held */
 	int			allocs;			/* allocations so far, for migrate.fail_alloc */
 	char	   *history;		/* quoted, schema-qualified history table */
+	char	   *repairs;		/* the same of migrate_repairs */
 	bool		want_applied_at;	/* history_load formats applied_at
 									 * (migrate_status only) */
 
@@ -45,6 +46,14 @@ typedef struct MigPg
 	bool		converted;		/* text differs from script->sql bytes */
 	int			stmt_off;		/* running statement's offset in text, or
 								 * -1 while the whole text is being parsed */
+	int			check_pos;		/* 1-based character position of a syntax
+								 * error found by check_script, or 0 */
+
+	/* The blocking rail of migration statements (pg_rails.c), from the
+	 * call's options or the settings. */
+	int			rail_timeout_ms;	/* their lock_timeout; 0: no rail */
+	int			rail_retries;	/* retries after that timeout */
+	int			rail_attempt;	/* attempt running now, from 1 */
 } MigPg;
 
 /*
@@ -64,5 +73,44 @@ extern void mig_pg_define_settings(void);
 
 /* Raises err as an ERROR with its SQLSTATE, detail, hint and context. */
 extern void mig_pg_report(const mig_err *err) pg_attribute_noreturn();
+
+/* UTF-8 bytes as a text Datum in the server encoding (22P05 when a
+ * character has no equivalent there). */
+extern Datum mig_pg_text_datum(const char *s, size_t len);
+
+/* ---- pg_rails.c: the migration lock's wait and the blocking rail ---- */
+
+/* Defines migrate.lock_timeout and migrate.lock_retries. */
+extern void mig_pg_define_rail_settings(void);
+
+/* Sets mp's rail from o (-1 fields: the settings); NULL: the settings. */
+extern void mig_pg_rail_set(MigPg *mp, const mig_lock_opts *o);
+
+/*
+ * Takes the migration lock (transaction-level, or session-level in
+ * procedure mode) waiting at most wait_ms (-1: as long as the server's
+ * lock_timeout allows).  Returns MIG_OK, or MIG_BUSY with err naming the
+ * holder (55P03).
+ */
+extern int	mig_pg_take_lock(MigPg *mp, long wait_ms, mig_err *err);
+
+/* The query listing the holders of the migration lock in this database:
+ * pid, usename, application_name, since, state, query, and what since
+ * measures ("statement", "transaction" or "last statement"). */
+extern char *mig_pg_holder_query(void);
+
+/*
+ * Runs run(mp, arg, err) -- one migration's statements -- under the rail:
+ * with lock_timeout set to mp->rail_timeout_ms for the statements only, and
+ * when one of them fails with 55P03, again after a backoff, up to
+ * mp->rail_retries times, each attempt in a subtransaction.  Returns run's
+ * result; an error of the last attempt is raised as it was.
+ */
+extern int	mig_pg_railed(MigPg *mp, int (*run) (MigPg *mp, void *arg, mig_err *err),
+						  void *arg, mig_err *err);
+
+/* Adds the rail's detail and hint to a 55P03 error being raised while a
+ * migration runs (called from the error context callback). */
+extern void mig_pg_rail_error_context(MigPg *mp);
 
 #endif							/* MIGRATE_PG_HOST_H */
