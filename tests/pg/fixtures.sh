@@ -158,6 +158,7 @@ make_fixtures() {
 
 	layout_fixtures
 	adopt_fixtures
+	operator_fixtures
 }
 
 # wq FOLDER FILE <<'EOS': writes the here-document to FOLDER/FILE verbatim
@@ -443,4 +444,58 @@ EOS
 	w ad_diesel/2018-01-14-171611_a up.sql 'CREATE TABLE ae_a (x int);\n'
 	w ad_diesel/2018-01-14-171611_a down.sql 'DROP TABLE ae_a;\n'
 	w ad_diesel/2018-01-15-000000_b up.sql 'CREATE TABLE ae_b (x int);\n'
+}
+
+# The operator's functions (tests/pg/t/11_operators.sql, run.sh): ops_base
+# is applied first; ops_bad then has every kind of problem at once; ops_edit
+# only edited applied files (repair); ops_more new migrations (plan,
+# script), one holding "$migrate$"; fly_base / fly_more a Flyway repeatable
+# that changed.  rail_* ALTER a table a reader holds.
+operator_fixtures() {
+	w ops_base 1_a.up.sql "CREATE TABLE op_a (x int);\n"
+	w ops_base 1_a.down.sql "DROP TABLE op_a;\n"
+	w ops_base 2_b.up.sql "CREATE TABLE op_b (x text);\nINSERT INTO op_b VALUES ('it''s');\n"
+	w ops_base 2_b.down.sql "DROP TABLE op_b;\n"
+	w ops_base 3_c.up.sql "CREATE TABLE op_c (x int);\n"
+	w ops_base 3_c.down.sql "DROP TABLE op_c;\n"
+	w ops_base 4_d.up.sql "CREATE TABLE op_d (x int);\n"
+
+	mkdir -p "$FX/ops_bad" && cp -p "$FX"/ops_base/* "$FX/ops_bad/"
+	w ops_bad 1_a.up.sql "CREATE TABLE op_a (x int, y int);\n"		# changed
+	w ops_bad 2_b.up.sql "CREATE TABLE op_b (x text);  \r\nINSERT INTO op_b VALUES ('it''s');\r\n\r\n"	# reformatted
+	rm "$FX/ops_bad/3_c.up.sql" "$FX/ops_bad/3_c.down.sql"		# missing
+	w ops_bad 0_early.up.sql "CREATE TABLE op_early (x int);\n"	# out of order
+	w ops_bad 5_e.up.sql "CREATE TABLE op_e (x int);\nCOMMIT;\n"	# not allowed
+	w ops_bad 6_f.up.sql "CREATE TABLE op_f (x int);\n\nCREAT TABLE op_g (x int);\n"	# syntax, line 3
+	w ops_bad 7_g.up.sql "CREATE TABLE op_g (x int);\n"
+	w ops_bad 07_h.up.sql "CREATE TABLE op_h (x int);\n"		# duplicate of 7
+	w ops_bad notes.sql "-- not a migration\n"				# bad name
+	w ops_bad 8_i.down.sql "DROP TABLE op_i;\n"			# orphan down
+
+	mkdir -p "$FX/ops_edit" && cp -p "$FX"/ops_base/* "$FX/ops_edit/"
+	w ops_edit 1_a.up.sql "CREATE TABLE op_a (x int); -- reviewed\n"
+	w ops_edit 1_a.down.sql "DROP TABLE op_a; -- reviewed\n"
+	w ops_edit 2_b.up.sql "CREATE TABLE op_b (x text);  \r\nINSERT INTO op_b VALUES ('it''s');\r\n\r\n"
+
+	mkdir -p "$FX/ops_more" && cp -p "$FX"/ops_base/* "$FX/ops_more/"
+	w ops_more 5_e.up.sql "CREATE TABLE IF NOT EXISTS op_e (x int);\nINSERT INTO op_e VALUES (1);\n"
+	w ops_more 5_e.down.sql "DROP TABLE op_e;\n"
+	wq ops_more 6_f.up.sql <<'EOS'
+-- a body quoted with the tag the script would use first
+CREATE OR REPLACE FUNCTION op_f() RETURNS text LANGUAGE sql
+AS $migrate$ SELECT 'it''s $x$ \n'::text $migrate$;
+EOS
+
+	w fly_base V1__a.sql "CREATE TABLE fo_a (x int);\n"
+	w fly_base R__v.sql "CREATE OR REPLACE VIEW fo_v AS SELECT 1 AS one;\n"
+	w fly_more V1__a.sql "CREATE TABLE fo_a (x int);\n"
+	w fly_more V2__b.sql "CREATE TABLE fo_b (x int);\n"
+	w fly_more R__v.sql "CREATE OR REPLACE VIEW fo_v AS SELECT 1 AS one, 2 AS two;\n"
+
+	# the blocking rail: each ALTERs rail_t, after a statement that takes no lock
+	for f in rail rail_off rail_out rail_proc; do
+		w $f "1_alter_$f.up.sql" "SELECT 1;\nALTER TABLE rail_t ADD COLUMN $f int;\n"
+	done
+	w rail_seen 1_seen.up.sql "CREATE TABLE rail_seen AS SELECT pg_catalog.current_setting('lock_timeout') AS v;\n"
+	w rail_seen 1_seen.down.sql "DROP TABLE rail_seen;\n"
 }
