@@ -22,7 +22,7 @@ engine and the real extension.  Prints TAP.
   against a reader that blocks the commit.
 
 --short (make check, the default; about 30-50 s here): 3 race rounds per
-mode, every boundary once per mode, 2 random kills per mode.  --long (make
+mode (1 with readers), every boundary once per mode, 2 random kills per mode.  --long (make
 stress; about 6 minutes): 100 race rounds per mode, every boundary, also of
 a heavier folder whose transaction outgrows the page cache, 60 random
 kills of an apply and 30 of a migrate_down per mode.  --rounds and --kills
@@ -58,6 +58,8 @@ EXT = os.path.abspath(_pos[0] if _pos else "build/migrate")
 FILTER = _pos[1] if len(_pos) > 1 else ""
 LONG = _opts["mode"] == "long"
 ROUNDS = _opts["rounds"] if _opts["rounds"] is not None else (100 if LONG else 3)
+# rounds where half the callers read migrate_status: one in --short
+READER_ROUNDS = ROUNDS if LONG or _opts["rounds"] is not None else 1
 KILLS = _opts["kills"] if _opts["kills"] is not None else (60 if LONG else 2)
 DOWN_KILLS = max(2, KILLS // 2)
 SEED = _opts["seed"]
@@ -332,7 +334,7 @@ class Pool:
                 p.join()
 
 
-def race(t, journal, readers=0):
+def race(t, journal, readers=0, rounds=ROUNDS):
     folder = os.path.join(t, "ten")
     write_folder(folder, TEN)
     ref = os.path.join(t, "ref.db")
@@ -345,7 +347,7 @@ def race(t, journal, readers=0):
     pool = Pool(CALLERS)
     seen = {"pending": 0, "applied": 0}
     try:
-        for r in range(ROUNDS):
+        for r in range(rounds):
             db = os.path.join(t, "race%d.db" % r)
             new_db(db, journal)
             tasks = [(db, folder, "status" if i < readers else "apply") for i in range(CALLERS)]
@@ -370,7 +372,7 @@ def race(t, journal, readers=0):
             remove_db(db)
     finally:
         pool.close()
-    return "%d rounds of %d callers%s" % (ROUNDS, CALLERS,
+    return "%d rounds of %d callers%s" % (rounds, CALLERS,
                                           ", readers saw %(pending)d before and %(applied)d after" % seen
                                           if readers else "")
 
@@ -387,12 +389,12 @@ def race_64_callers_wal(t):
 
 @test
 def race_apply_and_status_delete(t):
-    return race(t, "delete", readers=CALLERS // 2)
+    return race(t, "delete", readers=CALLERS // 2, rounds=READER_ROUNDS)
 
 
 @test
 def race_apply_and_status_wal(t):
-    return race(t, "wal", readers=CALLERS // 2)
+    return race(t, "wal", readers=CALLERS // 2, rounds=READER_ROUNDS)
 
 
 # ---- kills at statement boundaries ----
