@@ -4,6 +4,7 @@
 #   make demo       build it and apply examples/blog in the sqlite3 shell
 #   make check      install what is missing, build everything, run every test
 #   make bench      benchmarks against the floor (sqlite3 / psql running the same SQL)
+#   make stress     the SQLite reliability suite at length: races, kill -9, cancel (~6 min)
 #   make fuzz       libFuzzer on the parsers, 5 minutes per target
 #   make pg         build the PostgreSQL extension (pg_ext/, PGXS)
 #
@@ -23,7 +24,7 @@ SQ_SRC   := $(wildcard sqlite_ext/*.c)
 SQ_HDR   := $(wildcard sqlite_ext/*.h)
 SAN      := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
-.PHONY: all demo check deps bench fuzz pg clean
+.PHONY: all demo check deps bench fuzz pg clean stress
 
 all: $(BUILD)/migrate.so
 
@@ -61,6 +62,14 @@ demo:
 fuzz:
 	@tests/deps.sh all
 	@tests/fuzz/run.sh $${FUZZ_SECONDS:-300}
+
+# 64 racing processes for 100 rounds per journal mode, kill -9 at every
+# statement boundary and at many random moments, cancel and busy timeouts
+# (make check runs the same with --short).
+stress:
+	@tests/deps.sh all
+	@$(MAKE) --no-print-directory all
+	@/usr/bin/python3 tests/stress/sqlite_stress.py $(BUILD)/migrate --long
 
 pg:
 	$(MAKE) -C pg_ext PG_CONFIG=$(PG_CONFIG)

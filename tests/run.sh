@@ -4,10 +4,15 @@
 #   sqlite    the extension through the real sqlite3 shell and Python's sqlite3
 #   layouts   every migration layout through the same (tests/sqlite/test_layouts.py)
 #   adopt     taking over each other tool's history (tests/sqlite/test_adopt.py)
+#   badinput  every bad folder, file name and content, with its exact error and
+#             the database unchanged (tests/sqlite/test_badinput.py)
 #   ops       validate, repair, plan, script, lock options (tests/sqlite/test_ops.py)
 #   outside   migrations run outside a transaction, resumed after a failure
 #             (tests/sqlite/test_outside.py)
 #   *-asan    the same suites with the ASan/UBSan build of the extension
+#   stress    64 racing processes, kill -9 at every statement boundary and at
+#             random moments, cancel, busy timeouts (tests/stress/sqlite_stress.py;
+#             --short here, make stress runs --long)
 #   oom       the allocation-failure sweep through the real SQLite (tests/sqlite/oom.c)
 #   fuzz      libFuzzer on the name, version and section parsers, 10 s each
 #             (make fuzz runs them longer)
@@ -37,6 +42,7 @@ suite core ./build/test_core
 suite sqlite "$PY" tests/sqlite/test_sqlite.py build/migrate
 suite layouts "$PY" tests/sqlite/test_layouts.py build/migrate
 suite adopt "$PY" tests/sqlite/test_adopt.py build/migrate
+suite badinput "$PY" tests/sqlite/test_badinput.py build/migrate
 suite ops "$PY" tests/sqlite/test_ops.py build/migrate
 suite outside "$PY" tests/sqlite/test_outside.py build/migrate
 asan=$(gcc -print-file-name=libasan.so)
@@ -45,8 +51,10 @@ san=(env LD_PRELOAD="$asan" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1
 suite sqlite-asan "${san[@]}" "$PY" tests/sqlite/test_sqlite.py build/asan/migrate
 suite layouts-asan "${san[@]}" "$PY" tests/sqlite/test_layouts.py build/asan/migrate
 suite adopt-asan "${san[@]}" "$PY" tests/sqlite/test_adopt.py build/asan/migrate
+suite badinput-asan "${san[@]}" "$PY" tests/sqlite/test_badinput.py build/asan/migrate
 suite ops-asan "${san[@]}" "$PY" tests/sqlite/test_ops.py build/asan/migrate
 suite outside-asan "${san[@]}" "$PY" tests/sqlite/test_outside.py build/asan/migrate
+suite stress "$PY" tests/stress/sqlite_stress.py build/migrate --short
 oomdir=$(mktemp -d)
 printf 'CREATE TABLE a(x);\nINSERT INTO a VALUES (1);\n' > "$oomdir/1_a.up.sql"
 printf 'DROP TABLE a;\n' > "$oomdir/1_a.down.sql"
