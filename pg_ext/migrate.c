@@ -34,6 +34,7 @@
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "utils/acl.h"
+#include "utils/backend_status.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
@@ -624,7 +625,8 @@ migrate_script(PG_FUNCTION_ARGS)
  * The session holding the migration lock in this database (none when it is
  * free): since is when its current statement started when it is active,
  * else when its open transaction started, else when its last statement
- * started.  What pg_stat_activity lets the caller see.
+ * started.  What pg_stat_activity lets the caller see, as it is at the
+ * call (not as this transaction first read it).
  */
 PG_FUNCTION_INFO_V1(migrate_lock_holder);
 Datum
@@ -636,6 +638,8 @@ migrate_lock_holder(PG_FUNCTION_ARGS)
 
 	InitMaterializedSRF(fcinfo, 0);
 	rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	/* pg_stat_activity as it is now, not as this transaction first saw it */
+	pgstat_clear_backend_activity_snapshot();
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	ret = SPI_execute(mig_pg_holder_query(), true, 0);

@@ -12,8 +12,11 @@
 # Parts: the pgTAP suite (t/*.sql, pg_prove), isolation specs (specs/*.spec,
 # pg_isolation_regress), then shell checks for what needs real commits,
 # several clients or another server: procedure mode, isolation and
-# read-only refusals, cancels, a 32-client race, the lock-table overflow, an
-# allocation-failure sweep, a streaming standby, a LATIN1 database,
+# read-only refusals, cancels, a 32-client race, the lock options (wait=,
+# if_locked=skip, the holder named), the blocking rail (queries stalled by
+# a queued ALTER for at most its lock_timeout, retries, and the contrast
+# without it), the off-hours script run by psql, the lock-table overflow,
+# an allocation-failure sweep, a streaming standby, a LATIN1 database,
 # pg_dump/pg_restore, and pg_cron jobs (scheduled first, checked last, as
 # pg_cron 1.4 runs jobs once a minute).  Fixtures: tests/pg/fixtures.sh.
 set -u
@@ -299,6 +302,201 @@ EOF
 echo "$out" | grep -q "ERROR:  57014:" && echo "$out" | grep -q "^locks=0$" &&
 	echo "$out" | grep -q "^tables=0$"
 tap $? "function: a cancelled call releases the lock and leaves nothing"
+
+# ---- the migration lock: wait=, if_locked=skip, the holder ----
+section "the migration lock: wait=, if_locked=skip, the holder"
+newdb lockopt
+# held_by APP: the pid of the session named APP once it holds the migration lock
+held_by() {
+	local pid
+	for _ in $(seq 1 100); do
+		pid=$(q lockopt -c "SELECT a.pid FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+			WHERE l.locktype = 'advisory' AND l.granted AND l.objid = $((LOCK_KEY & 0xFFFFFFFF))
+			  AND a.application_name = '$1'")
+		[ -n "$pid" ] && { echo "$pid"; return; }
+		sleep 0.05
+	done
+}
+# ms_since TS: milliseconds since TS (date +%s%N)
+ms_since() {
+	echo $((($(date +%s%N) - $1) / 1000000))
+}
+# a session holds the migration lock as migrate_run does, until it is ended
+psql -X -q -d lockopt -c "SET application_name = 'migrate-holder'" \
+	-c "SELECT pg_advisory_lock($LOCK_KEY)" -c "SELECT pg_sleep(60)" >/dev/null 2>&1 &
+HOLDER=$!
+HPID=$(held_by migrate-holder)
+check "lock: migrate_lock_holder() names the session holding the lock" lockopt \
+	"SELECT pid = ${HPID:-0} AND usename = current_user AND application_name = 'migrate-holder'
+	        AND state = 'active' AND query = 'SELECT pg_sleep(60)' AND since IS NOT NULL
+	   FROM migrate_lock_holder()"
+out=$(qn lockopt -c "SELECT migrate_apply('$FX/basic', 'wait=0, if_locked=skip')" 2>&1)
+echo "$out" | grep -qx "NOTICE:  skipped: migration lock is held by backend $HPID" &&
+	[ "$(echo "$out" | last)" = 0 ]
+tap $? "lock: wait=0, if_locked=skip returns 0 at once with a notice naming the holder's pid"
+echo "$out" | grep -q "^DETAIL:  Backend $HPID (user \"$PGUSER\", application \"migrate-holder\") holds it in its current statement, running since 20[0-9-]* [0-9:.]*+00\.$"
+rc=$?
+tap $rc "lock: the notice's detail names the holder's user, application and since when"
+[ $rc = 0 ] || echo "$out" | sed 's/^/#   /'
+out=$(qn lockopt -c "CALL migrate_run('$FX/basic', 'wait=0, if_locked=skip')" 2>&1)
+echo "$out" | grep -qx "NOTICE:  skipped: migration lock is held by backend $HPID" &&
+	[ "$(echo "$out" | last)" = "NOTICE:  applied 0 migrations" ]
+tap $? "lock: so does CALL migrate_run (applied 0 migrations)"
+TS=$(date +%s%N)
+out=$(psql -X -q -At -v VERBOSITY=verbose -d lockopt -c "SELECT migrate_apply('$FX/basic', 'wait=200ms')" 2>&1)
+ms=$(ms_since "$TS")
+echo "$out" | grep -qx "ERROR:  55P03: migration lock is held by backend $HPID after waiting 0.2s" &&
+	[ "$ms" -ge 200 ] && [ "$ms" -lt 1500 ]
+rc=$?
+tap $rc "lock: wait=200ms fails with 55P03 after ${ms} ms, saying how long it waited"
+[ $rc = 0 ] || echo "$out" | sed 's/^/#   /'
+echo "$out" | grep -q "^HINT:  .*if_locked=skip.*migrate_lock_holder()"
+tap $? "lock: its hint names wait=, if_locked=skip and migrate_lock_holder()"
+fails_with "lock: wait=0 without if_locked=skip fails at once with 55P03" lockopt 55P03 \
+	"SELECT migrate_apply('$FX/basic', 'wait=0')"
+TS=$(date +%s%N)
+out=$(psql -X -q -At -v VERBOSITY=verbose -d lockopt -c "CALL migrate_run('$FX/basic', 'wait=300ms')" 2>&1)
+ms=$(ms_since "$TS")
+echo "$out" | grep -qx "ERROR:  55P03: migration lock is held by backend $HPID after waiting 0.3s" &&
+	[ "$ms" -ge 300 ] && [ "$ms" -lt 1600 ]
+tap $? "lock: CALL migrate_run with wait=300ms fails with 55P03 after ${ms} ms"
+fails_with "lock: a bad wait= value is refused (22023) in procedure mode too" lockopt 22023 \
+	"CALL migrate_run('$FX/basic', 'wait=soon')"
+kill "$HOLDER" 2>/dev/null
+wait "$HOLDER" 2>/dev/null
+q lockopt -c "SELECT pg_terminate_backend($HPID)" >/dev/null 2>&1
+# a function-mode holder: a transaction that applied and is left open
+FIFO=$PG_TMP/holder.fifo
+mkfifo "$FIFO"
+psql -X -q -d lockopt -c "SET application_name = 'migrate-open'" -f - <"$FIFO" >/dev/null 2>&1 &
+HOLDER=$!
+exec 3>"$FIFO"
+echo "BEGIN; SELECT migrate_apply('$FX/numeric');" >&3
+HPID=$(held_by migrate-open)
+out=$(psql -X -q -At -v VERBOSITY=verbose -d lockopt -c "SELECT migrate_apply('$FX/basic', 'wait=0')" 2>&1)
+echo "$out" | grep -q "^DETAIL:  Backend $HPID (user \"$PGUSER\", application \"migrate-open\") holds it in a transaction open since .*, now idle in transaction\.$"
+rc=$?
+tap $rc "lock: a transaction left open after migrate_apply is named with its start"
+[ $rc = 0 ] || echo "$out" | sed 's/^/#   /'
+exec 3>&-
+wait "$HOLDER" 2>/dev/null
+check "lock: the refused and skipped calls applied nothing" lockopt \
+	"SELECT count(*) = 0 FROM migrate_history"
+check "lock: and once free the lock has no holder" lockopt \
+	"SELECT count(*) = 0 FROM migrate_lock_holder()"
+
+# ---- the blocking rail: lock_timeout and retries ----
+section "the blocking rail: lock_timeout and retries"
+# raildb DB: a table, and probe(run, secs): for secs, queries the table once
+# every 20 ms, each in its own transaction, and logs how long each took
+raildb() {
+	newdb "$1"
+	q "$1" -c "CREATE TABLE rail_t (id int)" -c "INSERT INTO rail_t SELECT generate_series(1, 1000)" \
+		-c "CREATE TABLE lat (run text, ms float8)" \
+		-c "CREATE PROCEDURE probe(run text, secs float8) LANGUAGE plpgsql AS \$p\$
+DECLARE t0 timestamptz; stop timestamptz := clock_timestamp() + secs * interval '1 s';
+BEGIN
+	WHILE clock_timestamp() < stop LOOP
+		t0 := clock_timestamp();
+		PERFORM count(*) FROM rail_t;
+		INSERT INTO lat VALUES (run, extract(epoch FROM clock_timestamp() - t0) * 1000);
+		COMMIT;
+		PERFORM pg_sleep(0.02);
+	END LOOP;
+END \$p\$"
+}
+# reader DB SECS: a transaction that has read rail_t stays open for SECS
+# (application "reader"); returns once it holds its lock
+reader() {
+	psql -X -q -d "$1" -c "SET application_name = 'reader'" -c "BEGIN" \
+		-c "SELECT count(*) FROM rail_t" -c "SELECT pg_sleep($2)" -c "COMMIT" >/dev/null 2>&1 &
+	READER=$!
+	for _ in $(seq 1 100); do
+		[ "$(q "$1" -c "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+			WHERE a.application_name = 'reader' AND l.relation = 'rail_t'::regclass AND l.granted")" = 1 ] && break
+		sleep 0.05
+	done
+}
+# With the rail: the ALTER gives up after 200 ms each time, the queries
+# queued behind it go through, and it applies once the reader has committed.
+raildb rail
+reader rail 2.5
+q rail -c "CALL probe('rail', 3.5)" &
+PROBE=$!
+out=$(qn rail -c "SELECT migrate_apply('$FX/rail', 'lock_timeout=200ms, lock_retries=10')" 2>&1)
+wait "$PROBE" "$READER"
+retries=$(echo "$out" | grep -c "^NOTICE:  migration 1 (1_alter_rail.up.sql) waited 0.2s for a lock; retrying in [0-9.]*s (attempt [0-9]* of 11)$")
+[ "$(echo "$out" | last)" = 1 ] && [ "$retries" -ge 2 ]
+tap $? "rail: an ALTER behind a 2.5 s reader is retried ($retries notices) and applies once the reader commits"
+[ "$retries" -ge 2 ] || echo "$out" | sed 's/^/#   /'
+read -r max n <<<"$(q rail -F ' ' -c "SELECT round(max(ms)), count(*) FROM lat")"
+[ "${max:-9999}" -lt 500 ] && [ "${n:-0}" -ge 20 ]
+tap $? "rail: meanwhile $n queries on the table waited at most $max ms (bound: lock_timeout + 300 ms)"
+check "rail: the column was added once, the history has the migration" rail \
+	"SELECT count(*) = 1 FROM migrate_history WHERE version = '1'
+	   AND EXISTS (SELECT FROM pg_attribute WHERE attrelid = 'rail_t'::regclass AND attname = 'rail')"
+RAIL_MAX=$max
+# Without the rail (lock_timeout=0) the same queries wait for the reader.
+raildb rail_off
+reader rail_off 2.0
+q rail_off -c "CALL probe('off', 2.5)" &
+PROBE=$!
+out=$(q rail_off -c "SELECT migrate_apply('$FX/rail_off', 'lock_timeout=0')" 2>&1)
+wait "$PROBE" "$READER"
+read -r max n <<<"$(q rail_off -F ' ' -c "SELECT round(max(ms)), count(*) FROM lat")"
+[ "$out" = 1 ] && [ "${max:-0}" -ge 1000 ]
+tap $? "rail: without it (lock_timeout=0) queries queued behind the ALTER waited up to $max ms, for the reader"
+echo "# rail: longest query wait $RAIL_MAX ms with lock_timeout=200ms, $max ms without the rail"
+# Retries exhausted: 55P03 with the file and a hint, nothing applied.
+raildb rail_out
+reader rail_out 30
+out=$(PGOPTIONS="-c client_min_messages=notice" psql -X -q -At -v VERBOSITY=verbose -d rail_out \
+	-c "CALL migrate_run('$FX/rail_out', 'lock_timeout=100ms, lock_retries=2')" 2>&1)
+echo "$out" | grep -q "^ERROR:  55P03: canceling statement due to lock timeout$" &&
+	echo "$out" | grep -q "^migration 1 (1_alter_rail_out.up.sql), line 2$" &&
+	[ "$(echo "$out" | grep -c "waited 0.1s for a lock; retrying in")" = 2 ]
+rc=$?
+tap $rc "rail: CALL migrate_run that exhausts 2 retries fails with 55P03 naming the file and line"
+[ $rc = 0 ] || echo "$out" | sed 's/^/#   /'
+echo "$out" | grep -q "^HINT:  .*lock_timeout and lock_retries" &&
+	echo "$out" | grep -q "^DETAIL:  The migration was tried 3 times"
+tap $? "rail: the error says how often it was tried and names the options"
+out=$(psql -X -q -At -v VERBOSITY=verbose -d rail_out \
+	-c "SELECT migrate_apply('$FX/rail_out', 'lock_timeout=100ms, lock_retries=0')" 2>&1)
+echo "$out" | grep -q "^ERROR:  55P03: canceling statement due to lock timeout$"
+tap $? "rail: SELECT migrate_apply with lock_retries=0 fails at the first timeout"
+check "rail: nothing of either was applied" rail_out \
+	"SELECT NOT EXISTS (SELECT FROM migrate_history)
+	    AND NOT EXISTS (SELECT FROM pg_attribute WHERE attrelid = 'rail_t'::regclass AND attname = 'rail_out')"
+q rail_out -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'reader'" >/dev/null
+wait "$READER" 2>/dev/null
+
+# ---- the off-hours script, run by psql ----
+section "the off-hours script, run by psql"
+newdb script
+q script -c "SELECT migrate_apply('$FX/ops_base')" >/dev/null
+q script -c "SELECT migrate_script('$FX/ops_more')" >"$PG_TMP/ops.sql"
+psql -X -q -v ON_ERROR_STOP=1 -d script -f "$PG_TMP/ops.sql" >"$PG_TMP/ops.out" 2>&1
+tap $? "script: psql -v ON_ERROR_STOP=1 runs the script of ops_more"
+check "script: migrate_apply then has nothing to do" script \
+	"SELECT migrate_apply('$FX/ops_more') = 0"
+check "script: the history matches the folder" script \
+	"SELECT bool_and(state = 'applied') AND count(*) = 6 FROM migrate_status('$FX/ops_more')"
+check "script: the recorded SQL is the file's, \$migrate\$ and all" script \
+	"SELECT up_sql = pg_read_file('$FX/ops_more/6_f.up.sql') AND op_f() = 'it''s \$x\$ \\n' FROM migrate_history WHERE version = '6'"
+out=$(psql -X -q -v ON_ERROR_STOP=1 -v VERBOSITY=verbose -d script -f "$PG_TMP/ops.sql" 2>&1)
+echo "$out" | grep -q "ERROR:  23505: duplicate key value violates unique constraint" &&
+	echo "$out" | grep -q "Key (version)=(5) already exists"
+tap $? "script: run a second time it fails on the duplicate version (23505)"
+check "script: and changes nothing" script \
+	"SELECT (SELECT count(*) FROM op_e) = 1 AND (SELECT count(*) FROM migrate_history) = 6"
+newdb script_fly
+q script_fly -c "SELECT migrate_apply('$FX/fly_base')" >/dev/null
+q script_fly -c "SELECT migrate_script('$FX/fly_more')" >"$PG_TMP/fly.sql"
+psql -X -q -v ON_ERROR_STOP=1 -d script_fly -f "$PG_TMP/fly.sql" >/dev/null 2>&1 &&
+	[ "$(q script_fly -c "SELECT migrate_apply('$FX/fly_more')")" = 0 ]
+tap $? "script: a changed Flyway repeatable is forgotten, run again and recorded"
+check "script: the view is the new one" script_fly "SELECT two = 2 FROM fo_v"
 
 # ---- the lock table: one transaction for everything, or one per migration ----
 section "the lock table: one transaction for everything, or one per migration"

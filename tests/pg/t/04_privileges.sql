@@ -1,7 +1,7 @@
 -- tests/pg/t/04_privileges.sql -- reading server files needs a superuser or
 -- pg_read_server_files, as pg_read_file; the functions are not PUBLIC.
 BEGIN;
-SELECT plan(9);
+SELECT plan(12);
 
 CREATE FUNCTION pg_temp.fx(folder text) RETURNS text LANGUAGE sql
 AS $$ SELECT pg_catalog.current_setting('migrate_test.dir') || '/' || folder $$;
@@ -19,6 +19,10 @@ SELECT throws_ok($$SELECT migrate_apply((SELECT basic FROM paths))$$, '42501', N
 SELECT throws_ok($$SELECT * FROM migrate_status((SELECT basic FROM paths))$$, '42501', NULL,
                  'nor migrate_status');
 SELECT throws_ok($$SELECT migrate_down(1)$$, '42501', NULL, 'nor migrate_down');
+SELECT is((SELECT count(*)::int FROM pg_proc p, unnest(ARRAY['migrate_validate', 'migrate_repair',
+             'migrate_plan', 'migrate_script', 'migrate_lock_holder']) AS f
+            WHERE p.proname = f AND has_function_privilege(p.oid, 'EXECUTE')), 0,
+          'nor any of migrate_validate, migrate_repair, migrate_plan, migrate_script, migrate_lock_holder');
 RESET ROLE;
 
 GRANT EXECUTE ON FUNCTION migrate_apply(text), migrate_status(text) TO migrate_plain;
@@ -28,6 +32,13 @@ SELECT throws_ok($$SELECT migrate_apply((SELECT basic FROM paths))$$, '42501',
                  'granted EXECUTE alone, migrate_apply still refuses a plain user');
 SELECT throws_ok($$SELECT * FROM migrate_status((SELECT basic FROM paths))$$, '42501',
                  'permission denied to read migration files', 'so does migrate_status');
+RESET ROLE;
+GRANT EXECUTE ON FUNCTION migrate_validate(text), migrate_script(text) TO migrate_plain;
+SET ROLE migrate_plain;
+SELECT throws_ok($$SELECT * FROM migrate_validate((SELECT basic FROM paths))$$, '42501',
+                 'permission denied to read migration files', 'so does migrate_validate');
+SELECT throws_ok($$SELECT migrate_script((SELECT basic FROM paths))$$, '42501',
+                 'permission denied to read migration files', 'and migrate_script');
 RESET ROLE;
 SELECT is((SELECT count(*)::int FROM migrate_history), 0, 'nothing was applied');
 
