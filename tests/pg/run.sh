@@ -558,6 +558,17 @@ out=$(q oom -c "SELECT sweep(\$\$SELECT migrate_apply('$FX/dup_version')\$\$, 60
 tap $? "allocation failures: a refused folder ends in its own error or 53200 at every n"
 check "allocation failures: the history holds exactly what was applied outside the sweeps" oom \
 	"SELECT count(*) = 6 FROM migrate_history"
+# the operator's functions, against ops_base applied (each sweep step undone)
+psql -X -q -d postgres -c "CREATE DATABASE oomops TEMPLATE oom"
+q oomops -c "TRUNCATE migrate_history" -c "SELECT migrate_apply('$FX/ops_base')" >/dev/null
+for call in "migrate_validate('ops_bad')" "migrate_plan('ops_more')" "migrate_script('ops_more')" \
+	"migrate_repair('ops_edit')" "migrate_apply('ops_more', 'lock_timeout=1s, lock_retries=2')"; do
+	sql="SELECT count(*) FROM ${call/\(\'/(\'$FX/}"
+	out=$(q oomops -c "SELECT sweep(\$\$$sql\$\$, 60)" 2>&1)
+	[ "$out" = clean ]
+	tap $? "allocation failures: $call ends in success or 53200 at every n"
+	[ "$out" = clean ] || echo "#   $out"
+done
 
 # ---- a standby refuses before anything runs ----
 section "a standby refuses before anything runs"
@@ -597,6 +608,9 @@ check "latin1: its text arrived converted (0xE9 't' 0xE9)" latin1 \
 	"SELECT n = convert_from('\\xe974e9', 'LATIN1') FROM cafe"
 fails_with "latin1: a character LATIN1 lacks is refused with 22P05" latin1 22P05 \
 	"SELECT migrate_apply('$FX/latin1_euro')"
+check "latin1: migrate_validate lists it as a problem instead of failing" latin1 \
+	"SELECT array_agg(version || ' ' || problem || ' ' || sqlstate) = '{\"2 bad_file 22P05\"}'
+	   FROM migrate_validate('$FX/latin1_euro')"
 out=$(psql -X -q -At -v VERBOSITY=verbose -d latin1 -c "SELECT migrate_apply('$FX/latin1_fail')" 2>&1)
 echo "$out" | grep -q "ERROR:  22012:" && echo "$out" | grep -q "migration 2 (2_f.up.sql), line 3"
 tap $? "latin1: after conversion the failing line is still line 3"
