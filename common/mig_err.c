@@ -19,19 +19,73 @@ mig_err_clear(mig_err *err)
 	err->sys_errno = 0;
 }
 
-/* Appends a formatted text to buf (size cap), ending it with "..." when it
- * does not fit. */
+/*
+ * Copies src[0..n) into dst (room bytes with the NUL): whole when it fits,
+ * else its beginning, "..." and its end (where the reason usually is: a
+ * long path is cut in its middle), cut between characters; bytes that are
+ * not valid UTF-8 (a file name in another encoding) become '?', so that
+ * every message is valid text for the engine and its clients.
+ */
+static void
+fit(char *dst, size_t room, const char *src, size_t n)
+{
+	const unsigned char *s = (const unsigned char *) src;
+	size_t		head = n,
+				tail = n,
+				o = 0;
+
+	if (room == 0)
+		return;
+	if (n + 1 > room)
+	{
+		size_t		keep = room > 4 ? room - 4 : 0;
+
+		head = keep / 2;
+		while (head > 0 && (s[head] & 0xc0) == 0x80)
+			head--;
+		tail = n - (keep - head);
+		while (tail < n && (s[tail] & 0xc0) == 0x80)
+			tail++;
+	}
+	for (size_t i = 0, k; i < n && o + 1 < room; i += k)
+	{
+		if (i == head)
+		{
+			memcpy(dst + o, "...", 3);
+			o += 3;
+			i = tail;
+			if (i >= n)
+				break;
+		}
+		k = mig_utf8_char(s + i, n - i);
+		if (k == 0)
+		{
+			dst[o++] = '?';
+			k = 1;
+		}
+		else
+		{
+			memcpy(dst + o, src + i, k);	/* head is a character boundary */
+			o += k;
+		}
+	}
+	dst[o] = '\0';
+}
+
+/* Appends a formatted text to buf (size cap), fitted as fit() does. */
 static void
 append(char *buf, size_t cap, const char *fmt, va_list ap)
 {
+	char		text[4 * MIG_PATH_MAX];
 	size_t		used = strlen(buf);
 	int			n;
 
 	if (used + 1 >= cap)
 		return;
-	n = vsnprintf(buf + used, cap - used, fmt, ap);
-	if (n >= 0 && (size_t) n >= cap - used && cap >= 4)
-		memcpy(buf + cap - 4, "...", 4);
+	n = vsnprintf(text, sizeof(text), fmt, ap);
+	if (n < 0)
+		return;
+	fit(buf + used, cap - used, text, (size_t) n < sizeof(text) ? (size_t) n : sizeof(text) - 1);
 }
 
 void

@@ -134,6 +134,51 @@ push_str(mig_vec *v, char *s)
 	return MIG_OK;
 }
 
+/* Refuses a folder entry that is a symbolic link: the folder read would
+ * not be the one given. */
+static int
+refuse_link(mig_err *err, const char *dir, const char *name)
+{
+	mig_err_set(err, MIG_SQLSTATE_UNSAFE_FILE, "\"%s/%s\" is a symbolic link", dir, name);
+	mig_err_detail(err, "Migration folders must be real folders, not symbolic links.");
+	return MIG_ERROR;
+}
+
+/*
+ * Refuses a .sql name that no layout could describe properly: one that is
+ * not valid UTF-8 (its bytes could not even be shown), or whose version
+ * is longer than any version (rather than "fits no layout").
+ */
+static int
+odd_name(const char *dir, const char *name, mig_err *err)
+{
+	const char *p = name;
+	size_t		run = 0;
+
+	for (size_t i = 0, k, n = strlen(name); i < n; i += k)
+		if ((k = mig_utf8_char((const unsigned char *) name + i, n - i)) == 0)
+		{
+			mig_err_set(err, MIG_SQLSTATE_BAD_BYTES, "file name \"%s\" in \"%s\" is not valid UTF-8",
+						name, dir);
+			mig_err_detail(err, "Byte %zu of the name is not part of a UTF-8 character.", i + 1);
+			mig_err_hint(err, "Rename the file: migration file names must be UTF-8.");
+			return MIG_ERROR;
+		}
+	if (*p == 'V' || *p == 'U')
+		p++;
+	while (p[run] && (strchr("0123456789", p[run]) != NULL))
+		run++;
+	if (run > MIG_VERSION_MAX)
+	{
+		mig_err_set(err, MIG_SQLSTATE_BAD_NAME,
+					"the version of file name \"%s\" is longer than %d digits (%zu)", name,
+					MIG_VERSION_MAX, run);
+		mig_err_hint(err, "Give it a shorter version, such as a timestamp 20240101120000.");
+		return MIG_ERROR;
+	}
+	return MIG_OK;
+}
+
 /* The folder names each engine may have of its own, as in Mattermost's
  * db/migrations/{postgres,sqlite}. */
 static const char *const engine_dirs[][3] = {
@@ -157,8 +202,12 @@ engine_folder(const mig_host *h, const char *dir, listing *l, const char **sub,
 		const char *name = *mig_vec_at(&l->names, char *, i);
 
 		for (size_t e = 0; e < sizeof(engine_dirs) / sizeof(engine_dirs[0]); e++)
-			if ((strcmp(name, engine_dirs[e][1]) == 0 || strcmp(name, engine_dirs[e][2]) == 0) &&
-				kind_of(dir, name) == S_IFDIR)
+		{
+			if (strcmp(name, engine_dirs[e][1]) != 0 && strcmp(name, engine_dirs[e][2]) != 0)
+				continue;
+			if (kind_of(dir, name) == S_IFLNK)
+				return refuse_link(err, dir, name);
+			if (kind_of(dir, name) == S_IFDIR)
 			{
 				if (h->engine && strcmp(h->engine, engine_dirs[e][0]) == 0)
 				{
@@ -167,6 +216,7 @@ engine_folder(const mig_host *h, const char *dir, listing *l, const char **sub,
 				}
 				other = name;
 			}
+		}
 	}
 	if (other && h->engine)
 	{
@@ -381,8 +431,21 @@ mig_discover(const mig_host *h, mig_arena *a, const char *dir, mig_vec *files,
 			fits = mig_parse_dir_name(a, name, &n);
 			if (fits > 0 && kind_of(folder, name) == S_IFDIR)
 				rc = diesel_folder(h, a, folder, file, &n, &ok, &bad, err);
+			else if (fits > 0 && kind_of(folder, name) == S_IFLNK)
+				rc = refuse_link(err, folder, name);
 			else if (fits < 0)
 				rc = MIG_NOMEM;
+			continue;
+		}
+		if (odd_name(folder, file, err) != MIG_OK)
+		{
+			if (problems == NULL)
+			{
+				rc = MIG_ERROR;
+				break;
+			}
+			rc = mig_problem_add(a, problems, NULL, file, "bad_name", 0, err);
+			mig_err_clear(err);
 			continue;
 		}
 		fits = mig_parse_name(a, name, &n);
@@ -665,53 +728,51 @@ mig_text_free(const mig_host *h, mig_text *t)
 	t->len = 0;
 }
 
+size_t
+mig_utf8_char(const unsigned char *s, size_t n)
+{
+	unsigned char c = s[0],
+				lo = 0x80,
+				hi = 0xbf;
+	size_t		more;
+
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf)
+		more = 1;
+	else if (c >= 0xe0 && c <= 0xef)
+	{
+		more = 2;
+		if (c == 0xe0)
+			lo = 0xa0;			/* no overlong forms */
+		if (c == 0xed)
+			hi = 0x9f;			/* no surrogates */
+	}
+	else if (c >= 0xf0 && c <= 0xf4)
+	{
+		more = 3;
+		if (c == 0xf0)
+			lo = 0x90;
+		if (c == 0xf4)
+			hi = 0x8f;			/* nothing above U+10FFFF */
+	}
+	else
+		return 0;
+	if (more >= n || s[1] < lo || s[1] > hi)
+		return 0;				/* cut short by the end, or not a sequence */
+	for (size_t k = 2; k <= more; k++)
+		if ((s[k] & 0xc0) != 0x80)
+			return 0;
+	return more + 1;
+}
+
 /* Offset of the first byte that is not valid UTF-8, or -1. */
 static long
 utf8_invalid(const unsigned char *s, size_t n)
 {
-	size_t		i = 0;
-
-	while (i < n)
-	{
-		unsigned char c = s[i];
-		unsigned char lo = 0x80,
-					hi = 0xbf;
-		size_t		more;
-
-		if (c < 0x80)
-		{
-			i++;
-			continue;
-		}
-		if (c >= 0xc2 && c <= 0xdf)
-			more = 1;
-		else if (c >= 0xe0 && c <= 0xef)
-		{
-			more = 2;
-			if (c == 0xe0)
-				lo = 0xa0;		/* no overlong forms */
-			if (c == 0xed)
-				hi = 0x9f;		/* no surrogates */
-		}
-		else if (c >= 0xf0 && c <= 0xf4)
-		{
-			more = 3;
-			if (c == 0xf0)
-				lo = 0x90;
-			if (c == 0xf4)
-				hi = 0x8f;		/* nothing above U+10FFFF */
-		}
-		else
+	for (size_t i = 0, k; i < n; i += k)
+		if ((k = mig_utf8_char(s + i, n - i)) == 0)
 			return (long) i;
-		if (i + more >= n)
-			return (long) i;		/* cut short by the end of the file */
-		if (s[i + 1] < lo || s[i + 1] > hi)
-			return (long) i;
-		for (size_t k = 2; k <= more; k++)
-			if ((s[i + k] & 0xc0) != 0x80)
-				return (long) i;
-		i += more + 1;
-	}
 	return -1;
 }
 

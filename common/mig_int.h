@@ -53,6 +53,8 @@ void	   *mig_vec_push(mig_vec *v);
 void		mig_vec_free(mig_vec *v);
 
 /* ---- layouts (mig_layout.c) ---- */
+#define MIG_VERSION_MAX 200		/* characters; a longer run is not a version */
+
 enum {
 	MIG_LAYOUT_NONE = 0,
 	MIG_LAYOUT_UPDOWN,			/* golang-migrate, morph, sqlx reversible */
@@ -167,6 +169,8 @@ int			mig_text_read(const mig_host *h, const char *dir, const char *file,
 int			mig_text_script(const mig_text *t, const mig_file *f, int down,
 							mig_script *s, mig_err *err);
 void		mig_text_free(const mig_host *h, mig_text *t);
+/* Length of the valid UTF-8 character at s[0..n) (n > 0), or 0. */
+size_t		mig_utf8_char(const unsigned char *s, size_t n);
 /* The same of buf normalised: no BOM, \n line ends, no white space at line
  * ends, no blank lines at the end. */
 void		mig_checksum_norm(const char *buf, size_t len, char out[16]);

@@ -22,7 +22,6 @@
 
 #include "mig_int.h"
 
-#define MIG_VERSION_MAX 200		/* characters; a longer run is not a version */
 
 const char	mig_layout_hint[] =
 "Migration files are named {version}_{name}.up.sql and .down.sql "

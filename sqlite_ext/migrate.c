@@ -57,6 +57,8 @@ sq_report(sqlite3_context *fctx, const char *fn, const mig_err *err)
 	sqlite3_result_error(fctx, msg, -1);
 	if (strcmp(err->sqlstate, MIG_SQLSTATE_LOCK) == 0)
 		sqlite3_result_error_code(fctx, SQLITE_BUSY);
+	else if (strcmp(err->sqlstate, SQ_SQLSTATE_CANCELED) == 0)
+		sqlite3_result_error_code(fctx, SQLITE_INTERRUPT);
 	sqlite3_free(msg);
 }
 

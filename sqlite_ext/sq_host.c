@@ -47,12 +47,21 @@ static const char repairs_ddl[] =
 static int
 db_error(sq_ctx *c, mig_err *err, const char *what)
 {
-	if (sqlite3_errcode(c->db) == SQLITE_NOMEM)
+	int			code = sqlite3_errcode(c->db);
+
+	if (code == SQLITE_NOMEM)
 	{
 		mig_err_nomem(err);
 		return MIG_NOMEM;
 	}
-	mig_err_set(err, MIG_SQLSTATE_INTERNAL, "%s: %s", what, sqlite3_errmsg(c->db));
+	mig_err_set(err, code == SQLITE_BUSY || code == SQLITE_LOCKED ? MIG_SQLSTATE_LOCK :
+				code == SQLITE_INTERRUPT ? SQ_SQLSTATE_CANCELED : MIG_SQLSTATE_INTERNAL,
+				"%s: %s", what, sqlite3_errmsg(c->db));
+	if (code == SQLITE_BUSY)
+	{
+		mig_err_detail(err, "Another connection kept the database from being written for longer than the busy timeout; nothing was applied.");
+		mig_err_hint(err, "Retry later, or raise the wait with PRAGMA busy_timeout.");
+	}
 	return MIG_ERROR;
 }
 
@@ -672,7 +681,8 @@ sq_exec(void *ctx, const mig_script *s, mig_err *err)
 			if ((rc & 0xff) == SQLITE_NOMEM)
 				mig_err_nomem(err);
 			else
-				mig_err_set(err, "42000", "%s", sqlite3_errmsg(c->db));
+				mig_err_set(err, (rc & 0xff) == SQLITE_INTERRUPT ? SQ_SQLSTATE_CANCELED : "42000",
+							"%s", sqlite3_errmsg(c->db));
 			err->offset = (long) (p - s->sql) + (off >= 0 ? off : (long) at);
 			sqlite3_finalize(st);
 			return err->code;
@@ -837,7 +847,8 @@ step_one(sq_ctx *c, const mig_script *s, const char **p, const char *end, int *r
 		if ((rc & 0xff) == SQLITE_NOMEM)
 			mig_err_nomem(err);
 		else
-			mig_err_set(err, "42000", "%s", sqlite3_errmsg(c->db));
+			mig_err_set(err, (rc & 0xff) == SQLITE_INTERRUPT ? SQ_SQLSTATE_CANCELED : "42000",
+						"%s", sqlite3_errmsg(c->db));
 		err->offset = (long) (*p - s->sql) + (off >= 0 ? off : (long) at);
 		sqlite3_finalize(st);
 		return err->code;

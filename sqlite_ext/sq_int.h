@@ -28,6 +28,10 @@ typedef struct sq_ctx {
 	char		outside_version[128];	/* its version, until recorded */
 } sq_ctx;
 
+/* query_canceled: sqlite3_interrupt() stopped a statement; reported as
+ * SQLITE_INTERRUPT. */
+#define SQ_SQLSTATE_CANCELED "57014"
+
 /* Default wait for the write lock when the connection has no busy
  * timeout of its own. */
 #define SQ_DEFAULT_BUSY_MS 60000

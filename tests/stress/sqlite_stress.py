@@ -740,8 +740,8 @@ def cancel_interrupts_a_long_migration(t):
 
 @test
 def cancel_interrupt_keeps_sqlite_interrupt_code(t):
-    """TODO: the interrupted call's error code is SQLITE_ERROR; a client
-    that tells a cancel from a failure by SQLITE_INTERRUPT cannot."""
+    """An interrupted call reports SQLITE_INTERRUPT, so a client can tell
+    a cancel from a failure."""
     folder = cancel_folder(t)
     db = os.path.join(t, "app.db")
     new_db(db, "delete")
@@ -753,7 +753,6 @@ def cancel_interrupt_keeps_sqlite_interrupt_code(t):
         "error code %s (%s), not SQLITE_INTERRUPT" % (err.sqlite_errorcode, err.sqlite_errorname)
 
 
-cancel_interrupt_keeps_sqlite_interrupt_code.todo = "the extension reports SQLITE_ERROR for an interrupt"
 
 
 @test
@@ -857,9 +856,8 @@ def busy_timeout_against_a_reader_blocking_the_commit_delete(t):
 
 @test
 def busy_commit_failure_keeps_sqlite_busy_code(t):
-    """TODO: a lock not had at COMMIT reports SQLITE_ERROR, unlike a lock
-    not had at the start (SQLITE_BUSY, as README documents), so a client
-    that retries on SQLITE_BUSY does not retry."""
+    """A lock not had at COMMIT reports SQLITE_BUSY, like a lock not had
+    at the start, so a client that retries on SQLITE_BUSY retries."""
     folder, db, before, reader, con, err, took = reader_holds_commit(t)
     reader.execute("COMMIT")
     reader.close()
@@ -868,7 +866,6 @@ def busy_commit_failure_keeps_sqlite_busy_code(t):
         "error code %s (%s), not SQLITE_BUSY: %s" % (err.sqlite_errorcode, err.sqlite_errorname, err)
 
 
-busy_commit_failure_keeps_sqlite_busy_code.todo = "COMMIT: database is locked comes as SQLITE_ERROR"
 
 
 @test
