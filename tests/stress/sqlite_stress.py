@@ -842,7 +842,10 @@ def busy_timeout_against_a_reader_blocking_the_commit_delete(t):
     """Rollback-journal mode: an open read transaction keeps the COMMIT
     from writing; the call fails after the timeout, changing nothing."""
     folder, db, before, reader, con, err, took = reader_holds_commit(t)
-    assert str(err) == "migrate_apply: COMMIT: database is locked", str(err)
+    assert str(err) == ("migrate_apply: COMMIT: database is locked\n"
+                        "DETAIL:  Another connection kept the database from being written for longer"
+                        " than the busy timeout; nothing was applied.\n"
+                        "HINT:  Retry later, or raise the wait with PRAGMA busy_timeout."), str(err)
     assert 0.15 <= took < 2.0, "took %.3f s" % took
     assert not con.in_transaction
     assert reader.execute("SELECT count(*) FROM sqlite_schema").fetchone() == (1,)
