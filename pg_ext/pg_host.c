@@ -278,8 +278,8 @@ script_offset(const MigPg *mp, int off)
 }
 
 /* Offset of the first word of the statement at off in mp->text. */
-static int
-statement_start(const MigPg *mp, int off)
+int
+mig_pg_statement_start(const MigPg *mp, int off)
 {
 	size_t		wlen;
 
@@ -304,7 +304,7 @@ script_error_callback(void *arg)
 	if (mp->text == NULL)
 		off = -1;				/* failed converting it to the server encoding */
 	else if (mp->stmt_off >= 0)
-		off = statement_start(mp, mp->stmt_off);
+		off = mig_pg_statement_start(mp, mp->stmt_off);
 	else
 	{
 		int			pos = geterrposition();
@@ -340,8 +340,8 @@ script_error_callback(void *arg)
  * in the server encoding and pushes the error context callback (cb is the
  * caller's frame).  script_done pops it and frees the copy.
  */
-static void
-script_begin(MigPg *mp, const mig_script *s, ErrorContextCallback *cb)
+void
+mig_pg_script_begin(MigPg *mp, const mig_script *s, ErrorContextCallback *cb)
 {
 	MemoryContextSwitchTo(mp->scratch);
 	mp->script = s;
@@ -360,8 +360,8 @@ script_begin(MigPg *mp, const mig_script *s, ErrorContextCallback *cb)
 		memcmp(mp->text, s->sql, s->len) != 0;
 }
 
-static void
-script_done(MigPg *mp, ErrorContextCallback *cb, MemoryContext old)
+void
+mig_pg_script_done(MigPg *mp, ErrorContextCallback *cb, MemoryContext old)
 {
 	error_context_stack = cb->previous;
 	mp->script = NULL;
@@ -373,19 +373,25 @@ script_done(MigPg *mp, ErrorContextCallback *cb, MemoryContext old)
 /* ---- scripts ---- */
 
 /*
- * Returns the name of a statement that cannot run in a migration, or NULL.
- * Migrations run through SPI inside a transaction: statements that end it or
- * refuse to run inside a transaction block, and COPY from or to the client,
- * would fail half-way, after earlier statements ran.
+ * Returns the name of a statement that cannot run in a migration run
+ * through SPI inside a transaction, or NULL; *top_level says whether it can
+ * run outside one (by a background worker, pg_outside.c).  Transaction
+ * control never can: each statement outside a transaction is its own
+ * transaction, whose progress is recorded after it, and a block spanning
+ * several would break resuming at the failed one.  Nor can COPY from or to
+ * the client, which a worker does not have.
  */
 static const char *
-refused_statement(Node *stmt)
+refused_statement(Node *stmt, bool *top_level)
 {
 	ListCell   *lc;
 
+	*top_level = true;
 	switch (nodeTag(stmt))
 	{
 		case T_TransactionStmt:
+			*top_level = false;
+			return CreateCommandName(stmt);
 		case T_CreatedbStmt:
 		case T_DropdbStmt:
 		case T_CreateTableSpaceStmt:
@@ -431,6 +437,7 @@ refused_statement(Node *stmt)
 			}
 			break;
 		case T_CopyStmt:
+			*top_level = false;
 			if (((CopyStmt *) stmt)->filename == NULL)
 				return ((CopyStmt *) stmt)->is_from ?
 					"COPY FROM STDIN" : "COPY TO STDOUT";
@@ -523,6 +530,8 @@ pg_check_script(void *ctx, const mig_script *s, mig_err *err)
 	List	   *volatile stmts = NIL;
 	volatile int rc = MIG_OK;
 	ListCell   *lc;
+	const char *volatile outside = NULL;
+	volatile int outside_at = 0;
 
 	mp->script = s;
 	mp->stmt_off = -1;
@@ -558,24 +567,57 @@ pg_check_script(void *ctx, const mig_script *s, mig_err *err)
 	PG_END_TRY();
 	MemoryContextSwitchTo(mp->scratch);
 
+	/*
+	 * What never runs (transaction control, COPY with the client) is
+	 * refused first, in either mode; then what can run only outside a
+	 * transaction: CALL migrate_run runs the migration so, function mode
+	 * refuses it.
+	 */
 	foreach(lc, stmts)
 	{
 		RawStmt    *rs = lfirst_node(RawStmt, lc);
-		const char *what = refused_statement(rs->stmt);
+		bool		top_level;
+		const char *what = refused_statement(rs->stmt, &top_level);
 
-		if (what != NULL)
+		if (what == NULL)
+			continue;
+		if (top_level && !s->down)
 		{
-			int			off = statement_start(mp, rs->stmt_location);
-
-			mig_err_set(err, MIG_SQLSTATE_TXN_CONTROL,
-						"%s cannot run in migration file \"%s\"",
-						what, s->file);
-			mig_err_detail(err, "Migrations run through SPI inside a transaction, which they may not end and in which this statement cannot run.");
-			mig_err_hint(err, "Remove the statement from the migration and run it separately, for example from psql or a pg_cron job.");
-			err->offset = script_offset(mp, off);
-			rc = MIG_ERROR;
-			break;
+			if (outside == NULL)
+			{
+				outside = what;
+				outside_at = rs->stmt_location;
+			}
+			continue;
 		}
+		mig_err_set(err, MIG_SQLSTATE_TXN_CONTROL,
+					"%s cannot run in migration file \"%s\"", what, s->file);
+		if (top_level)
+		{
+			mig_err_detail(err, "Rollback scripts run inside a transaction, in which this statement cannot run.");
+			mig_err_hint(err, "Remove the statement from the rollback script and run it separately, for example from psql.");
+		}
+		else
+		{
+			mig_err_detail(err, "Migrations may not end a transaction, and have no client to copy from or to.");
+			mig_err_hint(err, "Remove the statement from the migration; COPY from a server file works.");
+		}
+		err->offset = script_offset(mp, mig_pg_statement_start(mp, rs->stmt_location));
+		rc = MIG_ERROR;
+		outside = NULL;
+		break;
+	}
+	if (outside != NULL && mp->host.exec_outside != NULL)
+		rc = MIG_OUTSIDE;
+	else if (outside != NULL)
+	{
+		mig_err_set(err, MIG_SQLSTATE_TXN_CONTROL,
+					"%s cannot run in migration file \"%s\"", outside, s->file);
+		mig_err_detail(err, "SELECT %s runs migrations inside the caller's transaction, in which this statement cannot run; nothing was applied.",
+					   "migrate_apply");
+		mig_err_hint(err, "%s", mp->host.outside_hint);
+		err->offset = script_offset(mp, mig_pg_statement_start(mp, outside_at));
+		rc = MIG_ERROR;
 	}
 	mp->script = NULL;
 	mp->text = NULL;
@@ -606,7 +648,7 @@ run_statements(MigPg *mp, void *arg, mig_err *err)
 		RawStmt    *rs = lfirst_node(RawStmt, lc);
 		int			end = rs->stmt_len > 0 ?
 			rs->stmt_location + rs->stmt_len : mp->text_len;
-		int			off = statement_start(mp, rs->stmt_location);
+		int			off = mig_pg_statement_start(mp, rs->stmt_location);
 		char	   *stmt;
 		int			ret;
 
@@ -648,10 +690,10 @@ pg_exec(void *ctx, const mig_script *s, mig_err *err)
 	List	   *stmts;
 	int			rc;
 
-	script_begin(mp, s, &cb);
+	mig_pg_script_begin(mp, s, &cb);
 	stmts = raw_parser(mp->text, RAW_PARSE_DEFAULT);
 	rc = mig_pg_railed(mp, run_statements, stmts, err);
-	script_done(mp, &cb, old);
+	mig_pg_script_done(mp, &cb, old);
 	return rc;
 }
 
@@ -788,7 +830,7 @@ pg_history_add(void *ctx, const mig_record *rec, mig_err *err)
 	MemoryContextReset(mp->scratch);
 	if (ret != SPI_OK_INSERT || SPI_processed != 1)
 		return spi_failed(err, "insert into", ret);
-	return MIG_OK;
+	return mig_pg_forget_progress(mp, rec->version, err);
 }
 
 /* Deletes the history row of one version. */
@@ -1212,6 +1254,9 @@ mig_pg_begin(Oid fn_oid, bool procedure)
 	mp->repairs = MemoryContextStrdup(cxt,
 									  psprintf("%s.migrate_repairs",
 											   quote_identifier(schema)));
+	mp->progress = MemoryContextStrdup(cxt,
+									   psprintf("%s.migrate_progress",
+												quote_identifier(schema)));
 	mig_pg_rail_set(mp, NULL);
 
 	mp->host.ctx = mp;
@@ -1232,6 +1277,10 @@ mig_pg_begin(Oid fn_oid, bool procedure)
 	mp->host.notice = pg_notice;
 	mp->host.check_script = pg_check_script;
 	mp->host.exec = pg_exec;
+	/* outside a transaction: only a CALL can commit around each statement */
+	mp->host.exec_outside = procedure ? mig_pg_exec_outside : NULL;
+	mp->host.outside_hint = procedure ? NULL :
+		"Use CALL migrate_run(...), which runs such a migration outside a transaction, one statement at a time.";
 	mp->host.table_info = pg_table_info;
 	mp->host.query_text = pg_query_text;
 	mp->host.engine = "postgres";

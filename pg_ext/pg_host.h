@@ -36,6 +36,10 @@ typedef struct MigPg
 	int			allocs;			/* allocations so far, for migrate.fail_alloc */
 	char	   *history;		/* quoted, schema-qualified history table */
 	char	   *repairs;		/* the same of migrate_repairs */
+	char	   *progress;		/* the same of migrate_progress */
+	char	   *outside_version;	/* version whose statements just ran
+									 * outside a transaction (its progress
+									 * row goes with history_add), or NULL */
 	bool		want_applied_at;	/* history_load formats applied_at
 									 * (migrate_status only) */
 
@@ -77,6 +81,26 @@ extern void mig_pg_report(const mig_err *err) pg_attribute_noreturn();
 /* UTF-8 bytes as a text Datum in the server encoding (22P05 when a
  * character has no equivalent there). */
 extern Datum mig_pg_text_datum(const char *s, size_t len);
+
+/* Helpers of pg_host.c for pg_outside.c: script_begin copies s into the
+ * scratch context in the server encoding (mp->text) and pushes the error
+ * context callback naming file, version and line; script_done undoes it;
+ * statement_start is the offset of the first word of the statement at
+ * off. */
+extern void mig_pg_script_begin(MigPg *mp, const mig_script *s,
+								ErrorContextCallback *cb);
+extern void mig_pg_script_done(MigPg *mp, ErrorContextCallback *cb,
+							   MemoryContext old);
+extern int	mig_pg_statement_start(const MigPg *mp, int off);
+
+/* ---- pg_outside.c: migrations outside a transaction ---- */
+
+/* host->exec_outside of procedure mode. */
+extern int	mig_pg_exec_outside(void *ctx, const mig_script *s, mig_err *err);
+
+/* history_add: forgets the progress of version when its statements just
+ * ran outside a transaction. */
+extern int	mig_pg_forget_progress(MigPg *mp, const char *version, mig_err *err);
 
 /* ---- pg_rails.c: the migration lock's wait and the blocking rail ---- */
 

@@ -55,6 +55,32 @@ SELECT pg_catalog.pg_extension_config_dump('@extschema@.migrate_repairs', '');
 
 REVOKE ALL ON TABLE @extschema@.migrate_repairs FROM PUBLIC;
 
+-- How far CALL migrate_run got with a migration that runs outside a
+-- transaction, one statement at a time: the checksum of its text up to
+-- next_offset (the end of the last statement done, in bytes of the text in
+-- the database encoding), how many statements ran, and the error that
+-- stopped it.  The next call resumes at the failed statement when that
+-- text is unchanged; the row goes when the migration is recorded in
+-- migrate_history.  Kept by pg_dump with the history: a dump taken after a
+-- failure half way holds the effects of the statements done, so the
+-- restored database must resume where this one would rather than run them
+-- again.
+CREATE TABLE @extschema@.migrate_progress (
+	version			pg_catalog.text PRIMARY KEY,
+	done_checksum	pg_catalog.text NOT NULL,
+	next_offset		pg_catalog.int8 NOT NULL,
+	statements_done	pg_catalog.int8 NOT NULL,
+	updated_at		pg_catalog.timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	last_error		pg_catalog.text
+);
+
+COMMENT ON TABLE @extschema@.migrate_progress IS
+'progress of migrations run outside a transaction by migrate_run, statement by statement, for resuming at the failed one';
+
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.migrate_progress', '');
+
+REVOKE ALL ON TABLE @extschema@.migrate_progress FROM PUBLIC;
+
 CREATE FUNCTION @extschema@.migrate_apply(path pg_catalog.text)
 RETURNS pg_catalog.int8
 AS 'MODULE_PATHNAME', 'migrate_apply'
