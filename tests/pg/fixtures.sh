@@ -498,4 +498,24 @@ EOS
 	done
 	w rail_seen 1_seen.up.sql "CREATE TABLE rail_seen AS SELECT pg_catalog.current_setting('lock_timeout') AS v;\n"
 	w rail_seen 1_seen.down.sql "DROP TABLE rail_seen;\n"
+
+	# outside a transaction (CALL migrate_run): a concurrent index build on
+	# the table ob_big the test fills, found by its statement
+	w out_cic 1_ob_idx.up.sql "-- built while the application writes\nCREATE INDEX CONCURRENTLY ob_big_v ON ob_big (v);\n"
+	w out_cic 1_ob_idx.down.sql "DROP INDEX ob_big_v;\n"
+	# the same, cancelled and killed in the middle, then resumed
+	w out_cancel 1_oc_idx.up.sql "CREATE INDEX CONCURRENTLY ob_big_w ON ob_big (v, id);\n"
+	w out_kill 1_ok_idx.up.sql "CREATE INDEX CONCURRENTLY ob_big_k ON ob_big (id, v);\n"
+	# a new enum value used in the same migration, marked non-transactional
+	w out_enum 00001_mood.sql "-- +goose NO TRANSACTION\n-- +goose Up\nCREATE TYPE mood AS ENUM ('sad');\nALTER TYPE mood ADD VALUE 'happy';\nCREATE TABLE moods (m mood NOT NULL DEFAULT 'happy');\nINSERT INTO moods DEFAULT VALUES;\n"
+	# transactional and non-transactional migrations in one folder
+	w out_mixed 1_mx.up.sql "CREATE TABLE mx (id int);\nINSERT INTO mx VALUES (1);\n"
+	w out_mixed 2_mx_idx.up.sql "CREATE INDEX CONCURRENTLY mx_id ON mx (id);\nVACUUM (ANALYZE) mx;\n"
+	w out_mixed 3_color.up.sql "-- no-transaction\nCREATE TYPE color AS ENUM ('red');\nALTER TYPE color ADD VALUE 'blue';\nCREATE TABLE paint (c color DEFAULT 'blue');\n"
+	w out_mixed 4_fill.up.sql "INSERT INTO mx VALUES (2);\nINSERT INTO paint DEFAULT VALUES;\n"
+	# resumed at the failed statement: the first one must not run again
+	w out_resume 20240101000000_r.sql "-- migrate:up transaction:false\nINSERT INTO or_ran VALUES (pg_catalog.nextval('or_seq'));\nCREATE INDEX CONCURRENTLY or_ran_n ON or_ran (n);\nSELECT 1 / (SELECT count(*) FROM or_gate)::int;\nINSERT INTO or_ran VALUES (100);\n"
+	# never outside: transaction control and COPY FROM STDIN, even marked
+	w out_commit 1_c.up.sql "-- morph:nontransactional\nCREATE TABLE oc (id int);\nCOMMIT;\n"
+	w out_copy 1_c.up.sql "CREATE INDEX CONCURRENTLY ocp ON pg_catalog.pg_class (oid);\nCOPY oc FROM STDIN;\n"
 }

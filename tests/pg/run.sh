@@ -11,8 +11,11 @@
 #
 # Parts: the pgTAP suite (t/*.sql, pg_prove), isolation specs (specs/*.spec,
 # pg_isolation_regress), then shell checks for what needs real commits,
-# several clients or another server: procedure mode, isolation and
-# read-only refusals, cancels, a 32-client race, the lock options (wait=,
+# several clients or another server: procedure mode, migrations outside a
+# transaction (a concurrent index build on 1M rows beside a writer, the
+# CALL cancelled and its worker killed mid-build then resumed, an enum
+# value added and used, a mixed folder, resuming at a failed statement),
+# isolation and read-only refusals, cancels, a 32-client race, the lock options (wait=,
 # if_locked=skip, the holder named), the blocking rail (queries stalled by
 # a queued ALTER for at most its lock_timeout, retries, and the contrast
 # without it), the off-hours script run by psql, the lock-table overflow,
@@ -59,6 +62,10 @@ qn() {
 }
 last() {
 	tail -n 1
+}
+# ms_since TS: milliseconds since TS (date +%s%N)
+ms_since() {
+	echo $((($(date +%s%N) - $1) / 1000000))
 }
 
 # check NAME DB SQL: SQL must print exactly "t".
@@ -239,6 +246,198 @@ out=$(qn enums -c "CALL migrate_run('$FX/enum')" 2>&1)
 [ "$(echo "$out" | last)" = "NOTICE:  applied 3 migrations" ]
 tap $? "procedure: the same migrations apply when committed one by one"
 
+# ---- outside a transaction: background workers ----
+section "outside a transaction: background workers"
+# obdb DB: a database with ob_big, a million rows
+obdb() {
+	newdb "$1"
+	q "$1" -c "CREATE TABLE ob_big (id int, v int)" \
+		-c "INSERT INTO ob_big SELECT g, g % 1000 FROM generate_series(1, 1000000) g"
+}
+# A writer inserts and updates ob_big continuously, each in its own
+# transaction, logging how long each took and whether the CALL's backend
+# advertised a snapshot (backend_xmin) while a worker ran, until the index
+# is recorded (at most 60 s).
+obdb outside
+q outside -c "CREATE TABLE lat (ms float8, worker bool, caller_xmin bool)" \
+	-c "CREATE PROCEDURE writer() LANGUAGE plpgsql AS \$p\$
+DECLARE t0 timestamptz; stop timestamptz := clock_timestamp() + interval '60 s'; i int := 0;
+BEGIN
+	WHILE clock_timestamp() < stop AND NOT EXISTS (SELECT FROM migrate_history) LOOP
+		i := i + 1;
+		t0 := clock_timestamp();
+		INSERT INTO ob_big VALUES (-i, i % 1000);
+		UPDATE ob_big SET v = v + 1 WHERE ctid = '(0,1)';
+		INSERT INTO lat SELECT extract(epoch FROM clock_timestamp() - t0) * 1000,
+			EXISTS (SELECT FROM pg_stat_activity WHERE backend_type = 'migrate worker'),
+			EXISTS (SELECT FROM pg_stat_activity WHERE application_name = 'cic-caller' AND backend_xmin IS NOT NULL);
+		COMMIT;
+		PERFORM pg_sleep(0.005);
+	END LOOP;
+END \$p\$"
+q outside -c "CALL writer()" &
+WRITER=$!
+sleep 0.5
+TS=$(date +%s%N)
+out=$(PGOPTIONS="-c client_min_messages=notice -c application_name=cic-caller" \
+	psql -X -q -At -v VERBOSITY=verbose -d outside -c "CALL migrate_run('$FX/out_cic')" 2>&1)
+ms=$(ms_since "$TS")
+wait "$WRITER"
+echo "$out" | grep -qx "NOTICE:  00000: applied 1 migration"
+rc=$?
+tap $rc "outside: CALL migrate_run builds an index concurrently on 1M rows beside a writer (${ms} ms)"
+[ $rc = 0 ] || echo "$out" | sed 's/^/#   /'
+read -r max n nw <<<"$(q outside -F ' ' -c "SELECT round(max(ms)), count(*), count(*) FILTER (WHERE worker) FROM lat")"
+[ "${max:-9999}" -lt 1000 ] && [ "${nw:-0}" -ge 5 ]
+tap $? "outside: the writer's $n transactions ($nw while the worker built) waited at most $max ms (bound: 1 s)"
+echo "# outside: writer latency max $max ms over $n transactions, $nw during the build"
+check "outside: the caller advertised no snapshot while the worker ran (no self-deadlock)" outside \
+	"SELECT count(*) FILTER (WHERE caller_xmin AND worker) = 0 FROM lat"
+check "outside: the index is valid, the history has it once, no progress is left" outside \
+	"SELECT (SELECT indisvalid FROM pg_index WHERE indexrelid = 'ob_big_v'::regclass)
+	    AND (SELECT count(*) = 1 FROM migrate_history WHERE version = '1')
+	    AND NOT EXISTS (SELECT FROM migrate_progress)"
+check "outside: migrate_down drops it (the down script runs in a transaction)" outside \
+	"SELECT migrate_down(1) = 1 AND to_regclass('ob_big_v') IS NULL"
+
+# blocked DB SECS: a transaction that wrote to ob_big stays open for SECS, so
+# a concurrent index build waits for it (after creating its invalid index)
+blocked() {
+	psql -X -q -d "$1" -c "SET application_name = 'ob-writer'" -c "BEGIN" \
+		-c "INSERT INTO ob_big VALUES (0, 0)" -c "SELECT pg_sleep($2)" -c "COMMIT" >/dev/null 2>&1 &
+	BLOCKER=$!
+	for _ in $(seq 1 100); do
+		[ "$(q "$1" -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'ob-writer' AND wait_event = 'PgSleep'")" = 1 ] && break
+		sleep 0.05
+	done
+}
+# worker_waits DB: the pid of the migrate worker once it waits for a lock
+worker_waits() {
+	local pid
+	for _ in $(seq 1 100); do
+		pid=$(q "$1" -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'migrate worker' AND wait_event_type = 'Lock'")
+		[ -n "$pid" ] && { echo "$pid"; return; }
+		sleep 0.05
+	done
+}
+no_worker() {	# no_worker DB: true once no migrate worker runs (within 5 s)
+	for _ in $(seq 1 100); do
+		[ "$(q "$1" -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'migrate worker'")" = 0 ] && return 0
+		sleep 0.05
+	done
+	return 1
+}
+# resumed DB FOLDER INDEX WHAT: the next CALL drops the invalid index, builds it, records it
+resumed() {
+	local out
+	check "outside: after $4, the index is left invalid" "$1" \
+		"SELECT NOT indisvalid FROM pg_index WHERE indexrelid = '$3'::regclass"
+	out=$(qn "$1" -c "CALL migrate_run('$FX/$2')" 2>&1)
+	echo "$out" | grep -qx "NOTICE:  dropping invalid index public.$3 left by a failed CREATE INDEX CONCURRENTLY of migration 1 (1_[a-z_]*.up.sql), to build it again" &&
+		[ "$(echo "$out" | last)" = "NOTICE:  applied 1 migration" ]
+	rc=$?
+	tap $rc "outside: after $4, the next CALL drops the invalid index (NOTICE), builds it and completes"
+	[ $rc = 0 ] || echo "$out" | sed 's/^/#   /'
+	check "outside: after $4, the index is valid and recorded once" "$1" \
+		"SELECT (SELECT indisvalid FROM pg_index WHERE indexrelid = '$3'::regclass)
+		    AND (SELECT count(*) = 1 FROM migrate_history) AND NOT EXISTS (SELECT FROM migrate_progress)"
+}
+# cancel the CALL while its worker builds
+obdb out_cancel
+blocked out_cancel 30
+psql -X -q -At -v VERBOSITY=verbose -d out_cancel -c "SET application_name = 'oc-caller'" \
+	-c "CALL migrate_run('$FX/out_cancel')" >"$PG_TMP/oc.out" 2>&1 &
+CALLER=$!
+WPID=$(worker_waits out_cancel)
+q out_cancel -c "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'oc-caller'" >/dev/null
+wait "$CALLER"
+grep -q "^ERROR:  57014: canceling statement due to user request" "$PG_TMP/oc.out" &&
+	grep -q "^CONTEXT:  migration 1 (1_oc_idx.up.sql), line 1" "$PG_TMP/oc.out"
+rc=$?
+tap $rc "outside: pg_cancel_backend of the CALL (worker ${WPID:-none} waiting) ends it with 57014 and the migration's context"
+[ $rc = 0 ] || sed 's/^/#   /' "$PG_TMP/oc.out"
+no_worker out_cancel
+tap $? "outside: cancelling the CALL terminated its worker"
+check "outside: the cancelled CALL released the migration lock" out_cancel \
+	"SELECT count(*) = 0 FROM migrate_lock_holder()"
+q out_cancel -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'ob-writer'" >/dev/null
+wait "$BLOCKER" 2>/dev/null
+resumed out_cancel out_cancel ob_big_w "a cancel"
+# terminate the worker while it builds
+obdb out_kill
+blocked out_kill 30
+psql -X -q -At -v VERBOSITY=verbose -d out_kill -c "CALL migrate_run('$FX/out_kill')" >"$PG_TMP/ok.out" 2>&1 &
+CALLER=$!
+WPID=$(worker_waits out_kill)
+q out_kill -c "SELECT pg_terminate_backend(${WPID:-0})" >/dev/null
+wait "$CALLER"
+grep -q "^ERROR:  57P01: terminating background worker \"migrate worker\" due to administrator command" "$PG_TMP/ok.out" &&
+	grep -q "^CONTEXT:  migration 1 (1_ok_idx.up.sql), line 1" "$PG_TMP/ok.out"
+rc=$?
+tap $rc "outside: pg_terminate_backend of the worker fails the CALL with 57P01 and the migration's context"
+[ $rc = 0 ] || sed 's/^/#   /' "$PG_TMP/ok.out"
+q out_kill -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'ob-writer'" >/dev/null
+wait "$BLOCKER" 2>/dev/null
+resumed out_kill out_kill ob_big_k "a killed worker"
+
+# a new enum value used in the same (marked) migration
+newdb out_enum
+out=$(qn out_enum -c "CALL migrate_run('$FX/out_enum')" 2>&1)
+[ "$(echo "$out" | last)" = "NOTICE:  applied 1 migration" ]
+tap $? "outside: ALTER TYPE ... ADD VALUE and a statement using it apply in one goose NO TRANSACTION migration"
+check "outside: the row has the new value" out_enum "SELECT m = 'happy' FROM moods"
+
+# a folder mixing transactional and non-transactional migrations (no
+# retries: no subtransaction, so a migration's rows have its xmin)
+newdb out_mixed
+out=$(qn out_mixed -c "CALL migrate_run('$FX/out_mixed', 'lock_retries=0')" 2>&1)
+[ "$(echo "$out" | last)" = "NOTICE:  applied 4 migrations" ]
+tap $? "outside: a mixed folder applies its 4 migrations with CALL migrate_run"
+check "outside: in version order, each recorded once" out_mixed \
+	"SELECT array_agg(version ORDER BY installed_rank) = '{1,2,3,4}' FROM migrate_history"
+check "outside: a transactional migration is one transaction with its history row" out_mixed \
+	"SELECT (SELECT xmin FROM mx WHERE id = 2) = (SELECT xmin FROM migrate_history WHERE version = '4')
+	    AND (SELECT xmin FROM mx WHERE id = 1) = (SELECT xmin FROM migrate_history WHERE version = '1')"
+check "outside: a non-transactional one ran statement by statement" out_mixed \
+	"SELECT (SELECT xmin FROM pg_type WHERE typname = 'color') <> (SELECT xmin FROM pg_class WHERE relname = 'paint')
+	    AND (SELECT indisvalid FROM pg_index WHERE indexrelid = 'mx_id'::regclass)
+	    AND (SELECT c = 'blue' FROM paint)"
+
+# resumed at the failed statement, the ones before it not run again
+newdb out_resume
+q out_resume -c "CREATE TABLE or_ran (n int)" -c "CREATE SEQUENCE or_seq" -c "CREATE TABLE or_gate (g int)"
+out=$(psql -X -q -At -v VERBOSITY=verbose -d out_resume -c "CALL migrate_run('$FX/out_resume')" 2>&1)
+echo "$out" | grep -q "^ERROR:  22012: division by zero" &&
+	echo "$out" | grep -q "^CONTEXT:  migration 20240101000000 (20240101000000_r.sql), line 4"
+rc=$?
+tap $rc "outside: a failing statement keeps its SQLSTATE and names the version, file and line"
+[ $rc = 0 ] || echo "$out" | sed 's/^/#   /'
+check "outside: the progress records the 2 statements done and the error" out_resume \
+	"SELECT statements_done = 2 AND last_error = '22012: division by zero' AND next_offset > 0
+	   FROM migrate_progress WHERE version = '20240101000000'"
+check "outside: the migration is not in the history (nothing dirty to force)" out_resume \
+	"SELECT NOT EXISTS (SELECT FROM migrate_history)"
+q out_resume -c "INSERT INTO or_gate VALUES (1)"
+out=$(qn out_resume -c "CALL migrate_run('$FX/out_resume')" 2>&1)
+[ "$(echo "$out" | last)" = "NOTICE:  applied 1 migration" ]
+tap $? "outside: the next CALL resumes at the failed statement and completes"
+check "outside: the statements before it did not run again" out_resume \
+	"SELECT array_agg(n ORDER BY n) = '{1,100}' FROM or_ran"
+check "outside: recorded once, its progress forgotten" out_resume \
+	"SELECT (SELECT count(*) FROM migrate_history) = 1 AND NOT EXISTS (SELECT FROM migrate_progress)"
+# an edited statement that already ran is refused
+newdb out_edit
+q out_edit -c "CREATE TABLE or_ran (n int)" -c "CREATE SEQUENCE or_seq" -c "CREATE TABLE or_gate (g int)"
+q out_edit -c "CALL migrate_run('$FX/out_resume')" >/dev/null 2>&1
+q out_edit -c "UPDATE migrate_progress SET done_checksum = 'crc32:00000000'"
+out=$(psql -X -q -At -v VERBOSITY=verbose -d out_edit -c "CALL migrate_run('$FX/out_resume')" 2>&1)
+echo "$out" | grep -q "^ERROR:  55000: its statements that ran outside a transaction have changed since"
+rc=$?
+tap $rc "outside: when the statements that ran have changed since, it refuses (55000)"
+[ $rc = 0 ] || echo "$out" | sed 's/^/#   /'
+fails_with "outside: COMMIT in a marked migration is refused by CALL too (0A000)" out_edit 0A000 \
+	"CALL migrate_run('$FX/out_commit')"
+
 # ---- function mode refusals ----
 section "function mode refusals"
 newdb fmode
@@ -316,10 +515,6 @@ held_by() {
 		[ -n "$pid" ] && { echo "$pid"; return; }
 		sleep 0.05
 	done
-}
-# ms_since TS: milliseconds since TS (date +%s%N)
-ms_since() {
-	echo $((($(date +%s%N) - $1) / 1000000))
 }
 # a session holds the migration lock as migrate_run does, until it is ended
 psql -X -q -d lockopt -c "SET application_name = 'migrate-holder'" \
@@ -661,6 +856,8 @@ check "cron: CALL migrate_run from pg_cron commits each migration and succeeds" 
 	   WHERE jobid = (SELECT jobid FROM cron.job WHERE jobname = 'migrate-run-test')"
 check "cron: the CALL job applied the 3 files once, in 3 transactions" crondb2 \
 	"SELECT count(*) = 3 AND count(DISTINCT xmin::text) = 3 FROM migrate_history"
+q postgres -c "SELECT '#   ' || j.jobname || ' ' || d.status || ' ' || coalesce(d.return_message, '')
+	FROM cron.job_run_details d JOIN cron.job j USING (jobid) WHERE d.status <> 'succeeded'"
 check "cron: no duplicate history rows" crondb \
 	"SELECT count(*) = 3 AND count(DISTINCT version) = 3 FROM migrate_history"
 q postgres -c "SELECT cron.unschedule('migrate-test')" -c "SELECT cron.unschedule('migrate-run-test')" >/dev/null
