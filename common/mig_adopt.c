@@ -433,17 +433,11 @@ record(const mig_host *h, const char *dir, const mig_file *f, mig_err *err)
 	mig_text	up = {0},
 				down = {0};
 	mig_script	s,
-				ds = {0};
+				ds;
 	mig_record	rec;
 	char		id[MIG_FILE_ID_MAX];
-	int			rc = mig_text_read(h, dir, f->up, &up, err);
+	int			rc = mig_file_scripts(h, dir, f, &up, &down, &s, &ds, err);
 
-	if (rc == MIG_OK)
-		rc = mig_text_script(&up, f, 0, &s, err);
-	if (rc == MIG_OK && f->down)
-		rc = mig_text_read(h, dir, f->down, &down, err);
-	if (rc == MIG_OK && (f->down || f->layout == MIG_LAYOUT_SINGLE))
-		rc = mig_text_script(f->down ? &down : &up, f, 1, &ds, err);
 	if (rc == MIG_OK)
 	{
 		mig_file_record(f, &up, &s, &ds, &rec);

@@ -327,6 +327,12 @@ int			mig_prepare(const mig_host *h, const char *path, const mig_options *o,
 int			mig_entry_scripts(const mig_host *h, const char *dir, mig_entry *e,
 							  mig_text tmp[2], const mig_text **up, mig_script *s,
 							  mig_script *ds, mig_err *err);
+/* Reads the up file of f into *up (and its down file into *down) and
+ * finds its up script s and down script ds (ds->sql NULL when none); the
+ * caller frees both texts with mig_text_free, also after an error. */
+int			mig_file_scripts(const mig_host *h, const char *dir, const mig_file *f,
+							 mig_text *up, mig_text *down, mig_script *s,
+							 mig_script *ds, mig_err *err);
 /* The history record of migration f from those (exec_ms 0, file_id
  * NULL). */
 void		mig_file_record(const mig_file *f, const mig_text *up, const mig_script *s,

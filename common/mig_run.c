@@ -257,6 +257,22 @@ mig_entry_scripts(const mig_host *h, const char *dir, mig_entry *e, mig_text tmp
 	return rc;
 }
 
+int
+mig_file_scripts(const mig_host *h, const char *dir, const mig_file *f, mig_text *up,
+				 mig_text *down, mig_script *s, mig_script *ds, mig_err *err)
+{
+	int			rc = mig_text_read(h, dir, f->up, up, err);
+
+	memset(ds, 0, sizeof(*ds));
+	if (rc == MIG_OK)
+		rc = mig_text_script(up, f, 0, s, err);
+	if (rc == MIG_OK && f->down)
+		rc = mig_text_read(h, dir, f->down, down, err);
+	if (rc == MIG_OK && (f->down || f->layout == MIG_LAYOUT_SINGLE))
+		rc = mig_text_script(f->down ? down : up, f, 1, ds, err);
+	return rc;
+}
+
 void
 mig_file_record(const mig_file *f, const mig_text *up, const mig_script *s,
 				const mig_script *ds, mig_record *rec)

@@ -640,57 +640,63 @@ sq_check_script(void *ctx, const mig_script *s, mig_err *err)
 	return rc;
 }
 
+/* Runs the statement at *p (up to end) and moves *p past it; *ran is 0
+ * when there was only white space or comments.  With in_txn set, a
+ * statement that controls transactions is refused first. */
+static int
+step_one(sq_ctx *c, const mig_script *s, const char **p, const char *end, int in_txn,
+		 int *ran, mig_err *err)
+{
+	sqlite3_stmt *st = NULL;
+	const char *tail = *p;
+	size_t		wlen,
+				at = mig_first_word(*p, (size_t) (end - *p), 0, &wlen);
+	int			rc = sqlite3_prepare_v3(c->db, *p, (int) (end - *p), 0, &st, &tail);
+
+	*ran = st != NULL;
+	if (rc == SQLITE_OK && st && in_txn &&
+		refuse_txn_control(s, (size_t) (*p - s->sql), (size_t) (tail - *p), err) != MIG_OK)
+	{
+		sqlite3_finalize(st);
+		return MIG_ERROR;
+	}
+	if (rc == SQLITE_OK && st)
+	{
+		while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+			;
+		if (rc == SQLITE_DONE)
+			rc = SQLITE_OK;
+	}
+	if (rc != SQLITE_OK)
+	{
+		int			off = sqlite3_error_offset(c->db);
+
+		if ((rc & 0xff) == SQLITE_NOMEM)
+			mig_err_nomem(err);
+		else
+			mig_err_set(err, (rc & 0xff) == SQLITE_INTERRUPT ? SQ_SQLSTATE_CANCELED : "42000",
+						"%s", sqlite3_errmsg(c->db));
+		err->offset = (long) (*p - s->sql) + (off >= 0 ? off : (long) at);
+		sqlite3_finalize(st);
+		return err->code;
+	}
+	sqlite3_finalize(st);
+	*p = tail > *p ? tail : end;	/* no progress cannot happen: NUL bytes
+									 * are refused */
+	return MIG_OK;
+}
+
 static int
 sq_exec(void *ctx, const mig_script *s, mig_err *err)
 {
-	sq_ctx	   *c = ctx;
 	const char *p = s->sql,
 			   *end = s->sql + s->len;
+	int			ran,
+				rc = MIG_OK;
 
-	while (p < end)
-	{
-		sqlite3_stmt *st = NULL;
-		const char *tail = p;
-		size_t		wlen,
-					at = mig_first_word(p, (size_t) (end - p), 0, &wlen);
-		int			rc = sqlite3_prepare_v3(c->db, p, (int) (end - p), 0, &st, &tail);
-
-		if (rc == SQLITE_OK && st == NULL)
-		{
-			if (tail <= p)		/* cannot happen: NUL bytes are refused */
-				break;
-			p = tail;			/* white space or comments only */
-			continue;
-		}
-		if (rc == SQLITE_OK && refuse_txn_control(s, (size_t) (p - s->sql), (size_t) (tail - p), err) != MIG_OK)
-		{
-			sqlite3_finalize(st);
-			return MIG_ERROR;
-		}
-		if (rc == SQLITE_OK)
-		{
-			while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-				;
-			if (rc == SQLITE_DONE)
-				rc = SQLITE_OK;
-		}
-		if (rc != SQLITE_OK)
-		{
-			int			off = sqlite3_error_offset(c->db);
-
-			if ((rc & 0xff) == SQLITE_NOMEM)
-				mig_err_nomem(err);
-			else
-				mig_err_set(err, (rc & 0xff) == SQLITE_INTERRUPT ? SQ_SQLSTATE_CANCELED : "42000",
-							"%s", sqlite3_errmsg(c->db));
-			err->offset = (long) (p - s->sql) + (off >= 0 ? off : (long) at);
-			sqlite3_finalize(st);
-			return err->code;
-		}
-		sqlite3_finalize(st);
-		p = tail;
-	}
-	return MIG_OK;
+	while (rc == MIG_OK && p < end)
+		rc = step_one(ctx, s, &p, end, 1, &ran, err);
+	return rc;
 }
 
 /* ---- migrations outside a transaction ---- */
@@ -820,44 +826,6 @@ progress_start(sq_ctx *c, const mig_script *s, size_t *start, int64_t *done, mig
 	return rc;
 }
 
-/* Runs the statement at *p (up to end) in autocommit mode; *p moves past
- * it.  *ran is 0 when there was only white space or comments. */
-static int
-step_one(sq_ctx *c, const mig_script *s, const char **p, const char *end, int *ran,
-		 mig_err *err)
-{
-	sqlite3_stmt *st = NULL;
-	const char *tail = *p;
-	size_t		wlen,
-				at = mig_first_word(*p, (size_t) (end - *p), 0, &wlen);
-	int			rc = sqlite3_prepare_v3(c->db, *p, (int) (end - *p), 0, &st, &tail);
-
-	*ran = st != NULL;
-	if (rc == SQLITE_OK && st)
-	{
-		while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-			;
-		if (rc == SQLITE_DONE)
-			rc = SQLITE_OK;
-	}
-	if (rc != SQLITE_OK)
-	{
-		int			off = sqlite3_error_offset(c->db);
-
-		if ((rc & 0xff) == SQLITE_NOMEM)
-			mig_err_nomem(err);
-		else
-			mig_err_set(err, (rc & 0xff) == SQLITE_INTERRUPT ? SQ_SQLSTATE_CANCELED : "42000",
-						"%s", sqlite3_errmsg(c->db));
-		err->offset = (long) (*p - s->sql) + (off >= 0 ? off : (long) at);
-		sqlite3_finalize(st);
-		return err->code;
-	}
-	sqlite3_finalize(st);
-	*p = tail > *p ? tail : end;
-	return MIG_OK;
-}
-
 static int
 sq_exec_outside(void *ctx, const mig_script *s, mig_err *err)
 {
@@ -892,7 +860,7 @@ sq_exec_outside(void *ctx, const mig_script *s, mig_err *err)
 		int			ran;
 
 		if (wlen == 6 && sqlite3_strnicmp(p + at, "PRAGMA", 6) == 0)
-			rc = step_one(c, s, &p, s->sql + start, &ran, err);
+			rc = step_one(c, s, &p, s->sql + start, 0, &ran, err);
 		else if (sqlite3_prepare_v3(c->db, p, (int) (start - (size_t) (p - s->sql)), 0, &st, &tail) == SQLITE_OK)
 			p = tail > p ? tail : s->sql + start;
 		else
@@ -904,7 +872,7 @@ sq_exec_outside(void *ctx, const mig_script *s, mig_err *err)
 		int			ran;
 		char		sum[16];
 
-		if ((rc = step_one(c, s, &p, end, &ran, err)) != MIG_OK)
+		if ((rc = step_one(c, s, &p, end, 0, &ran, err)) != MIG_OK)
 			break;
 		if (!ran)
 			continue;
