@@ -124,7 +124,14 @@ umask 022
 export PEERS_WORK=$PG_TMP/peers
 mkdir -p "$PEERS_WORK"
 chmod 755 "$PEERS_WORK"
-: >"$PEERS_WORK/sqitch-user.conf"
+# psql itself: Debian's /usr/bin/psql is a Perl wrapper that costs ~60 ms a start
+export PEERS_PSQL=$PGBIN/psql
+cat >"$PEERS_WORK/sqitch-user.conf" <<EOF
+[engine "pg"]
+	client = $PEERS_PSQL
+[engine "sqlite"]
+	client = $(command -v sqlite3)
+EOF
 export SQITCH_USER_CONFIG=$PEERS_WORK/sqitch-user.conf SQITCH_SYSTEM_CONFIG=$PEERS_WORK/sqitch-user.conf
 export SQITCH_FULLNAME=Bench SQITCH_EMAIL=bench@example.invalid
 export PEERS_SIZES=$SIZES PEERS_RUNS=$RUNS PEERS_OUT=$PEERS

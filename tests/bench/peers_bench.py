@@ -50,8 +50,11 @@ BUDGET = float(ENV.get("PEERS_BUDGET", "60"))
 MAX_OP = float(ENV.get("PEERS_MAX_OP", "120"))
 TIMEOUT = float(ENV.get("PEERS_TIMEOUT", "1200"))
 ENGINES = ENV.get("PEERS_ENGINES", "sqlite pg").split()
+# psql itself, not Debian's Perl wrapper /usr/bin/psql (~60 ms a start)
+PSQL = ENV.get("PEERS_PSQL", "psql")
 
-TOOLS = ["floor", "ours", "dbmate", "sqitch", "postgrator"]
+TOOLS = ["floor", "ours", "ours_run", "dbmate", "sqitch", "postgrator"]
+OURS = ["floor", "ours", "ours_run"]   # the references: every run, no budget
 PEERS = ["dbmate", "sqitch", "postgrator"]
 OPS = ["apply", "noop", "down"]
 OP_NAMES = {"apply": "apply all", "noop": "no-op (all applied)", "down": "roll back all"}
@@ -146,7 +149,7 @@ def run(args, stdin=None, want=None):
 
 
 def pg_sql(db, sql):
-    p = subprocess.run(["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", db, "-c", sql],
+    p = subprocess.run([PSQL, "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", db, "-c", sql],
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     if p.returncode != 0:
         raise Failed("psql %s: %s" % (sql, p.stderr.decode()))
@@ -188,7 +191,7 @@ class Target:
             self.db = "pb%d" % DBN[0]
             pg_sql("postgres", "CHECKPOINT")
             pg_sql("postgres", "CREATE DATABASE %s" % self.db)
-            if tool == "ours":
+            if tool.startswith("ours"):
                 pg_sql(self.db, "CREATE EXTENSION migrate")
 
     def drop(self):
@@ -221,7 +224,7 @@ def commands(engine, tool, n, m, t):
             uri = "db:sqlite:" + db
     else:
         db = t.db
-        psql = ["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", db]
+        psql = [PSQL, "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", db]
         if tool == "floor":
             return {"apply": (psql + ["-1", "-f", m + "/up.sql"], None, None, 1),
                     "noop": (psql + ["-c", "SELECT count(*) FROM t%d" % n], None, "3", 1),
@@ -230,6 +233,11 @@ def commands(engine, tool, n, m, t):
             return {"apply": (psql + ["-c", "SELECT migrate_apply('%s')" % d], None, str(n), 1),
                     "noop": (psql + ["-c", "SELECT migrate_apply('%s')" % d], None, "0", 1),
                     "down": (psql + ["-c", "SELECT migrate_down(%d)" % n], None, str(n), 1)}
+        if tool == "ours_run":      # procedure mode: a commit after each migration
+            call = ["-c", "SET client_min_messages = warning", "-c", "CALL migrate_run('%s')" % d]
+            return {"apply": (psql + call, None, None, 1),
+                    "noop": (psql + call, None, None, 1),
+                    "down": None}   # the same migrate_down as function mode
         if tool == "dbmate":
             url = "postgres://%s@:%s/%s?socket=%s&sslmode=disable" % (
                 ENV["PGUSER"], ENV["PGPORT"], db, ENV["PGHOST"])
@@ -256,6 +264,8 @@ def commands(engine, tool, n, m, t):
 def available(engine, tool):
     if tool in ("floor", "ours"):
         return True
+    if tool == "ours_run":
+        return engine == "pg"
     if tool == "dbmate":
         return bool(DBMATE)
     if tool == "sqitch":
@@ -286,9 +296,10 @@ def estimate(engine, n, tool, op):
     return None
 
 
-def one_run(engine, n, m, tool):
+def one_run(engine, n, m, tool, with_down=True):
     """apply, no-op, roll back all for one tool in a fresh database."""
-    ops = [op for op in OPS if not cell(engine, n, tool, op).get("skip")]
+    ops = [op for op in OPS if not cell(engine, n, tool, op).get("skip")
+           and (with_down or op != "down")]
     if not ops or ops[0] != "apply":
         return 0.0
     t = Target(engine, tool, n)
@@ -296,6 +307,8 @@ def one_run(engine, n, m, tool):
     try:
         cmds = commands(engine, tool, n, m, t)
         for op in ops:
+            if cmds[op] is None:
+                continue
             argv, stdin, want, repeat = cmds[op]
             c = cell(engine, n, tool, op)
             sec, rss = 0.0, 0
@@ -334,11 +347,13 @@ def backend_memory(n, m):
     with open(probe, "w") as f:
         f.write("SELECT pg_backend_pid() AS pid \\gset\n\\setenv PEERS_PID :pid\n"
                 "\\! grep VmHWM /proc/$PEERS_PID/status > %s\n" % out)
-    for tool in ("floor", "ours"):
+    for tool in OURS:
         t = Target("pg", tool, n)
         try:
             cmds = commands("pg", tool, n, m, t)
             for op in OPS:
+                if cmds[op] is None:
+                    continue
                 # after the call in the same session (floor: inside its transaction)
                 argv = list(cmds[op][0]) + ["-f", probe]
                 p = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -361,9 +376,12 @@ def measure(n):
         for tool in TOOLS:
             if not available(engine, tool):
                 for op in OPS:
-                    cell(engine, n, tool, op).update(skip=True, note="not installed")
+                    cell(engine, n, tool, op).update(
+                        skip=True, note="n/a" if tool == "ours_run" else "not installed")
                 continue
-            plan[engine, tool] = RUNS[n]
+            if tool == "ours_run":
+                cell(engine, n, tool, "down").update(skip=True, note="= migrate_down")
+            plan[engine, tool] = [RUNS[n], RUNS[n]]   # runs with apply + no-op, runs with down too
             if tool in PEERS and MAX_OP > 0:
                 for op in OPS:
                     est = estimate(engine, n, tool, op)
@@ -380,14 +398,21 @@ def measure(n):
         order = TOOLS[r % len(TOOLS):] + TOOLS[:r % len(TOOLS)]
         for engine in ENGINES:
             for tool in order:
-                if plan.get((engine, tool), 0) <= r:
+                runs, runs_down = plan.get((engine, tool), (0, 0))
+                if runs <= r:
                     continue
                 t0 = time.perf_counter()
-                total = one_run(engine, n, m, tool)
-                log("%s n=%d run %d/%d %-10s %.2f s" % (engine, n, r + 1, plan[engine, tool], tool,
+                one_run(engine, n, m, tool, with_down=r < runs_down)
+                log("%s n=%d run %d/%d %-10s %.2f s" % (engine, n, r + 1, runs, tool,
                                                        time.perf_counter() - t0))
-                if r == 0 and tool in PEERS and total > 0:
-                    plan[engine, tool] = max(1, min(RUNS[n], int(BUDGET // total)))
+                if r == 0 and tool in PEERS:
+                    # as many runs as fit in the budget: apply + no-op, and with the down
+                    up = sum(cell(engine, n, tool, op)["t"][0] for op in ("apply", "noop")
+                             if cell(engine, n, tool, op)["t"])
+                    down = cell(engine, n, tool, "down")["t"][:1]
+                    fit = lambda sec: max(1, min(RUNS[n], int(BUDGET // sec))) if sec > 0 else 1
+                    runs_down = fit(up + down[0]) if down else 0
+                    plan[engine, tool] = [max(fit(up), runs_down), runs_down]
     if "pg" in ENGINES:
         backend_memory(n, m)
     shutil.rmtree(m, ignore_errors=True)
@@ -410,12 +435,13 @@ def med(engine, n, tool, op):
 
 def table():
     out = []
-    peers = [p for p in PEERS]
-    head = ["engine", "migrations", "operation", "floor s", "ours s"] + ["%s s" % p for p in peers] + \
-           ["%s/ours" % p for p in peers] + ["ours fastest", "client peak RSS MiB: floor / ours / " +
-                                             " / ".join(peers), "PG backend VmHWM MiB: floor / ours"]
+    peers = PEERS
+    head = ["engine", "migrations", "operation", "floor s", "ours s", "ours, CALL migrate_run s"] + \
+        ["%s s" % p for p in peers] + ["%s/ours" % p for p in peers] + \
+        ["ours fastest", "client peak RSS MiB: floor / ours / " + " / ".join(peers),
+         "PG backend VmHWM MiB: floor / ours / migrate_run"]
     out.append("| " + " | ".join(head) + " |")
-    out.append("|" + "|".join(["---"] * 3 + ["---:"] * (2 + 2 * len(peers)) + ["---"] * 3) + "|")
+    out.append("|" + "|".join(["---"] * 3 + ["---:"] * (3 + 2 * len(peers)) + ["---"] * 3) + "|")
     verdicts = []
     for engine in ENGINES:
         for n in SIZES:
@@ -428,23 +454,20 @@ def table():
                     c = cell(engine, n, tool, op)
                     t = med(engine, n, tool, op)
                     if t is None:
-                        return c["note"] or "not run"
-                    s = fmt_s(t)
-                    if tool != "floor" and floor:
-                        s += " (%sx)" % ("%.2f" % (t / floor) if t / floor < 10 else "%.0f" % (t / floor))
-                    if len(c["t"]) < RUNS[n]:
-                        s += " [%d]" % len(c["t"])
+                        s = c["note"] or "not run"
+                    else:
+                        s = fmt_s(t)
+                        if tool != "floor" and floor:
+                            x = t / floor
+                            s += " (%sx)" % ("%.2f" % x if x < 10 else "%.0f" % x)
+                        if len(c["t"]) < RUNS[n]:
+                            s += " [%d]" % len(c["t"])
                     if tool == "dbmate" and op == "down":
                         s += " ‡"
                     return s
 
-                row.append(timecell("floor"))
-                row.append(timecell("ours"))
-                for p in peers:
-                    s = timecell(p)
-                    if p == "dbmate" and op == "down" and med(engine, n, p, op) is None:
-                        s += " ‡"
-                    row.append(s)
+                for tool in ["floor", "ours", "ours_run"] + peers:
+                    row.append(timecell(tool))
                 ratios, beaten, missing = [], [], []
                 for p in peers:
                     t = med(engine, n, p, op)
@@ -466,20 +489,26 @@ def table():
                     v = "yes"
                     if missing:
                         v += " (not measured: " + ", ".join(missing) + ")"
+                run_t = med(engine, n, "ours_run", op)
+                run_beaten = None
+                if run_t is not None:
+                    run_beaten = [p for p in peers if med(engine, n, p, op) is not None
+                                  and med(engine, n, p, op) <= run_t]
+                    v += "; migrate_run: " + ("no (" + ", ".join(run_beaten) + ")" if run_beaten
+                                              else "yes")
                 row.append(v)
-                verdicts.append((engine, n, op, ours, beaten, missing))
+                verdicts.append((engine, n, op, ours, beaten, missing, run_beaten))
                 mem = []
                 for tool in ["floor", "ours"] + peers:
                     c = cell(engine, n, tool, op)
                     mem.append("%.0f" % (statistics.median(c["rss"]) / 1024) if c["rss"] else "–")
                 row.append(" / ".join(mem))
                 if engine == "pg":
-                    vf = cell(engine, n, "floor", op).get("vmhwm")
-                    vo = cell(engine, n, "ours", op).get("vmhwm")
-                    row.append("%s / %s" % ("%.0f" % (vf / 1024) if vf else "–",
-                                            "%.0f" % (vo / 1024) if vo else "–"))
+                    row.append(" / ".join("%.0f" % (cell(engine, n, tool, op)["vmhwm"] / 1024)
+                                          if cell(engine, n, tool, op).get("vmhwm") else "–"
+                                          for tool in OURS))
                 else:
-                    row.append("(in the client)")
+                    row.append("(all in the client)")
                 out.append("| " + " | ".join(row) + " |")
     return "\n".join(out), verdicts
 
@@ -489,11 +518,16 @@ def targets(verdicts):
     rows = [v for v in verdicts if v[3] is not None]
     lost = [v for v in rows if v[4]]
     gaps = [v for v in rows if v[5]]
+    run_lost = [v for v in lost if v[6] == []]
     if lost:
         lines.append("- Faster than every peer on every row: **MISSED** on %d of %d rows: %s." % (
             len(lost), len(rows), "; ".join("%s %s %s (%s)" % (ENGINE_NAMES[e], "{:,}".format(n),
                                                                OP_NAMES[op], ", ".join(b))
-                                            for e, n, op, _, b, _ in lost)))
+                                            for e, n, op, _, b, _, _ in lost)))
+        if run_lost:
+            lines.append("  Of those, procedure mode (CALL migrate_run) is faster than every peer on: %s." %
+                         "; ".join("%s %s %s" % (ENGINE_NAMES[e], "{:,}".format(n), OP_NAMES[op])
+                                   for e, n, op, *_ in run_lost))
     else:
         lines.append("- Faster than every peer on every row: **met** on all %d rows measured." % len(rows))
     if gaps:
@@ -540,13 +574,17 @@ def main():
           "`psql -X -1 -f all.sql`; no-op = the same client opening the database and reading one "
           "row (`SELECT count(*) FROM tN`). Ours: `sqlite3 db '.load migrate' 'SELECT "
           "migrate_apply(dir)'` / `psql -X -c \"SELECT migrate_apply('dir')\"` (migrate_down(n) to "
-          "roll back). dbmate is its Go binary from the npm package, run directly.")
+          "roll back); procedure mode: `psql -X -c \"CALL migrate_run('dir')\"`, a commit after "
+          "each migration (the peers commit per migration too; function mode needs "
+          "max_locks_per_transaction raised for thousands of migrations, here 1024). "
+          "psql is PostgreSQL's binary (not Debian's Perl wrapper), for us, the floor and sqitch. "
+          "dbmate is its Go binary from the npm package, run directly.")
     print("Memory: client peak RSS = max RSS of the command (GNU time %M: the largest process of "
           "its tree; sqitch runs one psql / sqlite3 per change), median over runs. For ours on "
           "SQLite everything runs in the sqlite3 process. On PostgreSQL our work runs in the "
           "server: VmHWM of the backend that ran the call, read from /proc in one extra untimed "
-          "run, beside the floor's backend running the same SQL (both include the shared buffers "
-          "the backend touched).")
+          "run, beside the floor's backend running the same SQL (all include the shared buffers "
+          "the backend touched); the peers' backends are not measured.")
     print()
     print("Targets:")
     print(targets(verdicts))
