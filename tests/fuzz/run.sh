@@ -10,7 +10,7 @@ out=build/fuzz
 mkdir -p "$out"
 src=$(ls common/*.c)
 status=0
-for t in names sections; do
+for t in names sections plan; do
   if ! clang -std=c11 -D_POSIX_C_SOURCE=200809L -g -O1 -Wall -Wextra -Werror \
        -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Icommon \
        -o "$out/fuzz_$t" "tests/fuzz/fuzz_$t.c" $src -lz 2> "$out/build_$t.log"; then
