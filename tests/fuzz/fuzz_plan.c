@@ -82,9 +82,11 @@
 #define MAX_ROWS	40
 #define MAX_LIST	(MAX_FILES + MAX_ROWS)
 
+static void bail(void);
+
 #define CHECK(c) do { if (!(c)) { \
 	fprintf(stderr, "fuzz_plan: invariant failed at line %d: %s\n", __LINE__, #c); \
-	abort(); } } while (0)
+	bail(); } } while (0)
 
 typedef struct vfile {
 	char	   *name;
@@ -397,6 +399,23 @@ static void
 remove_folder(void)
 {
 	rmdir(folder);
+}
+
+static fz  *current;			/* the input being run, for bail() */
+
+/* Aborts (a crash for libFuzzer), leaving no folder behind. */
+static void
+bail(void)
+{
+	char		path[MIG_PATH_MAX];
+
+	for (int i = current ? current->ndirs - 1 : -1; i >= 0; i--)
+	{
+		snprintf(path, sizeof(path), "%s/%s", FOLDER, current->dirs[i]);
+		rmdir(path);
+	}
+	remove_folder();
+	abort();
 }
 
 static void
@@ -1043,6 +1062,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		atexit(remove_folder);
 	}
 	memset(&f, 0, sizeof(f));
+	current = &f;
 	flags = data[0];
 	opt = flags & 3;
 	oom = (flags & 0x80) != 0;
