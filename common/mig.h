@@ -398,7 +398,7 @@ typedef struct mig_problem {
 	const char *kind;			/* changed, reformatted, missing,
 								 * out_of_order, duplicate, bad_name,
 								 * orphan_down, mixed_layouts, bad_file,
-								 * not_allowed, folder */
+								 * not_allowed, syntax_error, folder */
 	const char *severity;		/* "error": migrate_apply refuses it;
 								 * "warning": it does not (a whitespace-only
 								 * edit) */

@@ -585,13 +585,22 @@ mig_status(const mig_host *h, const char *path, mig_status_cb cb, void *arg,
 		const mig_hist *r = e->hist;
 		mig_status_row row;
 
+		int			has_down = e->file && e->file->down != NULL;
+
 		if (e->file && r == NULL)	/* pending: checksum the file now */
 		{
 			mig_text	t;
+			mig_script	ds;
+			mig_err		ignored;
 
 			if ((rc = mig_text_read(h, path, e->file->up, &t, err)) != MIG_OK)
 				break;
 			memcpy(e->checksum, t.checksum, sizeof(t.checksum));
+			/* a one-file migration's down section; a file that cannot be
+			 * read as one is reported by apply, not here */
+			if (e->file->layout == MIG_LAYOUT_SINGLE &&
+				mig_text_script(&t, e->file, 1, &ds, &ignored) == MIG_OK && ds.sql)
+				has_down = 1;
 			mig_text_free(h, &t);
 		}
 		row.version = e->file ? e->file->version : r->version;
@@ -603,7 +612,7 @@ mig_status(const mig_host *h, const char *path, mig_status_cb cb, void *arg,
 		row.applied_at = r ? r->applied_at : NULL;
 		row.exec_ms = r ? r->exec_ms : -1;
 		row.rank = r ? r->rank : 0;
-		row.has_down = r ? r->has_down : e->file->down != NULL;
+		row.has_down = r ? r->has_down : has_down;
 		rc = cb(arg, &row);
 	}
 	mig_plan_free(&p);

@@ -14,7 +14,7 @@
 #             random moments, cancel, busy timeouts (tests/stress/sqlite_stress.py;
 #             --short here, make stress runs --long)
 #   oom       the allocation-failure sweep through the real SQLite (tests/sqlite/oom.c)
-#   fuzz      libFuzzer on the name, version and section parsers, 10 s each
+#   fuzz      libFuzzer on the name, version and section parsers and the planner, 10 s each
 #             (make fuzz runs them longer)
 #   pg        the PostgreSQL extension against a throwaway cluster (tests/pg/run.sh)
 # Each suite prints TAP lines ("ok ..." / "not ok ..."); this script counts them.

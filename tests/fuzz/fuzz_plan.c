@@ -62,8 +62,7 @@
  *  - apply: fails as plan did when plan failed, running nothing; else runs
  *    what plan listed, in order (a prefix ending at FAIL if exec fails);
  *    after it succeeded a second plan lists nothing.
- * FUZZ_PLAN_STRICT=1 also checks what a known core bug breaks (seeds
- * bug_*); FUZZ_PLAN_DEBUG=1 prints what each call gave, to study a seed.
+ * FUZZ_PLAN_DEBUG=1 prints what each call gave, to study a seed.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -977,8 +976,6 @@ to_apply(const item *it, int opt)
 	return opt != 1 || mig_is_repeatable(it->version) || mig_version_cmp(it->version, "3") <= 0;
 }
 
-static int	strict;				/* FUZZ_PLAN_STRICT: known core bugs too */
-
 static void
 check_plan(const fz *f, const list *st, const list *pl, int opt)
 {
@@ -1004,12 +1001,10 @@ check_plan(const fz *f, const list *st, const list *pl, int opt)
 		CHECK(strcmp(sum, p->checksum) == 0);
 		/*
 		 * A pending migration's has_down in status is whether it has a
-		 * down script, which plan hands out.  Known to fail for a
-		 * dbmate/goose file with a down section (mig_status looks only at
-		 * a down file): checked with FUZZ_PLAN_STRICT=1 until fixed (seed
-		 * bug_status_has_down_section).
+		 * down script, which plan hands out (a dbmate/goose down section
+		 * too: seed bug_status_has_down_section, found by this target).
 		 */
-		if (strict && strcmp(s->state, "outdated") != 0)
+		if (strcmp(s->state, "outdated") != 0)
 			CHECK(s->has_down == p->has_down);
 	}
 	CHECK(k == pl->n);
@@ -1052,7 +1047,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	if (folder[0] == '\0')
 	{
-		strict = getenv("FUZZ_PLAN_STRICT") != NULL;
 		strcpy(folder, "/dev/shm/fuzz_plan.XXXXXX");
 		if (mkdtemp(folder) == NULL)
 		{
