@@ -552,6 +552,7 @@ def targets(verdicts):
 
 def main():
     t0 = time.time()
+    load0 = os.getloadavg()[1]
     for n in SIZES:
         log("size %d: %d runs" % (n, RUNS[n]))
         measure(n)
@@ -560,8 +561,9 @@ def main():
     runs = ", ".join("%s runs for %s" % (RUNS[n], "{:,}".format(n)) for n in SIZES)
     print()
     print("Migrations: CREATE TABLE + 3 INSERTs + CREATE INDEX each, a down that drops the table; "
-          "the same SQL in each tool's layout. Medians of up to %s; %s cores; %s." % (
-              runs, os.cpu_count(), vers))
+          "the same SQL in each tool's layout. Medians of up to %s; %s cores, load average "
+          "(5 min) %.1f at the start, %.1f at the end: other work shares the machine; %s." % (
+              runs, os.cpu_count(), load0, os.getloadavg()[1], vers))
     print()
     print(tab)
     print()
