@@ -4,6 +4,7 @@
 #   make demo       build it and apply examples/blog in the sqlite3 shell
 #   make check      install what is missing, build everything, run every test
 #   make bench      benchmarks against the floor (sqlite3 / psql running the same SQL)
+#                   and against dbmate, sqitch and postgrator (tests/bench/peers.sh)
 #   make stress     the SQLite reliability suite at length: races, kill -9, cancel (~6 min)
 #   make fuzz       libFuzzer on the parsers, 5 minutes per target
 #   make pg         build the PostgreSQL extension (pg_ext/, PGXS)
@@ -86,6 +87,7 @@ bench:
 	@$(MAKE) --no-print-directory all
 	@tests/bench/sqlite_bench.sh
 	@if [ -x tests/bench/pg_bench.sh ]; then tests/bench/pg_bench.sh; fi
+	@tests/bench/peers.sh 100,1000 5
 
 clean:
 	rm -rf $(BUILD)
