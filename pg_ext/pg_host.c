@@ -24,6 +24,7 @@
 #include "postgres.h"
 
 #include <fcntl.h>
+#include <signal.h>
 
 #include "access/htup_details.h"
 #include "catalog/namespace.h"
@@ -57,6 +58,17 @@
  */
 static int	fail_alloc = 0;
 
+/*
+ * migrate.crash_at (superuser, hidden): a testing aid for crash atomicity
+ * (tests/stress/pg_stress.sh).  When n > 0, the backend SIGKILLs itself at
+ * the n-th crash point of each call, as a kill -9 from outside would: the
+ * postmaster then restarts the cluster through crash recovery.  Crash
+ * points are the boundaries of the call's work: before each migration
+ * statement run through SPI (up or down scripts), before each history write
+ * (add or remove), and in procedure mode before each commit.
+ */
+static int	crash_at = 0;
+
 /* migrate.max_file_size (superuser): the largest migration file read, in
  * kB; bigger ones are refused with 54000. */
 static int	max_file_kb = (int) (MIG_DEFAULT_MAX_FILE / 1024);
@@ -74,8 +86,27 @@ mig_pg_define_settings(void)
 							NULL, &fail_alloc, 0, 0, INT_MAX, PGC_SUSET,
 							GUC_NOT_IN_SAMPLE | GUC_NO_SHOW_ALL,
 							NULL, NULL, NULL);
+	DefineCustomIntVariable("migrate.crash_at",
+							"Makes the backend kill itself at the n-th crash point of each call (for testing).",
+							NULL, &crash_at, 0, 0, INT_MAX, PGC_SUSET,
+							GUC_NOT_IN_SAMPLE | GUC_NO_SHOW_ALL,
+							NULL, NULL, NULL);
 	mig_pg_define_rail_settings();
 	MarkGUCPrefixReserved("migrate");
+}
+
+/* A crash point (see migrate.crash_at): SIGKILLs this backend at the n-th. */
+void
+mig_pg_crash_point(MigPg *mp)
+{
+	if (crash_at <= 0 || ++mp->crash_points != crash_at)
+		return;
+	ereport(LOG,
+			(errmsg("migrate.crash_at: killing the backend at crash point %d",
+					crash_at)));
+	kill(MyProcPid, SIGKILL);
+	pg_usleep(10000000L);		/* SIGKILL to oneself arrives before this */
+	elog(ERROR, "migrate.crash_at: the backend survived SIGKILL");
 }
 
 /* Returns n bytes from the call's context, or NULL when out of memory. */
@@ -176,6 +207,7 @@ pg_lock(void *ctx, const mig_lock_opts *o, mig_err *err)
 	if (mp->procedure)
 	{
 		mp->session_locked = true;
+		mig_pg_crash_point(mp);
 		SPI_commit();
 	}
 	return MIG_OK;
@@ -204,7 +236,10 @@ pg_unlock(void *ctx, int commit, mig_err *err)
 	if (!mp->procedure)
 		return MIG_OK;
 	if (commit)
+	{
+		mig_pg_crash_point(mp);
 		SPI_commit();
+	}
 	else
 		SPI_rollback();
 	release_session_lock(mp);
@@ -215,6 +250,7 @@ pg_unlock(void *ctx, int commit, mig_err *err)
 static int
 pg_checkpoint(void *ctx, mig_err *err)
 {
+	mig_pg_crash_point((MigPg *) ctx);
 	SPI_commit();
 	return MIG_OK;
 }
@@ -657,6 +693,7 @@ run_statements(MigPg *mp, void *arg, mig_err *err)
 		stmt = pnstrdup(mp->text + off, Max(end - off, 0));
 
 		CHECK_FOR_INTERRUPTS();
+		mig_pg_crash_point(mp);
 		mp->stmt_off = off;
 		ret = SPI_execute_extended(stmt, &opts);
 		MemoryContextSwitchTo(mp->scratch); /* SPI leaves its own current */
@@ -796,6 +833,7 @@ pg_history_add(void *ctx, const mig_record *rec, mig_err *err)
 	char	   *sql;
 	int			ret;
 
+	mig_pg_crash_point(mp);
 	memset(nulls, ' ', sizeof(nulls));
 	values[0] = mig_pg_text_datum(rec->version, strlen(rec->version));
 	values[1] = mig_pg_text_datum(rec->name, strlen(rec->name));
@@ -845,6 +883,7 @@ pg_history_remove(void *ctx, const char *version, mig_err *err)
 	int			ret;
 	uint64		n;
 
+	mig_pg_crash_point(mp);
 	values[0] = mig_pg_text_datum(version, strlen(version));
 	sql = psprintf("DELETE FROM %s WHERE version OPERATOR(pg_catalog.=) $1",
 				   mp->history);

@@ -34,6 +34,7 @@ typedef struct MigPg
 	bool		procedure;		/* CALL migrate_run: commit per migration */
 	bool		session_locked; /* the session advisory lock is held */
 	int			allocs;			/* allocations so far, for migrate.fail_alloc */
+	int			crash_points;	/* crash points passed, for migrate.crash_at */
 	char	   *history;		/* quoted, schema-qualified history table */
 	char	   *repairs;		/* the same of migrate_repairs */
 	char	   *progress;		/* the same of migrate_progress */
@@ -74,6 +75,10 @@ extern void mig_pg_end(MigPg *mp);
 
 /* Defines the extension's settings (from _PG_init). */
 extern void mig_pg_define_settings(void);
+
+/* A crash point of the call: with migrate.crash_at = n (a testing aid), the
+ * backend SIGKILLs itself at the n-th. */
+extern void mig_pg_crash_point(MigPg *mp);
 
 /* Raises err as an ERROR with its SQLSTATE, detail, hint and context. */
 extern void mig_pg_report(const mig_err *err) pg_attribute_noreturn();
