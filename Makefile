@@ -71,6 +71,7 @@ stress:
 	@tests/deps.sh all
 	@$(MAKE) --no-print-directory all
 	@/usr/bin/python3 tests/stress/sqlite_stress.py $(BUILD)/migrate --long
+	@tests/stress/pg_stress.sh --long
 
 pg:
 	$(MAKE) -C pg_ext PG_CONFIG=$(PG_CONFIG)

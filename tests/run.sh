@@ -17,6 +17,10 @@
 #   fuzz      libFuzzer on the name, version and section parsers and the planner, 10 s each
 #             (make fuzz runs them longer)
 #   pg        the PostgreSQL extension against a throwaway cluster (tests/pg/run.sh)
+#   pg-stress 64 sessions released by a barrier, kill -9 of the backend at every
+#             crash point and at random moments, statement_timeout, cancel and
+#             terminate, on a cluster of its own (tests/stress/pg_stress.sh;
+#             --short here, make stress runs --long)
 # Each suite prints TAP lines ("ok ..." / "not ok ..."); this script counts them.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -65,6 +69,9 @@ rm -rf "$oomdir"
 suite fuzz tests/fuzz/run.sh 10
 if [ -x tests/pg/run.sh ] && [ -z "${SKIP_PG:-}" ]; then     # SKIP_PG=1: SQLite only
   suite pg tests/pg/run.sh
+fi
+if [ -x tests/pg/run.sh ] && [ -z "${SKIP_PG:-}" ]; then
+  suite pg-stress tests/stress/pg_stress.sh --short
 fi
 
 passed=$(cat "$log"/*.out | grep -cE '^[[:space:]]*ok\b')
