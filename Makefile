@@ -5,7 +5,7 @@
 #   make check      install what is missing, build everything, run every test
 #   make bench      benchmarks against the floor (sqlite3 / psql running the same SQL)
 #                   and against dbmate, sqitch and postgrator (tests/bench/peers.sh)
-#   make stress     the SQLite reliability suite at length: races, kill -9, cancel (~6 min)
+#   make stress     the reliability suites at length (SQLite ~6 min, PostgreSQL ~14 min)
 #   make fuzz       libFuzzer on the parsers, 5 minutes per target
 #   make pg         build the PostgreSQL extension (pg_ext/, PGXS)
 #

@@ -121,7 +121,7 @@ tap 0 "pg_ext installs"
 pg_start "shared_preload_libraries = 'pg_cron'" \
 	"cron.database_name = 'postgres'" \
 	"cron.use_background_workers = on" \
-	"max_worker_processes = 16" \
+	"max_worker_processes = 32" \
 	"max_locks_per_transaction = 32" || { tap 1 "throwaway cluster starts"; exit 1; }
 tap 0 "throwaway cluster starts"
 FX=$PG_TMP/fx
@@ -839,8 +839,15 @@ check "dump: migrate_down works on the restored database" dumpdst \
 
 # ---- pg_cron: wait for two runs ----
 section "pg_cron: wait for two runs"
-deadline=$((CRON_START + 150))
-while [ "$(q crondb -c "SELECT count(*) FROM cron_log")" -lt 2 ] && [ "$(date +%s)" -lt $deadline ]; do
+deadline=$((CRON_START + 180))
+# both jobs: two runs of the first, a finished run of the CALL job
+cron_done() {
+	[ "$(q crondb -c "SELECT count(*) FROM cron_log")" -ge 2 ] &&
+	[ "$(q postgres -c "SELECT count(*) FROM cron.job_run_details
+		WHERE jobid = (SELECT jobid FROM cron.job WHERE jobname = 'migrate-run-test')
+		  AND status IN ('succeeded', 'failed')")" -ge 1 ]
+}
+until cron_done || [ "$(date +%s)" -ge $deadline ]; do
 	sleep 2
 done
 check "cron: pg_cron ran migrate_apply at least twice" crondb \
