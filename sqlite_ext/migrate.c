@@ -99,9 +99,7 @@ run_path_fn(sqlite3_context *fctx, int argc, sqlite3_value **argv, const char *f
 
 	if (path == NULL)
 		return;
-	c.db = sqlite3_context_db_handle(fctx);
-	c.fn = fn;
-	sq_host_init(&h, &c);
+	sq_host_init(&h, &c, sqlite3_context_db_handle(fctx), fn);
 	h.cache = cache;
 	if (entry(&h, path, options, &count, &err) != MIG_OK)
 		sq_report(fctx, fn, &err);
@@ -146,9 +144,7 @@ fn_script(sqlite3_context *fctx, int argc, sqlite3_value **argv)
 
 	if (path == NULL)
 		return;
-	c.db = sqlite3_context_db_handle(fctx);
-	c.fn = "migrate_script";
-	sq_host_init(&h, &c);
+	sq_host_init(&h, &c, sqlite3_context_db_handle(fctx), "migrate_script");
 	if (mig_script_text(&h, path, options, &text, &len, &err) != MIG_OK)
 		sq_report(fctx, c.fn, &err);
 	else
@@ -171,27 +167,19 @@ fn_adopt(sqlite3_context *fctx, int argc, sqlite3_value **argv)
 }
 
 /* migrate_baseline(path, version) -> number of migrations recorded as
- * applied without running them */
+ * applied without running them; the version comes where run_path_fn
+ * passes an options text */
+static int
+baseline_entry(const mig_host *h, const char *path, const char *version, int64_t *n,
+			   mig_err *err)
+{
+	return mig_baseline(h, path, version, n, err);
+}
+
 static void
 fn_baseline(sqlite3_context *fctx, int argc, sqlite3_value **argv)
 {
-	const char *path = path_arg(fctx, "migrate_baseline", argv[0]);
-	const char *version = (const char *) sqlite3_value_text(argv[1]);
-	sq_ctx		c;
-	mig_host	h;
-	mig_err		err;
-	int64_t		count = 0;
-
-	(void) argc;
-	if (path == NULL)
-		return;
-	c.db = sqlite3_context_db_handle(fctx);
-	c.fn = "migrate_baseline";
-	sq_host_init(&h, &c);
-	if (mig_baseline(&h, path, version, &count, &err) != MIG_OK)
-		sq_report(fctx, c.fn, &err);
-	else
-		sqlite3_result_int64(fctx, count);
+	run_path_fn(fctx, argc, argv, "migrate_baseline", baseline_entry, NULL);
 }
 
 /* migrate_down([n = 1]) -> number of migrations rolled back */
@@ -213,9 +201,7 @@ fn_down(sqlite3_context *fctx, int argc, sqlite3_value **argv)
 		}
 		n = sqlite3_value_int64(argv[0]);
 	}
-	c.db = sqlite3_context_db_handle(fctx);
-	c.fn = "migrate_down";
-	sq_host_init(&h, &c);
+	sq_host_init(&h, &c, sqlite3_context_db_handle(fctx), "migrate_down");
 	if (mig_down(&h, n, &done, &err) != MIG_OK)
 		sq_report(fctx, c.fn, &err);
 	else
@@ -245,9 +231,7 @@ fn_down_to(sqlite3_context *fctx, int argc, sqlite3_value **argv)
 	int64_t		done = 0;
 
 	(void) argc;
-	c.db = sqlite3_context_db_handle(fctx);
-	c.fn = "migrate_down_to";
-	sq_host_init(&h, &c);
+	sq_host_init(&h, &c, sqlite3_context_db_handle(fctx), "migrate_down_to");
 	if (mig_down_to(&h, version, &done, &err) != MIG_OK)
 		sq_report(fctx, c.fn, &err);
 	else

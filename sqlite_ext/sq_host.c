@@ -1033,9 +1033,11 @@ sq_query_text(void *ctx, const char *sql, int ncols,
 }
 
 void
-sq_host_init(mig_host *h, sq_ctx *c)
+sq_host_init(mig_host *h, sq_ctx *c, sqlite3 *db, const char *fn)
 {
 	memset(h, 0, sizeof(*h));
+	c->db = db;
+	c->fn = fn;
 	c->in_txn = 0;
 	c->locked = 0;
 	c->restore_timeout = -1;

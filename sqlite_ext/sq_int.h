@@ -36,8 +36,8 @@ typedef struct sq_ctx {
  * timeout of its own. */
 #define SQ_DEFAULT_BUSY_MS 60000
 
-/* Fills h with the SQLite host over c (c->db and c->fn set by the caller). */
-void		sq_host_init(mig_host *h, sq_ctx *c);
+/* Fills h with the SQLite host over c, for SQL function fn on db. */
+void		sq_host_init(mig_host *h, sq_ctx *c, sqlite3 *db, const char *fn);
 /* "fn: context: message\nDETAIL:  ...\nHINT:  ..." from sqlite3_malloc,
  * or NULL when out of memory. */
 char	   *sq_error_text(const char *fn, const mig_err *err);

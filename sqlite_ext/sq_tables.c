@@ -327,9 +327,7 @@ t_filter(sqlite3_vtab_cursor *cur, int idx, const char *idxstr, int argc,
 										   fn, fn);
 		return SQLITE_ERROR;
 	}
-	sc.db = vt->db;
-	sc.fn = fn;
-	sq_host_init(&h, &sc);
+	sq_host_init(&h, &sc, vt->db, fn);
 	if (vt->def->fill(&h, path, options, c, &err) != MIG_OK)
 	{
 		clear_rows(c);
