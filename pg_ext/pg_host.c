@@ -324,6 +324,20 @@ mig_pg_statement_start(const MigPg *mp, int off)
 }
 
 /*
+ * The text of raw statement rs, from its first word on (comments before it
+ * would only clutter the "SQL statement" context of an error), palloc'd in
+ * the current memory context; *off and *end receive where it starts and
+ * ends in mp->text.
+ */
+char *
+mig_pg_statement_text(const MigPg *mp, const RawStmt *rs, int *off, int *end)
+{
+	*end = rs->stmt_len > 0 ? rs->stmt_location + rs->stmt_len : mp->text_len;
+	*off = mig_pg_statement_start(mp, rs->stmt_location);
+	return pnstrdup(mp->text + *off, Max(*end - *off, 0));
+}
+
+/*
  * Error context callback while a script is parsed or run: names the
  * migration, its file and the line, and keeps the error's SQLSTATE.  While
  * the whole script is being parsed, a syntax error's position points into
@@ -682,15 +696,10 @@ run_statements(MigPg *mp, void *arg, mig_err *err)
 	foreach(lc, stmts)
 	{
 		RawStmt    *rs = lfirst_node(RawStmt, lc);
-		int			end = rs->stmt_len > 0 ?
-			rs->stmt_location + rs->stmt_len : mp->text_len;
-		int			off = mig_pg_statement_start(mp, rs->stmt_location);
-		char	   *stmt;
+		int			off,
+					end;
+		char	   *stmt = mig_pg_statement_text(mp, rs, &off, &end);
 		int			ret;
-
-		/* From the first word on: comments before it would only clutter
-		 * the "SQL statement" context of an error. */
-		stmt = pnstrdup(mp->text + off, Max(end - off, 0));
 
 		CHECK_FOR_INTERRUPTS();
 		mig_pg_crash_point(mp);

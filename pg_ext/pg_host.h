@@ -97,6 +97,10 @@ extern void mig_pg_script_begin(MigPg *mp, const mig_script *s,
 extern void mig_pg_script_done(MigPg *mp, ErrorContextCallback *cb,
 							   MemoryContext old);
 extern int	mig_pg_statement_start(const MigPg *mp, int off);
+/* The text of raw statement rs from its first word on (palloc'd), and
+ * where it starts and ends in mp->text in *off and *end. */
+extern char *mig_pg_statement_text(const MigPg *mp, const RawStmt *rs, int *off,
+								   int *end);
 
 /* ---- pg_outside.c: migrations outside a transaction ---- */
 

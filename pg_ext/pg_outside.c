@@ -727,16 +727,15 @@ mig_pg_exec_outside(void *ctx, const mig_script *s, mig_err *err)
 	foreach(lc, stmts)
 	{
 		RawStmt    *rs = lfirst_node(RawStmt, lc);
-		int			end = rs->stmt_len > 0 ?
-			rs->stmt_location + rs->stmt_len : mp->text_len;
-		int			off = mig_pg_statement_start(mp, rs->stmt_location);
+		int			off,
+					end;
 		char	   *stmt;
 		ErrorData  *e;
 
 		if (rs->stmt_location < start)
 			continue;
 		CHECK_FOR_INTERRUPTS();
-		stmt = pnstrdup(mp->text + off, Max(end - off, 0));
+		stmt = mig_pg_statement_text(mp, rs, &off, &end);
 		mp->stmt_off = off;
 		mp->rail_attempt = 1;
 		e = run_in_worker(stmt, statement_lock_timeout(mp, rs->stmt));
