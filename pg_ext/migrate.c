@@ -136,6 +136,7 @@ typedef struct CoreCall
 	void	   *status_arg;
 	ReturnSetInfo *rsinfo;		/* migrate_validate's and migrate_plan's rows */
 	MemoryContext result_cxt;	/* where migrate_script's text goes */
+	bool		runs_scripts;	/* apply or roll back: under the rail */
 	text	   *script;			/* migrate_script's result */
 	mig_err		err;
 } CoreCall;
@@ -273,10 +274,22 @@ op_script(const mig_host *h, CoreCall *call, mig_err *err)
 	return rc;
 }
 
+/* call->op as the rail's unit of retry (function mode). */
+static int
+run_op(MigPg *mp, void *arg, mig_err *err)
+{
+	CoreCall   *call = (CoreCall *) arg;
+
+	return call->op(&mp->host, call, err);
+}
+
 /*
  * Runs call->op with a host for this call inside SPI (non-atomic in
  * procedure mode), frees the host and releases any session lock on every
- * exit path (an error, a cancel), and raises the core's error if any.
+ * exit path (an error, a cancel), and raises the core's error if any.  In
+ * function mode a call that runs scripts is the blocking rail's unit: a
+ * migration that waits too long for a lock rolls back the whole call,
+ * which then starts again after a backoff (pg_rails.c).
  */
 static void
 run_core(FunctionCallInfo fcinfo, CoreCall *call, bool procedure)
@@ -290,7 +303,10 @@ run_core(FunctionCallInfo fcinfo, CoreCall *call, bool procedure)
 		mp->want_applied_at = true;
 	PG_TRY();
 	{
-		rc = call->op(&mp->host, call, &call->err);
+		if (call->runs_scripts && !procedure)
+			rc = mig_pg_railed(mp, run_op, call, &call->err);
+		else
+			rc = call->op(&mp->host, call, &call->err);
 	}
 	PG_FINALLY();
 	{
@@ -344,6 +360,7 @@ migrate_apply(PG_FUNCTION_ARGS)
 	CoreCall   *call = folder_call(fcinfo, "migrate_apply", op_apply);
 
 	call->options = options_arg(fcinfo, CurrentMemoryContext);
+	call->runs_scripts = true;
 	run_core(fcinfo, call, false);
 	PG_RETURN_INT64(call->count);
 }
@@ -397,6 +414,7 @@ migrate_down(PG_FUNCTION_ARGS)
 
 	check_function_mode("migrate_down");
 	call->n = PG_GETARG_INT64(0);
+	call->runs_scripts = true;
 	run_core(fcinfo, call, false);
 	PG_RETURN_INT64(call->count);
 }
@@ -415,6 +433,7 @@ migrate_down_to(PG_FUNCTION_ARGS)
 
 	check_function_mode("migrate_down_to");
 	call->version = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	call->runs_scripts = true;
 	run_core(fcinfo, call, false);
 	PG_RETURN_INT64(call->count);
 }

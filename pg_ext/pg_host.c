@@ -720,12 +720,21 @@ run_statements(MigPg *mp, void *arg, mig_err *err)
 	return MIG_OK;
 }
 
+/* One attempt of a script under the rail's lock_timeout. */
+static int
+run_railed_statements(MigPg *mp, void *arg, mig_err *err)
+{
+	return mig_pg_rail_timed(mp, run_statements, arg, err);
+}
+
 /*
  * Runs s statement by statement through SPI, under the blocking rail
- * (pg_rails.c: lock_timeout, retries, a subtransaction per attempt).  A
- * failing statement raises its own error (SQLSTATE kept) with the file and
- * line as context.  Rows a statement returns (a SELECT that backfills data,
- * say) are discarded as they come rather than collected in memory.
+ * (pg_rails.c: lock_timeout for the statements; in procedure mode the
+ * retries too, a subtransaction per attempt, where in function mode
+ * run_core retries the whole call).  A failing statement raises its own
+ * error (SQLSTATE kept) with the file and line as context.  Rows a
+ * statement returns (a SELECT that backfills data, say) are discarded as
+ * they come rather than collected in memory.
  */
 static int
 pg_exec(void *ctx, const mig_script *s, mig_err *err)
@@ -738,7 +747,14 @@ pg_exec(void *ctx, const mig_script *s, mig_err *err)
 
 	mig_pg_script_begin(mp, s, &cb);
 	stmts = raw_parser(mp->text, RAW_PARSE_DEFAULT);
-	rc = mig_pg_railed(mp, run_statements, stmts, err);
+	if (mp->procedure && mp->rail_timeout_ms > 0 && mp->rail_retries > 0)
+		rc = mig_pg_railed(mp, run_railed_statements, stmts, err);
+	else
+	{
+		if (mp->procedure)
+			mp->rail_attempt = 1;
+		rc = run_railed_statements(mp, stmts, err);
+	}
 	mig_pg_script_done(mp, &cb, old);
 	return rc;
 }

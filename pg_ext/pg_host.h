@@ -59,6 +59,9 @@ typedef struct MigPg
 	int			rail_timeout_ms;	/* their lock_timeout; 0: no rail */
 	int			rail_retries;	/* retries after that timeout */
 	int			rail_attempt;	/* attempt running now, from 1 */
+	bool		rail_active;	/* statements run under its lock_timeout */
+	char	   *rail_waited;	/* "migration <version> (<file>)" whose
+								 * statement hit it, or NULL */
 } MigPg;
 
 /*
@@ -133,11 +136,21 @@ extern int	mig_pg_take_lock(MigPg *mp, long wait_ms, mig_err *err);
 extern char *mig_pg_holder_query(void);
 
 /*
- * Runs run(mp, arg, err) -- one migration's statements -- under the rail:
- * with lock_timeout set to mp->rail_timeout_ms for the statements only, and
- * when one of them fails with 55P03, again after a backoff, up to
- * mp->rail_retries times, each attempt in a subtransaction.  Returns run's
- * result; an error of the last attempt is raised as it was.
+ * Runs run(mp, arg, err) -- one script's statements -- with lock_timeout set
+ * to mp->rail_timeout_ms for them only (0: as they are).
+ */
+extern int	mig_pg_rail_timed(MigPg *mp, int (*run) (MigPg *mp, void *arg, mig_err *err),
+							  void *arg, mig_err *err);
+
+/*
+ * Runs run(mp, arg, err) -- the unit the rail retries -- in a subtransaction,
+ * and when a statement run by mig_pg_rail_timed inside it fails with 55P03,
+ * again after a backoff, up to mp->rail_retries times.  The unit is one
+ * migration in procedure mode (its own transaction) and the whole call in
+ * function mode: a subtransaction per migration would make a call of n
+ * migrations cost O(n^2), as the server walks all the locks and new files
+ * of the transaction at each subtransaction's end.  Returns run's result;
+ * an error of the last attempt is raised as it was.
  */
 extern int	mig_pg_railed(MigPg *mp, int (*run) (MigPg *mp, void *arg, mig_err *err),
 						  void *arg, mig_err *err);

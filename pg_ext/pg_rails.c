@@ -74,7 +74,6 @@ mig_pg_rail_set(MigPg *mp, const mig_lock_opts *o)
 		(int) Min(o->lock_timeout_ms, (long) INT_MAX) : rail_timeout_guc;
 	mp->rail_retries = (o && o->lock_retries >= 0) ?
 		o->lock_retries : rail_retries_guc;
-	mp->rail_attempt = 0;
 }
 
 /* A duration for a message: "2s", "0.5s", "0.25s", "1.375s". */
@@ -300,29 +299,30 @@ backoff_ms(int k)
 }
 
 int
+mig_pg_rail_timed(MigPg *mp, int (*run) (MigPg *mp, void *arg, mig_err *err),
+				  void *arg, mig_err *err)
+{
+	int			nest;
+	int			rc;
+
+	if (mp->rail_timeout_ms <= 0)
+		return run(mp, arg, err);	/* no rail */
+	nest = set_rail_timeout(mp);
+	mp->rail_active = true;
+	rc = run(mp, arg, err);
+	/* an error leaves rail_active set for mig_pg_railed, and the
+	 * (sub)transaction abort undoes the setting */
+	mp->rail_active = false;
+	AtEOXact_GUC(true, nest);
+	return rc;
+}
+
+int
 mig_pg_railed(MigPg *mp, int (*run) (MigPg *mp, void *arg, mig_err *err),
 			  void *arg, mig_err *err)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
-	const mig_script *s = mp->script;
-
-	if (mp->rail_timeout_ms <= 0)
-	{
-		mp->rail_attempt = 1;
-		return run(mp, arg, err);	/* no rail */
-	}
-	if (mp->rail_retries == 0)
-	{
-		int			nest = set_rail_timeout(mp);
-		int			rc;
-
-		/* On an error the caller's (sub)transaction abort undoes it. */
-		mp->rail_attempt = 1;
-		rc = run(mp, arg, err);
-		AtEOXact_GUC(true, nest);
-		return rc;
-	}
 
 	for (mp->rail_attempt = 1;; mp->rail_attempt++)
 	{
@@ -330,14 +330,13 @@ mig_pg_railed(MigPg *mp, int (*run) (MigPg *mp, void *arg, mig_err *err),
 		volatile bool retry = false;
 		long		delay;
 
+		mp->rail_active = false;
+		mp->rail_waited = NULL;
 		BeginInternalSubTransaction(NULL);
 		MemoryContextSwitchTo(cxt);
 		PG_TRY();
 		{
-			int			nest = set_rail_timeout(mp);
-
 			rc = run(mp, arg, err);
-			AtEOXact_GUC(true, nest);
 			if (rc == MIG_OK)
 				ReleaseCurrentSubTransaction();
 			else
@@ -348,6 +347,7 @@ mig_pg_railed(MigPg *mp, int (*run) (MigPg *mp, void *arg, mig_err *err),
 		PG_CATCH();
 		{
 			ErrorData  *edata;
+			bool		railed = mp->rail_active;
 
 			MemoryContextSwitchTo(cxt);
 			edata = CopyErrorData();
@@ -356,8 +356,9 @@ mig_pg_railed(MigPg *mp, int (*run) (MigPg *mp, void *arg, mig_err *err),
 			RollbackAndReleaseCurrentSubTransaction();
 			MemoryContextSwitchTo(cxt);
 			CurrentResourceOwner = owner;
-			if (edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE ||
-				mp->rail_attempt > mp->rail_retries)
+			mp->rail_active = false;
+			if (!railed || edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE ||
+				mp->rail_attempt > mp->rail_retries || mp->rail_waited == NULL)
 				ReThrowError(edata);
 			FreeErrorData(edata);
 			retry = true;
@@ -368,11 +369,12 @@ mig_pg_railed(MigPg *mp, int (*run) (MigPg *mp, void *arg, mig_err *err),
 
 		delay = backoff_ms(mp->rail_attempt);
 		ereport(NOTICE,
-				(errmsg("%smigration %s (%s) waited %s for a lock; retrying in %s (attempt %d of %d)",
-						s->down ? "rollback of " : "", s->version, s->file,
-						seconds(mp->rail_timeout_ms), seconds(delay),
+				(errmsg("%s waited %s for a lock; retrying in %s (attempt %d of %d)",
+						mp->rail_waited, seconds(mp->rail_timeout_ms), seconds(delay),
 						mp->rail_attempt + 1, mp->rail_retries + 1),
-				 errdetail("A statement of it waited longer than lock_timeout for a lock another session holds; what the attempt did was rolled back.")));
+				 mp->procedure ?
+				 errdetail("A statement of it waited longer than lock_timeout for a lock another session holds; what the attempt did was rolled back.") :
+				 errdetail("A statement of it waited longer than lock_timeout for a lock another session holds; everything this call had done was rolled back, releasing its locks, and is done again.")));
 		sleep_ms(delay);
 	}
 }
@@ -380,8 +382,15 @@ mig_pg_railed(MigPg *mp, int (*run) (MigPg *mp, void *arg, mig_err *err),
 void
 mig_pg_rail_error_context(MigPg *mp)
 {
+	const mig_script *s = mp->script;
+
 	if (mp->rail_timeout_ms <= 0 || geterrcode() != ERRCODE_LOCK_NOT_AVAILABLE)
 		return;
+	/* for the retry's notice: the script is gone once the error unwinds */
+	if (mp->rail_active && mp->rail_waited == NULL)
+		mp->rail_waited = MemoryContextStrdup(mp->cxt,
+											  psprintf("%smigration %s (%s)", s->down ? "rollback of " : "",
+													   s->version, s->file));
 	if (mp->rail_attempt > mp->rail_retries && mp->rail_attempt > 1)
 		errdetail("The migration was tried %d times, each time waiting at most lock_timeout = %s for a lock another session held; nothing of it was kept.",
 				  mp->rail_attempt, seconds(mp->rail_timeout_ms));

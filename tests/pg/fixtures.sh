@@ -496,6 +496,9 @@ EOS
 	for f in rail rail_off rail_out; do
 		w $f "1_alter_$f.up.sql" "SELECT 1;\nALTER TABLE rail_t ADD COLUMN $f int;\n"
 	done
+	# two in one call: the first creates a table, the second waits
+	w rail_two 1_first.up.sql "CREATE TABLE rail_first (x int);\nINSERT INTO rail_first VALUES (1);\n"
+	w rail_two 2_alter_rail_two.up.sql "ALTER TABLE rail_t ADD COLUMN rail_two int;\n"
 	w rail_seen 1_seen.up.sql "CREATE TABLE rail_seen AS SELECT pg_catalog.current_setting('lock_timeout') AS v;\n"
 	w rail_seen 1_seen.down.sql "DROP TABLE rail_seen;\n"
 

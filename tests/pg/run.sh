@@ -631,6 +631,22 @@ check "rail: the column was added once, the history has the migration" rail \
 	"SELECT count(*) = 1 FROM migrate_history WHERE version = '1'
 	   AND EXISTS (SELECT FROM pg_attribute WHERE attrelid = 'rail_t'::regclass AND attname = 'rail')"
 RAIL_MAX=$max
+# Function mode retries the whole call: the first migration, done before
+# the wait, is rolled back with it (its locks released) and done again once.
+raildb rail_two
+reader rail_two 1.2
+out=$(PGOPTIONS="-c client_min_messages=notice" psql -X -q -At -v VERBOSITY=verbose -d rail_two \
+	-c "SELECT migrate_apply('$FX/rail_two', 'lock_timeout=200ms, lock_retries=20')" 2>&1)
+wait "$READER"
+[ "$(echo "$out" | last)" = 2 ] &&
+	echo "$out" | grep -q "^NOTICE:  00000: migration 2 (2_alter_rail_two.up.sql) waited 0.2s for a lock; retrying in" &&
+	echo "$out" | grep -q "^DETAIL:  .*everything this call had done was rolled back, releasing its locks, and is done again.$"
+rc=$?
+tap $rc "rail: in function mode a wait in the second migration retries the whole call, which applies both"
+[ $rc = 0 ] || echo "$out" | sed 's/^/#   /'
+check "rail: the first migration's table has its one row, the history both" rail_two \
+	"SELECT (SELECT count(*) FROM rail_first) = 1 AND (SELECT count(*) FROM migrate_history) = 2
+	    AND EXISTS (SELECT FROM pg_attribute WHERE attrelid = 'rail_t'::regclass AND attname = 'rail_two')"
 # Without the rail (lock_timeout=0) the same queries wait for the reader.
 raildb rail_off
 reader rail_off 2.0
@@ -697,18 +713,18 @@ check "script: the view is the new one" script_fly "SELECT two = 2 FROM fo_v"
 section "the lock table: one transaction for everything, or one per migration"
 BIG=$PG_TMP/big
 mkdir -p "$BIG"
-for i in $(seq 1 1000); do
+for i in $(seq 1 2000); do
 	printf 'CREATE TABLE big%s (id int PRIMARY KEY, v text);\nCREATE INDEX ON big%s (v);\n' \
 		"$i" "$i" >"$BIG/${i}_big$i.up.sql"
 done
 newdb biglocks
 out=$(psql -X -q -At -v VERBOSITY=verbose -d biglocks -c "SELECT migrate_apply('$BIG')" 2>&1)
 echo "$out" | grep -q "ERROR:  53200:" && echo "$out" | grep -q "HINT:  .*CALL migrate_run"
-tap $? "function: 1,000 migrations overflow the lock table with a hint naming migrate_run"
+tap $? "function: 2,000 migrations overflow the lock table with a hint naming migrate_run"
 echo "$out" | grep -q "^HINT" || echo "$out" | sed 's/^/#   /' | head -8
 out=$(qn biglocks -c "CALL migrate_run('$BIG')" 2>&1)
-[ "$(echo "$out" | last)" = "NOTICE:  applied 1000 migrations" ]
-tap $? "procedure: the same 1,000 migrations apply, committing one by one"
+[ "$(echo "$out" | last)" = "NOTICE:  applied 2000 migrations" ]
+tap $? "procedure: the same 2,000 migrations apply, committing one by one"
 
 # ---- allocation failures ----
 section "allocation failures"
