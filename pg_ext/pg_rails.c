@@ -13,10 +13,12 @@
  *                        lock_timeout=...), so that an ALTER TABLE queued
  *                        behind a long reader stalls the queries queued
  *                        behind it for at most that long; a migration that
- *                        hits the timeout is rolled back to where it began
- *                        (a subtransaction per attempt) and tried again
- *                        after an exponential backoff with jitter, up to
- *                        migrate.lock_retries (default 5) times.
+ *                        hits the timeout is rolled back with its unit (a
+ *                        subtransaction per attempt: the migration in
+ *                        procedure mode, the whole call in function mode)
+ *                        and tried again after an exponential backoff with
+ *                        jitter, up to migrate.lock_retries (default 5)
+ *                        times.
  *
  * The rail's lock_timeout is set as a function's SET clause sets a setting
  * (a GUC nest level, GUC_ACTION_SAVE) around the statements only: the wait
