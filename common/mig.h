@@ -195,8 +195,12 @@ typedef struct mig_host {
 	 * mig_err_errno).  The core checks the descriptor with fstat and reads
 	 * it with read(2).  list_dir calls cb once for every entry but "." and
 	 * "..", and stops early if cb returns non-zero (that code is returned).
+	 * open_dir (optional, may be NULL) opens the folder path, following
+	 * symlinks (O_RDONLY|O_DIRECTORY|O_CLOEXEC), for the core to lstat its
+	 * files relative to it; closed with close_file.
 	 */
 	int			(*open_file) (void *ctx, const char *path, mig_err *err);
+	int			(*open_dir) (void *ctx, const char *path, mig_err *err);
 	void		(*close_file) (void *ctx, int fd);
 	int			(*list_dir) (void *ctx, const char *path, mig_name_cb cb,
 							 void *arg, mig_err *err);

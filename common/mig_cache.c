@@ -50,14 +50,22 @@ mig_file_id_of(const mig_text *t, char *out)
 }
 
 int
-mig_file_id_now(const mig_host *h, const char *dir, const char *file, char *out)
+mig_file_id_now(const mig_host *h, int dirfd, const char *dir, const char *file,
+				char *out)
 {
 	char		path[MIG_PATH_MAX];
 	struct stat st;
+	int			looked;
 
 	out[0] = '\0';
-	if (!mig_join(path, dir, file) ||
-		fstatat(AT_FDCWD, path, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+	/* relative to the open folder the kernel looks up one name, not every
+	 * component of the path again */
+	if (dirfd >= 0)
+		looked = fstatat(dirfd, file, &st, AT_SYMLINK_NOFOLLOW) == 0;
+	else
+		looked = mig_join(path, dir, file) &&
+			fstatat(AT_FDCWD, path, &st, AT_SYMLINK_NOFOLLOW) == 0;
+	if (!looked ||
 		!S_ISREG(st.st_mode) ||
 		(h->refuse_writable && (st.st_mode & (S_IWGRP | S_IWOTH))))
 		return 0;

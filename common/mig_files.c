@@ -400,6 +400,8 @@ mig_discover(const mig_host *h, mig_arena *a, const char *dir, mig_vec *files,
 		strcpy(folder, dir);
 	else
 		rc = too_long(err, dir, "");
+	if (rc == MIG_OK)
+		rc = mig_vec_reserve(&ok, l.names.n);
 
 	for (i = 0; rc == MIG_OK && i < l.names.n; i++)
 	{
@@ -469,7 +471,10 @@ mig_discover(const mig_host *h, mig_arena *a, const char *dir, mig_vec *files,
 	if (rc == MIG_OK && ok.n > 1)
 		qsort(ok.items, ok.n, sizeof(found), found_cmp);
 
-	/* group by version: one up file, at most one down file */
+	/* group by version: one up file, at most one down file; room for
+	 * the most there can be (untouched memory costs nothing) */
+	if (rc == MIG_OK)
+		rc = mig_vec_reserve(files, files->n + ok.n);
 	for (i = 0; rc == MIG_OK && i < ok.n; i = j)
 	{
 		found	   *f = mig_vec_at(&ok, found, i);

@@ -49,6 +49,10 @@ typedef struct mig_vec {
 void		mig_vec_init(mig_vec *v, const mig_host *h, size_t size);
 /* Returns a zeroed new last item, or NULL when out of memory. */
 void	   *mig_vec_push(mig_vec *v);
+/* Makes room for cap items, so that pushing up to that many copies
+ * nothing (memory newly touched is what a call with thousands of files
+ * spends most on, after the system calls); MIG_OK or MIG_NOMEM. */
+int			mig_vec_reserve(mig_vec *v, size_t cap);
 #define mig_vec_at(v, T, i) (&((T *) (v)->items)[i])
 void		mig_vec_free(mig_vec *v);
 
@@ -180,10 +184,11 @@ void		mig_checksum_norm(const char *buf, size_t len, char out[16]);
  * out[MIG_FILE_ID_MAX]; 0 (and "") when the file changed too recently
  * before it was read to be trusted later. */
 int			mig_file_id_of(const mig_text *t, char *out);
-/* Writes the current identity of dir/file; 0 when it is not a regular
- * file the host would read (or cannot be looked at). */
-int			mig_file_id_now(const mig_host *h, const char *dir, const char *file,
-							char *out);
+/* Writes the current identity of dir/file, looked up relative to dirfd
+ * (dir opened) when it is not -1; 0 when it is not a regular file the host
+ * would read (or cannot be looked at). */
+int			mig_file_id_now(const mig_host *h, int dirfd, const char *dir,
+							const char *file, char *out);
 /* 1 and the checksums when the cache holds dir/file with identity id. */
 int			mig_cache_get(mig_cache *c, const char *dir, const char *file,
 						  const char *id, char checksum[16], char norm[16]);
@@ -265,6 +270,8 @@ typedef struct mig_plan {
 	mig_vec		hist;			/* mig_hist, by version */
 	mig_vec		entries;		/* mig_entry, by version */
 	const char *dir;
+	int			dirfd;			/* dir opened while applied files are
+								 * looked at (host->open_dir), or -1 */
 	const char *max_applied;	/* highest applied version, or NULL */
 	size_t		count[MIG_STATES];	/* entries per state */
 	size_t		kept;			/* bytes of mig_entry.up/down held */

@@ -88,25 +88,31 @@ mig_vec_init(mig_vec *v, const mig_host *h, size_t size)
 	v->size = size;
 }
 
+int
+mig_vec_reserve(mig_vec *v, size_t cap)
+{
+	char	   *items;
+
+	if (cap <= v->cap)
+		return MIG_OK;
+	if ((items = v->h->alloc(v->h->ctx, cap * v->size)) == NULL)
+		return MIG_NOMEM;
+	if (v->n)
+		memcpy(items, v->items, v->n * v->size);
+	if (v->items)
+		v->h->release(v->h->ctx, v->items);
+	v->items = items;
+	v->cap = cap;
+	return MIG_OK;
+}
+
 void *
 mig_vec_push(mig_vec *v)
 {
 	char	   *item;
 
-	if (v->n == v->cap)
-	{
-		size_t		cap = v->cap ? v->cap * 2 : 16;
-		char	   *items = v->h->alloc(v->h->ctx, cap * v->size);
-
-		if (items == NULL)
-			return NULL;
-		if (v->n)
-			memcpy(items, v->items, v->n * v->size);
-		if (v->items)
-			v->h->release(v->h->ctx, v->items);
-		v->items = items;
-		v->cap = cap;
-	}
+	if (v->n == v->cap && mig_vec_reserve(v, v->cap ? v->cap * 2 : 16) != MIG_OK)
+		return NULL;
 	item = v->items + v->n++ * v->size;
 	memset(item, 0, v->size);
 	return item;

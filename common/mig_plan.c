@@ -96,7 +96,7 @@ add_applied(const mig_host *h, mig_plan *p, const mig_file *f, const mig_hist *r
 				rc;
 	mig_entry  *e;
 
-	if ((r->file_id || h->cache) && mig_file_id_now(h, p->dir, f->up, id))
+	if ((r->file_id || h->cache) && mig_file_id_now(h, p->dirfd, p->dir, f->up, id))
 	{
 		if (r->file_id && strcmp(id, r->file_id) == 0 &&
 			strlen(r->checksum) < sizeof(sum) && strlen(r->checksum_norm) < sizeof(norm))
@@ -168,6 +168,7 @@ mig_plan_collect(const mig_host *h, const char *dir, mig_plan *p, mig_vec *probl
 	int			rc;
 
 	memset(p, 0, sizeof(*p));
+	p->dirfd = -1;
 	p->problems = problems;
 	mig_arena_init(&p->arena, h);
 	mig_vec_init(&p->files, h, sizeof(mig_file));
@@ -189,8 +190,16 @@ mig_plan_collect(const mig_host *h, const char *dir, mig_plan *p, mig_vec *probl
 			p->max_applied = mig_vec_at(&p->hist, mig_hist, k - 1)->version;
 	if (dir && (rc = mig_discover(h, &p->arena, dir, &p->files, p->problems, err)) != MIG_OK)
 		return rc;
+	if ((rc = mig_vec_reserve(&p->entries, p->files.n + p->hist.n)) != MIG_OK)
+	{
+		mig_err_nomem(err);
+		return rc;
+	}
+	if (dir && h->open_dir && p->hist.n > 0 && p->files.n > 0 &&
+		(p->dirfd = h->open_dir(h->ctx, dir, err)) < 0)
+		mig_err_clear(err);		/* then by whole paths */
 
-	while (i < p->files.n || j < p->hist.n)
+	while (rc == MIG_OK && (i < p->files.n || j < p->hist.n))
 	{
 		mig_file   *f = i < p->files.n ? mig_vec_at(&p->files, mig_file, i) : NULL;
 		mig_hist   *r = j < p->hist.n ? mig_vec_at(&p->hist, mig_hist, j) : NULL;
@@ -216,10 +225,11 @@ mig_plan_collect(const mig_host *h, const char *dir, mig_plan *p, mig_vec *probl
 		}
 		if (rc == MIG_NOMEM)
 			mig_err_nomem(err);
-		if (rc != MIG_OK)
-			return rc;
 	}
-	return MIG_OK;
+	if (p->dirfd >= 0)
+		h->close_file(h->ctx, p->dirfd);
+	p->dirfd = -1;
+	return rc;
 }
 
 void

@@ -147,6 +147,17 @@ pg_open_file(void *ctx, const char *path, mig_err *err)
 	return fd;
 }
 
+/* Opens the folder path (following symlinks) for lstat relative to it. */
+static int
+pg_open_dir(void *ctx, const char *path, mig_err *err)
+{
+	int			fd = OpenTransientFile(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | PG_BINARY);
+
+	if (fd < 0)
+		mig_err_errno(err, errno, "open folder", path);
+	return fd;
+}
+
 static void
 pg_close_file(void *ctx, int fd)
 {
@@ -770,68 +781,103 @@ spi_failed(mig_err *err, const char *what, int ret)
 	return MIG_ERROR;
 }
 
+/*
+ * Receives the history rows as the executor produces them and hands each
+ * to the core, instead of SPI copying all of them into a tuple table
+ * first: with 10,000 rows, megabytes of memory newly touched per call.
+ */
+typedef struct HistoryDest
+{
+	DestReceiver pub;
+	mig_row_cb	cb;
+	void	   *arg;
+	int			rc;				/* MIG_OK, or the callback's code */
+} HistoryDest;
+
+static bool
+history_row(TupleTableSlot *slot, DestReceiver *self)
+{
+	HistoryDest *d = (HistoryDest *) self;
+	mig_hist_row row;
+	Datum	   *v;
+	bool	   *n;
+	const char *s[7];
+
+	CHECK_FOR_INTERRUPTS();
+	slot_getallattrs(slot);
+	v = slot->tts_values;
+	n = slot->tts_isnull;
+	for (int c = 0; c < 7; c++)
+		s[c] = n[c] ? NULL : TextDatumGetCString(v[c]);
+	memset(&row, 0, sizeof(row));
+	row.version = s[0];
+	row.name = s[1];
+	row.file = s[2];
+	row.checksum = s[3];
+	row.checksum_norm = s[4];
+	row.applied_at = s[5];
+	row.file_id = s[6];
+	row.exec_ms = n[7] ? -1 : DatumGetFloat8(v[7]);
+	row.rank = DatumGetInt64(v[8]);
+	row.has_down = DatumGetBool(v[9]) ? 1 : 0;
+	d->rc = d->cb(d->arg, &row);
+	for (int c = 0; c < 7; c++)
+		if (s[c] != NULL)
+			pfree((char *) s[c]);
+	return d->rc == MIG_OK;		/* false stops the scan */
+}
+
+static void
+history_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
+{
+}
+
+static void
+history_shutdown(DestReceiver *self)
+{
+}
+
 /* Visits every history row; returns MIG_OK, cb's non-zero code, or
- * MIG_ERROR.  A row's strings live in the scratch context until cb returns. */
+ * MIG_ERROR.  A row's strings live until cb returns. */
 static int
 pg_history_load(void *ctx, mig_row_cb cb, void *arg, mig_err *err)
 {
 	MigPg	   *mp = (MigPg *) ctx;
 	MemoryContext old = MemoryContextSwitchTo(mp->scratch);
-	SPITupleTable *tt;
+	HistoryDest d;
+	SPIExecuteOptions opts;
 	char	   *sql;
 	int			ret;
-	int			rc = MIG_OK;
 
-	/*
-	 * Not read-only: a read-only SPI call would reuse the caller's snapshot,
-	 * taken before the lock.  applied_at is formatted only for
-	 * migrate_status: applying and rolling back never look at it.
-	 */
+	memset(&d, 0, sizeof(d));
+	d.pub.receiveSlot = history_row;
+	d.pub.rStartup = history_startup;
+	d.pub.rShutdown = history_shutdown;
+	d.pub.rDestroy = history_shutdown;
+	/* not DestNone, for which SPI reports a SELECT as SPI_OK_UTILITY */
+	d.pub.mydest = DestTuplestore;
+	d.cb = cb;
+	d.arg = arg;
+	d.rc = MIG_OK;
+	memset(&opts, 0, sizeof(opts));
+	/* Not read-only: a read-only SPI call would reuse the caller's
+	 * snapshot, taken before the lock. */
+	opts.read_only = false;
+	opts.dest = &d.pub;
+
+	/* applied_at is formatted only for migrate_status: applying and rolling
+	 * back never look at it. */
 	sql = psprintf("SELECT version, name, up_file, checksum, checksum_norm, "
 				   "%s, file_id, execution_ms, installed_rank, "
 				   "down_sql IS NOT NULL FROM %s",
 				   mp->want_applied_at ? "applied_at::pg_catalog.text" :
 				   "NULL::pg_catalog.text", mp->history);
-	ret = SPI_execute(sql, false, 0);
-	MemoryContextSwitchTo(mp->scratch);
-	if (ret != SPI_OK_SELECT)
-	{
-		MemoryContextSwitchTo(old);
-		return spi_failed(err, "read", ret);
-	}
-	tt = SPI_tuptable;
-	for (uint64 i = 0; i < SPI_processed && rc == MIG_OK; i++)
-	{
-		mig_hist_row row;
-		Datum		v[10];
-		bool		n[10];
-		const char *s[7];
-
-		CHECK_FOR_INTERRUPTS();
-		/* one deform per row: SPI_getbinval would walk the row per column */
-		heap_deform_tuple(tt->vals[i], tt->tupdesc, v, n);
-		for (int c = 0; c < 7; c++)
-			s[c] = n[c] ? NULL : TextDatumGetCString(v[c]);
-		memset(&row, 0, sizeof(row));
-		row.version = s[0];
-		row.name = s[1];
-		row.file = s[2];
-		row.checksum = s[3];
-		row.checksum_norm = s[4];
-		row.applied_at = s[5];
-		row.file_id = s[6];
-		row.exec_ms = n[7] ? -1 : DatumGetFloat8(v[7]);
-		row.rank = DatumGetInt64(v[8]);
-		row.has_down = DatumGetBool(v[9]) ? 1 : 0;
-		rc = cb(arg, &row);
-		for (int c = 0; c < 7; c++)
-			if (s[c] != NULL)
-				pfree((char *) s[c]);
-	}
-	SPI_freetuptable(tt);
+	ret = SPI_execute_extended(sql, &opts);
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(mp->scratch);
-	return rc;
+	if (ret != SPI_OK_SELECT)
+		return spi_failed(err, "read", ret);
+	return d.rc;
 }
 
 /* Text column col (1-based) of row as a C string in the current context,
@@ -1327,6 +1373,7 @@ mig_pg_begin(Oid fn_oid, bool procedure)
 	mp->host.alloc = pg_alloc;
 	mp->host.release = pg_release;
 	mp->host.open_file = pg_open_file;
+	mp->host.open_dir = pg_open_dir;
 	mp->host.close_file = pg_close_file;
 	mp->host.list_dir = pg_list_dir;
 	mp->host.lock = pg_lock;

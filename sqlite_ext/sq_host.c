@@ -100,6 +100,17 @@ sq_open_file(void *ctx, const char *path, mig_err *err)
 	return fd;
 }
 
+static int
+sq_open_dir(void *ctx, const char *path, mig_err *err)
+{
+	int			fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	(void) ctx;
+	if (fd < 0)
+		mig_err_errno(err, errno, "open folder", path);
+	return fd;
+}
+
 static void
 sq_close_file(void *ctx, int fd)
 {
@@ -1049,6 +1060,7 @@ sq_host_init(mig_host *h, sq_ctx *c, sqlite3 *db, const char *fn)
 	h->alloc = sq_alloc;
 	h->release = sq_release;
 	h->open_file = sq_open_file;
+	h->open_dir = sq_open_dir;
 	h->close_file = sq_close_file;
 	h->list_dir = sq_list_dir;
 	h->lock = sq_lock;
