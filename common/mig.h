@@ -242,10 +242,11 @@ typedef struct mig_host {
 	/*
 	 * mig_script_text: the engine's SQL for one part of an off-hours script
 	 * (MIG_PART_*; rec is NULL for BEGIN and END), in memory from alloc,
-	 * NUL-terminated, ending in a newline.
+	 * NUL-terminated, ending in a newline.  lock: the call's lock rules
+	 * (lock_timeout...), for BEGIN only, else NULL.
 	 */
 	int			(*script_part) (void *ctx, int part, const mig_record *rec,
-								char **sql, mig_err *err);
+								const mig_lock_opts *lock, char **sql, mig_err *err);
 
 	/* Optional: shows a notice to the caller (PostgreSQL NOTICE, SQLite
 	 * sqlite3_log): a migration applied and its duration, a lock skipped,

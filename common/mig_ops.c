@@ -202,10 +202,12 @@ mig_repair(const mig_host *h, const char *path, int64_t *repaired, mig_err *err)
 
 /* ---- plan (dry run) ---- */
 
-/* Calls fn for each migration a call with options would apply, in order,
- * with its scripts, after apply's own checks; runs nothing. */
+/* Calls begin (when not NULL) with the parsed options, then fn for each
+ * migration a call with options would apply, in order, with its scripts,
+ * after apply's own checks; runs nothing. */
 static int
 each_pending(const mig_host *h, const char *path, const char *options,
+			 int (*begin) (void *arg, const mig_options *o, mig_err *err),
 			 int (*fn) (void *arg, const mig_entry *e, const mig_text *up,
 						const mig_script *s, const mig_script *ds, mig_err *err),
 			 void *arg, mig_err *err)
@@ -220,6 +222,8 @@ each_pending(const mig_host *h, const char *path, const char *options,
 		return MIG_ERROR;
 	mig_arena_init(&a, h);
 	rc = mig_options_parse(&a, options, &o, err);
+	if (rc == MIG_OK && begin)
+		rc = begin(arg, &o, err);
 	if (rc == MIG_OK)
 	{
 		rc = mig_prepare(h, path, &o, &p, err);
@@ -282,7 +286,7 @@ mig_plan_pending(const mig_host *h, const char *path, const char *options,
 {
 	plan_arg	pa = {cb, arg};
 
-	return each_pending(h, path, options, plan_one, &pa, err);
+	return each_pending(h, path, options, NULL, plan_one, &pa, err);
 }
 
 /* ---- the off-hours script ---- */
@@ -322,10 +326,11 @@ put(strbuf *b, const char *s, size_t n)
 
 /* Appends the host's SQL for one part of the script. */
 static int
-put_part(strbuf *b, int part, const mig_record *rec, mig_err *err)
+put_part(strbuf *b, int part, const mig_record *rec, const mig_lock_opts *lock,
+		 mig_err *err)
 {
 	char	   *sql = NULL;
-	int			rc = b->h->script_part(b->h->ctx, part, rec, &sql, err);
+	int			rc = b->h->script_part(b->h->ctx, part, rec, lock, &sql, err);
 
 	if (rc == MIG_OK)
 		rc = put(b, sql, strlen(sql));
@@ -349,11 +354,11 @@ script_one(void *arg, const mig_entry *e, const mig_text *up, const mig_script *
 	snprintf(head, sizeof(head), "\n-- migration %s (%s)\n", e->file->version, e->file->up);
 	rc = put(b, head, strlen(head));
 	if (rc == MIG_OK && e->state == MIG_OUTDATED)
-		rc = put_part(b, MIG_PART_FORGET, &rec, err);
+		rc = put_part(b, MIG_PART_FORGET, &rec, NULL, err);
 	/* recorded first: run a second time, the script stops before the
 	 * migration does anything */
 	if (rc == MIG_OK)
-		rc = put_part(b, MIG_PART_RECORD, &rec, err);
+		rc = put_part(b, MIG_PART_RECORD, &rec, NULL, err);
 	if (rc == MIG_OK)
 		rc = put(b, s->sql, s->len);
 	/* a last line comment or a statement without its semicolon must not
@@ -363,6 +368,13 @@ script_one(void *arg, const mig_entry *e, const mig_text *up, const mig_script *
 	if (rc == MIG_NOMEM && err->code != MIG_NOMEM)
 		mig_err_nomem(err);
 	return rc;
+}
+
+/* The script's start: the transaction, the lock, the call's lock rules. */
+static int
+script_begin(void *arg, const mig_options *o, mig_err *err)
+{
+	return put_part(arg, MIG_PART_BEGIN, NULL, &o->lock, err);
 }
 
 int
@@ -380,11 +392,9 @@ mig_script_text(const mig_host *h, const char *path, const char *options,
 		mig_err_set(err, "0A000", "writing a migration script is not available here");
 		return MIG_ERROR;
 	}
-	rc = put_part(&b, MIG_PART_BEGIN, NULL, err);
+	rc = each_pending(h, path, options, script_begin, script_one, &b, err);
 	if (rc == MIG_OK)
-		rc = each_pending(h, path, options, script_one, &b, err);
-	if (rc == MIG_OK)
-		rc = put_part(&b, MIG_PART_END, NULL, err);
+		rc = put_part(&b, MIG_PART_END, NULL, NULL, err);
 	if (rc != MIG_OK)
 	{
 		if (b.buf)

@@ -1158,8 +1158,8 @@ append_literal(StringInfo buf, const char *s)
  *   END     commits.
  */
 static int
-pg_script_part(void *ctx, int part, const mig_record *rec, char **sql,
-			   mig_err *err)
+pg_script_part(void *ctx, int part, const mig_record *rec,
+			   const mig_lock_opts *lock, char **sql, mig_err *err)
 {
 	MigPg	   *mp = (MigPg *) ctx;
 	MemoryContext old = MemoryContextSwitchTo(mp->scratch);
@@ -1171,12 +1171,13 @@ pg_script_part(void *ctx, int part, const mig_record *rec, char **sql,
 	switch (part)
 	{
 		case MIG_PART_BEGIN:
+			mig_pg_rail_set(mp, lock);
 			appendStringInfo(&buf, "BEGIN;\n"
 							 "-- the migration lock, as migrate_apply and migrate_run take it\n"
 							 "SELECT pg_catalog.pg_advisory_xact_lock(" INT64_FORMAT ");\n",
 							 (int64) MIGRATE_LOCK_KEY);
 			if (mp->rail_timeout_ms > 0)
-				appendStringInfo(&buf, "-- how long a statement may queue behind other sessions' locks (migrate.lock_timeout)\n"
+				appendStringInfo(&buf, "-- how long a statement may queue behind other sessions' locks (lock_timeout=, or migrate.lock_timeout)\n"
 								 "SET LOCAL lock_timeout = '%dms';\n", mp->rail_timeout_ms);
 			break;
 		case MIG_PART_RECORD:

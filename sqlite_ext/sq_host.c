@@ -960,12 +960,14 @@ quoted(const char *s, size_t len, int *oom)
 }
 
 static int
-sq_script_part(void *ctx, int part, const mig_record *r, char **sql, mig_err *err)
+sq_script_part(void *ctx, int part, const mig_record *r, const mig_lock_opts *lock,
+			   char **sql, mig_err *err)
 {
 	char	   *v[9] = {0};
 	int			oom = 0;
 
 	(void) ctx;
+	(void) lock;				/* SQLite has no lock_timeout */
 	switch (part)
 	{
 		case MIG_PART_BEGIN:

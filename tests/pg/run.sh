@@ -687,6 +687,10 @@ section "the off-hours script, run by psql"
 newdb script
 q script -c "SELECT migrate_apply('$FX/ops_base')" >/dev/null
 q script -c "SELECT migrate_script('$FX/ops_more')" >"$PG_TMP/ops.sql"
+grep -q "^SET LOCAL lock_timeout = '2000ms';$" "$PG_TMP/ops.sql" &&
+	q script -c "SELECT migrate_script('$FX/ops_more', 'lock_timeout=300ms')" |
+	grep -q "^SET LOCAL lock_timeout = '300ms';$"
+tap $? "script: its lock_timeout is migrate.lock_timeout's, or the call's lock_timeout="
 psql -X -q -v ON_ERROR_STOP=1 -d script -f "$PG_TMP/ops.sql" >"$PG_TMP/ops.out" 2>&1
 tap $? "script: psql -v ON_ERROR_STOP=1 runs the script of ops_more"
 check "script: migrate_apply then has nothing to do" script \

@@ -352,11 +352,15 @@ f_repair(void *ctx, const mig_repair_row *r, mig_err *err)
 }
 
 static int
-f_part(void *ctx, int part, const mig_record *rec, char **sql, mig_err *err)
+f_part(void *ctx, int part, const mig_record *rec, const mig_lock_opts *lock,
+	   char **sql, mig_err *err)
 {
 	char		buf[256];
 
-	snprintf(buf, sizeof(buf), "[%d:%s]\n", part, rec ? rec->version : "");
+	if (lock && lock->lock_timeout_ms >= 0)
+		snprintf(buf, sizeof(buf), "[%d:lock_timeout=%ld]\n", part, (long) lock->lock_timeout_ms);
+	else
+		snprintf(buf, sizeof(buf), "[%d:%s]\n", part, rec ? rec->version : "");
 	if ((*sql = f_alloc(ctx, strlen(buf) + 1)) == NULL)
 	{
 		mig_err_nomem(err);
@@ -977,6 +981,10 @@ test_ops(void)
 	CHECK(rc == MIG_OK && strcmp(text, "[0:]\n\n-- migration 4 (4_d.up.sql)\n[1:4]\nD\n\n;\n"
 								 "\n-- migration 5 (5_e.up.sql)\n[1:5]\nE\n\n;\n[3:]\n") == 0,
 		  "script: the host's parts around each migration's SQL%s", rc == MIG_OK ? "" : err.message);
+	f_release(&f, text);
+	rc = mig_script_text(&h, dir, "lock_timeout=500ms", &text, &len, &err);
+	CHECK(rc == MIG_OK && strncmp(text, "[0:lock_timeout=500]\n", 21) == 0,
+		  "script: the start gets the call's lock_timeout: %.30s", rc == MIG_OK ? text : err.message);
 	f_release(&f, text);
 	CHECK(f.live == 0, "nothing held after the operations");
 
