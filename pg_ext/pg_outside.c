@@ -22,16 +22,20 @@
  * statement, @extschema@.migrate_progress records how far the migration got
  * and the checksum of the text done, and is committed: the next call
  * resumes at the failed statement, first dropping (DROP INDEX CONCURRENTLY,
- * in a worker) the invalid index a failed CREATE INDEX CONCURRENTLY left.
+ * in a worker) the invalid indexes a failed CREATE INDEX CONCURRENTLY or
+ * REINDEX CONCURRENTLY left.
  */
 #include "postgres.h"
 
 #include <signal.h>
 
 #include "access/xact.h"
+#include "catalog/index.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_index.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
+#include "commands/defrem.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "libpq/pqformat.h"
@@ -564,41 +568,129 @@ mig_pg_forget_progress(MigPg *mp, const char *version, mig_err *err)
 /* ---- running the script ---- */
 
 /*
- * The index a CREATE INDEX CONCURRENTLY that failed left behind invalid,
- * schema-qualified and quoted, or NULL (not such a statement, unnamed, no
- * such index, or a valid one).
+ * The invalid index a CREATE INDEX CONCURRENTLY that failed left behind,
+ * schema-qualified and quoted, in a list; NIL when there is none (an
+ * unnamed one's name is the server's choice).
  */
-static char *
-invalid_index_of(Node *stmt)
+static List *
+invalid_created_index(IndexStmt *is)
 {
-	IndexStmt  *is;
 	Oid			relid;
 	Oid			nsp;
 	Oid			idx;
 	HeapTuple	tup;
 	bool		invalid;
 
-	if (!IsA(stmt, IndexStmt))
-		return NULL;
-	is = (IndexStmt *) stmt;
 	if (!is->concurrent || is->idxname == NULL)
-		return NULL;
+		return NIL;
 	relid = RangeVarGetRelid(is->relation, NoLock, true);
 	if (!OidIsValid(relid))
-		return NULL;
+		return NIL;
 	nsp = get_rel_namespace(relid);
 	idx = get_relname_relid(is->idxname, nsp);
 	if (!OidIsValid(idx))
-		return NULL;
+		return NIL;
 	tup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(idx));
 	if (!HeapTupleIsValid(tup))
-		return NULL;
+		return NIL;
 	invalid = !((Form_pg_index) GETSTRUCT(tup))->indisvalid &&
 		((Form_pg_index) GETSTRUCT(tup))->indrelid == relid;
 	ReleaseSysCache(tup);
 	if (!invalid)
-		return NULL;
-	return quote_qualified_identifier(get_namespace_name(nsp), is->idxname);
+		return NIL;
+	return list_make1(quote_qualified_identifier(get_namespace_name(nsp), is->idxname));
+}
+
+/*
+ * The invalid indexes a REINDEX CONCURRENTLY that failed left behind: the
+ * new copies ("<index>_ccnew", "_ccnew1"...) and old ones it could not
+ * drop ("_ccold"), on the table (and its TOAST table) for REINDEX TABLE,
+ * of the one index for REINDEX INDEX (their names are its name and the
+ * suffix, or the part of its name that fits in NAMEDATALEN with it).
+ */
+static List *
+invalid_reindex_copies(ReindexStmt *rs)
+{
+	static const char query[] =
+		"SELECT pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.' "
+		"OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname), "
+		"pg_catalog.substring(c.relname, '^(.*)_cc(?:new|old)[0-9]*$'), "
+		"pg_catalog.octet_length(c.relname) "
+		"FROM pg_catalog.pg_index i "
+		"JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.indexrelid "
+		"JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace "
+		"WHERE NOT i.indisvalid AND c.relname OPERATOR(pg_catalog.~) '_cc(new|old)[0-9]*$' "
+		"AND i.indrelid IN (SELECT t.oid FROM pg_catalog.pg_class t WHERE t.oid OPERATOR(pg_catalog.=) $1 "
+		"UNION ALL SELECT t.reltoastrelid FROM pg_catalog.pg_class t WHERE t.oid OPERATOR(pg_catalog.=) $1) "
+		"ORDER BY 1";
+	MemoryContext cxt = CurrentMemoryContext;
+	bool		concurrently = false;
+	ListCell   *lc;
+	Oid			relid,
+				table;
+	const char *index = NULL;
+	Oid			argtypes[1] = {OIDOID};
+	Datum		args[1];
+	int			ret;
+	List	   *found = NIL;
+
+	foreach(lc, rs->params)
+	{
+		DefElem    *opt = lfirst_node(DefElem, lc);
+
+		if (strcmp(opt->defname, "concurrently") == 0)
+			concurrently = defGetBoolean(opt);
+	}
+	if (!concurrently || rs->relation == NULL ||
+		(rs->kind != REINDEX_OBJECT_INDEX && rs->kind != REINDEX_OBJECT_TABLE))
+		return NIL;
+	relid = RangeVarGetRelid(rs->relation, NoLock, true);
+	if (!OidIsValid(relid))
+		return NIL;
+	table = relid;
+	if (rs->kind == REINDEX_OBJECT_INDEX)
+	{
+		if (get_rel_relkind(relid) != RELKIND_INDEX)
+			return NIL;
+		table = IndexGetRelation(relid, true);
+		index = get_rel_name(relid);
+		if (!OidIsValid(table) || index == NULL)
+			return NIL;
+	}
+	args[0] = ObjectIdGetDatum(table);
+	ret = SPI_execute_with_args(query, 1, argtypes, args, NULL, true, 0);
+	MemoryContextSwitchTo(cxt); /* SPI leaves its own current */
+	if (ret != SPI_OK_SELECT)
+		return NIL;
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		char	   *name = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		char	   *base = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+		char	   *len = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3);
+		bool		truncated = len != NULL && atoi(len) == NAMEDATALEN - 1;
+
+		/* REINDEX INDEX: only the copies of that index */
+		if (index != NULL &&
+			(base == NULL || base[0] == '\0' ||
+			 (strcmp(index, base) != 0 &&
+			  !(truncated && strncmp(index, base, strlen(base)) == 0))))
+			continue;
+		found = lappend(found, name);
+	}
+	SPI_freetuptable(SPI_tuptable);
+	return found;
+}
+
+/* What a failed concurrent index build of stmt left behind, to drop before
+ * it runs again: a list of quoted, qualified index names, or NIL. */
+static List *
+invalid_indexes_of(Node *stmt)
+{
+	if (IsA(stmt, IndexStmt))
+		return invalid_created_index((IndexStmt *) stmt);
+	if (IsA(stmt, ReindexStmt))
+		return invalid_reindex_copies((ReindexStmt *) stmt);
+	return NIL;
 }
 
 /*
@@ -674,7 +766,7 @@ mig_pg_exec_outside(void *ctx, const mig_script *s, mig_err *err)
 	int			start;
 	int64		done;
 	bool		resuming;
-	char	   *cleanup = NULL;
+	List	   *cleanup = NIL;
 	int			rc;
 
 	Assert(mp->procedure);
@@ -691,7 +783,8 @@ mig_pg_exec_outside(void *ctx, const mig_script *s, mig_err *err)
 	}
 	MemoryContextSwitchTo(mp->scratch);
 
-	/* a CREATE INDEX CONCURRENTLY that failed is the first to run again */
+	/* a CREATE INDEX or REINDEX CONCURRENTLY that failed is the first to
+	 * run again */
 	if (resuming)
 	{
 		foreach(lc, stmts)
@@ -700,7 +793,7 @@ mig_pg_exec_outside(void *ctx, const mig_script *s, mig_err *err)
 
 			if (rs->stmt_location < start)
 				continue;
-			cleanup = invalid_index_of(rs->stmt);
+			cleanup = invalid_indexes_of(rs->stmt);
 			break;
 		}
 	}
@@ -710,14 +803,17 @@ mig_pg_exec_outside(void *ctx, const mig_script *s, mig_err *err)
 	commit_and_let_go();
 	MemoryContextSwitchTo(mp->scratch);
 
-	if (cleanup != NULL)
+	foreach(lc, cleanup)
 	{
-		char	   *drop = psprintf("DROP INDEX CONCURRENTLY IF EXISTS %s", cleanup);
+		const char *index = lfirst(lc);
+		/* an invalid TOAST index can be dropped, but not concurrently */
+		bool		toast = strncmp(index, "pg_toast.", 9) == 0;
+		char	   *drop = psprintf("DROP INDEX %sIF EXISTS %s", toast ? "" : "CONCURRENTLY ", index);
 		ErrorData  *e;
 
 		ereport(NOTICE,
-				(errmsg("dropping invalid index %s left by a failed CREATE INDEX CONCURRENTLY of migration %s (%s), to build it again",
-						cleanup, s->version, s->file)));
+				(errmsg("dropping invalid index %s left by a failed concurrent index build of migration %s (%s), to build it again",
+						index, s->version, s->file)));
 		e = run_in_worker(drop, GetConfigOption("lock_timeout", false, false));
 		MemoryContextSwitchTo(mp->scratch);
 		if (e != NULL)

@@ -509,6 +509,8 @@ EOS
 	# the same, cancelled and killed in the middle, then resumed
 	w out_cancel 1_oc_idx.up.sql "CREATE INDEX CONCURRENTLY ob_big_w ON ob_big (v, id);\n"
 	w out_kill 1_ok_idx.up.sql "CREATE INDEX CONCURRENTLY ob_big_k ON ob_big (id, v);\n"
+	# a REINDEX CONCURRENTLY killed while it waits, leaving its copy invalid
+	w out_reindex 1_or_idx.up.sql "REINDEX INDEX CONCURRENTLY ob_big_r;\n"
 	# a new enum value used in the same migration, marked non-transactional
 	w out_enum 00001_mood.sql "-- +goose NO TRANSACTION\n-- +goose Up\nCREATE TYPE mood AS ENUM ('sad');\nALTER TYPE mood ADD VALUE 'happy';\nCREATE TABLE moods (m mood NOT NULL DEFAULT 'happy');\nINSERT INTO moods DEFAULT VALUES;\n"
 	# transactional and non-transactional migrations in one folder

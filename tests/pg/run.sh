@@ -333,7 +333,7 @@ resumed() {
 	check "outside: after $4, the index is left invalid" "$1" \
 		"SELECT NOT indisvalid FROM pg_index WHERE indexrelid = '$3'::regclass"
 	out=$(qn "$1" -c "CALL migrate_run('$FX/$2')" 2>&1)
-	echo "$out" | grep -qx "NOTICE:  dropping invalid index public.$3 left by a failed CREATE INDEX CONCURRENTLY of migration 1 (1_[a-z_]*.up.sql), to build it again" &&
+	echo "$out" | grep -qx "NOTICE:  dropping invalid index public.$3 left by a failed concurrent index build of migration 1 (1_[a-z_]*.up.sql), to build it again" &&
 		[ "$(echo "$out" | last)" = "NOTICE:  applied 1 migration" ]
 	rc=$?
 	tap $rc "outside: after $4, the next CALL drops the invalid index (NOTICE), builds it and completes"
@@ -379,6 +379,29 @@ tap $rc "outside: pg_terminate_backend of the worker fails the CALL with 57P01 a
 q out_kill -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'ob-writer'" >/dev/null
 wait "$BLOCKER" 2>/dev/null
 resumed out_kill out_kill ob_big_k "a killed worker"
+# terminate the worker of a REINDEX CONCURRENTLY waiting for the writer:
+# its new copy of the index (ob_big_r_ccnew) stays, invalid
+obdb out_reindex
+q out_reindex -c "CREATE INDEX ob_big_r ON ob_big (v)"
+blocked out_reindex 30
+psql -X -q -At -d out_reindex -c "CALL migrate_run('$FX/out_reindex')" >/dev/null 2>&1 &
+CALLER=$!
+WPID=$(worker_waits out_reindex)
+q out_reindex -c "SELECT pg_terminate_backend(${WPID:-0})" >/dev/null
+wait "$CALLER"
+q out_reindex -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'ob-writer'" >/dev/null
+wait "$BLOCKER" 2>/dev/null
+check "outside: a killed REINDEX CONCURRENTLY leaves ob_big_r_ccnew invalid" out_reindex \
+	"SELECT NOT indisvalid FROM pg_index WHERE indexrelid = to_regclass('ob_big_r_ccnew')"
+out=$(qn out_reindex -c "CALL migrate_run('$FX/out_reindex')" 2>&1)
+echo "$out" | grep -qx "NOTICE:  dropping invalid index public.ob_big_r_ccnew left by a failed concurrent index build of migration 1 (1_or_idx.up.sql), to build it again" &&
+	[ "$(echo "$out" | last)" = "NOTICE:  applied 1 migration" ]
+rc=$?
+tap $rc "outside: the next CALL drops the invalid copy (NOTICE), reindexes and completes"
+[ $rc = 0 ] || echo "$out" | sed 's/^/#   /'
+check "outside: after it no invalid index is left and the migration is recorded once" out_reindex \
+	"SELECT NOT EXISTS (SELECT FROM pg_index WHERE NOT indisvalid)
+	    AND (SELECT count(*) = 1 FROM migrate_history) AND NOT EXISTS (SELECT FROM migrate_progress)"
 
 # a new enum value used in the same (marked) migration
 newdb out_enum
