@@ -267,7 +267,9 @@ typedef struct mig_plan {
 								 * (mig_plan_collect), or NULL */
 	mig_arena	arena;
 	mig_vec		files;			/* mig_file, by version */
-	mig_vec		hist;			/* mig_hist, by version */
+	mig_vec		hist;			/* mig_hist *, by version (the rows live in
+								 * the arena: a growing vector of pointers
+								 * copies and touches far less) */
 	mig_vec		entries;		/* mig_entry, by version */
 	const char *dir;
 	int			dirfd;			/* dir opened while applied files are

@@ -20,10 +20,13 @@ static int
 hist_cb(void *arg, const mig_hist_row *r)
 {
 	mig_plan   *p = arg;
-	mig_hist   *h = mig_vec_push(&p->hist);
+	mig_hist  **slot = mig_vec_push(&p->hist);
+	mig_hist   *h = slot ? mig_arena_alloc(&p->arena, sizeof(mig_hist)) : NULL;
 
 	if (h == NULL)
 		return MIG_NOMEM;
+	*slot = h;
+	memset(h, 0, sizeof(*h));
 	h->version = mig_arena_strdup(&p->arena, r->version);
 	h->name = mig_arena_strdup(&p->arena, r->name ? r->name : "");
 	h->file = mig_arena_strdup(&p->arena, r->file);
@@ -44,8 +47,8 @@ hist_cb(void *arg, const mig_hist_row *r)
 static int
 hist_cmp(const void *x, const void *y)
 {
-	return mig_version_cmp(((const mig_hist *) x)->version,
-						   ((const mig_hist *) y)->version);
+	return mig_version_cmp((*(mig_hist *const *) x)->version,
+						   (*(mig_hist *const *) y)->version);
 }
 
 static int
@@ -172,7 +175,7 @@ mig_plan_collect(const mig_host *h, const char *dir, mig_plan *p, mig_vec *probl
 	p->problems = problems;
 	mig_arena_init(&p->arena, h);
 	mig_vec_init(&p->files, h, sizeof(mig_file));
-	mig_vec_init(&p->hist, h, sizeof(mig_hist));
+	mig_vec_init(&p->hist, h, sizeof(mig_hist *));
 	mig_vec_init(&p->entries, h, sizeof(mig_entry));
 	p->dir = dir;
 	p->keeps_file_id = h->keeps_file_id;
@@ -184,10 +187,10 @@ mig_plan_collect(const mig_host *h, const char *dir, mig_plan *p, mig_vec *probl
 		return rc;
 	p->history_read = 1;
 	if (p->hist.n > 1)
-		qsort(p->hist.items, p->hist.n, sizeof(mig_hist), hist_cmp);
+		qsort(p->hist.items, p->hist.n, sizeof(mig_hist *), hist_cmp);
 	for (size_t k = p->hist.n; k > 0 && p->max_applied == NULL; k--)
-		if (!mig_is_repeatable(mig_vec_at(&p->hist, mig_hist, k - 1)->version))
-			p->max_applied = mig_vec_at(&p->hist, mig_hist, k - 1)->version;
+		if (!mig_is_repeatable((*mig_vec_at(&p->hist, mig_hist *, k - 1))->version))
+			p->max_applied = (*mig_vec_at(&p->hist, mig_hist *, k - 1))->version;
 	if (dir && (rc = mig_discover(h, &p->arena, dir, &p->files, p->problems, err)) != MIG_OK)
 		return rc;
 	if ((rc = mig_vec_reserve(&p->entries, p->files.n + p->hist.n)) != MIG_OK)
@@ -202,7 +205,7 @@ mig_plan_collect(const mig_host *h, const char *dir, mig_plan *p, mig_vec *probl
 	while (rc == MIG_OK && (i < p->files.n || j < p->hist.n))
 	{
 		mig_file   *f = i < p->files.n ? mig_vec_at(&p->files, mig_file, i) : NULL;
-		mig_hist   *r = j < p->hist.n ? mig_vec_at(&p->hist, mig_hist, j) : NULL;
+		mig_hist   *r = j < p->hist.n ? *mig_vec_at(&p->hist, mig_hist *, j) : NULL;
 		int			c = f == NULL ? 1 : r == NULL ? -1 : mig_version_cmp(f->version, r->version);
 
 		if (c < 0)

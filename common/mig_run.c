@@ -490,7 +490,7 @@ roll_back(const mig_host *h, int64_t n, const char *target, int64_t *rolled_back
 		/* repeatables are not rolled back: they run again when changed */
 		for (size_t i = 0; i < p.hist.n; i++)
 		{
-			mig_hist   *r = mig_vec_at(&p.hist, mig_hist, i);
+			mig_hist   *r = *mig_vec_at(&p.hist, mig_hist *, i);
 
 			if (!mig_is_repeatable(r->version) &&
 				(target == NULL || mig_version_cmp(r->version, target) > 0))
