@@ -311,7 +311,7 @@ R = {}
 
 def cell(engine, n, tool, op):
     return R.setdefault(engine, {}).setdefault(n, {}).setdefault(tool, {}).setdefault(
-        op, {"t": [], "rss": [], "note": ""})
+        op, {"t": [], "round": [], "rss": [], "note": ""})
 
 
 def estimate(engine, n, tool, op):
@@ -326,7 +326,7 @@ def estimate(engine, n, tool, op):
     return None
 
 
-def one_run(engine, n, m, tool, with_down=True):
+def one_run(engine, n, m, tool, rnd, with_down=True):
     """apply, no-op, roll back all for one tool in a fresh database."""
     ops = [op for op in OPS if not cell(engine, n, tool, op).get("skip")
            and (with_down or op != "down")]
@@ -347,6 +347,7 @@ def one_run(engine, n, m, tool, with_down=True):
                 sec += s
                 rss = max(rss, r)
             c["t"].append(sec)
+            c["round"].append(rnd)
             c["rss"].append(rss)
             total += sec
             if tool == "ours" and op == "noop":
@@ -434,7 +435,7 @@ def measure(n):
                 if runs <= r:
                     continue
                 t0 = time.perf_counter()
-                one_run(engine, n, m, tool, with_down=r < runs_down)
+                one_run(engine, n, m, tool, r, with_down=r < runs_down)
                 log("%s n=%d run %d/%d %-10s %.2f s" % (engine, n, r + 1, runs, tool,
                                                        time.perf_counter() - t0))
                 if r == 0 and tool in PEERS:
@@ -464,6 +465,19 @@ def inconn(engine, n):
     """Median of our no-op's in-connection times, or None."""
     c = cell(engine, n, "ours", "noop")
     return statistics.median(c["inconn"]) if c.get("inconn") else None
+
+
+def paired(engine, n, a, b, op):
+    """Medians of tools a and b over the rounds both ran (the machine's
+    state drifts from round to round: with 10,000 migrations each round
+    creates and drops databases of 50,000 files), or (None, None)."""
+    ca, cb = cell(engine, n, a, op), cell(engine, n, b, op)
+    both = set(ca["round"]) & set(cb["round"])
+    ta = [t for t, r in zip(ca["t"], ca["round"]) if r in both]
+    tb = [t for t, r in zip(cb["t"], cb["round"]) if r in both]
+    if not ta or not tb:
+        return None, None
+    return statistics.median(ta), statistics.median(tb)
 
 
 def med(engine, n, tool, op):
@@ -513,15 +527,15 @@ def table():
                     row.append(timecell(tool))
                 ratios, beaten, missing = [], [], []
                 for p in peers:
-                    t = med(engine, n, p, op)
-                    if t is None or ours is None:
+                    o, t = paired(engine, n, "ours", p, op)
+                    if t is None or o is None:
                         ratios.append("–")
-                        if t is None:
+                        if med(engine, n, p, op) is None:
                             missing.append(p)
                         continue
-                    x = t / ours
+                    x = t / o
                     ratios.append("%.1fx" % x if x < 100 else "%.0fx" % x)
-                    if t <= ours:
+                    if t <= o:
                         beaten.append(p)
                 row += ratios
                 if ours is None:
@@ -535,8 +549,10 @@ def table():
                 run_t = med(engine, n, "ours_run", op)
                 run_beaten = None
                 if run_t is not None:
-                    run_beaten = [p for p in peers if med(engine, n, p, op) is not None
-                                  and med(engine, n, p, op) <= run_t]
+                    run_beaten = [p for p in peers
+                                  if None not in paired(engine, n, "ours_run", p, op)
+                                  and paired(engine, n, "ours_run", p, op)[1] <=
+                                  paired(engine, n, "ours_run", p, op)[0]]
                     v += "; migrate_run: " + ("no (" + ", ".join(run_beaten) + ")" if run_beaten
                                               else "yes")
                 row.append(v)
@@ -618,7 +634,9 @@ def main():
           "(Nx) = ratio to the floor; [k] = only k runs (a peer gets as many runs as fit in %d s "
           "per engine and size); `not run: est.` = skipped because the time extrapolated from the "
           "previous size is over %d s. ‡ dbmate has no roll-back-all: n calls of `dbmate "
-          "rollback`, timed together." % (BUDGET, MAX_OP))
+          "rollback`, timed together. The peer/ours ratios and `ours fastest` compare medians over "
+          "the rounds both tools ran (a peer given fewer runs is compared with our runs of the same "
+          "rounds: the machine's state drifts from round to round)." % (BUDGET, MAX_OP))
     print("Floor: apply / roll back = the same SQL in one transaction by `sqlite3 db < all.sql` / "
           "`psql -X -1 -f all.sql`; no-op = the same client opening the database and reading one "
           "row (`SELECT count(*) FROM tN`). Ours: `sqlite3 db '.load migrate' 'SELECT "
