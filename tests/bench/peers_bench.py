@@ -52,6 +52,7 @@ BUDGET = float(ENV.get("PEERS_BUDGET", "60"))
 MAX_OP = float(ENV.get("PEERS_MAX_OP", "120"))
 TIMEOUT = float(ENV.get("PEERS_TIMEOUT", "1200"))
 ENGINES = ENV.get("PEERS_ENGINES", "sqlite pg").split()
+NOOP_REPEAT = 5         # no-op calls per run, of which the median counts
 # psql itself, not Debian's Perl wrapper /usr/bin/psql (~60 ms a start)
 PSQL = ENV.get("PEERS_PSQL", "psql")
 
@@ -346,12 +347,19 @@ def one_run(engine, n, m, tool, rnd, with_down=True):
                 s, r = run(argv, stdin, want)
                 sec += s
                 rss = max(rss, r)
+            if op == "noop":
+                # it changes nothing: the median of NOOP_REPEAT calls, for
+                # every tool, so that one slow call does not decide a row
+                more = [run(argv, stdin, want) for _ in range(NOOP_REPEAT - 1)]
+                sec = statistics.median([sec] + [s for s, _ in more])
+                rss = max([rss] + [r for _, r in more])
             c["t"].append(sec)
             c["round"].append(rnd)
             c["rss"].append(rss)
             total += sec
             if tool == "ours" and op == "noop":
-                c.setdefault("inconn", []).append(in_connection(engine, t.db, os.path.join(m, "ours")))
+                c.setdefault("inconn", []).append(statistics.median(
+                    in_connection(engine, t.db, os.path.join(m, "ours")) for _ in range(NOOP_REPEAT)))
             got = tables(engine, t.db)
             expect = 0 if op == "down" else n
             if got != expect:
@@ -634,9 +642,10 @@ def main():
           "(Nx) = ratio to the floor; [k] = only k runs (a peer gets as many runs as fit in %d s "
           "per engine and size); `not run: est.` = skipped because the time extrapolated from the "
           "previous size is over %d s. ‡ dbmate has no roll-back-all: n calls of `dbmate "
-          "rollback`, timed together. The peer/ours ratios and `ours fastest` compare medians over "
+          "rollback`, timed together. A no-op is the median of %d calls in a row in each run (of "
+          "every tool). The peer/ours ratios and `ours fastest` compare medians over "
           "the rounds both tools ran (a peer given fewer runs is compared with our runs of the same "
-          "rounds: the machine's state drifts from round to round)." % (BUDGET, MAX_OP))
+          "rounds: the machine's state drifts from round to round)." % (BUDGET, MAX_OP, NOOP_REPEAT))
     print("Floor: apply / roll back = the same SQL in one transaction by `sqlite3 db < all.sql` / "
           "`psql -X -1 -f all.sql`; no-op = the same client opening the database and reading one "
           "row (`SELECT count(*) FROM tN`). Ours: `sqlite3 db '.load migrate' 'SELECT "
