@@ -203,11 +203,13 @@ engine_folder(const mig_host *h, const char *dir, listing *l, const char **sub,
 
 		for (size_t e = 0; e < sizeof(engine_dirs) / sizeof(engine_dirs[0]); e++)
 		{
+			unsigned	kind;
+
 			if (strcmp(name, engine_dirs[e][1]) != 0 && strcmp(name, engine_dirs[e][2]) != 0)
 				continue;
-			if (kind_of(dir, name) == S_IFLNK)
+			if ((kind = kind_of(dir, name)) == S_IFLNK)
 				return refuse_link(err, dir, name);
-			if (kind_of(dir, name) == S_IFDIR)
+			if (kind == S_IFDIR)
 			{
 				if (h->engine && strcmp(h->engine, engine_dirs[e][0]) == 0)
 				{
@@ -430,10 +432,13 @@ mig_discover(const mig_host *h, mig_arena *a, const char *dir, mig_vec *files,
 		{
 			/* not .sql (README.md, x.sql~, #x.sql#, x.sql.orig): a diesel
 			 * folder, or nothing of ours */
+			unsigned	kind;
+
 			fits = mig_parse_dir_name(a, name, &n);
-			if (fits > 0 && kind_of(folder, name) == S_IFDIR)
+			kind = fits > 0 ? kind_of(folder, name) : 0;
+			if (kind == S_IFDIR)
 				rc = diesel_folder(h, a, folder, file, &n, &ok, &bad, err);
-			else if (fits > 0 && kind_of(folder, name) == S_IFLNK)
+			else if (kind == S_IFLNK)
 				rc = refuse_link(err, folder, name);
 			else if (fits < 0)
 				rc = MIG_NOMEM;
