@@ -272,8 +272,6 @@ typedef struct mig_plan {
 								 * copies and touches far less) */
 	mig_vec		entries;		/* mig_entry, by version */
 	const char *dir;
-	int			dirfd;			/* dir opened while applied files are
-								 * looked at (host->open_dir), or -1 */
 	const char *max_applied;	/* highest applied version, or NULL */
 	size_t		count[MIG_STATES];	/* entries per state */
 	size_t		kept;			/* bytes of mig_entry.up/down held */

@@ -85,11 +85,12 @@ applied_state(const mig_file *f, const mig_hist *r, const char *sum, const char 
 }
 
 /* Adds the entry of applied migration r, whose file is f: its checksums
- * are the recorded ones when the file's identity is the one recorded (or
- * cached), else the file is read. */
+ * are the recorded ones when the file's identity (looked up relative to
+ * dirfd, the folder opened, or -1) is the one recorded (or cached), else
+ * the file is read. */
 static int
-add_applied(const mig_host *h, mig_plan *p, const mig_file *f, const mig_hist *r,
-			mig_err *err)
+add_applied(const mig_host *h, mig_plan *p, int dirfd, const mig_file *f,
+			const mig_hist *r, mig_err *err)
 {
 	mig_text	t;
 	char		sum[16] = "",
@@ -99,7 +100,7 @@ add_applied(const mig_host *h, mig_plan *p, const mig_file *f, const mig_hist *r
 				rc;
 	mig_entry  *e;
 
-	if ((r->file_id || h->cache) && mig_file_id_now(h, p->dirfd, p->dir, f->up, id))
+	if ((r->file_id || h->cache) && mig_file_id_now(h, dirfd, p->dir, f->up, id))
 	{
 		if (r->file_id && strcmp(id, r->file_id) == 0 &&
 			strlen(r->checksum) < sizeof(sum) && strlen(r->checksum_norm) < sizeof(norm))
@@ -168,10 +169,10 @@ mig_plan_collect(const mig_host *h, const char *dir, mig_plan *p, mig_vec *probl
 {
 	size_t		i = 0,
 				j = 0;
-	int			rc;
+	int			dirfd = -1,
+				rc;
 
 	memset(p, 0, sizeof(*p));
-	p->dirfd = -1;
 	p->problems = problems;
 	mig_arena_init(&p->arena, h);
 	mig_vec_init(&p->files, h, sizeof(mig_file));
@@ -199,7 +200,7 @@ mig_plan_collect(const mig_host *h, const char *dir, mig_plan *p, mig_vec *probl
 		return rc;
 	}
 	if (dir && h->open_dir && p->hist.n > 0 && p->files.n > 0 &&
-		(p->dirfd = h->open_dir(h->ctx, dir, err)) < 0)
+		(dirfd = h->open_dir(h->ctx, dir, err)) < 0)
 		mig_err_clear(err);		/* then by whole paths */
 
 	while (rc == MIG_OK && (i < p->files.n || j < p->hist.n))
@@ -222,16 +223,15 @@ mig_plan_collect(const mig_host *h, const char *dir, mig_plan *p, mig_vec *probl
 		}
 		else
 		{
-			rc = add_applied(h, p, f, r, err);
+			rc = add_applied(h, p, dirfd, f, r, err);
 			i++;
 			j++;
 		}
 		if (rc == MIG_NOMEM)
 			mig_err_nomem(err);
 	}
-	if (p->dirfd >= 0)
-		h->close_file(h->ctx, p->dirfd);
-	p->dirfd = -1;
+	if (dirfd >= 0)
+		h->close_file(h->ctx, dirfd);
 	return rc;
 }
 
