@@ -761,11 +761,7 @@ pg_exec(void *ctx, const mig_script *s, mig_err *err)
 	if (mp->procedure && mp->rail_timeout_ms > 0 && mp->rail_retries > 0)
 		rc = mig_pg_railed(mp, run_railed_statements, stmts, err);
 	else
-	{
-		if (mp->procedure)
-			mp->rail_attempt = 1;
 		rc = run_railed_statements(mp, stmts, err);
-	}
 	mig_pg_script_done(mp, &cb, old);
 	return rc;
 }
@@ -1369,6 +1365,7 @@ mig_pg_begin(Oid fn_oid, bool procedure)
 									   psprintf("%s.migrate_progress",
 												quote_identifier(schema)));
 	mig_pg_rail_set(mp, NULL);
+	mp->rail_attempt = 1;		/* until mig_pg_railed counts attempts */
 
 	mp->host.ctx = mp;
 	mp->host.alloc = pg_alloc;
