@@ -311,6 +311,19 @@ blocked() {
 		sleep 0.05
 	done
 }
+unblock() {	# unblock DB: ends the writer of blocked()
+	q "$1" -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'ob-writer'" >/dev/null
+	wait "$BLOCKER" 2>/dev/null
+}
+# kill_worker DB OUT: runs the CALL of folder DB (output to OUT) and
+# terminates its worker once it waits for a lock; WPID is the worker's pid
+kill_worker() {
+	psql -X -q -At -v VERBOSITY=verbose -d "$1" -c "CALL migrate_run('$FX/$1')" >"$2" 2>&1 &
+	CALLER=$!
+	WPID=$(worker_waits "$1")
+	q "$1" -c "SELECT pg_terminate_backend(${WPID:-0})" >/dev/null
+	wait "$CALLER"
+}
 # worker_waits DB: the pid of the migrate worker once it waits for a lock
 worker_waits() {
 	local pid
@@ -360,37 +373,26 @@ no_worker out_cancel
 tap $? "outside: cancelling the CALL terminated its worker"
 check "outside: the cancelled CALL released the migration lock" out_cancel \
 	"SELECT count(*) = 0 FROM migrate_lock_holder()"
-q out_cancel -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'ob-writer'" >/dev/null
-wait "$BLOCKER" 2>/dev/null
+unblock out_cancel
 resumed out_cancel out_cancel ob_big_w "a cancel"
 # terminate the worker while it builds
 obdb out_kill
 blocked out_kill 30
-psql -X -q -At -v VERBOSITY=verbose -d out_kill -c "CALL migrate_run('$FX/out_kill')" >"$PG_TMP/ok.out" 2>&1 &
-CALLER=$!
-WPID=$(worker_waits out_kill)
-q out_kill -c "SELECT pg_terminate_backend(${WPID:-0})" >/dev/null
-wait "$CALLER"
+kill_worker out_kill "$PG_TMP/ok.out"
 grep -q "^ERROR:  57P01: terminating background worker \"migrate worker\" due to administrator command" "$PG_TMP/ok.out" &&
 	grep -q "^CONTEXT:  migration 1 (1_ok_idx.up.sql), line 1" "$PG_TMP/ok.out"
 rc=$?
 tap $rc "outside: pg_terminate_backend of the worker fails the CALL with 57P01 and the migration's context"
 [ $rc = 0 ] || sed 's/^/#   /' "$PG_TMP/ok.out"
-q out_kill -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'ob-writer'" >/dev/null
-wait "$BLOCKER" 2>/dev/null
+unblock out_kill
 resumed out_kill out_kill ob_big_k "a killed worker"
 # terminate the worker of a REINDEX CONCURRENTLY waiting for the writer:
 # its new copy of the index (ob_big_r_ccnew) stays, invalid
 obdb out_reindex
 q out_reindex -c "CREATE INDEX ob_big_r ON ob_big (v)"
 blocked out_reindex 30
-psql -X -q -At -d out_reindex -c "CALL migrate_run('$FX/out_reindex')" >/dev/null 2>&1 &
-CALLER=$!
-WPID=$(worker_waits out_reindex)
-q out_reindex -c "SELECT pg_terminate_backend(${WPID:-0})" >/dev/null
-wait "$CALLER"
-q out_reindex -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'ob-writer'" >/dev/null
-wait "$BLOCKER" 2>/dev/null
+kill_worker out_reindex /dev/null
+unblock out_reindex
 check "outside: a killed REINDEX CONCURRENTLY leaves ob_big_r_ccnew invalid" out_reindex \
 	"SELECT NOT indisvalid FROM pg_index WHERE indexrelid = to_regclass('ob_big_r_ccnew')"
 out=$(qn out_reindex -c "CALL migrate_run('$FX/out_reindex')" 2>&1)
