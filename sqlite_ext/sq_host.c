@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "sq_int.h"
@@ -230,14 +231,78 @@ restore_timeout(sq_ctx *c)
 
 static int	sq_unlock(void *ctx, int commit, mig_err *err);
 static void release_outside(sq_ctx *c);
+static int	outside_running(sq_ctx *c, char *who, size_t size);
 static void finalize_undo(sq_ctx *c);
+
+static double
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000.0 + ts.tv_nsec / 1e6;
+}
+
+/* Opens the transaction (or, inside the caller's, a savepoint and a write,
+ * which takes the write lock before the history is read) and makes sure the
+ * history exists; an SQLite result code. */
+static int
+begin_locked(sq_ctx *c)
+{
+	int			rc;
+
+	c->in_txn = !sqlite3_get_autocommit(c->db);
+	rc = sqlite3_prepare_v2(c->db, c->in_txn ? "ROLLBACK TO migrate" : "ROLLBACK", -1,
+							&c->undo[0], NULL);
+	if (rc == SQLITE_OK && c->in_txn)
+		rc = sqlite3_prepare_v2(c->db, "RELEASE migrate", -1, &c->undo[1], NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(c->db, c->in_txn ? "SAVEPOINT migrate" : "BEGIN IMMEDIATE",
+						  NULL, NULL, NULL);
+	if (rc != SQLITE_OK)
+		return rc;
+	c->locked = 1;
+	rc = sqlite3_exec(c->db, history_ddl, NULL, NULL, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(c->db, "DELETE FROM main.migrate_history WHERE 0", NULL, NULL, NULL);
+	if (rc == SQLITE_OK)
+		rc = upgrade_history(c);
+	return rc;
+}
+
+/* Sets the busy timeout to ms, noting the connection's own (timeout) to
+ * put back at unlock. */
+static void
+set_timeout(sq_ctx *c, int timeout, int ms)
+{
+	if (c->restore_timeout < 0)
+		c->restore_timeout = timeout;
+	sqlite3_busy_timeout(c->db, ms);
+}
+
+/* Gives back what a lock attempt took (the core calls no unlock then). */
+static void
+abandon_lock(sq_ctx *c)
+{
+	if (c->locked)
+	{
+		mig_err		ignored;
+
+		mig_err_clear(&ignored);
+		sq_unlock(c, 0, &ignored);
+	}
+	finalize_undo(c);
+}
 
 /*
  * Takes the write lock: BEGIN IMMEDIATE, or inside the caller's transaction
  * a savepoint and a write.  It waits o->wait_ms when given, else as the
  * connection's busy timeout says (60 s when it has none); once taken, the
  * statements that follow (a COMMIT waiting for readers) wait as the
- * connection's timeout says.
+ * connection's timeout says.  While another connection runs a migration
+ * outside a transaction, which holds the lock file rather than the write
+ * lock, it waits (within the same time) for that migration to be done,
+ * without the write lock, which the migration's statements need.
  */
 static int
 sq_lock(void *ctx, const mig_lock_opts *o, mig_err *err)
@@ -247,7 +312,11 @@ sq_lock(void *ctx, const mig_lock_opts *o, mig_err *err)
 	int			timeout = -1,
 				effective,
 				waited,
+				nap = 1,
+				running,
 				rc;
+	double		deadline;
+	char		who[160] = "";
 
 	if (check_caller(c, err) != MIG_OK)
 		return MIG_ERROR;
@@ -259,42 +328,59 @@ sq_lock(void *ctx, const mig_lock_opts *o, mig_err *err)
 	sqlite3_finalize(st);
 	effective = timeout == 0 ? SQ_DEFAULT_BUSY_MS : timeout;
 	waited = o->wait_ms >= 0 ? (int) o->wait_ms : effective;
-	if (waited >= 0 && waited != timeout)
+	deadline = waited >= 0 ? now_ms() + waited : -1;
+	for (int attempt = 0;; attempt++)
 	{
-		c->restore_timeout = timeout;
-		sqlite3_busy_timeout(c->db, waited);
-	}
+		int			left = waited;
 
-	c->in_txn = !sqlite3_get_autocommit(c->db);
-	rc = sqlite3_prepare_v2(c->db, c->in_txn ? "ROLLBACK TO migrate" : "ROLLBACK", -1,
-							&c->undo[0], NULL);
-	if (rc == SQLITE_OK && c->in_txn)
-		rc = sqlite3_prepare_v2(c->db, "RELEASE migrate", -1, &c->undo[1], NULL);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_exec(c->db, c->in_txn ? "SAVEPOINT migrate" : "BEGIN IMMEDIATE",
-						  NULL, NULL, NULL);
-	if (rc == SQLITE_OK)
-	{
-		c->locked = 1;
-		/* in the caller's transaction, a write takes the write lock before
-		 * the history is read */
-		rc = sqlite3_exec(c->db, history_ddl, NULL, NULL, NULL);
-		if (rc == SQLITE_OK)
-			rc = sqlite3_exec(c->db, "DELETE FROM main.migrate_history WHERE 0", NULL, NULL, NULL);
-		if (rc == SQLITE_OK)
-			rc = upgrade_history(c);
-		if (rc == SQLITE_OK)
+		running = 0;
+		if (left >= 0 && attempt > 0)	/* what is left of the wait */
+			left = deadline > now_ms() ? (int) (deadline - now_ms()) : 0;
+		if (left >= 0 && left != timeout)
+			set_timeout(c, timeout, left);
+		if ((rc = begin_locked(c)) != SQLITE_OK)
+			break;
+		/* the write lock held, a free lock file means that no migration is
+		 * half-way through outside a transaction */
+		if (!(running = outside_running(c, who, sizeof(who))))
 		{
-			if (effective >= 0 && waited != effective)
-			{
-				if (c->restore_timeout < 0)
-					c->restore_timeout = timeout;
-				sqlite3_busy_timeout(c->db, effective);
-			}
+			if (effective >= 0 && left != effective)
+				set_timeout(c, timeout, effective);
 			return MIG_OK;
 		}
+		abandon_lock(c);
+		/* inside the caller's transaction its write lock stays: waiting
+		 * would stop that migration */
+		while (!c->in_txn && (running = outside_running(c, who, sizeof(who))))
+		{
+			double		rest = deadline < 0 ? nap : deadline - now_ms();
+
+			if (rest <= 0)
+				break;
+			sqlite3_sleep(rest < nap ? (int) rest + 1 : nap);
+			nap = nap < 50 ? nap * 2 : 50;
+		}
+		if (running)
+			break;
 	}
-	if ((rc & 0xff) == SQLITE_NOMEM)
+	if (running)
+	{
+		mig_err_set(err, MIG_SQLSTATE_LOCK,
+					"could not take the migration lock: another connection is applying %s outside a transaction",
+					who[0] ? who : "a migration");
+		if (c->in_txn)
+		{
+			mig_err_detail(err, "Inside a transaction the call cannot wait for it: the transaction's write lock would stop that migration.");
+			mig_err_hint(err, "Call %s in autocommit mode, where it waits until that migration is done, or retry later.", c->fn);
+		}
+		else
+		{
+			mig_err_detail(err, "Waited %d ms for it to be done.", waited);
+			mig_err_hint(err, "Retry later, or wait longer with the option wait=30s or PRAGMA busy_timeout.");
+		}
+		rc = MIG_BUSY;
+	}
+	else if ((rc & 0xff) == SQLITE_NOMEM)
 		mig_err_nomem(err);
 	else if ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED)
 	{
@@ -309,15 +395,7 @@ sq_lock(void *ctx, const mig_lock_opts *o, mig_err *err)
 	}
 	else
 		db_error(c, err, "could not take the migration lock");
-	if (c->locked)
-	{
-		/* a failed lock leaves nothing open: the core calls no unlock */
-		mig_err		ignored;
-
-		mig_err_clear(&ignored);
-		sq_unlock(c, 0, &ignored);
-	}
-	finalize_undo(c);
+	abandon_lock(c);
 	restore_timeout(c);
 	return rc == MIG_BUSY ? MIG_BUSY : err->code;
 }
@@ -719,8 +797,11 @@ sq_exec(void *ctx, const mig_script *s, mig_err *err)
  * documented table rebuild (with its own BEGIN and COMMIT) work.  While it
  * runs, no transaction holds the write lock, so the migration lock is a
  * lock file beside the database ("{db}-migrate-lock", flock: released by
- * the kernel when the process dies, so it cannot go stale); a caller that
- * reaches the same migration meanwhile is refused with 55P03.  After each
+ * the kernel when the process dies, so it cannot go stale), which the
+ * runner takes while it holds the write lock and gives back only once it
+ * holds it again; so a caller that holds the write lock and finds the
+ * lock file free knows that no migration is half-way through, and one that
+ * finds it held lets go of the write lock and waits (sq_lock).  After each
  * statement, main.migrate_progress records how far it got and the
  * checksum of the statements done: a later call resumes at the failed
  * statement when those are unchanged, running the PRAGMAs among them
@@ -745,19 +826,64 @@ release_outside(sq_ctx *c)
 	c->outside_version[0] = '\0';
 }
 
-/* Takes the lock file of the database (none for a private one). */
+/* The lock file of the database, "{db}-migrate-lock", into path: 1, or 0
+ * for a private (temporary or in-memory) database, which has none, or -1
+ * when the path does not fit. */
 static int
-take_outside_lock(sq_ctx *c, mig_err *err)
+lock_file_path(sq_ctx *c, char *path, size_t size)
 {
 	const char *db = sqlite3_db_filename(c->db, "main");
-	char		path[MIG_FILE_ID_MAX + 4096];
-	int			fd;
 
 	if (db == NULL || db[0] == '\0')
-		return MIG_OK;
-	if ((size_t) snprintf(path, sizeof(path), "%s-migrate-lock", db) >= sizeof(path))
+		return 0;
+	return (size_t) snprintf(path, size, "%s-migrate-lock", db) < size ? 1 : -1;
+}
+
+/* 1 when another connection holds the lock file, running a migration
+ * outside a transaction; who then says which, as its holder wrote it (or
+ * is empty).  A lock file that cannot be looked at counts as free: taking
+ * it then reports why. */
+static int
+outside_running(sq_ctx *c, char *who, size_t size)
+{
+	char		path[4096 + sizeof("-migrate-lock")];
+	int			fd,
+				held;
+	ssize_t		n;
+
+	who[0] = '\0';
+	if (lock_file_path(c, path, sizeof(path)) != 1 ||
+		(fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+		return 0;
+	/* a shared lock for an instant: the holder retries its own meanwhile */
+	held = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+	if (held && (n = pread(fd, who, size - 1, 0)) > 0)
 	{
-		mig_err_set(err, MIG_SQLSTATE_TOO_BIG, "database path \"%s\" is too long", db);
+		who[n] = '\0';
+		for (char *p = who; *p; p++)
+			if ((unsigned char) *p < ' ')
+				*p = ' ';
+	}
+	close(fd);
+	return held;
+}
+
+/* Takes the lock file of the database (none for a private one) to run s,
+ * and writes in it which migration runs, for callers that wait. */
+static int
+take_outside_lock(sq_ctx *c, const mig_script *s, mig_err *err)
+{
+	char		path[4096 + sizeof("-migrate-lock")],
+				who[160];
+	int			fd,
+				rc = lock_file_path(c, path, sizeof(path));
+
+	if (rc == 0)
+		return MIG_OK;
+	if (rc < 0)
+	{
+		mig_err_set(err, MIG_SQLSTATE_TOO_BIG, "database path \"%s\" is too long",
+					sqlite3_db_filename(c->db, "main"));
 		return MIG_ERROR;
 	}
 	if ((fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600)) < 0)
@@ -765,10 +891,17 @@ take_outside_lock(sq_ctx *c, mig_err *err)
 		mig_err_errno(err, errno, "open lock file", path);
 		return MIG_ERROR;
 	}
-	if (flock(fd, LOCK_EX | LOCK_NB) != 0)
+	/* a caller that waits looks at it for an instant, holding the write
+	 * lock or not; only a caller that breaks the rules holds it longer */
+	for (int tries = 0; flock(fd, LOCK_EX | LOCK_NB) != 0; tries++)
 	{
 		int			e = errno;
 
+		if (e == EWOULDBLOCK && tries < 100)
+		{
+			sqlite3_sleep(1);
+			continue;
+		}
 		close(fd);
 		if (e != EWOULDBLOCK)
 		{
@@ -781,6 +914,12 @@ take_outside_lock(sq_ctx *c, mig_err *err)
 		mig_err_hint(err, "Call migrate_apply again when it is done.");
 		return MIG_ERROR;
 	}
+	/* which migration runs, for the messages of callers that wait; not
+	 * written, it is only missing from them */
+	snprintf(who, sizeof(who), "migration %s (%s) in process %ld",
+			 s->version, s->file, (long) getpid());
+	if (ftruncate(fd, 0) == 0 && pwrite(fd, who, strlen(who), 0) < 0)
+		who[0] = '\0';
 	c->outside_fd = fd;
 	return MIG_OK;
 }
@@ -848,7 +987,7 @@ sq_exec_outside(void *ctx, const mig_script *s, mig_err *err)
 	int64_t		done = 0;
 	int			rc;
 
-	rc = take_outside_lock(c, err);
+	rc = take_outside_lock(c, s, err);
 	if (rc == MIG_OK)
 		rc = progress_start(c, s, &start, &done, err);
 	/* commit what came before (and the progress row): from here on no

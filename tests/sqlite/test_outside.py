@@ -5,9 +5,12 @@ statement, the lock file, and the refusals.
     python3 tests/sqlite/test_outside.py [build/migrate] [name-filter]
 """
 import fcntl
+import multiprocessing
 import os
 import sqlite3
 import sys
+import threading
+import time
 
 from harness import EXT, main, test
 
@@ -155,17 +158,140 @@ def inside_a_callers_transaction_it_is_refused(c):
     assert c.tables() == []
 
 
-@test
-def another_caller_in_the_middle_is_refused_cleanly(c):
+class Runner:
+    """Holds the lock file as a connection running migration 2 outside a
+    transaction does, until release()."""
+
+    def __init__(self, c):
+        self.f = open(c.db + "-migrate-lock", "w")
+        fcntl.flock(self.f, fcntl.LOCK_EX)
+        self.f.write("migration 2 (2_b.up.sql) in process 4242")
+        self.f.flush()
+
+    def release(self):
+        self.f.close()
+
+
+def marked_second(c):
     c.put("1_a.up.sql", "CREATE TABLE a(x);\n")
     c.put("2_b.up.sql", "-- no-transaction\nCREATE TABLE b(x);\n")
-    with open(c.db + "-migrate-lock", "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)   # as a caller running migration 2 would
-        fails(c, "migration 2 (2_b.up.sql): another connection is applying it outside a"
-                 " transaction", "-migrate-lock")
-        assert c.history() is None or c.history() == [], "migration 1 was committed"
-        assert "a" not in c.tables()
+
+
+def timed_failure(c, options, *needles, con=None):
+    own = con is None
+    con = con or connect(c)
+    t0 = time.monotonic()
+    try:
+        con.execute("SELECT migrate_apply(?, ?)", (c.dir, options)).fetchone()
+    except sqlite3.OperationalError as e:
+        for n in needles:
+            assert n in str(e), "expected %r in %s" % (n, e)
+        return time.monotonic() - t0
+    finally:
+        if own:
+            con.close()
+    raise AssertionError("migrate_apply succeeded")
+
+
+@test
+def a_caller_waits_for_a_migration_running_outside_a_transaction(c):
+    marked_second(c)
+    r = Runner(c)
+    threading.Timer(0.4, r.release).start()
+    t0 = time.monotonic()
     assert apply(c) == 2
+    assert time.monotonic() - t0 >= 0.35, "it did not wait for the lock file"
+    assert c.history() == [("1", "a"), ("2", "b")]
+
+
+@test
+def past_its_wait_a_caller_gets_55P03_naming_the_migration(c):
+    marked_second(c)
+    r = Runner(c)
+    try:
+        took = timed_failure(
+            c, "wait=300ms",
+            "migrate_apply: could not take the migration lock: another connection is applying"
+            " migration 2 (2_b.up.sql) in process 4242 outside a transaction",
+            "DETAIL:  Waited 300 ms for it to be done.", "HINT:  Retry later")
+        assert 0.29 <= took < 3, took
+        assert timed_failure(c, "wait=0", "in process 4242 outside a transaction") < 1
+        # skip_if_locked: nothing to do here while it runs
+        con = connect(c)
+        assert con.execute("SELECT migrate_apply(?, 'wait=0, if_locked=skip')",
+                           (c.dir,)).fetchone()[0] == 0
+        con.close()
+        # a roll back waits too: nothing may change under it
+        con = connect(c)
+        con.execute("PRAGMA busy_timeout=100")
+        try:
+            con.execute("SELECT migrate_down(1)").fetchone()
+            raise AssertionError("migrate_down did not wait")
+        except sqlite3.OperationalError as e:
+            assert "another connection is applying migration 2" in str(e), e
+        con.close()
+    finally:
+        r.release()
+    assert c.history() in (None, []), "something was recorded"
+    assert "a" not in c.tables()
+    assert apply(c) == 2
+
+
+@test
+def inside_a_transaction_a_caller_does_not_wait(c):
+    marked_second(c)
+    c.put("2_b.up.sql", "CREATE TABLE b(x);\n")   # not marked: may run in a transaction
+    r = Runner(c)
+    con = connect(c)
+    con.execute("BEGIN")
+    try:
+        took = timed_failure(
+            c, "", "another connection is applying migration 2 (2_b.up.sql) in process 4242",
+            "DETAIL:  Inside a transaction the call cannot wait for it",
+            "HINT:  Call migrate_apply in autocommit mode", con=con)
+        assert took < 2, took
+        assert con.in_transaction, "the caller's transaction was ended"
+        con.execute("ROLLBACK")
+    finally:
+        con.close()
+        r.release()
+    assert apply(c) == 2
+
+
+def race(db, folder, barrier, out):
+    con = sqlite3.connect(db, isolation_level=None, timeout=30)
+    con.enable_load_extension(True)
+    con.load_extension(EXT)
+    barrier.wait()
+    try:
+        out.put(con.execute("SELECT migrate_apply(?)", (folder,)).fetchone()[0])
+    except Exception as e:      # reported, not raised, in the parent
+        out.put(repr(e))
+    con.close()
+
+
+@test
+def callers_at_once_one_applies_the_others_wait(c):
+    c.put("1_init.sql", INIT)
+    # a rebuild slow enough for every other caller to arrive in the middle
+    c.put("2_rebuild.sql", REBUILD.replace(
+        "PRAGMA foreign_key_check;",
+        "WITH RECURSIVE n(i) AS (SELECT 2 UNION ALL SELECT i + 1 FROM n WHERE i < 200000)"
+        " INSERT INTO parent(id) SELECT i FROM n;\nPRAGMA foreign_key_check;"))
+    c.put("3_more.sql", "-- +goose Up\nCREATE TABLE three(x);\n")
+    ctx = multiprocessing.get_context("fork")
+    n = 8
+    barrier, out = ctx.Barrier(n), ctx.Queue()
+    procs = [ctx.Process(target=race, args=(c.db, c.dir, barrier, out)) for _ in range(n)]
+    for p in procs:
+        p.start()
+    got = sorted((out.get(timeout=60) for _ in procs), key=str)
+    for p in procs:
+        p.join()
+    assert got == [0] * (n - 1) + [3], got
+    assert c.history() == [("1", "init"), ("2", "rebuild"), ("3", "more")]
+    assert c.query("SELECT count(*) FROM parent") == [(200000,)]
+    assert c.query("SELECT id, p FROM child") == [(10, 1)]
 
 
 @test

@@ -8,7 +8,9 @@ engine and the real extension.  Prints TAP.
 - race: 64 processes, each with its own connection, released at once by a
   barrier, all calling migrate_apply on a fresh database each round, in
   rollback-journal (DELETE) and WAL mode; and rounds where half of them
-  call migrate_status instead (readers never fail, never see half).
+  call migrate_status instead (readers never fail, never see half); and
+  rounds whose folder has a migration that runs outside a transaction,
+  under the lock file, which the other callers wait for.
 - crash at every statement boundary: a child process counts the
   statements SQLite traces on its connection (those the extension prepares
   included) and SIGKILLs itself at the k-th, for every k; the database is
@@ -334,14 +336,21 @@ class Pool:
                 p.join()
 
 
-def race(t, journal, readers=0, rounds=ROUNDS):
+def race(t, journal, readers=0, rounds=ROUNDS, marked=False):
     folder = os.path.join(t, "ten")
-    write_folder(folder, TEN)
+    migrations = list(TEN)
+    if marked:
+        # the fifth runs outside a transaction, statement by statement,
+        # under the lock file: the other callers wait for it
+        name, up, down = migrations[4]
+        migrations[4] = (name, "-- no-transaction\n" + up, down)
+    write_folder(folder, migrations)
     ref = os.path.join(t, "ref.db")
     new_db(ref, journal)
     assert call(ref, "SELECT migrate_apply(?)", (folder,)) == [(len(TEN),)]
     after = dump(ref)
-    assert sorted(r[1] for r in after[0] if r[0] in ("table", "view")) == sorted(TEN_TABLES + ["keep"])
+    assert sorted(r[1] for r in after[0] if r[0] in ("table", "view")) == sorted(
+        TEN_TABLES + ["keep"] + (["migrate_progress"] if marked else []))
     pending = [("%d" % i, "pending") for i in range(1, len(TEN) + 1)]
     applied = [("%d" % i, "applied") for i in range(1, len(TEN) + 1)]
     pool = Pool(CALLERS)
@@ -385,6 +394,16 @@ def race_64_callers_delete(t):
 @test
 def race_64_callers_wal(t):
     return race(t, "wal")
+
+
+@test
+def race_64_callers_one_migration_outside_a_transaction_delete(t):
+    return race(t, "delete", marked=True)
+
+
+@test
+def race_64_callers_one_migration_outside_a_transaction_wal(t):
+    return race(t, "wal", marked=True)
 
 
 @test
