@@ -294,6 +294,49 @@ def callers_at_once_one_applies_the_others_wait(c):
     assert c.query("SELECT id, p FROM child") == [(10, 1)]
 
 
+def lock_file_held(c):
+    try:
+        with open(c.db + "-migrate-lock") as f:
+            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except FileNotFoundError:
+        return False
+    except BlockingIOError:
+        return True
+    return False
+
+
+@test
+def a_waiting_caller_takes_over_when_the_runner_is_killed(c):
+    rows = 4000000      # about a second of inserting here
+    c.put("1_a.up.sql", "CREATE TABLE a(x);\n")
+    c.put("2_big.up.sql", "-- no-transaction\nCREATE TABLE big(x);\n"
+                          "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n"
+                          " WHERE i < %d) INSERT INTO big SELECT i FROM n;\n"
+                          "CREATE TABLE after_big(x);\n" % rows)
+    c.put("3_c.up.sql", "CREATE TABLE c(x);\n")
+    ctx = multiprocessing.get_context("fork")
+    barrier, out = ctx.Barrier(1), ctx.Queue()
+    runner = ctx.Process(target=race, args=(c.db, c.dir, barrier, out))
+    runner.start()
+    deadline = time.monotonic() + 20
+    while not lock_file_held(c):
+        assert time.monotonic() < deadline and runner.is_alive(), "the runner never took the lock file"
+        time.sleep(0.005)
+    waiter = ctx.Process(target=race, args=(c.db, c.dir, barrier, out))
+    waiter.start()
+    time.sleep(0.3)
+    assert lock_file_held(c), "the insert was done before the kill"
+    os.kill(runner.pid, 9)
+    runner.join()
+    assert out.get(timeout=60) == 2, "the waiter did not finish migrations 2 and 3"
+    waiter.join()
+    assert c.history() == [("1", "a"), ("2", "big"), ("3", "c")]
+    assert c.query("SELECT count(*), max(x) FROM big") == [(rows, rows)]
+    assert "after_big" in c.tables() and "c" in c.tables()
+    assert progress(c) == []
+    assert c.query("PRAGMA integrity_check") == [("ok",)]
+
+
 @test
 def down_sections_of_marked_migrations_run_in_a_transaction(c):
     c.put("1_a.sql", "-- +goose NO TRANSACTION\n-- +goose Up\nCREATE TABLE a(x);\n"
