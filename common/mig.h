@@ -133,11 +133,14 @@ void		mig_cache_destroy(mig_cache *c);
  * from its options text (mig_apply_with); other entry points pass the
  * defaults.  -1 means the host's own default.
  */
+#define MIG_WAIT_FOREVER (-2)
+
 typedef struct mig_lock_opts {
 	long		wait_ms;		/* longest wait for the migration lock: -1
 								 * the host's default (PostgreSQL: as
 								 * long as it takes; SQLite: the busy
-								 * timeout, else 60 s), 0 no wait */
+								 * timeout, else 60 s), MIG_WAIT_FOREVER
+								 * as long as it takes, 0 no wait */
 	int			skip_if_locked; /* when the wait ends without the lock:
 								 * 1 the call returns 0 with a notice
 								 * naming the holder, 0 it fails (55P03) */

@@ -70,7 +70,8 @@ number(const char *v, size_t n, long *out, size_t *digits)
 	return 1;
 }
 
-/* "500ms", "10s", "2min", "250" (ms), or "forever" (-1, when allowed). */
+/* "500ms", "10s", "2min", "250" (ms), or "forever" (MIG_WAIT_FOREVER, when
+ * allowed). */
 static int
 duration(const char *v, size_t n, int forever_ok, long *ms)
 {
@@ -80,7 +81,7 @@ duration(const char *v, size_t n, int forever_ok, long *ms)
 	size_t		ulen;
 
 	if (forever_ok && is(v, n, "forever"))
-		return *ms = -1, 1;
+		return *ms = MIG_WAIT_FOREVER, 1;
 	if (!number(v, n, &x, &d))
 		return 0;
 	unit = v + d;

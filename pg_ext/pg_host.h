@@ -124,9 +124,9 @@ extern void mig_pg_rail_set(MigPg *mp, const mig_lock_opts *o);
 
 /*
  * Takes the migration lock (transaction-level, or session-level in
- * procedure mode) waiting at most wait_ms (-1: as long as the server's
- * lock_timeout allows).  Returns MIG_OK, or MIG_BUSY with err naming the
- * holder (55P03).
+ * procedure mode) waiting at most wait_ms (below 0, the default or
+ * MIG_WAIT_FOREVER: as long as the server's lock_timeout allows).  Returns
+ * MIG_OK, or MIG_BUSY with err naming the holder (55P03).
  */
 extern int	mig_pg_take_lock(MigPg *mp, long wait_ms, mig_err *err);
 

@@ -8,6 +8,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <string.h>
@@ -327,7 +328,8 @@ sq_lock(void *ctx, const mig_lock_opts *o, mig_err *err)
 		timeout = sqlite3_column_int(st, 0);
 	sqlite3_finalize(st);
 	effective = timeout == 0 ? SQ_DEFAULT_BUSY_MS : timeout;
-	waited = o->wait_ms >= 0 ? (int) o->wait_ms : effective;
+	waited = o->wait_ms == MIG_WAIT_FOREVER ? INT_MAX :	/* 24 days */
+		o->wait_ms >= 0 ? (int) o->wait_ms : effective;
 	deadline = waited >= 0 ? now_ms() + waited : -1;
 	for (int attempt = 0;; attempt++)
 	{

@@ -9,6 +9,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 
 from harness import EXT, main, test
@@ -307,6 +308,23 @@ def wait_zero_fails_at_once_and_skip_returns_zero(c):
     # the connection's own busy timeout is back, and the lock is free now
     assert con.execute("PRAGMA busy_timeout").fetchone()[0] == 30000
     assert con.execute("SELECT migrate_apply(?, 'wait=0')", (c.dir,)).fetchone()[0] == 3
+    con.close()
+
+
+@test
+def wait_forever_outlasts_the_busy_timeout(c):
+    three(c)
+    holder = sqlite3.connect(c.db, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    con = connect(c, timeout=0.1)
+    threading.Timer(1.0, holder.rollback).start()
+    t0 = time.monotonic()
+    try:
+        assert con.execute("SELECT migrate_apply(?, 'wait=forever')", (c.dir,)).fetchone()[0] == 3
+        assert time.monotonic() - t0 >= 0.9, "the lock was not held"
+    finally:
+        holder.close()
+    assert con.execute("PRAGMA busy_timeout").fetchone()[0] == 100
     con.close()
 
 
