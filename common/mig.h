@@ -128,13 +128,14 @@ typedef struct mig_cache mig_cache;
 mig_cache  *mig_cache_create(void *(*alloc) (size_t), void (*release) (void *));
 void		mig_cache_destroy(mig_cache *c);
 
+/* mig_lock_opts.wait_ms of the option wait=forever */
+#define MIG_WAIT_FOREVER (-2)
+
 /*
  * What a call asks of the migration lock and of the statements it runs,
  * from its options text (mig_apply_with); other entry points pass the
  * defaults.  -1 means the host's own default.
  */
-#define MIG_WAIT_FOREVER (-2)
-
 typedef struct mig_lock_opts {
 	long		wait_ms;		/* longest wait for the migration lock: -1
 								 * the host's default (PostgreSQL: as
