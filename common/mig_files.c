@@ -38,6 +38,7 @@ too_long(mig_err *err, const char *a, const char *b)
 typedef struct found {
 	mig_name	n;
 	char	   *file;			/* path inside the folder */
+	uint64_t	key;			/* mig_version_key(n.version), for the sort */
 } found;
 
 typedef struct listing {
@@ -91,7 +92,9 @@ found_cmp(const void *x, const void *y)
 {
 	const found *a = x,
 			   *b = y;
-	int			c = mig_version_cmp(a->n.version, b->n.version);
+	int			c = a->key != MIG_NO_KEY && b->key != MIG_NO_KEY
+		? (a->key > b->key) - (a->key < b->key)
+		: mig_version_cmp(a->n.version, b->n.version);
 
 	if (c == 0)
 		c = a->n.kind - b->n.kind;
@@ -474,7 +477,17 @@ mig_discover(const mig_host *h, mig_arena *a, const char *dir, mig_vec *files,
 		}
 	}
 	if (rc == MIG_OK && ok.n > 1)
+	{
+		/* keys first: 10,000 migrations, 20,000 files, take some
+		 * 280,000 comparisons */
+		for (i = 0; i < ok.n; i++)
+		{
+			found	   *f = mig_vec_at(&ok, found, i);
+
+			f->key = mig_version_key(f->n.version);
+		}
 		qsort(ok.items, ok.n, sizeof(found), found_cmp);
+	}
 
 	/* group by version: one up file, at most one down file; room for
 	 * the most there can be (untouched memory costs nothing) */

@@ -96,6 +96,12 @@ int			mig_version_arg(mig_arena *a, const char *text, const char *what,
 int			mig_is_repeatable(const char *version);
 /* Orders two canonical versions: negative, zero or positive. */
 int			mig_version_cmp(const char *a, const char *b);
+/* A sort key for a canonical version: its value when it is one number of
+ * at most 18 digits (most versions), else MIG_NO_KEY.  Two keys that are
+ * not MIG_NO_KEY are ordered as mig_version_cmp orders their versions, so
+ * a sort compares them first and the strings only when one has none. */
+#define MIG_NO_KEY UINT64_MAX
+uint64_t	mig_version_key(const char *v);
 /* Non-zero when s is a canonical version (what mig_parse_name produces). */
 int			mig_version_valid(const char *s);
 /* Names the layouts accepted, for error hints. */

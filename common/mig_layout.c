@@ -285,6 +285,21 @@ mig_version_cmp(const char *a, const char *b)
 	}
 }
 
+uint64_t
+mig_version_key(const char *v)
+{
+	uint64_t	k = 0;
+	size_t		n;
+
+	for (n = 0; v[n] >= '0' && v[n] <= '9'; n++)
+	{
+		if (n == 18)
+			return MIG_NO_KEY;
+		k = k * 10 + (uint64_t) (v[n] - '0');
+	}
+	return n > 0 && v[n] == '\0' ? k : MIG_NO_KEY;
+}
+
 int
 mig_version_valid(const char *s)
 {

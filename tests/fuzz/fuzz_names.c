@@ -79,10 +79,17 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		{
 			int			c1 = mig_version_cmp(v1, v2),
 						c2 = mig_version_cmp(v2, v1);
+			uint64_t	k1,
+						k2;
 
 			if ((c1 < 0) != (c2 > 0) || (c1 == 0) != (c2 == 0) ||
 				(c1 == 0 && strcmp(v1, v2) != 0))
 				abort();		/* antisymmetric; equal only when identical */
+			k1 = mig_version_key(v1);
+			k2 = mig_version_key(v2);
+			if (k1 != MIG_NO_KEY && k2 != MIG_NO_KEY &&
+				((k1 < k2) != (c1 < 0) || (k1 == k2) != (c1 == 0)))
+				abort();		/* keys order as the versions do */
 		}
 	}
 	mig_arena_free(&a);

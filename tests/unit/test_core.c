@@ -468,6 +468,13 @@ test_versions(void)
 	CHECK(mig_version_cmp("10", "11") < 0, "10 < 11");
 	CHECK(mig_version_cmp("1.2", "1.10") < 0, "1.2 < 1.10 part by part");
 	CHECK(mig_version_cmp("1", "1.0") < 0, "1 sorts before 1.0");
+	CHECK(mig_version_key("0") == 0 && mig_version_key("20180114171611") == 20180114171611u &&
+		  mig_version_key("999999999999999999") == 999999999999999999u,
+		  "a version of up to 18 digits is its own key");
+	CHECK(mig_version_key("1000000000000000000") == MIG_NO_KEY &&
+		  mig_version_key("1.2") == MIG_NO_KEY && mig_version_key("R__views") == MIG_NO_KEY &&
+		  mig_version_key("") == MIG_NO_KEY,
+		  "19 digits, several parts, a repeatable: no key, the strings are compared");
 	CHECK(mig_parse_name(&a, "000011_x.up.sql", &n) == 1 && strcmp(n.version, "11") == 0,
 		  "leading zeros dropped: 000011 -> 11");
 	CHECK(mig_parse_name(&a, "0000_zero.up.sql", &n) == 1 && strcmp(n.version, "0") == 0,
