@@ -23,34 +23,43 @@ mig_arena_init(mig_arena *a, const mig_host *h)
 	a->cap = 0;
 }
 
-void *
-mig_arena_alloc(mig_arena *a, size_t n)
+/* n bytes from the arena, at a 16-byte boundary when aligned: strings
+ * need none, and thousands of short ones (versions, checksums) would
+ * otherwise take 16 bytes or more each. */
+static void *
+arena_take(mig_arena *a, size_t n, int aligned)
 {
-	size_t		need = MIG_ALIGN(n ? n : 1);
+	size_t		start = aligned ? MIG_ALIGN(a->used) : a->used;
 	mig_chunk  *c;
 	size_t		cap;
-	char	   *p;
 
-	if (a->head == NULL || a->cap - a->used < need)
+	if (n == 0)
+		n = 1;
+	if (a->head == NULL || start > a->cap || a->cap - start < n)
 	{
-		cap = need > MIG_CHUNK_DATA ? need : MIG_CHUNK_DATA;
+		cap = n > MIG_CHUNK_DATA ? n : MIG_CHUNK_DATA;
 		c = a->h->alloc(a->h->ctx, sizeof(mig_chunk) + cap);
 		if (c == NULL)
 			return NULL;
 		c->next = a->head;
 		a->head = c;
-		a->used = 0;
 		a->cap = cap;
+		start = 0;
 	}
-	p = (char *) (a->head + 1) + a->used;
-	a->used += need;
-	return p;
+	a->used = start + n;
+	return (char *) (a->head + 1) + start;
+}
+
+void *
+mig_arena_alloc(mig_arena *a, size_t n)
+{
+	return arena_take(a, n, 1);
 }
 
 char *
 mig_arena_strndup(mig_arena *a, const char *s, size_t n)
 {
-	char	   *p = mig_arena_alloc(a, n + 1);
+	char	   *p = arena_take(a, n + 1, 0);
 
 	if (p == NULL)
 		return NULL;
