@@ -15,7 +15,6 @@
  * calls do too).
  */
 #include <fcntl.h>
-#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -30,13 +29,48 @@ ns(struct timespec t)
 	return (int64_t) t.tv_sec * 1000000000LL + t.tv_nsec;
 }
 
+/* Writes v in decimal at p; returns the end. */
+static char *
+put_u64(char *p, uint64_t v)
+{
+	char		digits[20];
+	int			n = 0;
+
+	do
+		digits[n++] = (char) ('0' + v % 10);
+	while ((v /= 10) != 0);
+	while (n > 0)
+		*p++ = digits[--n];
+	return p;
+}
+
+static char *
+put_i64(char *p, int64_t v)
+{
+	if (v >= 0)
+		return put_u64(p, (uint64_t) v);
+	*p++ = '-';
+	return put_u64(p, 0 - (uint64_t) v);
+}
+
+/* "dev:ino:size:mtime:ctime", at most 104 characters.  By hand: a no-op
+ * formats one per applied file, and snprintf was 3% of its time. */
 static void
 format_id(char *out, uint64_t dev, uint64_t ino, int64_t size, int64_t mtime,
 		  int64_t ctime)
 {
-	snprintf(out, MIG_FILE_ID_MAX, "%llu:%llu:%lld:%lld:%lld",
-			 (unsigned long long) dev, (unsigned long long) ino,
-			 (long long) size, (long long) mtime, (long long) ctime);
+	char	   *p = out;
+
+	p = put_u64(p, dev);
+	*p++ = ':';
+	p = put_u64(p, ino);
+	*p++ = ':';
+	p = put_i64(p, size);
+	*p++ = ':';
+	p = put_i64(p, mtime);
+	*p++ = ':';
+	p = put_i64(p, ctime);
+	*p = '\0';
 }
 
 int

@@ -835,6 +835,35 @@ plain_alloc(size_t n)
 /* The checksum cache: a warm no-op opens no file, and an edit that keeps
  * the size is still caught; files changed just before reading are not
  * trusted. */
+/* Identities are stored in histories: the format must not drift. */
+static void
+test_file_id_format(void)
+{
+	mig_text	t;
+	char		id[MIG_FILE_ID_MAX],
+				want[MIG_FILE_ID_MAX];
+
+	memset(&t, 0, sizeof(t));
+	t.dev = UINT64_MAX;
+	t.ino = 0;
+	t.len = 1234567;
+	t.mtime_ns = INT64_MIN;
+	t.ctime_ns = -1;
+	t.read_ns = INT64_MAX;
+	snprintf(want, sizeof(want), "%llu:0:1234567:%lld:-1", (unsigned long long) UINT64_MAX,
+			 (long long) INT64_MIN);
+	CHECK(mig_file_id_of(&t, id) == 1 && strcmp(id, want) == 0,
+		  "file identity of extreme values: %s", id);
+	t.dev = 2049;
+	t.ino = 1311768;
+	t.len = 0;
+	t.mtime_ns = 1763812345123456789;
+	t.ctime_ns = 1763812345987654321;
+	CHECK(mig_file_id_of(&t, id) == 1 &&
+		  strcmp(id, "2049:1311768:0:1763812345123456789:1763812345987654321") == 0,
+		  "file identity of a usual file: %s", id);
+}
+
 static void
 test_cache(void)
 {
@@ -1043,6 +1072,7 @@ main(void)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	test_versions();
+	test_file_id_format();
 	test_flyway_checksum();
 	test_sql_helpers();
 	test_apply_and_down();
