@@ -46,6 +46,15 @@ tap() {		# tap STATUS NAME
 	fi
 }
 
+diag() {	# diag [FILE...]: stdin or the files, as TAP comments
+	sed 's/^/#   /' "$@"
+}
+
+tap_show() {	# tap_show STATUS NAME TEXT: tap, and show TEXT when it failed
+	tap "$1" "$2"
+	[ "$1" = 0 ] || printf '%s\n' "$3" | diag
+}
+
 # q DB SQL...: runs SQL, prints unaligned tuples-only output.
 q() {
 	local db=$1
@@ -83,8 +92,7 @@ fails_with() {
 	local out
 	out=$(printf '%s\n' "$4" | psql -X -q -At -v VERBOSITY=verbose -d "$2" 2>&1)
 	echo "$out" | grep -q "ERROR:  $3:"
-	tap $? "$1"
-	echo "$out" | grep -q "ERROR:  $3:" || echo "$out" | sed 's/^/#   /'
+	tap_show $? "$1" "$out"
 }
 
 newdb() {	# newdb NAME: a fresh database with the extension
@@ -156,7 +164,7 @@ awk '
 ' "$PROVE_OUT"
 PASSED=$((PASSED + $(grep -c '^ok [0-9]' "$PROVE_OUT")))
 FAILED=$((FAILED + $(grep -c '^not ok [0-9]' "$PROVE_OUT")))
-[ $PROVE_RC = 0 ] || grep -E "^psql|ERROR|Bad plan|Dubious" "$PROVE_OUT" | sed 's/^/#   /'
+[ $PROVE_RC = 0 ] || grep -E "^psql|ERROR|Bad plan|Dubious" "$PROVE_OUT" | diag
 tap $PROVE_RC "pgTAP: every file ran its whole plan (pg_prove)"
 
 # ---- isolation specs ----
@@ -175,7 +183,7 @@ while read -r name status; do
 	[ "$status" = ok ]
 	tap $? "isolation: $name"
 done < <(sed -nE 's/^test ([a-z_]+) +\.\.\. ([a-zA-Z]+).*/\1 \2/p' "$ISO_OUT/run.out")
-[ $ISO_RC = 0 ] || sed 's/^/#   /' "$ISO_OUT/regression.diffs" 2>/dev/null | head -60
+[ $ISO_RC = 0 ] || diag "$ISO_OUT/regression.diffs" 2>/dev/null | head -60
 tap $ISO_RC "isolation: pg_isolation_regress passed"
 
 # ---- procedure mode ----
@@ -285,8 +293,7 @@ ms=$(ms_since "$TS")
 wait "$WRITER"
 echo "$out" | grep -qx "NOTICE:  00000: applied 1 migration"
 rc=$?
-tap $rc "outside: CALL migrate_run builds an index concurrently on 1M rows beside a writer (${ms} ms)"
-[ $rc = 0 ] || echo "$out" | sed 's/^/#   /'
+tap_show $rc "outside: CALL migrate_run builds an index concurrently on 1M rows beside a writer (${ms} ms)" "$out"
 read -r max n nw <<<"$(q outside -F ' ' -c "SELECT round(max(ms)), count(*), count(*) FILTER (WHERE worker) FROM lat")"
 [ "${max:-9999}" -lt 1000 ] && [ "${nw:-0}" -ge 5 ]
 tap $? "outside: the writer's $n transactions ($nw while the worker built) waited at most $max ms (bound: 1 s)"
@@ -349,8 +356,7 @@ resumed() {
 	echo "$out" | grep -qx "NOTICE:  dropping invalid index public.$3 left by a failed concurrent index build of migration 1 (1_[a-z_]*.up.sql), to build it again" &&
 		[ "$(echo "$out" | last)" = "NOTICE:  applied 1 migration" ]
 	rc=$?
-	tap $rc "outside: after $4, the next CALL drops the invalid index (NOTICE), builds it and completes"
-	[ $rc = 0 ] || echo "$out" | sed 's/^/#   /'
+	tap_show $rc "outside: after $4, the next CALL drops the invalid index (NOTICE), builds it and completes" "$out"
 	check "outside: after $4, the index is valid and recorded once" "$1" \
 		"SELECT (SELECT indisvalid FROM pg_index WHERE indexrelid = '$3'::regclass)
 		    AND (SELECT count(*) = 1 FROM migrate_history) AND NOT EXISTS (SELECT FROM migrate_progress)"
@@ -367,8 +373,7 @@ wait "$CALLER"
 grep -q "^ERROR:  57014: canceling statement due to user request" "$PG_TMP/oc.out" &&
 	grep -q "^CONTEXT:  migration 1 (1_oc_idx.up.sql), line 1" "$PG_TMP/oc.out"
 rc=$?
-tap $rc "outside: pg_cancel_backend of the CALL (worker ${WPID:-none} waiting) ends it with 57014 and the migration's context"
-[ $rc = 0 ] || sed 's/^/#   /' "$PG_TMP/oc.out"
+tap_show $rc "outside: pg_cancel_backend of the CALL (worker ${WPID:-none} waiting) ends it with 57014 and the migration's context" "$(cat "$PG_TMP/oc.out")"
 no_worker out_cancel
 tap $? "outside: cancelling the CALL terminated its worker"
 check "outside: the cancelled CALL released the migration lock" out_cancel \
@@ -382,8 +387,7 @@ kill_worker out_kill "$PG_TMP/ok.out"
 grep -q "^ERROR:  57P01: terminating background worker \"migrate worker\" due to administrator command" "$PG_TMP/ok.out" &&
 	grep -q "^CONTEXT:  migration 1 (1_ok_idx.up.sql), line 1" "$PG_TMP/ok.out"
 rc=$?
-tap $rc "outside: pg_terminate_backend of the worker fails the CALL with 57P01 and the migration's context"
-[ $rc = 0 ] || sed 's/^/#   /' "$PG_TMP/ok.out"
+tap_show $rc "outside: pg_terminate_backend of the worker fails the CALL with 57P01 and the migration's context" "$(cat "$PG_TMP/ok.out")"
 unblock out_kill
 resumed out_kill out_kill ob_big_k "a killed worker"
 # terminate the worker of a REINDEX CONCURRENTLY waiting for the writer:
@@ -399,8 +403,7 @@ out=$(qn out_reindex -c "CALL migrate_run('$FX/out_reindex')" 2>&1)
 echo "$out" | grep -qx "NOTICE:  dropping invalid index public.ob_big_r_ccnew left by a failed concurrent index build of migration 1 (1_or_idx.up.sql), to build it again" &&
 	[ "$(echo "$out" | last)" = "NOTICE:  applied 1 migration" ]
 rc=$?
-tap $rc "outside: the next CALL drops the invalid copy (NOTICE), reindexes and completes"
-[ $rc = 0 ] || echo "$out" | sed 's/^/#   /'
+tap_show $rc "outside: the next CALL drops the invalid copy (NOTICE), reindexes and completes" "$out"
 check "outside: after it no invalid index is left and the migration is recorded once" out_reindex \
 	"SELECT NOT EXISTS (SELECT FROM pg_index WHERE NOT indisvalid)
 	    AND (SELECT count(*) = 1 FROM migrate_history) AND NOT EXISTS (SELECT FROM migrate_progress)"
@@ -435,8 +438,7 @@ out=$(psql -X -q -At -v VERBOSITY=verbose -d out_resume -c "CALL migrate_run('$F
 echo "$out" | grep -q "^ERROR:  22012: division by zero" &&
 	echo "$out" | grep -q "^CONTEXT:  migration 20240101000000 (20240101000000_r.sql), line 4"
 rc=$?
-tap $rc "outside: a failing statement keeps its SQLSTATE and names the version, file and line"
-[ $rc = 0 ] || echo "$out" | sed 's/^/#   /'
+tap_show $rc "outside: a failing statement keeps its SQLSTATE and names the version, file and line" "$out"
 check "outside: the progress records the 2 statements done and the error" out_resume \
 	"SELECT statements_done = 2 AND last_error = '22012: division by zero' AND next_offset > 0
 	   FROM migrate_progress WHERE version = '20240101000000'"
@@ -458,8 +460,7 @@ q out_edit -c "UPDATE migrate_progress SET done_checksum = 'crc32:00000000'"
 out=$(psql -X -q -At -v VERBOSITY=verbose -d out_edit -c "CALL migrate_run('$FX/out_resume')" 2>&1)
 echo "$out" | grep -q "^ERROR:  55000: its statements that ran outside a transaction have changed since"
 rc=$?
-tap $rc "outside: when the statements that ran have changed since, it refuses (55000)"
-[ $rc = 0 ] || echo "$out" | sed 's/^/#   /'
+tap_show $rc "outside: when the statements that ran have changed since, it refuses (55000)" "$out"
 fails_with "outside: COMMIT in a marked migration is refused by CALL too (0A000)" out_edit 0A000 \
 	"CALL migrate_run('$FX/out_commit')"
 
@@ -508,7 +509,7 @@ appliers=$(grep -lE '^(20|NOTICE:  applied 20 migrations)$' "$RACE"/*.out | wc -
 noops=$(grep -lE '^(0|NOTICE:  applied 0 migrations)$' "$RACE"/*.out | wc -l)
 [ "$appliers" = 1 ] && [ "$noops" = 31 ]
 tap $? "race: 32 clients at once (28 SELECT, 4 CALL), exactly one applies, 31 apply nothing"
-[ "$appliers" = 1 ] && [ "$noops" = 31 ] || cat "$RACE"/*.out | sort | uniq -c | sed 's/^/#   /'
+[ "$appliers" = 1 ] && [ "$noops" = 31 ] || cat "$RACE"/*.out | sort | uniq -c | diag
 check "race: no duplicate history rows" race \
 	"SELECT count(*) = 20 AND count(DISTINCT version) = 20 FROM migrate_history"
 
@@ -556,8 +557,7 @@ echo "$out" | grep -qx "NOTICE:  skipped: migration lock is held by backend $HPI
 tap $? "lock: wait=0, if_locked=skip returns 0 at once with a notice naming the holder's pid"
 echo "$out" | grep -q "^DETAIL:  Backend $HPID (user \"$PGUSER\", application \"migrate-holder\") holds it in its current statement, running since 20[0-9-]* [0-9:.]*+00\.$"
 rc=$?
-tap $rc "lock: the notice's detail names the holder's user, application and since when"
-[ $rc = 0 ] || echo "$out" | sed 's/^/#   /'
+tap_show $rc "lock: the notice's detail names the holder's user, application and since when" "$out"
 out=$(qn lockopt -c "CALL migrate_run('$FX/basic', 'wait=0, if_locked=skip')" 2>&1)
 echo "$out" | grep -qx "NOTICE:  skipped: migration lock is held by backend $HPID" &&
 	[ "$(echo "$out" | last)" = "NOTICE:  applied 0 migrations" ]
@@ -568,8 +568,7 @@ ms=$(ms_since "$TS")
 echo "$out" | grep -qx "ERROR:  55P03: migration lock is held by backend $HPID after waiting 0.2s" &&
 	[ "$ms" -ge 200 ] && [ "$ms" -lt 1500 ]
 rc=$?
-tap $rc "lock: wait=200ms fails with 55P03 after ${ms} ms, saying how long it waited"
-[ $rc = 0 ] || echo "$out" | sed 's/^/#   /'
+tap_show $rc "lock: wait=200ms fails with 55P03 after ${ms} ms, saying how long it waited" "$out"
 echo "$out" | grep -q "^HINT:  .*if_locked=skip.*migrate_lock_holder()"
 tap $? "lock: its hint names wait=, if_locked=skip and migrate_lock_holder()"
 fails_with "lock: wait=0 without if_locked=skip fails at once with 55P03" lockopt 55P03 \
@@ -596,8 +595,7 @@ HPID=$(held_by migrate-open)
 out=$(psql -X -q -At -v VERBOSITY=verbose -d lockopt -c "SELECT migrate_apply('$FX/basic', 'wait=0')" 2>&1)
 echo "$out" | grep -q "^DETAIL:  Backend $HPID (user \"$PGUSER\", application \"migrate-open\") holds it in a transaction open since .*, now idle in transaction\.$"
 rc=$?
-tap $rc "lock: a transaction left open after migrate_apply is named with its start"
-[ $rc = 0 ] || echo "$out" | sed 's/^/#   /'
+tap_show $rc "lock: a transaction left open after migrate_apply is named with its start" "$out"
 exec 3>&-
 wait "$HOLDER" 2>/dev/null
 check "lock: the refused and skipped calls applied nothing" lockopt \
@@ -648,7 +646,7 @@ wait "$PROBE" "$READER"
 retries=$(echo "$out" | grep -c "^NOTICE:  migration 1 (1_alter_rail.up.sql) waited 0.2s for a lock; retrying in [0-9.]*s (attempt [0-9]* of 11)$")
 [ "$(echo "$out" | last)" = 1 ] && [ "$retries" -ge 2 ]
 tap $? "rail: an ALTER behind a 2.5 s reader is retried ($retries notices) and applies once the reader commits"
-[ "$retries" -ge 2 ] || echo "$out" | sed 's/^/#   /'
+[ "$retries" -ge 2 ] || echo "$out" | diag
 read -r max n <<<"$(q rail -F ' ' -c "SELECT round(max(ms)), count(*) FROM lat")"
 [ "${max:-9999}" -lt 500 ] && [ "${n:-0}" -ge 20 ]
 tap $? "rail: meanwhile $n queries on the table waited at most $max ms (bound: lock_timeout + 300 ms)"
@@ -667,8 +665,7 @@ wait "$READER"
 	echo "$out" | grep -q "^NOTICE:  00000: migration 2 (2_alter_rail_two.up.sql) waited 0.2s for a lock; retrying in" &&
 	echo "$out" | grep -q "^DETAIL:  .*everything this call had done was rolled back, releasing its locks, and is done again.$"
 rc=$?
-tap $rc "rail: in function mode a wait in the second migration retries the whole call, which applies both"
-[ $rc = 0 ] || echo "$out" | sed 's/^/#   /'
+tap_show $rc "rail: in function mode a wait in the second migration retries the whole call, which applies both" "$out"
 check "rail: the first migration's table has its one row, the history both" rail_two \
 	"SELECT (SELECT count(*) FROM rail_first) = 1 AND (SELECT count(*) FROM migrate_history) = 2
 	    AND EXISTS (SELECT FROM pg_attribute WHERE attrelid = 'rail_t'::regclass AND attname = 'rail_two')"
@@ -692,8 +689,7 @@ echo "$out" | grep -q "^ERROR:  55P03: canceling statement due to lock timeout$"
 	echo "$out" | grep -q "^migration 1 (1_alter_rail_out.up.sql), line 2$" &&
 	[ "$(echo "$out" | grep -c "waited 0.1s for a lock; retrying in")" = 2 ]
 rc=$?
-tap $rc "rail: CALL migrate_run that exhausts 2 retries fails with 55P03 naming the file and line"
-[ $rc = 0 ] || echo "$out" | sed 's/^/#   /'
+tap_show $rc "rail: CALL migrate_run that exhausts 2 retries fails with 55P03 naming the file and line" "$out"
 echo "$out" | grep -q "^HINT:  .*lock_timeout and lock_retries" &&
 	echo "$out" | grep -q "^DETAIL:  The migration was tried 3 times"
 tap $? "rail: the error says how often it was tried and names the options"
@@ -750,7 +746,7 @@ newdb biglocks
 out=$(psql -X -q -At -v VERBOSITY=verbose -d biglocks -c "SELECT migrate_apply('$BIG')" 2>&1)
 echo "$out" | grep -q "ERROR:  53200:" && echo "$out" | grep -q "HINT:  .*CALL migrate_run"
 tap $? "function: 2,000 migrations overflow the lock table with a hint naming migrate_run"
-echo "$out" | grep -q "^HINT" || echo "$out" | sed 's/^/#   /' | head -8
+echo "$out" | grep -q "^HINT" || echo "$out" | diag | head -8
 out=$(qn biglocks -c "CALL migrate_run('$BIG')" 2>&1)
 [ "$(echo "$out" | last)" = "NOTICE:  applied 2000 migrations" ]
 tap $? "procedure: the same 2,000 migrations apply, committing one by one"
@@ -834,7 +830,7 @@ if as_owner "$PGBIN/pg_basebackup" -h "$PGHOST" -p "$PGPORT" -U "$PGUSER" -D "$S
 	tap $? "standby: migrate_status reads the replicated history"
 	as_owner "$PGBIN/pg_ctl" -D "$STANDBY/data" -m immediate -w stop >/dev/null 2>&1
 else
-	sed 's/^/#   /' "$PG_TMP/log/basebackup.log" "$PG_TMP/log/standby.log" 2>/dev/null | tail -5
+	diag "$PG_TMP/log/basebackup.log" "$PG_TMP/log/standby.log" 2>/dev/null | tail -5
 	tap 1 "standby: a streaming standby starts"
 fi
 
