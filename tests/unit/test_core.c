@@ -832,9 +832,6 @@ plain_alloc(size_t n)
 	return malloc(n);
 }
 
-/* The checksum cache: a warm no-op opens no file, and an edit that keeps
- * the size is still caught; files changed just before reading are not
- * trusted. */
 /* Identities are stored in histories: the format must not drift. */
 static void
 test_file_id_format(void)
@@ -864,6 +861,9 @@ test_file_id_format(void)
 		  "file identity of a usual file: %s", id);
 }
 
+/* The checksum cache: a warm no-op opens no file, and an edit that keeps
+ * the size is still caught; files changed just before reading are not
+ * trusted. */
 static void
 test_cache(void)
 {
