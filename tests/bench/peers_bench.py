@@ -557,10 +557,11 @@ def table():
                 run_t = med(engine, n, "ours_run", op)
                 run_beaten = None
                 if run_t is not None:
-                    run_beaten = [p for p in peers
-                                  if None not in paired(engine, n, "ours_run", p, op)
-                                  and paired(engine, n, "ours_run", p, op)[1] <=
-                                  paired(engine, n, "ours_run", p, op)[0]]
+                    run_beaten = []
+                    for p in peers:
+                        o, t = paired(engine, n, "ours_run", p, op)
+                        if o is not None and t is not None and t <= o:
+                            run_beaten.append(p)
                     v += "; migrate_run: " + ("no (" + ", ".join(run_beaten) + ")" if run_beaten
                                               else "yes")
                 row.append(v)
