@@ -235,6 +235,12 @@ static void release_outside(sq_ctx *c);
 static int	outside_running(sq_ctx *c, char *who, size_t size);
 static void finalize_undo(sq_ctx *c);
 
+/* Room for the lock file's path ("{db}-migrate-lock") and for the text its
+ * holder writes in it (which migration runs), read back by callers that
+ * wait. */
+#define LOCK_PATH_MAX (4096 + sizeof("-migrate-lock"))
+#define LOCK_WHO_MAX 160
+
 static double
 now_ms(void)
 {
@@ -317,7 +323,7 @@ sq_lock(void *ctx, const mig_lock_opts *o, mig_err *err)
 				running,
 				rc;
 	double		deadline;
-	char		who[160] = "";
+	char		who[LOCK_WHO_MAX] = "";
 
 	if (check_caller(c, err) != MIG_OK)
 		return MIG_ERROR;
@@ -848,7 +854,7 @@ lock_file_path(sq_ctx *c, char *path, size_t size)
 static int
 outside_running(sq_ctx *c, char *who, size_t size)
 {
-	char		path[4096 + sizeof("-migrate-lock")];
+	char		path[LOCK_PATH_MAX];
 	int			fd,
 				held;
 	ssize_t		n;
@@ -875,8 +881,8 @@ outside_running(sq_ctx *c, char *who, size_t size)
 static int
 take_outside_lock(sq_ctx *c, const mig_script *s, mig_err *err)
 {
-	char		path[4096 + sizeof("-migrate-lock")],
-				who[160];
+	char		path[LOCK_PATH_MAX],
+				who[LOCK_WHO_MAX];
 	int			fd,
 				rc = lock_file_path(c, path, sizeof(path));
 
