@@ -116,6 +116,9 @@ typedef struct mig_record {
 								 * it changed too recently to be trusted */
 } mig_record;
 
+/* Longest folder digest (mig_host.verified_get), with its NUL. */
+#define MIG_DIGEST_MAX 64
+
 /* Longest mig_record.file_id, with its NUL. */
 #define MIG_FILE_ID_MAX 112
 
@@ -308,6 +311,21 @@ typedef struct mig_host {
 	/* Optional: a cache that lets a no-op call check applied files with one
 	 * lstat each instead of reading them; NULL for none. */
 	mig_cache  *cache;
+
+	/*
+	 * Optional (both or neither): the no-op shortcut (mig_noop.c), which
+	 * lets a call that finds every migration applied skip reading the
+	 * history.  verified_get, called under the lock before the history is
+	 * read, copies into out[MIG_DIGEST_MAX] the folder digest verified_put
+	 * stored last, or "" when there is none -- or when the history has
+	 * changed in any way since: the host must notice every change to it,
+	 * by this core or by hand, committed in any session.  verified_put
+	 * stores the digest of a folder that this call found fully applied,
+	 * against the history as it was at verified_get; a host that cannot
+	 * write here (a read-only role) does nothing.
+	 */
+	int			(*verified_get) (void *ctx, char *out, mig_err *err);
+	int			(*verified_put) (void *ctx, const char *digest, mig_err *err);
 
 	/* Set when history_add stores mig_record.file_id and history_load
 	 * gives it back: a first call on a new connection then checks an

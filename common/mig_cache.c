@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "mig_int.h"
 
@@ -83,29 +84,69 @@ mig_file_id_of(const mig_text *t, char *out)
 	return 1;
 }
 
+int64_t
+mig_wall_ns(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	return ns(now);
+}
+
+/* lstat of dir/file, relative to dirfd when it is not -1; 0 unless it is
+ * a regular file the host would read. */
+static int
+look(const mig_host *h, int dirfd, const char *dir, const char *file,
+	 struct stat *st)
+{
+	char		path[MIG_PATH_MAX];
+	int			looked;
+
+	/* relative to the open folder the kernel looks up one name, not every
+	 * component of the path again */
+	if (dirfd >= 0)
+		looked = fstatat(dirfd, file, st, AT_SYMLINK_NOFOLLOW) == 0;
+	else
+		looked = mig_join(path, dir, file) &&
+			fstatat(AT_FDCWD, path, st, AT_SYMLINK_NOFOLLOW) == 0;
+	return looked && S_ISREG(st->st_mode) &&
+		!(h->refuse_writable && (st->st_mode & (S_IWGRP | S_IWOTH)));
+}
+
 int
 mig_file_id_now(const mig_host *h, int dirfd, const char *dir, const char *file,
 				char *out)
 {
-	char		path[MIG_PATH_MAX];
 	struct stat st;
-	int			looked;
 
 	out[0] = '\0';
-	/* relative to the open folder the kernel looks up one name, not every
-	 * component of the path again */
-	if (dirfd >= 0)
-		looked = fstatat(dirfd, file, &st, AT_SYMLINK_NOFOLLOW) == 0;
-	else
-		looked = mig_join(path, dir, file) &&
-			fstatat(AT_FDCWD, path, &st, AT_SYMLINK_NOFOLLOW) == 0;
-	if (!looked ||
-		!S_ISREG(st.st_mode) ||
-		(h->refuse_writable && (st.st_mode & (S_IWGRP | S_IWOTH))))
+	if (!look(h, dirfd, dir, file, &st))
 		return 0;
 	format_id(out, (uint64_t) st.st_dev, (uint64_t) st.st_ino, (int64_t) st.st_size,
 			  ns(st.st_mtim), ns(st.st_ctim));
 	return 1;
+}
+
+int
+mig_file_id_settled(const mig_host *h, int dirfd, const char *dir, const char *file,
+					int64_t now_ns, char *out)
+{
+	struct stat st;
+
+	out[0] = '\0';
+	if (!look(h, dirfd, dir, file, &st) || ns(st.st_ctim) >= now_ns - RACY_NS)
+		return 0;
+	format_id(out, (uint64_t) st.st_dev, (uint64_t) st.st_ino, (int64_t) st.st_size,
+			  ns(st.st_mtim), ns(st.st_ctim));
+	return 1;
+}
+
+uint64_t
+mig_fnv1a(uint64_t h, const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (unsigned char) p[i]) * 1099511628211ULL;
+	return h;
 }
 
 /* ---- the per-connection cache ---- */
@@ -151,13 +192,10 @@ mig_cache_destroy(mig_cache *c)
 static uint64_t
 path_key(const char *dir, const char *file)
 {
-	uint64_t	h = 1469598103934665603ULL;
+	uint64_t	h = mig_fnv1a(MIG_FNV_BASIS, dir, strlen(dir));
 
-	for (const char *p = dir; *p; p++)
-		h = (h ^ (unsigned char) *p) * 1099511628211ULL;
-	h = (h ^ '/') * 1099511628211ULL;
-	for (const char *p = file; *p; p++)
-		h = (h ^ (unsigned char) *p) * 1099511628211ULL;
+	h = mig_fnv1a(h, "/", 1);
+	h = mig_fnv1a(h, file, strlen(file));
 	return h ? h : 1;
 }
 

@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -655,12 +654,10 @@ mig_text_read(const mig_host *h, const char *dir, const char *file,
 	struct stat st;
 	int			fd,
 				rc = MIG_OK;
-	struct timespec now;
 
 	t->buf = NULL;
 	t->len = 0;
-	clock_gettime(CLOCK_REALTIME, &now);
-	t->read_ns = (int64_t) now.tv_sec * 1000000000LL + now.tv_nsec;
+	t->read_ns = mig_wall_ns();
 	if (!mig_join(path, dir, file))
 		return too_long(err, dir, file);
 	fd = h->open_file(h->ctx, path, err);

@@ -10,6 +10,7 @@
  *   mig_files.c   folder discovery, safe file reading, content checks,
  *                 checksums
  *   mig_cache.c   file identity; checksums of files already read, across calls
+ *   mig_noop.c    the no-op shortcut: a folder found fully applied, digested
  *   mig_plan.c    history against folder: applied, pending, changed...
  *   mig_options.c the options text of migrate_apply
  *   mig_run.c     the apply / rollback / status drivers
@@ -195,6 +196,16 @@ int			mig_file_id_of(const mig_text *t, char *out);
  * would read (or cannot be looked at). */
 int			mig_file_id_now(const mig_host *h, int dirfd, const char *dir,
 							const char *file, char *out);
+/* mig_file_id_now, and 0 as well when the file changed less than 200 ms
+ * before now_ns (mig_wall_ns), too recently for its identity to vouch for
+ * its bytes later (as in mig_file_id_of). */
+int			mig_file_id_settled(const mig_host *h, int dirfd, const char *dir,
+								const char *file, int64_t now_ns, char *out);
+/* The wall clock, in nanoseconds since the epoch. */
+int64_t		mig_wall_ns(void);
+/* FNV-1a (64-bit) of p[0..n), continuing from h (MIG_FNV_BASIS to start). */
+#define MIG_FNV_BASIS 1469598103934665603ULL
+uint64_t	mig_fnv1a(uint64_t h, const char *p, size_t n);
 /* 1 and the checksums when the cache holds dir/file with identity id. */
 int			mig_cache_get(mig_cache *c, const char *dir, const char *file,
 						  const char *id, char checksum[16], char norm[16]);
@@ -307,6 +318,23 @@ void		mig_entry_error(const mig_plan *p, const mig_entry *e, mig_err *err);
 /* Fails when the plan has changed, missing or out-of-order migrations
  * (the last two unless the options accept them). */
 int			mig_plan_check(const mig_plan *p, const mig_options *o, mig_err *err);
+
+/* ---- the no-op shortcut (mig_noop.c) ---- */
+typedef struct mig_noop {
+	char		digest[MIG_DIGEST_MAX];	/* the folder's, or "" */
+	uint64_t	names;			/* hash of its migrations' names alone */
+	int			known;			/* digest is the one stored: nothing to do */
+} mig_noop;
+
+/* Under the lock, before the history is read: the folder's digest and
+ * whether it is the one the host stored (all zero when the host keeps
+ * none). */
+int			mig_noop_check(const mig_host *h, const char *dir, mig_noop *n,
+						   mig_err *err);
+/* After planning: has the host store n's digest when plan p found every
+ * migration of that same folder applied and unchanged. */
+int			mig_noop_remember(const mig_host *h, const mig_plan *p,
+							  const mig_noop *n, mig_err *err);
 
 /* ---- drivers (mig_run.c) ---- */
 /* 1 when path names a folder; 0 with err filled otherwise. */

@@ -382,6 +382,7 @@ mig_apply_with(const mig_host *h, const char *path, const char *options,
 	mig_plan	p;
 	mig_arena	a;
 	mig_options o;
+	mig_noop	noop;
 	int			rc;
 	size_t		i;
 
@@ -400,7 +401,16 @@ mig_apply_with(const mig_host *h, const char *path, const char *options,
 		mig_arena_free(&a);
 		return rc == MIG_BUSY ? MIG_OK : rc;
 	}
+	if ((rc = mig_noop_check(h, path, &noop, err)) != MIG_OK || noop.known)
+	{
+		mig_arena_free(&a);
+		if (rc != MIG_OK)
+			failed(err, rc);
+		return mig_finish(h, rc, err);
+	}
 	rc = mig_prepare(h, path, &o, &p, err);
+	if (rc == MIG_OK)
+		rc = mig_noop_remember(h, &p, &noop, err);
 	/* in version order: repeatables come last, as Flyway runs them */
 	for (i = 0; rc == MIG_OK && i < p.entries.n; i++)
 	{

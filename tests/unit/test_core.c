@@ -77,6 +77,15 @@ typedef struct fake {
 	/* a snapshot of rows taken at lock, restored on rollback */
 	frow		saved[2100];
 	int			saved_n;
+	/* the no-op shortcut: the stored digest, the count of history changes
+	 * it was stored at and the count now (a test editing rows by hand
+	 * counts it, as PostgreSQL's trigger does) */
+	char		verified[MIG_DIGEST_MAX];
+	long		verified_gen,
+				gen,
+				gen_seen;
+	int			loads,			/* history_load calls */
+				puts;			/* verified_put calls */
 } fake;
 
 static char *
@@ -233,6 +242,7 @@ f_load(void *ctx, mig_row_cb cb, void *arg, mig_err *err)
 	fake	   *f = ctx;
 
 	(void) err;
+	f->loads++;
 	for (int i = f->n - 1; i >= 0; i--)	/* any order: give it backwards */
 	{
 		mig_hist_row r = {f->rows[i].version, f->rows[i].name, f->rows[i].file,
@@ -253,6 +263,7 @@ f_add(void *ctx, const mig_record *r, mig_err *err)
 	frow	   *w = &f->rows[f->n++];
 
 	(void) err;
+	f->gen++;
 	w->version = strdup(r->version);
 	w->name = strdup(r->name);
 	w->file = strdup(r->up_file);
@@ -270,6 +281,7 @@ f_remove(void *ctx, const char *version, mig_err *err)
 	fake	   *f = ctx;
 
 	(void) err;
+	f->gen++;
 	for (int i = 0; i < f->n; i++)
 		if (strcmp(f->rows[i].version, version) == 0)
 		{
@@ -341,6 +353,7 @@ f_repair(void *ctx, const mig_repair_row *r, mig_err *err)
 	fake	   *f = ctx;
 
 	(void) err;
+	f->gen++;
 	for (int i = 0; i < f->n; i++)
 		if (strcmp(f->rows[i].version, r->version) == 0)
 		{
@@ -378,6 +391,30 @@ f_notice(void *ctx, const char *message, const char *detail)
 	(void) detail;
 	f->notices++;
 	snprintf(f->notice, sizeof(f->notice), "%s", message);
+}
+
+/* The digest stored, while the history is as it was then. */
+static int
+f_verified_get(void *ctx, char *out, mig_err *err)
+{
+	fake	   *f = ctx;
+
+	(void) err;
+	f->gen_seen = f->gen;
+	strcpy(out, f->verified_gen == f->gen ? f->verified : "");
+	return MIG_OK;
+}
+
+static int
+f_verified_put(void *ctx, const char *digest, mig_err *err)
+{
+	fake	   *f = ctx;
+
+	(void) err;
+	f->puts++;
+	snprintf(f->verified, sizeof(f->verified), "%s", digest);
+	f->verified_gen = f->gen_seen;
+	return MIG_OK;
 }
 
 static void
@@ -926,6 +963,89 @@ test_cache(void)
 	host_done(&f);
 }
 
+/* The no-op shortcut: a call that finds the folder as the last one that
+ * found everything applied, and the history unchanged, reads no history;
+ * any change to a file, the folder or the history turns it off. */
+static void
+test_noop_shortcut(void)
+{
+	mig_host	h;
+	fake		f;
+	int64_t		n;
+	int			rc,
+				loads;
+
+	fresh();
+	PUT("1_a.up.sql", "AAAA");
+	PUT("2_b.up.sql", "BBBB");
+	host_init(&h, &f);
+	h.verified_get = f_verified_get;
+	h.verified_put = f_verified_put;
+	rc = apply(&h, &n);
+	CHECK(rc == MIG_OK && n == 2 && f.puts == 0, "an apply stores no digest");
+	rc = apply(&h, &n);
+	CHECK(rc == MIG_OK && n == 0 && f.puts == 0,
+		  "files changed moments ago give the folder no digest");
+	usleep(300 * 1000);
+	rc = apply(&h, &n);
+	CHECK(rc == MIG_OK && n == 0 && f.puts == 1 && strncmp(f.verified, "1:2:", 4) == 0,
+		  "a no-op stores the digest: %s", f.verified);
+	loads = f.loads;
+	rc = apply(&h, &n);
+	CHECK(rc == MIG_OK && n == 0 && f.loads == loads && f.commits == 4,
+		  "the next no-op reads no history, and commits");
+	rc = apply(&h, &n);
+	CHECK(rc == MIG_OK && n == 0 && f.loads == loads && f.puts == 1,
+		  "nor the one after it, which stores nothing");
+
+	/* a history row deleted by hand: applied again */
+	CHECK(f.n == 2 && strcmp(f.rows[1].version, "2") == 0, "two rows, 2 the last");
+	free_rows(&f.rows[1], 1);
+	f.n--;
+	f.gen++;
+	f.log[0] = '\0';
+	rc = apply(&h, &n);
+	CHECK(rc == MIG_OK && n == 1 && f.loads == loads + 1 && strcmp(f.log, "2:up|") == 0,
+		  "after a hand edit of the history the call reads it: %s", f.log);
+	rc = apply(&h, &n);
+	CHECK(rc == MIG_OK && n == 0 && f.puts == 2, "and the no-op after stores anew");
+
+	/* an applied file edited (a while ago, so that its identity counts): caught */
+	loads = f.loads;
+	PUT("2_b.up.sql", "BBBX");
+	usleep(300 * 1000);
+	rc = apply(&h, &n);
+	CHECK(rc == MIG_ERROR && strstr(err.message, "applied migration 2 has changed") &&
+		  f.loads == loads + 1, "an edited file is caught: %s", err.message);
+	PUT("2_b.up.sql", "BBBB");	/* restored: another identity, same bytes */
+	usleep(300 * 1000);
+	rc = apply(&h, &n);
+	CHECK(rc == MIG_OK && n == 0 && f.puts == 3, "restored, it is checked and stored again");
+
+	/* a new file, and a new one that goes before the plan reads the folder */
+	PUT("3_c.up.sql", "CCCC");
+	rc = apply(&h, &n);
+	CHECK(rc == MIG_OK && n == 1, "a new file is applied");
+	loads = f.loads;
+	usleep(300 * 1000);
+	rc = apply(&h, &n);
+	CHECK(rc == MIG_OK && n == 0 && f.puts == 4 && f.loads == loads + 1, "and the folder stored");
+	unlink(mkpath("3_c.up.sql"));
+	rc = apply(&h, &n);
+	CHECK(rc == MIG_ERROR && strstr(err.message, "applied migration 3 (3_c.up.sql) is missing"),
+		  "a file gone is missed: %s", err.message);
+
+	/* a digest that the history changed under is not used */
+	PUT("3_c.up.sql", "CCCC");
+	usleep(300 * 1000);
+	rc = apply(&h, &n);
+	loads = f.loads;
+	f.gen++;
+	rc = apply(&h, &n);
+	CHECK(rc == MIG_OK && n == 0 && f.loads == loads + 1, "a history change alone turns it off");
+	host_done(&f);
+}
+
 static int
 count_problem(void *arg, const mig_problem *p)
 {
@@ -1082,6 +1202,7 @@ main(void)
 	test_oom_sweep();
 	test_memory_bound();
 	test_cache();
+	test_noop_shortcut();
 	test_ops();
 	fresh();
 	rmdir(dir);
