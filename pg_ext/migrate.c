@@ -28,6 +28,8 @@
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "catalog/pg_authid.h"
+#include "commands/sequence.h"
+#include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -36,6 +38,8 @@
 #include "utils/acl.h"
 #include "utils/backend_status.h"
 #include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 
@@ -676,4 +680,31 @@ migrate_lock_holder(PG_FUNCTION_ARGS)
 	if (SPI_finish() != SPI_OK_FINISH)
 		elog(ERROR, "SPI_finish failed");
 	return (Datum) 0;
+}
+
+/*
+ * migrate_history_changed() RETURNS trigger: before any statement writes
+ * to migrate_history, takes the migration lock (a hand edit waits for a
+ * running migrate_apply, and makes one wait until it commits) and counts
+ * the change in migrate_history_gen, whose value every session sees at
+ * once: a no-op shortcut stored before it is never used after it
+ * (pg_host.c, pg_verified_get).  Needs no privilege on the sequence of
+ * whoever edits the history.
+ */
+PG_FUNCTION_INFO_V1(migrate_history_changed);
+Datum
+migrate_history_changed(PG_FUNCTION_ARGS)
+{
+	Oid			seq;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("migrate_history_changed must be called as a trigger")));
+	DirectFunctionCall1(pg_advisory_xact_lock_int8, Int64GetDatum(MIGRATE_LOCK_KEY));
+	seq = get_relname_relid("migrate_history_gen",
+							get_func_namespace(fcinfo->flinfo->fn_oid));
+	if (OidIsValid(seq))
+		(void) nextval_internal(seq, false);
+	return PointerGetDatum(NULL);
 }

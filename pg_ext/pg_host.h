@@ -22,7 +22,8 @@
 /*
  * Key of the advisory lock every caller takes before reading the history
  * ("migrate" in ASCII).  Advisory lock tags include the database, so one key
- * serves every database of the cluster.
+ * serves every database of the cluster.  The history's trigger takes it
+ * too (migrate_history_changed in migrate.c).
  */
 #define MIGRATE_LOCK_KEY	INT64CONST(0x006d696772617465)
 
@@ -38,6 +39,13 @@ typedef struct MigPg
 	char	   *history;		/* quoted, schema-qualified history table */
 	char	   *repairs;		/* the same of migrate_repairs */
 	char	   *progress;		/* the same of migrate_progress */
+	char	   *verified;		/* the same of migrate_verified */
+	Oid			history_oid;	/* for the no-op shortcut (verified_get): */
+	Oid			verified_oid;	/* migrate_verified (InvalidOid before 0.2) */
+	Oid			gen_oid;		/* migrate_history_gen */
+	int64		gen_seen;		/* history changes counted at verified_get */
+	TransactionId trigger_xmin; /* and the state of the trigger counting */
+	bool		may_verify;		/* verified_put may store a digest */
 	char	   *outside_version;	/* version whose statements just ran
 									 * outside a transaction (its progress
 									 * row goes with history_add), or NULL */

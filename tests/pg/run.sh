@@ -851,13 +851,105 @@ out=$(psql -X -q -At -v VERBOSITY=verbose -d latin1 -c "SELECT migrate_apply('$F
 echo "$out" | grep -q "ERROR:  22012:" && echo "$out" | grep -q "migration 2 (2_f.up.sql), line 3"
 tap $? "latin1: after conversion the failing line is still line 3"
 
+# ---- the no-op shortcut ----
+section "the no-op shortcut"
+# noop_call DB FOLDER: "applied scans": what migrate_apply returned and how
+# often its transaction scanned migrate_history.
+noop_call() {
+	q "$1" -c "BEGIN" -c "SELECT migrate_apply('$2')" \
+		-c "SELECT seq_scan + coalesce(idx_scan, 0) FROM pg_stat_xact_user_tables
+			 WHERE relname = 'migrate_history'" -c "COMMIT" 2>&1 | tr '\n' ' ' | sed 's/ $//'
+}
+# is_call NAME DB FOLDER EXPECTED: noop_call must print EXPECTED.
+is_call() {
+	local out
+	out=$(noop_call "$2" "$3")
+	[ "$out" = "$4" ]
+	tap_show $? "$1" "got: $out"
+}
+NOOP=$PG_TMP/noop			# a folder these tests change
+mkdir -p "$NOOP" && cp -p "$FX"/basic/* "$NOOP/"
+newdb noop
+q noop -c "SELECT migrate_apply('$NOOP')" >/dev/null
+sleep 0.3	# files changed in the last 200 ms give a folder no digest
+is_call "noop: a first no-op reads the history (one scan)" noop "$NOOP" "0 1"
+check "noop: and stores the folder's digest with the count of history changes" noop \
+	"SELECT count(*) = 1 AND bool_and(digest ~ '^1:3:' AND history_gen = pg_sequence_last_value('migrate_history_gen'))
+	   FROM migrate_verified"
+is_call "noop: the next no-op, on a new connection, returns 0 without reading the history" \
+	noop "$NOOP" "0 0"
+q noop -c "DELETE FROM t1 WHERE id = 3" -c "DELETE FROM migrate_history WHERE version = '3'"
+is_call "noop: a history row deleted by hand is seen: its migration applies again" \
+	noop "$NOOP" "1 1"
+check "noop: and ran (t1 has row 3 again)" noop "SELECT count(*) = 1 FROM t1 WHERE id = 3"
+q noop -c "UPDATE migrate_history SET execution_ms = 0 WHERE version = '1'"
+is_call "noop: any write to the history turns the shortcut off..." noop "$NOOP" "0 1"
+is_call "noop: ...until a call has checked in full" noop "$NOOP" "0 0"
+touch "$NOOP/2_create_t2.up.sql"
+sleep 0.3
+is_call "noop: a file touched (another identity, same bytes) is checked in full" noop "$NOOP" "0 1"
+is_call "noop: and then trusted again" noop "$NOOP" "0 0"
+cp -p "$NOOP/2_create_t2.up.sql" "$PG_TMP/noop_2.sql"
+printf -- '-- edited\n' >>"$NOOP/2_create_t2.up.sql"
+sleep 0.3
+fails_with "noop: an applied file edited after the digest was stored is caught (55000)" noop 55000 \
+	"SELECT migrate_apply('$NOOP')"
+cp "$PG_TMP/noop_2.sql" "$NOOP/2_create_t2.up.sql"
+printf 'CREATE TABLE t4 (id int);\n' >"$NOOP/4_more.up.sql"
+is_call "noop: a new file is applied" noop "$NOOP" "1 1"
+sleep 0.3
+noop_call noop "$NOOP" >/dev/null	# stores the folder with t4
+q noop -c "ALTER TABLE migrate_history DISABLE TRIGGER migrate_history_changed" \
+	-c "DELETE FROM migrate_history WHERE version = '4'" -c "DROP TABLE t4"
+is_call "noop: with the history's trigger disabled, a call reads the history" noop "$NOOP" "1 1"
+q noop -c "DELETE FROM migrate_history WHERE version = '4'" -c "DROP TABLE t4" \
+	-c "ALTER TABLE migrate_history ENABLE ALWAYS TRIGGER migrate_history_changed"
+is_call "noop: an edit made while it was disabled is seen after it is enabled again" \
+	noop "$NOOP" "1 1"
+noop_call noop "$NOOP" >/dev/null
+is_call "noop: and then the shortcut is back" noop "$NOOP" "0 0"
+# a hand edit waits for a migrate_apply in progress: the trigger takes the lock
+q noop -c "BEGIN" -c "SELECT migrate_apply('$NOOP')" -c "SELECT pg_sleep(3)" -c "COMMIT" >/dev/null 2>&1 &
+noop_holder=$!
+for _ in $(seq 100); do
+	[ "$(q noop -c "SELECT count(*) FROM migrate_lock_holder()")" = 1 ] && break
+	sleep 0.1
+done
+fails_with "noop: a hand edit of the history waits for the migration lock (55P03 past lock_timeout)" \
+	noop 55P03 "SET lock_timeout = '300ms';
+UPDATE migrate_history SET execution_ms = 1 WHERE version = '1';"
+wait $noop_holder
+q noop -c "TRUNCATE migrate_history"
+fails_with "noop: after TRUNCATE of the history everything is pending again (t1 exists: 42P07)" \
+	noop 42P07 "SELECT migrate_apply('$NOOP')"
+# a role that may run migrations but not write migrate_verified: no shortcut, no error
+q noop -c "CREATE ROLE noop_runner" -c "GRANT pg_read_server_files TO noop_runner"
+newdb noop_ro
+q noop_ro -c "SELECT migrate_apply('$FX/basic')" -c "GRANT USAGE ON SCHEMA public TO noop_runner" \
+	-c "GRANT EXECUTE ON FUNCTION migrate_apply(text) TO noop_runner" \
+	-c "GRANT SELECT ON migrate_history TO noop_runner" >/dev/null
+check "noop: a role without rights on migrate_verified gets no-ops all the same" noop_ro \
+	"SET ROLE noop_runner; SELECT migrate_apply('$FX/basic') = 0 AND migrate_apply('$FX/basic') = 0"
+check "noop: and stored nothing" noop_ro "SELECT count(*) = 0 FROM migrate_verified"
+
 # ---- versions ----
 section "versions"
-check "extension: installed version 0.1" proc \
-	"SELECT extversion = '0.1' FROM pg_extension WHERE extname = 'migrate'"
+check "extension: installed version 0.2" proc \
+	"SELECT extversion = '0.2' FROM pg_extension WHERE extname = 'migrate'"
 out=$(qn proc -c "ALTER EXTENSION migrate UPDATE" 2>&1)
-echo "$out" | grep -q 'version "0.1" of extension "migrate" is already installed'
-tap $? "extension: ALTER EXTENSION migrate UPDATE says 0.1 is already installed"
+echo "$out" | grep -q 'version "0.2" of extension "migrate" is already installed'
+tap $? "extension: ALTER EXTENSION migrate UPDATE says 0.2 is already installed"
+psql -X -q -d postgres -c "CREATE DATABASE v01"
+q v01 -c "CREATE EXTENSION migrate VERSION '0.1'"
+check "extension: 0.1 installs, without the shortcut's objects" v01 \
+	"SELECT to_regclass('migrate_verified') IS NULL AND extversion = '0.1' FROM pg_extension WHERE extname = 'migrate'"
+is_call "extension: this build applies on a 0.1 schema" v01 "$FX/basic" "3 1"
+is_call "extension: and its no-ops read the history" v01 "$FX/basic" "0 1"
+q v01 -c "ALTER EXTENSION migrate UPDATE TO '0.2'"
+check "extension: ALTER EXTENSION migrate UPDATE brings 0.1 to 0.2" v01 \
+	"SELECT to_regclass('migrate_verified') IS NOT NULL AND extversion = '0.2' FROM pg_extension WHERE extname = 'migrate'"
+noop_call v01 "$FX/basic" >/dev/null
+is_call "extension: after the update the shortcut works" v01 "$FX/basic" "0 0"
 
 # ---- pg_dump / pg_restore ----
 section "pg_dump / pg_restore"

@@ -2,7 +2,7 @@
 -- migrate_down from the stored scripts, and the extension's own objects.
 -- Fixtures: tests/pg/run.sh writes them under migrate_test.dir.
 BEGIN;
-SELECT plan(33);
+SELECT plan(37);
 
 CREATE FUNCTION pg_temp.fx(folder text) RETURNS text LANGUAGE sql
 AS $$ SELECT pg_catalog.current_setting('migrate_test.dir') || '/' || folder $$;
@@ -23,8 +23,17 @@ SELECT is((SELECT count(*)::int FROM pg_proc p JOIN pg_depend d ON d.objid = p.o
            WHERE e.extname = 'migrate'
              AND has_function_privilege('public', p.oid, 'EXECUTE')), 0,
           'no function executable by PUBLIC');
-SELECT is((SELECT trusted FROM pg_available_extension_versions
-            WHERE name = 'migrate' AND version = '0.1'), false, 'the extension is not trusted');
+SELECT is((SELECT array_agg(DISTINCT trusted) FROM pg_available_extension_versions
+            WHERE name = 'migrate'), '{f}', 'the extension is not trusted, in any version');
+-- the no-op shortcut (0.2)
+SELECT has_table('migrate_verified', 'migrate_verified exists');
+SELECT has_sequence('migrate_history_gen', 'migrate_history_gen exists');
+SELECT is((SELECT tgenabled::text || (tgtype & 2 > 0)::text FROM pg_trigger
+            WHERE tgrelid = 'migrate_history'::regclass AND tgname = 'migrate_history_changed'),
+          'Atrue', 'the history''s trigger fires ALWAYS, BEFORE each statement');
+SELECT ok(NOT has_table_privilege('public', 'migrate_verified', 'SELECT')
+          AND NOT has_sequence_privilege('public', 'migrate_history_gen', 'USAGE'),
+          'PUBLIC cannot read migrate_verified or use migrate_history_gen');
 SELECT ok((SELECT 'migrate_history'::regclass = ANY (extconfig) FROM pg_extension
             WHERE extname = 'migrate'), 'history registered with pg_extension_config_dump');
 
