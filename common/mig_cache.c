@@ -117,14 +117,7 @@ int
 mig_file_id_now(const mig_host *h, int dirfd, const char *dir, const char *file,
 				char *out)
 {
-	struct stat st;
-
-	out[0] = '\0';
-	if (!look(h, dirfd, dir, file, &st))
-		return 0;
-	format_id(out, (uint64_t) st.st_dev, (uint64_t) st.st_ino, (int64_t) st.st_size,
-			  ns(st.st_mtim), ns(st.st_ctim));
-	return 1;
+	return mig_file_id_settled(h, dirfd, dir, file, INT64_MAX, out);
 }
 
 int
