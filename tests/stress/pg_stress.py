@@ -295,7 +295,8 @@ TEMPLATE = "pgstress_template"
 # their columns, the rows of tables and views (count and md5), functions,
 # triggers, and the history without times, ranks and file identities (a
 # killed call may leave the rank sequence advanced).  Sequences' values are
-# left out for the same reason.
+# left out for the same reason, and so are the rows of migrate_verified,
+# which any call that finds nothing to do may write (the no-op shortcut).
 FINGERPRINT = r"""
 CREATE SCHEMA pgstress;
 CREATE FUNCTION pgstress.fingerprint() RETURNS text LANGUAGE plpgsql AS $f$
@@ -311,7 +312,7 @@ BEGIN
       SELECT string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
                         || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END, ', ' ORDER BY a.attnum)
         FROM pg_attribute a WHERE a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped), '') || ')';
-    IF r.relkind IN ('r', 'v', 'm') AND r.relname <> 'migrate_history' THEN
+    IF r.relkind IN ('r', 'v', 'm') AND r.relname NOT IN ('migrate_history', 'migrate_verified') THEN
       EXECUTE format('SELECT count(*) || '' rows '' || coalesce(sum(hashtext(t::text)::numeric), 0) FROM public.%I t', r.relname) INTO n;
       out := out || ' ' || n;
     END IF;
