@@ -2,8 +2,8 @@
  * mig_noop.c -- the no-op shortcut.
  *
  * Most calls find nothing to do.  With thousands of migrations, a first
- * call on a connection spends a third of its own time reading the history
- * back and holding it against the folder, to learn just that.  So when a
+ * call on a PostgreSQL connection spent a quarter of its time reading the
+ * history back and holding it against the folder, to learn just that.  So when a
  * call finds every migration applied and unchanged, the host stores a
  * digest of the folder: each migration's version, file names and up file
  * identity (device, inode, size, mtime, ctime: mig_cache.c).  A later call
