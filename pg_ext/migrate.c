@@ -688,7 +688,7 @@ migrate_lock_holder(PG_FUNCTION_ARGS)
  * running migrate_apply, and makes one wait until it commits) and counts
  * the change in migrate_history_gen, whose value every session sees at
  * once: a no-op shortcut stored before it is never used after it
- * (pg_host.c, pg_verified_get).  Needs no privilege on the sequence of
+ * (pg_history.c, pg_verified_get).  Needs no privilege on the sequence of
  * whoever edits the history.
  */
 PG_FUNCTION_INFO_V1(migrate_history_changed);

@@ -3,9 +3,9 @@
  *
  * pg_host.c fills a mig_host whose callbacks reach the server: memory from a
  * private memory context, files through fd.c (so that an abort closes them),
- * the history table and the migration scripts through SPI, and the
- * migration lock as an advisory lock.  migrate.c holds the SQL-callable
- * functions and decides the mode:
+ * the migration scripts through SPI, and the migration lock as an advisory
+ * lock; pg_history.c adds the callbacks of the history tables.  migrate.c
+ * holds the SQL-callable functions and decides the mode:
  *
  *   function mode  (SELECT migrate_apply / migrate_down / migrate_status):
  *                  everything runs in the caller's transaction, under a
@@ -79,6 +79,11 @@ typedef struct MigPg
  * must survive the commits) and under the current context otherwise.
  */
 extern MigPg *mig_pg_begin(Oid fn_oid, bool procedure);
+
+/* Fills in mp's history callbacks (pg_history.c): migrate_history, the
+ * off-hours script's parts, another tool's history, and the no-op shortcut
+ * when the extension schema nsp has its tables (0.2). */
+extern void mig_pg_history_host(MigPg *mp, Oid nsp);
 
 /* Releases the session lock if still held and frees everything of the call.
  * Safe on error paths (call it from PG_FINALLY). */
