@@ -23,6 +23,7 @@
 #   PEERS_ENGINES        "sqlite pg" (default), or one of them
 #   PEERS_BUDGET, PEERS_MAX_OP, PEERS_TIMEOUT   see peers_bench.py
 set -euo pipefail
+PG_CONFIG=${PG_CONFIG:-pg_config}
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 
@@ -100,9 +101,9 @@ export PEERS_POSTGRATOR_SQLITE
 export PEERS_EXT=${PEERS_EXT:-$ROOT/build/migrate}
 if [ -z "${PEERS_NO_INSTALL:-}" ]; then
 	make -s all >/dev/null
-	make -s -C pg_ext >/dev/null
-	if [ -w "$(pg_config --pkglibdir)" ]; then
-		make -s -C pg_ext install >/dev/null
+	make -s -C pg_ext PG_CONFIG="$PG_CONFIG" >/dev/null
+	if [ -w "$("$PG_CONFIG" --pkglibdir)" ]; then
+		make -s -C pg_ext PG_CONFIG="$PG_CONFIG" install >/dev/null
 	fi
 fi
 [ -f "$PEERS_EXT.so" ] || { echo "peers: no $PEERS_EXT.so (make)" >&2; exit 1; }
@@ -142,7 +143,7 @@ export PEERS_VERSIONS="dbmate $("$PEERS_DBMATE" --version | awk '{print $NF}') (
  sqitch $sqitch_v (Debian $sqitch_deb),\
  postgrator-cli $(npm_version postgrator-cli) (postgrator $(npm_version postgrator), pg $(npm_version pg),\
  sqlite3 $(npm_version sqlite3 || true)), Node $(node --version),\
- SQLite $(sqlite3 --version | awk '{print $1}'), PostgreSQL $(pg_config --version | awk '{print $2}')\
+ SQLite $(sqlite3 --version | awk '{print $1}'), PostgreSQL $("$PG_CONFIG" --version | awk '{print $2}')\
  (fsync off, full_page_writes off, autovacuum off: the same for every tool)"
 
 /usr/bin/python3 tests/bench/peers_bench.py | tee "$PEERS/last.md"

@@ -27,9 +27,9 @@ RUNS=${2:-5}
 
 trap pg_stop EXIT
 trap 'exit 130' INT TERM
-make -s -C pg_ext >/dev/null
-if [ -w "$(pg_config --pkglibdir)" ]; then
-	make -s -C pg_ext install >/dev/null
+make -s -C pg_ext PG_CONFIG="$PG_CONFIG" >/dev/null
+if [ -w "$("$PG_CONFIG" --pkglibdir)" ]; then
+	make -s -C pg_ext PG_CONFIG="$PG_CONFIG" install >/dev/null
 fi
 # One transaction holds ~5 relation locks per migration: room for N.
 # No autovacuum or checkpoint in the middle of a measurement.
@@ -113,7 +113,7 @@ rfn=$(ratio "$fn" "$ffn"); rpr=$(ratio "$pr" "$fpr")
 
 cat <<EOF
 
-PostgreSQL $(pg_config --version | awk '{print $2}'), $N migrations (CREATE TABLE, 3 INSERTs, CREATE INDEX; with downs), median of $RUNS runs, $(nproc) cores, fsync off
+PostgreSQL $("$PG_CONFIG" --version | awk '{print $2}'), $N migrations (CREATE TABLE, 3 INSERTs, CREATE INDEX; with downs), median of $RUNS runs, $(nproc) cores, fsync off
 
 | case | floor | migrate | ratio | target |
 |---|---|---|---|---|

@@ -13,7 +13,13 @@
 # Unix socket in its own folder only (listen_addresses = ''), so it can
 # neither clash with nor reach another server.
 
-PGBIN=$(pg_config --bindir)
+# PG_CONFIG picks the server (default: pg_config on PATH); a private copy
+# made by tests/pg/devcopy.sh lets several checkouts test at once, each with
+# its own MIGRATE_PG_PORT (default 5499).
+PG_CONFIG=${PG_CONFIG:-pg_config}
+export PG_CONFIG
+PGBIN=$("$PG_CONFIG" --bindir)
+PG_PORT=${MIGRATE_PG_PORT:-5499}
 PG_TMP=
 PG_OWNER=$(id -un)
 PG_STARTED=0
@@ -46,7 +52,7 @@ pg_start() {
 	{
 		echo "listen_addresses = ''"
 		echo "unix_socket_directories = '$PG_TMP/sock'"
-		echo "port = 5499"
+		echo "port = $PG_PORT"
 		echo "max_connections = 80"
 		echo "fsync = off"
 		echo "full_page_writes = off"
@@ -59,7 +65,7 @@ pg_start() {
 		return 1
 	}
 	PG_STARTED=1
-	export PGHOST="$PG_TMP/sock" PGPORT=5499 PGUSER="$PG_OWNER"
+	export PGHOST="$PG_TMP/sock" PGPORT=$PG_PORT PGUSER="$PG_OWNER"
 	export PGDATABASE=postgres
 }
 

@@ -113,13 +113,13 @@ trap 'exit 130' INT TERM
 # ---- build, install, start ----
 section "build, install, start"
 BUILD_LOG=$(mktemp)
-if ! make -s -C pg_ext >"$BUILD_LOG" 2>&1; then
+if ! make -s -C pg_ext PG_CONFIG="$PG_CONFIG" >"$BUILD_LOG" 2>&1; then
 	cat "$BUILD_LOG"
 	tap 1 "pg_ext builds with -Wall -Wextra -Werror"
 	exit 1
 fi
 tap 0 "pg_ext builds with -Wall -Wextra -Werror"
-if ! make -s -C pg_ext install >"$BUILD_LOG" 2>&1; then
+if ! make -s -C pg_ext PG_CONFIG="$PG_CONFIG" install >"$BUILD_LOG" 2>&1; then
 	cat "$BUILD_LOG"
 	tap 1 "pg_ext installs (run as root)"
 	exit 1
@@ -174,7 +174,7 @@ q iso -c "DROP SEQUENCE public.probe" -c "DROP EXTENSION migrate" \
 	-c "ALTER DATABASE iso SET migrate_test.dir = '$FX'"
 ISO_OUT=$PG_TMP/iso
 mkdir -p "$ISO_OUT"
-ISOLATION_REGRESS=$(dirname "$(pg_config --pgxs)")/../test/isolation/pg_isolation_regress
+ISOLATION_REGRESS=$(dirname "$("$PG_CONFIG" --pgxs)")/../test/isolation/pg_isolation_regress
 "$ISOLATION_REGRESS" --use-existing --dbname=iso --inputdir=tests/pg \
 	--outputdir="$ISO_OUT" --host="$PGHOST" --port="$PGPORT" --user="$PGUSER" \
 	apply_race apply_isolation lock_wait down_race >"$ISO_OUT/run.out" 2>&1
@@ -922,23 +922,44 @@ wait $noop_holder
 q noop -c "TRUNCATE migrate_history"
 fails_with "noop: after TRUNCATE of the history everything is pending again (t1 exists: 42P07)" \
 	noop 42P07 "SELECT migrate_apply('$NOOP')"
-# a role that may run migrations but not write migrate_verified: no shortcut, no error
+# a role that may run migrations and has no grant on any of the extension's
+# tables: the functions read and write them as their owner (0.3), so it
+# gets the shortcut too
 q noop -c "CREATE ROLE noop_runner" -c "GRANT pg_read_server_files TO noop_runner"
 newdb noop_ro
 q noop_ro -c "SELECT migrate_apply('$FX/basic')" -c "GRANT USAGE ON SCHEMA public TO noop_runner" \
-	-c "GRANT EXECUTE ON FUNCTION migrate_apply(text) TO noop_runner" \
-	-c "GRANT SELECT ON migrate_history TO noop_runner" >/dev/null
-check "noop: a role without rights on migrate_verified gets no-ops all the same" noop_ro \
+	-c "GRANT EXECUTE ON FUNCTION migrate_apply(text) TO noop_runner" >/dev/null
+check "noop: a role without any grant on the extension's tables gets no-ops" noop_ro \
 	"SET ROLE noop_runner; SELECT migrate_apply('$FX/basic') = 0 AND migrate_apply('$FX/basic') = 0"
-check "noop: and stored nothing" noop_ro "SELECT count(*) = 0 FROM migrate_verified"
+check "noop: and the shortcut's digest was stored for it" noop_ro "SELECT count(*) = 1 FROM migrate_verified"
 
 # ---- versions ----
 section "versions"
-check "extension: installed version 0.2" proc \
-	"SELECT extversion = '0.2' FROM pg_extension WHERE extname = 'migrate'"
+check "extension: installed version 0.3" proc \
+	"SELECT extversion = '0.3' FROM pg_extension WHERE extname = 'migrate'"
 out=$(qn proc -c "ALTER EXTENSION migrate UPDATE" 2>&1)
-echo "$out" | grep -q 'version "0.2" of extension "migrate" is already installed'
-tap $? "extension: ALTER EXTENSION migrate UPDATE says 0.2 is already installed"
+echo "$out" | grep -q 'version "0.3" of extension "migrate" is already installed'
+tap $? "extension: ALTER EXTENSION migrate UPDATE says 0.3 is already installed"
+# 0.2 -> 0.3: a deploy set-up of 0.2 granted INSERT on the history; the
+# update takes such grants back and the guard refuses them from then on
+psql -X -q -d postgres -c "CREATE DATABASE v02" -c "CREATE ROLE v02_deployer"
+q v02 -c "CREATE EXTENSION migrate VERSION '0.2'" -c "SELECT migrate_apply('$FX/basic')" \
+	-c "GRANT SELECT, INSERT, DELETE ON migrate_history TO v02_deployer" >/dev/null
+q v02 -c "ALTER EXTENSION migrate UPDATE"
+check "extension: ALTER EXTENSION migrate UPDATE brings 0.2 to 0.3" v02 \
+	"SELECT extversion = '0.3' FROM pg_extension WHERE extname = 'migrate'"
+check "extension: the update took back the write grants of 0.2, kept SELECT" v02 \
+	"SELECT NOT has_table_privilege('v02_deployer', 'migrate_history', 'INSERT')
+	    AND NOT has_table_privilege('v02_deployer', 'migrate_history', 'DELETE')
+	    AND has_table_privilege('v02_deployer', 'migrate_history', 'SELECT')"
+check "extension: and recorded how each stored down script runs" v02 \
+	"SELECT array_agg(down_mode ORDER BY version) = '{transaction,transaction,noop}'
+	    AND bool_and(down_by = applied_by OR down_sql IS NULL) FROM migrate_history"
+fails_with "extension: a write grant made again is refused by the guard (42501)" v02 42501 \
+	"GRANT INSERT ON migrate_history TO v02_deployer; SET ROLE v02_deployer;
+INSERT INTO migrate_history (version, name, checksum, down_sql, applied_by) VALUES ('99', 'x', 'c', 'SELECT 1', 'v02_deployer');"
+check "extension: this build applies and rolls back on the updated schema" v02 \
+	"SELECT migrate_apply('$FX/basic_plus') = 1 AND migrate_down(1) = 1"
 psql -X -q -d postgres -c "CREATE DATABASE v01"
 q v01 -c "CREATE EXTENSION migrate VERSION '0.1'"
 check "extension: 0.1 installs, without the shortcut's objects" v01 \

@@ -20,7 +20,7 @@ set -u
 cd "$(dirname "$0")/../.."
 . tests/pg/lib.sh
 
-PORT=5496
+PORT=${MIGRATE_PG_STRESS_PORT:-5496}
 
 cleanup() {
 	pg_stop
@@ -30,13 +30,13 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 BUILD_LOG=$(mktemp)
-if ! make -s -C pg_ext >"$BUILD_LOG" 2>&1; then
+if ! make -s -C pg_ext PG_CONFIG="$PG_CONFIG" >"$BUILD_LOG" 2>&1; then
 	cat "$BUILD_LOG"
 	echo "not ok 1 - pg-stress: pg_ext builds with -Wall -Wextra -Werror"
 	exit 1
 fi
-if [ -w "$(pg_config --pkglibdir)" ]; then
-	if ! make -s -C pg_ext install >"$BUILD_LOG" 2>&1; then
+if [ -w "$("$PG_CONFIG" --pkglibdir)" ]; then
+	if ! make -s -C pg_ext PG_CONFIG="$PG_CONFIG" install >"$BUILD_LOG" 2>&1; then
 		cat "$BUILD_LOG"
 		echo "not ok 1 - pg-stress: pg_ext installs"
 		exit 1
