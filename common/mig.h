@@ -73,6 +73,9 @@ typedef struct mig_script {
 									 * transaction (-- +goose NO TRANSACTION,
 									 * ...), or NULL */
 	const char *checksum;		/* of the file, "crc32:xxxxxxxx" */
+	int			first_line;		/* when text is NULL (a down script read
+								 * back from the history): the line of
+								 * sql[0] in file, from 1 (0: 1) */
 } mig_script;
 
 /* One row of the history as the host reads it back (strings are the host's,
@@ -92,6 +95,10 @@ typedef struct mig_hist_row {
 	const char *file_id;		/* identity of the up file when it was read
 								 * (mig_record.file_id); read by the core
 								 * only when host->keeps_file_id */
+	int			down_outside;	/* the down script runs outside a
+								 * transaction (mig_record.down_outside) */
+	int			down_noop;		/* a down script was stored and holds no
+								 * statement: rolling back runs nothing */
 } mig_hist_row;
 
 /* What the host stores for a migration it has just applied. */
@@ -114,7 +121,42 @@ typedef struct mig_record {
 	const char *file_id;		/* identity of the up file as read (device,
 								 * inode, size, mtime, ctime), or NULL when
 								 * it changed too recently to be trusted */
+	int			down_outside;	/* the down script must run outside a
+								 * transaction (marked so, or holding a
+								 * statement that cannot run in one) */
+	int			down_line;		/* line of down_sql[0] in down_file, from 1
+								 * (0 when there is no down script) */
+	int			down_noop;		/* down_sql holds no statement: rolling
+								 * back runs nothing (its tool's rule for a
+								 * missing down, or an empty one) */
 } mig_record;
+
+/* A down script read back from the history (host->history_down). */
+typedef struct mig_down {
+	char	   *sql;			/* from host->alloc, or NULL when none */
+	size_t		len;
+	char	   *file;			/* from host->alloc: the file it was read
+								 * from when applied, or NULL */
+	int			line;			/* line of sql[0] in that file, from 1 (0:
+								 * unknown, rows of older builds) */
+	int			outside;		/* it must run outside a transaction */
+} mig_stored_down;
+
+/* How far a migration that runs outside a transaction got, statement by
+ * statement, when it stopped half way (host->progress_load).  An up half
+ * way is a pending migration; a down half way, an applied one. */
+typedef struct mig_progress_row {
+	const char *version;
+	int			down;			/* its down script was running */
+	int64_t		statements_done;
+	int64_t		next_offset;	/* bytes of the script done (of the UTF-8
+								 * script the core handed to exec_outside) */
+	const char *done_checksum;	/* mig_checksum of script[0..next_offset) */
+	const char *last_error;		/* what stopped it, or NULL */
+	const char *updated_at;		/* the engine's text, or NULL */
+} mig_progress_row;
+
+typedef int (*mig_progress_cb) (void *arg, const mig_progress_row *row);
 
 /* Longest folder digest (mig_host.verified_get), with its NUL. */
 #define MIG_DIGEST_MAX 64
@@ -168,6 +210,9 @@ typedef struct mig_repair_row {
 	const char *down_sql;		/* the file's down script now; NULL: keep */
 	size_t		down_len;		/* the stored one */
 	const char *file_id;		/* may be NULL */
+	int			down_outside;	/* with down_sql: see mig_record */
+	int			down_line;
+	int			down_noop;
 } mig_repair_row;
 
 /* Parts of the script mig_script_text writes, asked of host->script_part. */
@@ -178,7 +223,12 @@ enum {
 								 * version is already recorded) */
 	MIG_PART_FORGET,			/* remove rec->version from the history (a
 								 * repeatable about to run again) */
-	MIG_PART_END				/* commit */
+	MIG_PART_END,				/* commit */
+	MIG_PART_BODY				/* rec->up_sql as the script runs it; fails
+								 * (naming the file) when the text would
+								 * swallow what follows it in the script, as
+								 * a comment or string left open does */
+
 };
 
 typedef int (*mig_row_cb) (void *arg, const mig_hist_row *row);
@@ -231,20 +281,29 @@ typedef struct mig_host {
 	int			(*checkpoint) (void *ctx, mig_err *err);
 
 	/* History.  history_load visits every row, in any order; a history
-	 * that does not exist yet has no rows.  history_down returns the stored
-	 * down script of one version in memory from alloc (*sql NULL if none). */
+	 * that does not exist yet has no rows.  history_down fills d with the
+	 * stored down script of one version (d->sql NULL if none; strings from
+	 * alloc, released by the core).  history_remove also forgets the
+	 * progress of a down script that ran outside a transaction. */
 	int			(*history_load) (void *ctx, mig_row_cb cb, void *arg,
 								 mig_err *err);
 	int			(*history_add) (void *ctx, const mig_record *rec,
 								mig_err *err);
 	int			(*history_remove) (void *ctx, const char *version,
 								   mig_err *err);
-	int			(*history_down) (void *ctx, const char *version, char **sql,
-								 size_t *len, mig_err *err);
+	int			(*history_down) (void *ctx, const char *version, mig_stored_down *d,
+								 mig_err *err);
 	/* mig_repair: updates the row of r->version as r says and writes an
 	 * audit row (old and new checksum, who, when). */
 	int			(*history_repair) (void *ctx, const mig_repair_row *r,
 								   mig_err *err);
+	/* Optional: writes an audit row beside history_repair's, for another
+	 * operator action on one version: action is "discard_partial" (its
+	 * progress forgotten, migrate_repair partial=discard) or "record"
+	 * (recorded as applied without running it); checksums may be NULL. */
+	int			(*audit) (void *ctx, const char *version, const char *action,
+						  const char *old_checksum, const char *new_checksum,
+						  mig_err *err);
 
 	/*
 	 * mig_script_text: the engine's SQL for one part of an off-hours script
@@ -272,34 +331,59 @@ typedef struct mig_host {
 	int			(*exec) (void *ctx, const mig_script *s, mig_err *err);
 
 	/*
-	 * Optional (NULL: such migrations are refused): runs an up script that
-	 * must run outside a transaction -- one marked so (s->nontransactional)
-	 * or one for which check_script answered MIG_OUTSIDE.  The host ends
-	 * the unit of work (committing the migrations before it) while keeping
+	 * Optional (NULL: such migrations are refused): runs a script that
+	 * must run outside a transaction -- an up script marked so
+	 * (s->nontransactional) or one for which check_script answered
+	 * MIG_OUTSIDE, or a down script recorded so (s->down set).  The host
+	 * ends the unit of work (committing what came before) while keeping
 	 * the migration lock, runs the statements one at a time, recording
-	 * after each how far it got, so that a call after a failure resumes at
-	 * the failed statement (when the statements before it are unchanged),
-	 * and opens the unit of work again before it returns; the core then
-	 * records the migration with history_add, where the host forgets the
-	 * progress.  On error the statements that ran stay done.
+	 * with each how far it got (statement and progress committed together
+	 * wherever the statement allows it), so that a call after a failure
+	 * resumes at the failed statement (when every byte before it is
+	 * unchanged), and opens the unit of work again before it returns; the
+	 * core then records the migration with history_add (or removes it
+	 * with history_remove), where the host forgets the progress.  On
+	 * error the statements that ran stay done.  Offsets and checksums of
+	 * the progress are of the script's own (UTF-8) bytes, s->sql.
 	 */
 	int			(*exec_outside) (void *ctx, const mig_script *s, mig_err *err);
-	/* The hint given when such a migration is refused because
-	 * exec_outside is NULL (PostgreSQL function mode: "use CALL
+	/* The hints given when such a migration (or down script) is refused
+	 * because exec_outside is NULL (PostgreSQL function mode: "use CALL
 	 * migrate_run"); NULL for a generic one. */
 	const char *outside_hint;
+	const char *outside_down_hint;
+
+	/*
+	 * Optional (both or neither): the progress of scripts that stopped
+	 * half way outside a transaction.  progress_load visits every row;
+	 * progress_forget deletes the row of (version, down), if any.
+	 */
+	int			(*progress_load) (void *ctx, mig_progress_cb cb, void *arg,
+								  mig_err *err);
+	int			(*progress_forget) (void *ctx, const char *version, int down,
+									mig_err *err);
 
 	/*
 	 * Another tool's history, for mig_adopt (optional: NULL where adoption
-	 * is not available).  table_info sets *exists to 1 when the table (and,
-	 * when column is not NULL, that column of it) exists, looked up the way
-	 * an unqualified name resolves.  query_text runs one SELECT of ncols
-	 * columns and calls cb with each row's cells as text (NULL for SQL
-	 * NULL; booleans as "1"/"0" or "t"/"f"); a non-zero cb result stops it.
+	 * is not available).  Reading a table somebody else created must not
+	 * run anybody's code with the caller's rights.  table_info sets
+	 * *exists to 1 when table (and, when column is not NULL, that column
+	 * of it) exists in schema (NULL: the host's default -- "public" on
+	 * PostgreSQL, "main" on SQLite -- never looked up through the caller's
+	 * search_path); it fails (42809, naming it) when the table exists but
+	 * is not a plain table whose reading runs no code: a view, a foreign
+	 * or virtual table, one with rules, row level security, generated
+	 * columns or columns of types that are not built in.  query_text reads
+	 * "SELECT cols FROM <that table> [ORDER BY order_by]" (cols and
+	 * order_by written by the core, over the table's own columns) with no
+	 * more rights than the table's owner has and with search_path pinned,
+	 * and calls cb with each row's cells as text (NULL for SQL NULL;
+	 * booleans as "1"/"0" or "t"/"f"); a non-zero cb result stops it.
 	 */
-	int			(*table_info) (void *ctx, const char *table, const char *column,
-							   int *exists, mig_err *err);
-	int			(*query_text) (void *ctx, const char *sql, int ncols,
+	int			(*table_info) (void *ctx, const char *schema, const char *table,
+							   const char *column, int *exists, mig_err *err);
+	int			(*query_text) (void *ctx, const char *schema, const char *table,
+							   const char *cols, const char *order_by, int ncols,
 							   int (*cb) (void *arg, const char *const *cells),
 							   void *arg, mig_err *err);
 
@@ -398,6 +482,12 @@ int			mig_down(const mig_host *h, int64_t n, int64_t *rolled_back,
 int			mig_adopt(const mig_host *h, const char *path, int64_t *adopted,
 					  mig_err *err);
 
+/* mig_adopt with an options text: schema=S reads the other tool's table
+ * in schema S (PostgreSQL; SQLite: the attached database S) instead of
+ * the host's default; wait= and if_locked= as for apply. */
+int			mig_adopt_with(const mig_host *h, const char *path, const char *options,
+						   int64_t *adopted, mig_err *err);
+
 /* Marks a database that already has the schema of the folder's migrations
  * up to version (an existing deployment starting with versioned
  * migrations): records each of those migrations as applied, with its up
@@ -454,6 +544,15 @@ int			mig_validate(const mig_host *h, const char *path, mig_problem_cb cb,
 int			mig_repair(const mig_host *h, const char *path, int64_t *repaired,
 					   mig_err *err);
 
+/* mig_repair with an options text: partial=discard also forgets the
+ * progress of every migration that stopped half way outside a transaction
+ * (after its statements were undone by hand), with an audit row each;
+ * wait= and if_locked= as for apply.  A repaired file must be the
+ * migration that was applied (same name and file): another migration
+ * with the same version is refused. */
+int			mig_repair_with(const mig_host *h, const char *path, const char *options,
+							int64_t *repaired, mig_err *err);
+
 /* One migration a call would apply, in order (mig_plan_pending). */
 typedef struct mig_pending {
 	const char *version;
@@ -466,6 +565,11 @@ typedef struct mig_pending {
 	const char *down_sql;		/* NULL when it has none */
 	size_t		down_len;
 	const char *checksum;
+	int			outside;		/* runs outside a transaction, statement by
+								 * statement */
+	int64_t		statements_done;	/* a migration that stopped half way:
+									 * statements that ran (resumed after
+									 * them); else 0 */
 } mig_pending;
 
 typedef int (*mig_pending_cb) (void *arg, const mig_pending *m);
@@ -490,7 +594,10 @@ typedef struct mig_status_row {
 	const char *state;			/* applied, pending, changed, reformatted
 								 * (a whitespace-only edit), missing,
 								 * out_of_order, outdated (a repeatable that
-								 * runs again) */
+								 * runs again), partial (statements of it ran
+								 * outside a transaction before it failed),
+								 * partial_down (likewise of its down
+								 * script) */
 	const char *file;			/* up file in the folder, NULL if missing */
 	const char *checksum;		/* of the file; the recorded one if missing */
 	const char *applied_checksum;	/* NULL unless applied */
@@ -498,6 +605,13 @@ typedef struct mig_status_row {
 	double		exec_ms;		/* -1 unless applied */
 	int64_t		rank;			/* order of application, 0 unless applied */
 	int			has_down;		/* a down script exists (stored or file) */
+	int			down_noop;		/* and it runs nothing (goose without a Down
+								 * section, golang-migrate without a down
+								 * file): rolling back only forgets it */
+	int64_t		statements_done;	/* partial, partial_down: statements that
+									 * ran outside a transaction; else -1 */
+	const char *last_error;		/* partial, partial_down: what stopped it,
+								 * or NULL */
 } mig_status_row;
 
 typedef int (*mig_status_cb) (void *arg, const mig_status_row *row);

@@ -58,7 +58,8 @@ struct tool {
 	const char *must_lack;
 	unsigned	layouts;		/* 1 << MIG_LAYOUT_* it writes */
 	int			ncols;
-	const char *sql;
+	const char *cols;			/* the SELECT list over its own columns */
+	const char *order_by;		/* or NULL */
 	int			(*row) (void *arg, const char *const *cells);
 };
 
@@ -201,29 +202,29 @@ row_sqlx(void *arg, const char *const *c)	/* version, success */
 
 static const tool tools[] = {
 	{"Flyway", "flyway_schema_history", "installed_rank", NULL, L(FLYWAY), 5,
-		"SELECT CAST(version AS TEXT), CAST(type AS TEXT), CAST(checksum AS TEXT),"
-		" CAST(success AS TEXT), CAST(script AS TEXT) FROM flyway_schema_history"
-		" ORDER BY installed_rank", row_flyway},
+		"CAST(version AS TEXT), CAST(type AS TEXT), CAST(checksum AS TEXT),"
+		" CAST(success AS TEXT), CAST(script AS TEXT)", "installed_rank", row_flyway},
 	{"golang-migrate", "schema_migrations", "dirty", NULL, L(UPDOWN), 2,
-		"SELECT CAST(version AS TEXT), CAST(dirty AS TEXT) FROM schema_migrations", row_golang},
+		"CAST(version AS TEXT), CAST(dirty AS TEXT)", NULL, row_golang},
 	{"morph", "db_migrations", "name", NULL, L(UPDOWN), 1,
-		"SELECT CAST(version AS TEXT) FROM db_migrations", row_each},
+		"CAST(version AS TEXT)", NULL, row_each},
 	{"dbmate", "schema_migrations", NULL, "dirty", L(SINGLE), 1,
-		"SELECT CAST(version AS TEXT) FROM schema_migrations", row_each},
+		"CAST(version AS TEXT)", NULL, row_each},
 	{"goose", "goose_db_version", "is_applied", NULL, L(SINGLE), 2,
-		"SELECT CAST(version_id AS TEXT), CAST(is_applied AS TEXT) FROM goose_db_version ORDER BY id",
-	row_goose},
+		"CAST(version_id AS TEXT), CAST(is_applied AS TEXT)", "id", row_goose},
 	{"sqlx", "_sqlx_migrations", "success", NULL, L(SINGLE) | L(UPDOWN), 2,
-		"SELECT CAST(version AS TEXT), CAST(success AS TEXT) FROM _sqlx_migrations", row_sqlx},
+		"CAST(version AS TEXT), CAST(success AS TEXT)", NULL, row_sqlx},
 	{"diesel", "__diesel_schema_migrations", "run_on", NULL, L(DIESEL), 1,
-		"SELECT CAST(version AS TEXT) FROM __diesel_schema_migrations", row_each},
+		"CAST(version AS TEXT)", NULL, row_each},
 };
 
 #define NTOOLS (sizeof(tools) / sizeof(tools[0]))
 
-/* The one tool whose table this database has for a folder of layout. */
+/* The one tool whose table this database has (in schema, NULL: the
+ * host's default) for a folder of layout. */
 static int
-find_tool(const mig_host *h, int layout, const tool **found, mig_err *err)
+find_tool(const mig_host *h, const char *schema, int layout, const tool **found,
+		  mig_err *err)
 {
 	const tool *hit[NTOOLS];
 	size_t		n = 0;
@@ -239,10 +240,10 @@ find_tool(const mig_host *h, int layout, const tool **found, mig_err *err)
 			continue;
 		snprintf(looked + strlen(looked), sizeof(looked) - strlen(looked), "%s%s (%s)",
 				 looked[0] ? ", " : "", t->table, t->name);
-		if ((rc = h->table_info(h->ctx, t->table, t->must_have, &yes, err)) != MIG_OK)
+		if ((rc = h->table_info(h->ctx, schema, t->table, t->must_have, &yes, err)) != MIG_OK)
 			return rc;
 		if (yes && t->must_lack &&
-			(rc = h->table_info(h->ctx, t->table, t->must_lack, &yes, err)) == MIG_OK)
+			(rc = h->table_info(h->ctx, schema, t->table, t->must_lack, &yes, err)) == MIG_OK)
 			yes = !yes;
 		if (rc != MIG_OK)
 			return rc;
@@ -436,14 +437,22 @@ record(const mig_host *h, const char *dir, const mig_file *f, mig_err *err)
 				ds;
 	mig_record	rec;
 	char		id[MIG_FILE_ID_MAX];
+	int			outside = 0;
 	int			rc = mig_file_scripts(h, dir, f, &up, &down, &s, &ds, err);
 
+	if (rc == MIG_OK && ds.sql)
+		rc = mig_down_outside(h, f, &up, f->down ? &down : NULL, &outside, err);
 	if (rc == MIG_OK)
 	{
 		mig_file_record(f, &up, &s, &ds, &rec);
+		rec.down_outside = outside;
 		rec.file_id = mig_file_id_of(&up, id) ? id : NULL;
 		rc = h->history_add(h->ctx, &rec, err);
 	}
+	/* recorded as applied in full: the progress of a start that stopped
+	 * half way no longer describes it */
+	if (rc == MIG_OK && h->progress_forget)
+		rc = h->progress_forget(h->ctx, f->version, 0, err);
 	mig_text_free(h, &up);
 	mig_text_free(h, &down);
 	return rc;
@@ -452,7 +461,16 @@ record(const mig_host *h, const char *dir, const mig_file *f, mig_err *err)
 int
 mig_adopt(const mig_host *h, const char *path, int64_t *adopted, mig_err *err)
 {
+	return mig_adopt_with(h, path, NULL, adopted, err);
+}
+
+int
+mig_adopt_with(const mig_host *h, const char *path, const char *options,
+			   int64_t *adopted, mig_err *err)
+{
 	mig_plan	p;
+	mig_arena	oa;
+	mig_options o;
 	adopt		ad;
 	int			rc;
 
@@ -465,8 +483,13 @@ mig_adopt(const mig_host *h, const char *path, int64_t *adopted, mig_err *err)
 		mig_err_set(err, "0A000", "adopting another tool's history is not available here");
 		return MIG_ERROR;
 	}
-	if ((rc = mig_lock(h, NULL, err)) != MIG_OK)
-		return rc;
+	mig_arena_init(&oa, h);
+	if ((rc = mig_options_parse_for(&oa, options, MIG_USE_ADOPT, &o, err)) != MIG_OK ||
+		(rc = mig_lock(h, &o.lock, err)) != MIG_OK)
+	{
+		mig_arena_free(&oa);
+		return rc == MIG_BUSY ? MIG_OK : rc;
+	}
 	memset(&ad, 0, sizeof(ad));
 	ad.h = h;
 	mig_vec_init(&ad.seen, h, sizeof(seen));
@@ -485,9 +508,10 @@ mig_adopt(const mig_host *h, const char *path, int64_t *adopted, mig_err *err)
 		rc = MIG_ERROR;
 	}
 	if (rc == MIG_OK)
-		rc = find_tool(h, mig_vec_at(&p.files, mig_file, 0)->layout, &ad.t, err);
+		rc = find_tool(h, o.schema, mig_vec_at(&p.files, mig_file, 0)->layout, &ad.t, err);
 	if (rc == MIG_OK)
-		rc = h->query_text(h->ctx, ad.t->sql, ad.t->ncols, ad.t->row, &ad, err);
+		rc = h->query_text(h->ctx, o.schema, ad.t->table, ad.t->cols, ad.t->order_by,
+						   ad.t->ncols, ad.t->row, &ad, err);
 	if (rc == MIG_OK && ad.oom)
 		rc = MIG_NOMEM;
 	if (rc == MIG_OK && ad.problem[0])
@@ -513,6 +537,7 @@ mig_adopt(const mig_host *h, const char *path, int64_t *adopted, mig_err *err)
 	}
 	mig_vec_free(&ad.seen);
 	mig_plan_free(&p);
+	mig_arena_free(&oa);
 	rc = mig_finish(h, rc, err);
 	if (rc != MIG_OK)
 		*adopted = 0;

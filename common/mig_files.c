@@ -836,13 +836,26 @@ mig_text_script(const mig_text *t, const mig_file *f, int down, mig_script *s,
 		start = 3;				/* PostgreSQL rejects a BOM; strip one */
 	if (mig_sections_parse(t->buf, t->len, start, f->layout, s, &sec, err) != MIG_OK)
 		return MIG_ERROR;
-	s->nontransactional = sec.no_txn;
+	s->nontransactional = down ? sec.down_no_txn : sec.no_txn;
 	s->checksum = t->checksum;
 	if (f->layout == MIG_LAYOUT_SINGLE && down)
 	{
+		if (!sec.has_down && sec.format == MIG_FORMAT_GOOSE)
+		{
+			/* goose rolls back a file without -- +goose Down by running
+			 * nothing and deleting its version row (pressly/goose,
+			 * migration_sql.go: the Down direction collects no
+			 * statements): an empty down script, a no-op */
+			s->sql = t->buf + t->len;
+			s->len = 0;
+			return MIG_OK;
+		}
 		if (!sec.has_down)
 		{
-			s->sql = NULL;		/* no down section */
+			s->sql = NULL;		/* no down section: dbmate requires one
+								 * (amacneil/dbmate, pkg/dbmate/migration.go,
+								 * ErrParseMissingDown), sqlx's one-file
+								 * migrations cannot be reverted */
 			s->len = 0;
 			return MIG_OK;
 		}

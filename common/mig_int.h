@@ -118,9 +118,12 @@ typedef struct mig_sections {
 	int			has_down;
 	size_t		down_off,
 				down_end;
-	const char *no_txn;			/* the marker asking to run outside a
-								 * transaction, or NULL */
+	const char *no_txn;			/* the marker asking to run the up script
+								 * outside a transaction, or NULL */
 	size_t		no_txn_off;
+	const char *down_no_txn;	/* the same of the down script (dbmate marks
+								 * each section; goose, sqlx and morph the
+								 * whole file) */
 } mig_sections;
 
 /* Finds the sections of text[start..len) for a file of the given layout
@@ -222,13 +225,26 @@ typedef struct mig_options {
 	int			ignore_missing; /* go on when applied files are gone */
 	mig_lock_opts lock;			/* wait, if_locked, lock_timeout,
 								 * lock_retries */
+	int			partial_discard;	/* migrate_repair: forget the progress of
+									 * migrations that stopped half way */
+	const char *schema;			/* migrate_adopt: where the other tool's
+								 * table is, or NULL */
 } mig_options;
+
+/* Which entry points an option is for (mig_options_parse_for). */
+#define MIG_USE_APPLY	1u		/* apply, run, plan, script */
+#define MIG_USE_REPAIR	2u
+#define MIG_USE_ADOPT	4u
 
 /* The defaults: every field 0 or NULL, lock fields -1 (the host's). */
 void		mig_options_default(mig_options *o);
-/* Reads options text (NULL or empty: the defaults); strings in a. */
+/* Reads options text (NULL or empty: the defaults); strings in a.  The
+ * _for form takes only the options of the entry points use (MIG_USE_*);
+ * mig_options_parse those of apply. */
 int			mig_options_parse(mig_arena *a, const char *text, mig_options *o,
 							  mig_err *err);
+int			mig_options_parse_for(mig_arena *a, const char *text, unsigned use,
+								  mig_options *o, mig_err *err);
 
 /* ---- plan (mig_plan.c) ---- */
 enum {
@@ -250,7 +266,22 @@ typedef struct mig_hist {
 	double		exec_ms;
 	int64_t		rank;
 	int			has_down;
+	int			down_outside;	/* its down script runs outside a transaction */
+	int			down_noop;		/* its down script is empty: a no-op */
 } mig_hist;
+
+/* A script that stopped half way outside a transaction (host->progress_load;
+ * strings in the plan's arena). */
+typedef struct mig_progress {
+	char	   *version;
+	int			down;
+	int64_t		statements_done;
+	int64_t		next_offset;
+	char	   *done_checksum;
+	char	   *last_error;		/* or NULL */
+	char	   *updated_at;		/* or NULL */
+	int			matched;		/* an entry of the plan points at it */
+} mig_progress;
 
 typedef struct mig_entry {
 	const mig_file *file;		/* NULL when missing from the folder */
@@ -259,6 +290,11 @@ typedef struct mig_entry {
 	char		checksum[16];	/* of the file, when there is one */
 	char		norm[16];		/* the same normalised, or "" */
 	int			outside;		/* runs outside a transaction (exec_outside) */
+	int			down_outside;	/* its down script would (validated pending
+								 * migrations) */
+	char		down_sum[16];	/* checksum of the down file as validated, or "" */
+	const mig_progress *partial;	/* it stopped half way: an up (pending
+									 * entries) or its down (applied ones) */
 	mig_text   *up;				/* a pending migration's files as validated, */
 	mig_text   *down;			/* kept (in the arena) for the apply pass
 								 * while they fit MIG_KEEP_BUDGET, else NULL */
@@ -288,6 +324,7 @@ typedef struct mig_plan {
 								 * the arena: a growing vector of pointers
 								 * copies and touches far less) */
 	mig_vec		entries;		/* mig_entry, by version */
+	mig_vec		progress;		/* mig_progress *, scripts half way */
 	const char *dir;
 	const char *max_applied;	/* highest applied version, or NULL */
 	size_t		count[MIG_STATES];	/* entries per state */
@@ -315,6 +352,13 @@ int			mig_problem_add(mig_arena *a, mig_vec *problems, const char *version,
 /* Fills err with the error of entry e (changed, missing or out of order)
  * as mig_plan_check reports a single one. */
 void		mig_entry_error(const mig_plan *p, const mig_entry *e, mig_err *err);
+/* The first script of direction down (0 up, 1 down) that stopped half
+ * way, or NULL. */
+const mig_progress *mig_plan_partial(const mig_plan *p, int down);
+/* The errors of a migration half rolled back (apply refuses to go on), and
+ * of one applied half way (rollbacks refuse to go on); file may be NULL. */
+void		mig_partial_down_error(const mig_progress *g, mig_err *err);
+void		mig_partial_up_error(const mig_progress *g, const char *file, mig_err *err);
 /* Fails when the plan has changed, missing or out-of-order migrations
  * (the last two unless the options accept them). */
 int			mig_plan_check(const mig_plan *p, const mig_options *o, mig_err *err);
@@ -355,6 +399,13 @@ int			mig_run_script(const mig_host *h,
  * keeping its texts within MIG_KEEP_BUDGET and its checksums in e. */
 int			mig_check_pending(const mig_host *h, mig_plan *p, mig_entry *e,
 							  mig_err *err);
+/* Sets *outside when the down script of migration f (from the texts of
+ * its up file and, when it has one, its down file) must run outside a
+ * transaction: marked so, or the host's check says so. */
+int			mig_down_outside(const mig_host *h, const mig_file *f, const mig_text *up,
+							 const mig_text *down, int *outside, mig_err *err);
+/* Non-zero when script s holds no statement (white space and comments). */
+int			mig_script_empty(const mig_script *s);
 /* Whether a call with options o applies entry e. */
 int			mig_to_apply(const mig_entry *e, const mig_options *o);
 /* What apply does before it runs anything: builds and checks the plan,

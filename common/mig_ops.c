@@ -37,6 +37,60 @@ noted(const mig_vec *problems, const char *version)
 	return 0;
 }
 
+/*
+ * Notes a script that stopped half way outside a transaction: a warning
+ * (the next call resumes it), or an error when a byte before the point it
+ * resumes at has changed since (the next call refuses it, 55000).
+ */
+static int
+note_partial(const mig_host *h, mig_plan *p, const mig_entry *e, const mig_progress *g)
+{
+	mig_err		e2;
+	const char *file = e && e->file ? e->file->up : e && e->hist ? e->hist->file : NULL;
+	int			changed = 0;
+
+	mig_err_clear(&e2);
+	if (e && e->file && !g->down)
+	{
+		mig_text	t;
+		mig_script	s;
+		mig_err		ignored;
+		char		sum[16];
+
+		if (mig_text_read(h, p->dir, e->file->up, &t, &ignored) == MIG_OK)
+		{
+			if (mig_text_script(&t, e->file, 0, &s, &ignored) == MIG_OK && s.sql)
+			{
+				if (g->next_offset >= 0 && (uint64_t) g->next_offset <= s.len)
+					mig_checksum(s.sql, (size_t) g->next_offset, sum);
+				changed = g->next_offset < 0 || (uint64_t) g->next_offset > s.len ||
+					strcmp(sum, g->done_checksum) != 0;
+			}
+			mig_text_free(h, &t);
+		}
+	}
+	if (changed)
+	{
+		mig_err_set(&e2, MIG_SQLSTATE_STATE,
+					"migration %s stopped half way, and its statements that ran outside a transaction have changed since",
+					g->version);
+		return mig_problem_add(&p->arena, p->problems, g->version, file, "partial_changed", 0, &e2);
+	}
+	if (g->down)
+		mig_err_set(&e2, "01000",
+					"migration %s is half rolled back: %lld statement%s of its down script ran outside a transaction; the next rollback resumes at the failed one%s%s",
+					g->version, (long long) g->statements_done, g->statements_done == 1 ? "" : "s",
+					g->last_error ? ": " : "", g->last_error ? g->last_error : "");
+	else
+		mig_err_set(&e2, "01000",
+					"migration %s stopped half way: %lld statement%s ran outside a transaction; %s%s%s",
+					g->version, (long long) g->statements_done, g->statements_done == 1 ? "" : "s",
+					e ? "the next apply resumes at the failed one" : "its file is gone",
+					g->last_error ? ": " : "", g->last_error ? g->last_error : "");
+	return mig_problem_add(&p->arena, p->problems, g->version, file,
+						   g->down ? "partial_down" : "partial", 1, &e2);
+}
+
 /* Notes the problem of one entry of the plan, if it has one. */
 static int
 check_entry(const mig_host *h, mig_plan *p, mig_entry *e, mig_err *err)
@@ -49,6 +103,8 @@ check_entry(const mig_host *h, mig_plan *p, mig_entry *e, mig_err *err)
 
 	mig_options_default(&all);
 	mig_err_clear(&e2);
+	if (e->partial && (rc = note_partial(h, p, e, e->partial)) != MIG_OK)
+		return rc;
 	switch (e->state)
 	{
 		case MIG_CHANGED:
@@ -107,8 +163,17 @@ mig_validate(const mig_host *h, const char *path, mig_problem_cb cb, void *arg,
 		mig_err_clear(err);
 	}
 	else
+	{
 		for (size_t i = 0; rc == MIG_OK && i < p.entries.n; i++)
 			rc = check_entry(h, &p, mig_vec_at(&p.entries, mig_entry, i), err);
+		for (size_t i = 0; rc == MIG_OK && i < p.progress.n; i++)
+		{
+			const mig_progress *g = *mig_vec_at(&p.progress, mig_progress *, i);
+
+			if (!g->matched)
+				rc = note_partial(h, &p, NULL, g);
+		}
+	}
 	for (size_t i = 0; rc == MIG_OK && i < problems.n; i++)
 	{
 		const mig_found *f = mig_vec_at(&problems, mig_found, i);
@@ -131,6 +196,26 @@ mig_validate(const mig_host *h, const char *path, mig_problem_cb cb, void *arg,
 
 /* ---- repair ---- */
 
+/* Fails unless the file of applied entry e is the migration that was
+ * applied: an edit of it, not another migration with its version (two
+ * folders sharing one history, say). */
+static int
+same_migration(const mig_entry *e, mig_err *err)
+{
+	const mig_file *f = e->file;
+	const mig_hist *r = e->hist;
+
+	if (strcmp(f->name, r->name) == 0 && (r->file == NULL || strcmp(f->up, r->file) == 0))
+		return MIG_OK;
+	mig_err_set(err, MIG_SQLSTATE_STATE,
+				"file \"%s\" is not the migration %s that was applied", f->up, f->version);
+	mig_err_detail(err, "Version %s was applied from \"%s\" (%s); this folder's file has another %s. migrate_repair records edits of an applied migration, never another migration, which has not run. Nothing was repaired.",
+				   r->version, r->file ? r->file : r->name, r->name,
+				   r->file && strcmp(f->up, r->file) != 0 ? "name" : "description");
+	mig_err_hint(err, "If the file was renamed after review, rename it back; if it is another folder's migration, versions must be unique across the folders that share a history.");
+	return MIG_ERROR;
+}
+
 /* Brings the history row of applied entry e in line with its files. */
 static int
 repair_one(const mig_host *h, const char *dir, mig_entry *e, mig_err *err)
@@ -142,22 +227,27 @@ repair_one(const mig_host *h, const char *dir, mig_entry *e, mig_err *err)
 				ds;
 	mig_repair_row r;
 	char		id[MIG_FILE_ID_MAX];
+	int			outside = 0;
 	int			rc = mig_file_scripts(h, dir, f, &up, &down, &s, &ds, err);
 
-	if (rc == MIG_OK && ds.sql && h->check_script)
-		rc = mig_run_script(h, h->check_script, &ds, err);
+	if (rc == MIG_OK && ds.sql)
+		rc = mig_down_outside(h, f, &up, f->down ? &down : NULL, &outside, err);
 	if (rc == MIG_OK)
 	{
 		memset(&r, 0, sizeof(r));
 		r.version = f->version;
 		r.name = f->name;
 		r.up_file = f->up;
-		r.down_file = f->down ? f->down : ds.sql ? f->up : NULL;
+		r.down_file = f->down ? f->down :
+			ds.sql && f->layout == MIG_LAYOUT_SINGLE ? f->up : NULL;
 		r.old_checksum = e->hist->checksum;
 		r.checksum = up.checksum;
 		r.checksum_norm = up.norm;
 		r.down_sql = ds.sql;
 		r.down_len = ds.sql ? ds.len : 0;
+		r.down_outside = outside;
+		r.down_line = ds.sql ? mig_script_line(&ds, 0) : 0;
+		r.down_noop = ds.sql && mig_script_empty(&ds);
 		r.file_id = mig_file_id_of(&up, id) ? id : NULL;
 		rc = h->history_repair(h->ctx, &r, err);
 	}
@@ -169,10 +259,45 @@ repair_one(const mig_host *h, const char *dir, mig_entry *e, mig_err *err)
 	return rc;
 }
 
+/* partial=discard: forgets each script that stopped half way, with an
+ * audit row. */
+static int
+discard_partial(const mig_host *h, const mig_plan *p, int64_t *n, mig_err *err)
+{
+	int			rc = MIG_OK;
+
+	for (size_t i = 0; rc == MIG_OK && i < p->progress.n; i++)
+	{
+		const mig_progress *g = *mig_vec_at(&p->progress, mig_progress *, i);
+
+		rc = h->progress_forget(h->ctx, g->version, g->down, err);
+		if (rc == MIG_OK && h->audit)
+			rc = h->audit(h->ctx, g->version, "discard_partial", g->done_checksum, NULL, err);
+		if (rc == MIG_OK)
+		{
+			mig_notice(h, "What those statements did stays in the database: undo it by hand if that is not done yet.",
+					   "discarded the progress of migration %s: %lld statement%s of its %s script had run outside a transaction",
+					   g->version, (long long) g->statements_done,
+					   g->statements_done == 1 ? "" : "s", g->down ? "down" : "up");
+			(*n)++;
+		}
+	}
+	return rc;
+}
+
 int
 mig_repair(const mig_host *h, const char *path, int64_t *repaired, mig_err *err)
 {
+	return mig_repair_with(h, path, NULL, repaired, err);
+}
+
+int
+mig_repair_with(const mig_host *h, const char *path, const char *options,
+				int64_t *repaired, mig_err *err)
+{
 	mig_plan	p;
+	mig_arena	a;
+	mig_options o;
 	int			rc;
 
 	mig_err_clear(err);
@@ -184,9 +309,28 @@ mig_repair(const mig_host *h, const char *path, int64_t *repaired, mig_err *err)
 		mig_err_set(err, "0A000", "repairing the history is not available here");
 		return MIG_ERROR;
 	}
-	if ((rc = mig_lock(h, NULL, err)) != MIG_OK)
+	mig_arena_init(&a, h);
+	rc = mig_options_parse_for(&a, options, MIG_USE_REPAIR, &o, err);
+	if (rc == MIG_OK && o.partial_discard && h->progress_forget == NULL)
+	{
+		mig_err_set(err, "0A000", "migrations that run outside a transaction have no progress to discard here");
+		rc = MIG_ERROR;
+	}
+	mig_arena_free(&a);
+	if (rc != MIG_OK)
 		return rc;
+	if ((rc = mig_lock(h, &o.lock, err)) != MIG_OK)
+		return rc == MIG_BUSY ? MIG_OK : rc;
 	rc = mig_plan_build(h, path, &p, err);
+	/* every file to repair is the migration that was applied, checked
+	 * before anything is written */
+	for (size_t i = 0; rc == MIG_OK && i < p.entries.n; i++)
+	{
+		mig_entry  *e = mig_vec_at(&p.entries, mig_entry, i);
+
+		if (e->state == MIG_CHANGED || e->state == MIG_REFORMATTED)
+			rc = same_migration(e, err);
+	}
 	for (size_t i = 0; rc == MIG_OK && i < p.entries.n; i++)
 	{
 		mig_entry  *e = mig_vec_at(&p.entries, mig_entry, i);
@@ -196,8 +340,13 @@ mig_repair(const mig_host *h, const char *path, int64_t *repaired, mig_err *err)
 		if ((rc = repair_one(h, path, e, err)) == MIG_OK)
 			(*repaired)++;
 	}
+	if (rc == MIG_OK && o.partial_discard)
+		rc = discard_partial(h, &p, repaired, err);
 	mig_plan_free(&p);
-	return mig_finish(h, rc, err);
+	rc = mig_finish(h, rc, err);
+	if (rc != MIG_OK)
+		*repaired = 0;
+	return rc;
 }
 
 /* ---- plan (dry run) ---- */
@@ -274,6 +423,8 @@ plan_one(void *arg, const mig_entry *e, const mig_text *up, const mig_script *s,
 	m.down_sql = ds->sql;
 	m.down_len = ds->sql ? ds->len : 0;
 	m.checksum = up->checksum;
+	m.outside = e->outside;
+	m.statements_done = e->partial ? e->partial->statements_done : 0;
 	rc = pa->cb(pa->arg, &m);
 	if (rc == MIG_NOMEM)
 		mig_err_nomem(err);
@@ -350,7 +501,22 @@ script_one(void *arg, const mig_entry *e, const mig_text *up, const mig_script *
 	char		head[1200];
 	int			rc;
 
+	if (e->outside || e->partial)
+	{
+		if (e->partial)
+			mig_err_set(err, MIG_SQLSTATE_STATE,
+						"migration %s (%s) stopped half way: %lld of its statements ran outside a transaction",
+						e->file->version, e->file->up, (long long) e->partial->statements_done);
+		else
+			mig_err_set(err, MIG_SQLSTATE_TXN_CONTROL,
+						"migration %s (%s) must run outside a transaction, statement by statement",
+						e->file->version, e->file->up);
+		mig_err_detail(err, "An off-hours script runs every migration in one transaction and cannot resume half way, so it would not do what applying does.");
+		mig_err_hint(err, "Apply it with migrate_apply (SQLite) or CALL migrate_run (PostgreSQL), or write the script only up to the migration before it with the option target=.");
+		return MIG_ERROR;
+	}
 	mig_file_record(e->file, up, s, ds, &rec);
+	rec.down_outside = e->down_outside;
 	snprintf(head, sizeof(head), "\n-- migration %s (%s)\n", e->file->version, e->file->up);
 	rc = put(b, head, strlen(head));
 	if (rc == MIG_OK && e->state == MIG_OUTDATED)
@@ -360,7 +526,7 @@ script_one(void *arg, const mig_entry *e, const mig_text *up, const mig_script *
 	if (rc == MIG_OK)
 		rc = put_part(b, MIG_PART_RECORD, &rec, NULL, err);
 	if (rc == MIG_OK)
-		rc = put(b, s->sql, s->len);
+		rc = put_part(b, MIG_PART_BODY, &rec, NULL, err);
 	/* a last line comment or a statement without its semicolon must not
 	 * swallow what follows */
 	if (rc == MIG_OK)

@@ -21,15 +21,41 @@
 #include "mig_int.h"
 
 enum { O_TARGET, O_OUT_OF_ORDER, O_IGNORE_MISSING, O_WAIT, O_IF_LOCKED,
-O_LOCK_TIMEOUT, O_LOCK_RETRIES, O_COUNT };
+O_LOCK_TIMEOUT, O_LOCK_RETRIES, O_PARTIAL, O_SCHEMA, O_COUNT };
 
 static const char *const keys[O_COUNT] = {
 	"target", "out_of_order", "ignore_missing", "wait", "if_locked",
-	"lock_timeout", "lock_retries"
+	"lock_timeout", "lock_retries", "partial", "schema"
 };
 
-static const char known[] =
-"target, out_of_order, ignore_missing, wait, if_locked, lock_timeout and lock_retries";
+/* Which entry points take each option (MIG_USE_*). */
+#define APPLY_LIKE (MIG_USE_APPLY)
+static const unsigned uses[O_COUNT] = {
+	APPLY_LIKE, APPLY_LIKE, APPLY_LIKE, APPLY_LIKE | MIG_USE_REPAIR | MIG_USE_ADOPT,
+	APPLY_LIKE | MIG_USE_REPAIR | MIG_USE_ADOPT, APPLY_LIKE, APPLY_LIKE, MIG_USE_REPAIR,
+	MIG_USE_ADOPT
+};
+
+/* The options an entry point takes, for the hint of an unknown one. */
+static void
+known_for(unsigned use, char *out, size_t size)
+{
+	size_t		n = 0,
+				count = 0,
+				k;
+
+	for (k = 0; k < O_COUNT; k++)
+		count += (uses[k] & use) != 0;
+	out[0] = '\0';
+	for (k = 0; k < O_COUNT; k++)
+	{
+		if (!(uses[k] & use))
+			continue;
+		n++;
+		snprintf(out + strlen(out), size - strlen(out), "%s%s",
+				 n == 1 ? "" : n == count ? " and " : ", ", keys[k]);
+	}
+}
 
 static int
 is(const char *v, size_t n, const char *word)
@@ -158,6 +184,23 @@ set_option(mig_arena *a, int k, const char *val, size_t vlen, mig_options *o,
 				return bad_value(err, keys[k], "a number of retries from 0 to 1000", val, vlen);
 			o->lock.lock_retries = (int) x;
 			return MIG_OK;
+		case O_SCHEMA:
+			if (vlen == 0 || vlen > 63 || (o->schema = mig_arena_strndup(a, val, vlen)) == NULL)
+			{
+				if (vlen == 0 || vlen > 63)
+					return bad_value(err, keys[k], "a schema name of 1 to 63 bytes", val, vlen);
+				mig_err_nomem(err);
+				return MIG_NOMEM;
+			}
+			return MIG_OK;
+		case O_PARTIAL:
+			if (is(val, vlen, "discard"))
+				o->partial_discard = 1;
+			else if (is(val, vlen, "keep"))
+				o->partial_discard = 0;
+			else
+				return bad_value(err, keys[k], "discard or keep", val, vlen);
+			return MIG_OK;
 	}
 	return MIG_OK;
 }
@@ -174,6 +217,13 @@ mig_options_default(mig_options *o)
 
 int
 mig_options_parse(mig_arena *a, const char *text, mig_options *o, mig_err *err)
+{
+	return mig_options_parse_for(a, text, MIG_USE_APPLY, o, err);
+}
+
+int
+mig_options_parse_for(mig_arena *a, const char *text, unsigned use, mig_options *o,
+					  mig_err *err)
 {
 	const char *p = text ? text : "";
 	unsigned	seen = 0;
@@ -208,8 +258,11 @@ mig_options_parse(mig_arena *a, const char *text, mig_options *o, mig_err *err)
 		vlen = (size_t) (p - val);
 		for (k = 0; k < O_COUNT && !(strlen(keys[k]) == klen && strncmp(key, keys[k], klen) == 0); k++)
 			;
-		if (k == O_COUNT)
+		if (k == O_COUNT || !(uses[k] & use))
 		{
+			char		known[256];
+
+			known_for(use, known, sizeof(known));
 			mig_err_set(err, MIG_SQLSTATE_BAD_ARG, "unknown option \"%.*s\"", (int) klen, key);
 			mig_err_hint(err, "The options are %s.", known);
 			return MIG_ERROR;

@@ -16,6 +16,95 @@ const char *const mig_state_names[] = {
 	"reformatted"
 };
 
+/* A copy of s in the arena (NULL stays NULL); sets *oom when out of
+ * memory. */
+static char *
+dup_or_null(mig_arena *a, const char *s, int *oom)
+{
+	char	   *d = s ? mig_arena_strdup(a, s) : NULL;
+
+	if (s && d == NULL)
+		*oom = 1;
+	return d;
+}
+
+static int
+progress_cb(void *arg, const mig_progress_row *r)
+{
+	mig_plan   *p = arg;
+	mig_progress **slot = mig_vec_push(&p->progress);
+	mig_progress *g = slot ? mig_arena_alloc(&p->arena, sizeof(mig_progress)) : NULL;
+	int			oom = 0;
+
+	if (g == NULL || r->version == NULL)
+		return MIG_NOMEM;
+	*slot = g;
+	memset(g, 0, sizeof(*g));
+	g->version = dup_or_null(&p->arena, r->version, &oom);
+	g->down = r->down != 0;
+	g->statements_done = r->statements_done;
+	g->next_offset = r->next_offset;
+	g->done_checksum = dup_or_null(&p->arena, r->done_checksum ? r->done_checksum : "", &oom);
+	g->last_error = dup_or_null(&p->arena, r->last_error, &oom);
+	g->updated_at = dup_or_null(&p->arena, r->updated_at, &oom);
+	return oom ? MIG_NOMEM : MIG_OK;
+}
+
+/* The entry of version, or NULL (entries are in version order). */
+static mig_entry *
+entry_of(mig_plan *p, const char *version)
+{
+	size_t		lo = 0,
+				hi = p->entries.n;
+
+	while (lo < hi)
+	{
+		size_t		mid = (lo + hi) / 2;
+		mig_entry  *e = mig_vec_at(&p->entries, mig_entry, mid);
+		int			c = mig_version_cmp(e->file ? e->file->version : e->hist->version, version);
+
+		if (c == 0)
+			return e;
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+/* Points each entry at the progress of its script that stopped half way:
+ * an up script's for a pending migration, a down script's for an applied
+ * one.  Other rows stay unmatched (their migration left the folder). */
+static void
+attach_progress(mig_plan *p)
+{
+	for (size_t i = 0; i < p->progress.n; i++)
+	{
+		mig_progress *g = *mig_vec_at(&p->progress, mig_progress *, i);
+		mig_entry  *e = entry_of(p, g->version);
+
+		if (e && (g->down ? e->hist != NULL : e->hist == NULL && e->file != NULL))
+		{
+			e->partial = g;
+			g->matched = 1;
+		}
+	}
+}
+
+const mig_progress *
+mig_plan_partial(const mig_plan *p, int down)
+{
+	for (size_t i = 0; i < p->progress.n; i++)
+	{
+		const mig_progress *g = *mig_vec_at(&p->progress, mig_progress *, i);
+
+		if (g->down == down)
+			return g;
+	}
+	return NULL;
+}
+
 static int
 hist_cb(void *arg, const mig_hist_row *r)
 {
@@ -37,6 +126,8 @@ hist_cb(void *arg, const mig_hist_row *r)
 	h->exec_ms = r->exec_ms;
 	h->rank = r->rank;
 	h->has_down = r->has_down;
+	h->down_outside = r->down_outside != 0;
+	h->down_noop = r->down_noop != 0;
 	if (h->version == NULL || h->name == NULL || h->checksum == NULL || h->checksum_norm == NULL ||
 		(r->file && h->file == NULL) || (r->applied_at && h->applied_at == NULL) ||
 		(p->keeps_file_id && r->file_id && h->file_id == NULL))
@@ -178,6 +269,7 @@ mig_plan_collect(const mig_host *h, const char *dir, mig_plan *p, mig_vec *probl
 	mig_vec_init(&p->files, h, sizeof(mig_file));
 	mig_vec_init(&p->hist, h, sizeof(mig_hist *));
 	mig_vec_init(&p->entries, h, sizeof(mig_entry));
+	mig_vec_init(&p->progress, h, sizeof(mig_progress *));
 	p->dir = dir;
 	p->keeps_file_id = h->keeps_file_id;
 
@@ -186,6 +278,12 @@ mig_plan_collect(const mig_host *h, const char *dir, mig_plan *p, mig_vec *probl
 		mig_err_nomem(err);
 	if (rc != MIG_OK)
 		return rc;
+	if (h->progress_load && (rc = h->progress_load(h->ctx, progress_cb, p, err)) != MIG_OK)
+	{
+		if (rc == MIG_NOMEM)
+			mig_err_nomem(err);
+		return rc;
+	}
 	p->history_read = 1;
 	if (p->hist.n > 1)
 		qsort(p->hist.items, p->hist.n, sizeof(mig_hist *), hist_cmp);
@@ -232,6 +330,8 @@ mig_plan_collect(const mig_host *h, const char *dir, mig_plan *p, mig_vec *probl
 	}
 	if (dirfd >= 0)
 		h->close_file(h->ctx, dirfd);
+	if (rc == MIG_OK)
+		attach_progress(p);
 	return rc;
 }
 
@@ -252,6 +352,7 @@ mig_plan_free(mig_plan *p)
 	mig_vec_free(&p->files);
 	mig_vec_free(&p->hist);
 	mig_vec_free(&p->entries);
+	mig_vec_free(&p->progress);
 	mig_arena_free(&p->arena);
 }
 
@@ -322,14 +423,44 @@ mig_entry_error(const mig_plan *p, const mig_entry *e, mig_err *err)
 	hint(p, e->state, err);
 }
 
+void
+mig_partial_down_error(const mig_progress *g, mig_err *err)
+{
+	mig_err_set(err, MIG_SQLSTATE_STATE,
+				"migration %s is half rolled back: %lld statement%s of its down script ran outside a transaction",
+				g->version, (long long) g->statements_done, g->statements_done == 1 ? "" : "s");
+	if (g->last_error)
+		mig_err_detail(err, "It stopped on: %s", g->last_error);
+	mig_err_hint(err, "Finish rolling it back first (the next rollback of it resumes at its failed statement), then apply.");
+}
+
+void
+mig_partial_up_error(const mig_progress *g, const char *file, mig_err *err)
+{
+	mig_err_set(err, MIG_SQLSTATE_STATE,
+				"migration %s%s%s%s stopped half way: %lld statement%s of it ran outside a transaction",
+				g->version, file ? " (" : "", file ? file : "", file ? ")" : "",
+				(long long) g->statements_done, g->statements_done == 1 ? "" : "s");
+	mig_err_detail(err, "Rolling back other migrations now could undo what those statements did, and the next apply would not run them again. Nothing was rolled back.");
+	if (g->last_error)
+		mig_err_detail(err, "It stopped on: %s", g->last_error);
+	mig_err_hint(err, "Complete it first (fix the failed statement and apply again: it resumes there), or undo its statements by hand and discard its progress with migrate_repair(folder, 'partial=discard').");
+}
+
 int
 mig_plan_check(const mig_plan *p, const mig_options *o, mig_err *err)
 {
 	static const int order[] = {MIG_CHANGED, MIG_MISSING, MIG_OUT_OF_ORDER};
 	int			state = -1;
 	const mig_entry *e;
+	const mig_progress *g = mig_plan_partial(p, 1);
 	size_t		n;
 
+	if (g)
+	{
+		mig_partial_down_error(g, err);
+		return MIG_ERROR;
+	}
 	for (int k = 0; k < 3; k++)
 		if (p->count[order[k]] &&
 			!(order[k] == MIG_MISSING && o->ignore_missing) &&

@@ -139,25 +139,53 @@ read_file_of(const mig_host *h, const char *dir, const mig_file *f, int down,
 	return mig_text_read(h, dir, down && f->down ? f->down : f->up, t, err);
 }
 
-/* Checks one script of a pending migration before anything runs. */
+/*
+ * Checks one script of a pending migration before anything runs.  An up
+ * script that must run outside a transaction gives MIG_OUTSIDE (or is
+ * refused where the host cannot run it so).  A down script that must --
+ * marked so, or holding a statement that cannot run in one -- sets
+ * *down_outside: applying never depends on whether its down script could
+ * run in a transaction; rolling back decides.
+ */
 static int
 check_script(const mig_host *h, const mig_text *t, const mig_file *f, int down,
-			 mig_err *err)
+			 int *down_outside, mig_err *err)
 {
 	mig_script	s;
 	int			rc = mig_text_script(t, f, down, &s, err);
 
-	if (down)
-		s.nontransactional = NULL;	/* down scripts run in a transaction */
-	if (rc == MIG_OK && s.sql && h->check_script)
+	if (rc != MIG_OK || s.sql == NULL)
+		return rc;
+	if (h->check_script && s.len > 0)
 		rc = mig_run_script(h, h->check_script, &s, err);
+	if (down)
+	{
+		if (rc == MIG_OUTSIDE || (rc == MIG_OK && s.nontransactional))
+		{
+			*down_outside = 1;
+			rc = MIG_OK;
+		}
+		return rc;
+	}
 	if ((rc == MIG_OK && s.nontransactional) || rc == MIG_OUTSIDE)
 	{
-		if (down || h->exec_outside == NULL)
-			return refuse_outside(&s, down ? NULL : h->outside_hint, err);
+		if (h->exec_outside == NULL)
+			return refuse_outside(&s, h->outside_hint, err);
 		rc = MIG_OUTSIDE;
 	}
 	return rc;
+}
+
+int
+mig_down_outside(const mig_host *h, const mig_file *f, const mig_text *up,
+				 const mig_text *down, int *outside, mig_err *err)
+{
+	*outside = 0;
+	if (f->down && down)
+		return check_script(h, down, f, 1, outside, err);
+	if (f->layout == MIG_LAYOUT_SINGLE)
+		return check_script(h, up, f, 1, outside, err);
+	return MIG_OK;
 }
 
 /* Keeps t in *slot (a copy in the plan's arena) when the budget allows,
@@ -176,7 +204,8 @@ keep(const mig_host *h, mig_plan *p, mig_text *t, mig_text **slot)
 }
 
 /* Validates a pending migration before anything runs; keeps the up file's
- * checksum in e->checksum and, within the budget, the files themselves. */
+ * checksum in e->checksum (and the down file's in e->down_sum) and,
+ * within the budget, the files themselves. */
 int
 mig_check_pending(const mig_host *h, mig_plan *p, mig_entry *e, mig_err *err)
 {
@@ -188,14 +217,15 @@ mig_check_pending(const mig_host *h, mig_plan *p, mig_entry *e, mig_err *err)
 		return rc;
 	memcpy(e->checksum, t.checksum, sizeof(t.checksum));
 	memcpy(e->norm, t.norm, sizeof(t.norm));
-	rc = check_script(h, &t, f, 0, err);
+	e->down_outside = 0;
+	rc = check_script(h, &t, f, 0, NULL, err);
 	if (rc == MIG_OUTSIDE)
 	{
 		e->outside = 1;
 		rc = MIG_OK;
 	}
 	if (rc == MIG_OK && f->layout == MIG_LAYOUT_SINGLE)
-		rc = check_script(h, &t, f, 1, err);	/* its down section */
+		rc = check_script(h, &t, f, 1, &e->down_outside, err);	/* its down section */
 	if (rc != MIG_OK)
 	{
 		mig_text_free(h, &t);
@@ -206,7 +236,8 @@ mig_check_pending(const mig_host *h, mig_plan *p, mig_entry *e, mig_err *err)
 		return MIG_OK;
 	if ((rc = read_file_of(h, p->dir, f, 1, &t, err)) != MIG_OK)
 		return rc;
-	rc = check_script(h, &t, f, 1, err);
+	memcpy(e->down_sum, t.checksum, sizeof(t.checksum));
+	rc = check_script(h, &t, f, 1, &e->down_outside, err);
 	if (rc == MIG_OK)
 		keep(h, p, &t, &e->down);
 	else
@@ -231,6 +262,34 @@ text_of(const mig_host *h, const char *dir, mig_entry *e, int down,
 	return read_file_of(h, dir, e->file, down, tmp, err);
 }
 
+/*
+ * The down script of migration f into *ds, from its down file's text down
+ * (when it has one) or its up file's up: ds->sql NULL when it has none,
+ * empty when its tool rolls it back by running nothing.
+ */
+static int
+down_script(const mig_file *f, const mig_text *up, const mig_text *down,
+			mig_script *ds, mig_err *err)
+{
+	memset(ds, 0, sizeof(*ds));
+	if (f->down || f->layout == MIG_LAYOUT_SINGLE)
+		return mig_text_script(f->down ? down : up, f, 1, ds, err);
+	if (f->layout == MIG_LAYOUT_UPDOWN)
+	{
+		/* golang-migrate (and morph, its fork) roll back a version without
+		 * a .down.sql file by running nothing: migrate.go, newMigration,
+		 * 'create "empty" migration' on os.ErrNotExist.  Flyway without
+		 * an undo file and diesel without down.sql refuse (diesel:
+		 * file_based_migrations.rs, NoMigrationRevertFile). */
+		ds->sql = up->buf + up->len;
+		ds->len = 0;
+		ds->file = f->up;
+		ds->version = f->version;
+		ds->down = 1;
+	}
+	return MIG_OK;
+}
+
 int
 mig_entry_scripts(const mig_host *h, const char *dir, mig_entry *e, mig_text tmp[2],
 				  const mig_text **up, mig_script *s, mig_script *ds, mig_err *err)
@@ -248,12 +307,20 @@ mig_entry_scripts(const mig_host *h, const char *dir, mig_entry *e, mig_text tmp
 					"migration file \"%s\" changed while migrations were being applied", f->up);
 		rc = MIG_ERROR;
 	}
-	if (rc == MIG_OK && (f->down || f->layout == MIG_LAYOUT_SINGLE))
+	if (rc == MIG_OK && f->down)
 	{
-		rc = f->down ? text_of(h, dir, e, 1, &tmp[1], &dt, err) : MIG_OK;
-		if (rc == MIG_OK)
-			rc = mig_text_script(f->down ? dt : *up, f, 1, ds, err);
+		rc = text_of(h, dir, e, 1, &tmp[1], &dt, err);
+		/* read again (beyond the budget): every byte stored must be a
+		 * byte validated */
+		if (rc == MIG_OK && e->down_sum[0] && strcmp(dt->checksum, e->down_sum) != 0)
+		{
+			mig_err_set(err, MIG_SQLSTATE_STATE,
+						"migration file \"%s\" changed while migrations were being applied", f->down);
+			rc = MIG_ERROR;
+		}
 	}
+	if (rc == MIG_OK)
+		rc = down_script(f, *up, dt, ds, err);
 	return rc;
 }
 
@@ -268,8 +335,8 @@ mig_file_scripts(const mig_host *h, const char *dir, const mig_file *f, mig_text
 		rc = mig_text_script(up, f, 0, s, err);
 	if (rc == MIG_OK && f->down)
 		rc = mig_text_read(h, dir, f->down, down, err);
-	if (rc == MIG_OK && (f->down || f->layout == MIG_LAYOUT_SINGLE))
-		rc = mig_text_script(f->down ? down : up, f, 1, ds, err);
+	if (rc == MIG_OK)
+		rc = down_script(f, up, f->down ? down : NULL, ds, err);
 	return rc;
 }
 
@@ -281,13 +348,24 @@ mig_file_record(const mig_file *f, const mig_text *up, const mig_script *s,
 	rec->version = f->version;
 	rec->name = f->name;
 	rec->up_file = f->up;
-	rec->down_file = f->down ? f->down : ds->sql ? f->up : NULL;
+	rec->down_file = f->down ? f->down :
+		ds->sql && f->layout == MIG_LAYOUT_SINGLE ? f->up : NULL;
 	rec->checksum = up->checksum;
 	rec->checksum_norm = up->norm;
 	rec->up_sql = s->sql;
 	rec->up_len = s->len;
 	rec->down_sql = ds->sql;
 	rec->down_len = ds->sql ? ds->len : 0;
+	rec->down_line = ds->sql ? mig_script_line(ds, 0) : 0;
+	rec->down_noop = ds->sql && mig_script_empty(ds);
+}
+
+int
+mig_script_empty(const mig_script *s)
+{
+	size_t		wlen;
+
+	return mig_first_word(s->sql, s->len, 1, &wlen) == s->len;
 }
 
 /* Runs one pending migration and records it with its down script. */
@@ -311,6 +389,7 @@ apply_one(const mig_host *h, const char *dir, mig_entry *e, mig_err *err)
 	if (rc == MIG_OK)
 	{
 		mig_file_record(e->file, up, &s, &ds, &rec);
+		rec.down_outside = e->down_outside;
 		rec.exec_ms = now_ms() - t0;
 		rec.file_id = mig_file_id_of(up, id) ? id : NULL;
 		rc = h->history_add(h->ctx, &rec, err);
@@ -441,9 +520,11 @@ rank_desc(const void *x, const void *y)
 	return a->rank < b->rank ? 1 : a->rank > b->rank ? -1 : 0;
 }
 
-/* Checks that the last n applied migrations can be rolled back. */
+/* Checks that the last n applied migrations can be rolled back: each has
+ * a down script, and one that must run outside a transaction can run so
+ * here. */
 static int
-check_down(mig_hist **last, int64_t n, size_t applied, mig_err *err)
+check_down(const mig_host *h, mig_hist **last, int64_t n, size_t applied, mig_err *err)
 {
 	const char *lacking[20];
 	size_t		missing = 0;
@@ -463,17 +544,107 @@ check_down(mig_hist **last, int64_t n, size_t applied, mig_err *err)
 				lacking[missing] = last[k]->version;
 			missing++;
 		}
-	if (missing == 0)
-		return MIG_OK;
 	if (missing == 1)
 		mig_err_set(err, MIG_SQLSTATE_STATE,
 					"migration %s has no down script", lacking[0]);
-	else
+	else if (missing > 1)
 		mig_err_set(err, MIG_SQLSTATE_STATE,
 					"%zu of the migrations to roll back have no down script", missing);
-	mig_err_list(err, "Nothing was rolled back. Versions without one: ", lacking, missing);
-	mig_err_hint(err, "A down script is stored when a migration is applied with one: a .down.sql or Flyway undo file, a dbmate or goose down section, or a diesel down.sql.");
-	return MIG_ERROR;
+	if (missing)
+	{
+		mig_err_list(err, "Nothing was rolled back. Versions without one: ", lacking, missing);
+		mig_err_hint(err, "A down script is stored when a migration is applied with one: a .down.sql or Flyway undo file, a dbmate or goose down section, or a diesel down.sql.");
+		return MIG_ERROR;
+	}
+	for (int64_t k = 0; h->exec_outside == NULL && k < n; k++)
+		if (last[k]->down_outside)
+		{
+			mig_err_set(err, MIG_SQLSTATE_TXN_CONTROL,
+						"the down script of migration %s (%s) must run outside a transaction",
+						last[k]->version, last[k]->file ? last[k]->file : last[k]->name);
+			mig_err_detail(err, "It is marked to run outside a transaction, or holds a statement that cannot run in one. Nothing was rolled back.");
+			mig_err_hint(err, "%s", h->outside_down_hint ? h->outside_down_hint :
+						 "Rolling back outside a transaction is not available here.");
+			return MIG_ERROR;
+		}
+	return MIG_OK;
+}
+
+/*
+ * Before a rollback: no migration may have stopped half way (its
+ * statements' effects are in the schema, and a rollback of another one
+ * could undo what they built while the next apply would not run them
+ * again), and a rollback that stopped half way may only be finished, not
+ * left for another.
+ */
+static int
+check_partial(const mig_plan *p, mig_hist **last, int64_t n, mig_err *err)
+{
+	const mig_progress *up = mig_plan_partial(p, 0),
+			   *down = mig_plan_partial(p, 1);
+
+	if (up)
+	{
+		mig_partial_up_error(up, NULL, err);
+		return MIG_ERROR;
+	}
+	if (down && (n == 0 || strcmp(down->version, last[0]->version) != 0))
+	{
+		mig_partial_down_error(down, err);
+		mig_err_hint(err, "Roll back migration %s first: the rollback resumes at its failed statement.",
+					 down->version);
+		return MIG_ERROR;
+	}
+	return MIG_OK;
+}
+
+/* Rolls back one applied migration with its stored down script and
+ * removes it from the history. */
+static int
+roll_back_one(const mig_host *h, const mig_hist *r, mig_err *err)
+{
+	mig_stored_down d;
+	mig_script	s;
+	double		t0 = now_ms();
+	int			rc;
+
+	memset(&d, 0, sizeof(d));
+	memset(&s, 0, sizeof(s));
+	rc = h->history_down(h->ctx, r->version, &d, err);
+	if (rc == MIG_OK && d.sql == NULL)
+		rc = check_down(h, (mig_hist **) &r, 1, 1, err);
+	if (rc == MIG_OK && d.outside && h->exec_outside == NULL)
+	{
+		mig_hist	copy = *r;
+		mig_hist   *one = &copy;
+
+		copy.down_outside = 1;
+		rc = check_down(h, &one, 1, 1, err);
+	}
+	if (rc == MIG_OK)
+	{
+		s.sql = d.sql;
+		s.len = d.len;
+		/* the file and line it came from, for errors (rows of older
+		 * builds: the migration's name, lines of the script) */
+		s.file = d.file ? d.file : r->file ? r->file : r->name;
+		s.first_line = d.line;
+		s.version = r->version;
+		s.down = 1;
+		s.nontransactional = d.outside ? "recorded so when it was applied" : NULL;
+		if (s.len > 0)
+			rc = mig_run_script(h, d.outside ? h->exec_outside : h->exec, &s, err);
+	}
+	if (rc == MIG_OK)
+		rc = h->history_remove(h->ctx, r->version, err);
+	if (rc == MIG_OK)
+		mig_notice(h, NULL, "rolled back migration %s (%s) in %.1f ms%s",
+				   r->version, r->name, now_ms() - t0, s.len == 0 ? " (its down script runs nothing)" : "");
+	if (d.sql)
+		h->release(h->ctx, d.sql);
+	if (d.file)
+		h->release(h->ctx, d.file);
+	return rc;
 }
 
 /*
@@ -510,28 +681,13 @@ roll_back(const mig_host *h, int64_t n, const char *target, int64_t *rolled_back
 			qsort(last, versioned, sizeof(mig_hist *), rank_desc);
 		if (target)
 			n = (int64_t) versioned;
-		rc = check_down(last, n, versioned, err);
+		rc = check_down(h, last, n, versioned, err);
+		if (rc == MIG_OK)
+			rc = check_partial(&p, last, n, err);
 	}
 	for (int64_t k = 0; rc == MIG_OK && k < n; k++)
 	{
-		mig_script	s = {0};
-		char	   *sql = NULL;
-
-		rc = h->history_down(h->ctx, last[k]->version, &sql, &s.len, err);
-		if (rc == MIG_OK && sql == NULL)
-			rc = check_down(last + k, 1, 1, err);
-		if (rc == MIG_OK)
-		{
-			s.sql = sql;
-			s.file = last[k]->name;	/* the down script comes from history */
-			s.version = last[k]->version;
-			s.down = 1;
-			rc = mig_run_script(h, h->exec, &s, err);
-		}
-		if (sql)
-			h->release(h->ctx, sql);
-		if (rc == MIG_OK)
-			rc = h->history_remove(h->ctx, last[k]->version, err);
+		rc = roll_back_one(h, last[k], err);
 		if (rc == MIG_OK && h->checkpoint)
 			rc = h->checkpoint(h->ctx, err);
 		if (rc == MIG_OK)
@@ -578,6 +734,20 @@ mig_down_to(const mig_host *h, const char *version, int64_t *rolled_back, mig_er
 	return rc;
 }
 
+/* Fills the status row of a script that stopped half way and whose
+ * migration left the folder and the history both. */
+static void
+orphan_row(const mig_progress *g, mig_status_row *row)
+{
+	memset(row, 0, sizeof(*row));
+	row->version = g->version;
+	row->name = "";
+	row->state = "partial";
+	row->exec_ms = -1;
+	row->statements_done = g->statements_done;
+	row->last_error = g->last_error;
+}
+
 int
 mig_status(const mig_host *h, const char *path, mig_status_cb cb, void *arg,
 		   mig_err *err)
@@ -594,8 +764,8 @@ mig_status(const mig_host *h, const char *path, mig_status_cb cb, void *arg,
 		mig_entry  *e = mig_vec_at(&p.entries, mig_entry, i);
 		const mig_hist *r = e->hist;
 		mig_status_row row;
-
-		int			has_down = e->file && e->file->down != NULL;
+		int			has_down = e->file && e->file->down != NULL,
+					noop = 0;
 
 		if (e->file && r == NULL)	/* pending: checksum the file now */
 		{
@@ -606,16 +776,21 @@ mig_status(const mig_host *h, const char *path, mig_status_cb cb, void *arg,
 			if ((rc = mig_text_read(h, path, e->file->up, &t, err)) != MIG_OK)
 				break;
 			memcpy(e->checksum, t.checksum, sizeof(t.checksum));
-			/* a one-file migration's down section; a file that cannot be
-			 * read as one is reported by apply, not here */
-			if (e->file->layout == MIG_LAYOUT_SINGLE &&
-				mig_text_script(&t, e->file, 1, &ds, &ignored) == MIG_OK && ds.sql)
+			/* a one-file migration's down section, or its tool's rule for
+			 * none; a file that cannot be read as one is reported by
+			 * apply, not here */
+			if (!has_down && down_script(e->file, &t, NULL, &ds, &ignored) == MIG_OK && ds.sql)
+			{
 				has_down = 1;
+				noop = mig_script_empty(&ds);
+			}
 			mig_text_free(h, &t);
 		}
+		memset(&row, 0, sizeof(row));
 		row.version = e->file ? e->file->version : r->version;
 		row.name = e->file ? e->file->name : r->name;
-		row.state = mig_state_names[e->state];
+		row.state = e->partial ? (e->partial->down ? "partial_down" : "partial") :
+			mig_state_names[e->state];
 		row.file = e->file ? e->file->up : NULL;
 		row.checksum = e->file ? e->checksum : r->checksum;
 		row.applied_checksum = r ? r->checksum : NULL;
@@ -623,6 +798,20 @@ mig_status(const mig_host *h, const char *path, mig_status_cb cb, void *arg,
 		row.exec_ms = r ? r->exec_ms : -1;
 		row.rank = r ? r->rank : 0;
 		row.has_down = r ? r->has_down : has_down;
+		row.down_noop = r ? r->has_down && r->down_noop : noop;
+		row.statements_done = e->partial ? e->partial->statements_done : -1;
+		row.last_error = e->partial ? e->partial->last_error : NULL;
+		rc = cb(arg, &row);
+	}
+	/* scripts that stopped half way, whose migration is in neither */
+	for (size_t i = 0; rc == MIG_OK && i < p.progress.n; i++)
+	{
+		const mig_progress *g = *mig_vec_at(&p.progress, mig_progress *, i);
+		mig_status_row row;
+
+		if (g->matched)
+			continue;
+		orphan_row(g, &row);
 		rc = cb(arg, &row);
 	}
 	mig_plan_free(&p);

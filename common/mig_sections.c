@@ -120,13 +120,13 @@ mig_sections_parse(const char *text, size_t len, size_t start, int layout,
 		at = l.next;
 		if (first && comment_word(&l, "no-transaction", 0) == l.n && l.n > 0)
 		{
-			sec->no_txn = "-- no-transaction";
+			sec->no_txn = sec->down_no_txn = "-- no-transaction";
 			sec->no_txn_off = l.off;
 		}
 		first = 0;
 		if ((i = comment_word(&l, "morph:nontransactional", 0)) == l.n && l.n > 0)
 		{
-			sec->no_txn = "-- morph:nontransactional";
+			sec->no_txn = sec->down_no_txn = "-- morph:nontransactional";
 			sec->no_txn_off = l.off;
 		}
 		if (layout != MIG_LAYOUT_SINGLE)
@@ -154,7 +154,11 @@ mig_sections_parse(const char *text, size_t len, size_t start, int layout,
 			}
 			else if (is(arg, argn, "no transaction"))
 			{
-				sec->no_txn = "-- +goose NO TRANSACTION";
+				/* goose runs both sections of such a file outside a
+				 * transaction (pressly/goose, migration_sql.go,
+				 * getSQLStatements: NO TRANSACTION clears one useTx flag
+				 * of the whole file) */
+				sec->no_txn = sec->down_no_txn = "-- +goose NO TRANSACTION";
 				sec->no_txn_off = l.off;
 			}
 			else if (!is(arg, argn, "statementbegin") && !is(arg, argn, "statementend"))
@@ -189,10 +193,18 @@ mig_sections_parse(const char *text, size_t len, size_t start, int layout,
 				sec->up_end = l.off;
 				sec->down_off = l.next;
 			}
+			/* dbmate reads the options of each section's own line
+			 * (amacneil/dbmate, pkg/dbmate/migration.go): transaction:false
+			 * on "-- migrate:down" concerns the down script only */
 			if (argn && strstr(arg, "transaction:false"))
 			{
-				sec->no_txn = "-- migrate:... transaction:false";
-				sec->no_txn_off = l.off;
+				if (up)
+				{
+					sec->no_txn = "-- migrate:up transaction:false";
+					sec->no_txn_off = l.off;
+				}
+				else
+					sec->down_no_txn = "-- migrate:down transaction:false";
 			}
 		}
 	}

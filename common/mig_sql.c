@@ -29,7 +29,7 @@ mig_script_line(const mig_script *s, size_t off)
 {
 	if (s->text && s->sql >= s->text && s->sql + s->len <= s->text + s->text_len)
 		return mig_line_at(s->text, s->text_len, (size_t) (s->sql - s->text) + off);
-	return mig_line_at(s->sql, s->len, off);
+	return (s->first_line > 1 ? s->first_line - 1 : 0) + mig_line_at(s->sql, s->len, off);
 }
 
 size_t

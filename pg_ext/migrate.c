@@ -42,6 +42,8 @@
 #include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
+#include "mb/pg_wchar.h"
+#include "utils/rel.h"
 
 #include "pg_host.h"
 
@@ -141,6 +143,8 @@ typedef struct CoreCall
 	ReturnSetInfo *rsinfo;		/* migrate_validate's and migrate_plan's rows */
 	MemoryContext result_cxt;	/* where migrate_script's text goes */
 	bool		runs_scripts;	/* apply or roll back: under the rail */
+	const mig_record *record;	/* migrate_script_record's row */
+	bool		replace;		/* and whether it replaces one */
 	text	   *script;			/* migrate_script's result */
 	mig_err		err;
 } CoreCall;
@@ -163,7 +167,7 @@ options_arg(FunctionCallInfo fcinfo, MemoryContext cxt)
 static int
 op_adopt(const mig_host *h, CoreCall *call, mig_err *err)
 {
-	return mig_adopt(h, call->path, &call->count, err);
+	return mig_adopt_with(h, call->path, call->options, &call->count, err);
 }
 
 static int
@@ -219,7 +223,7 @@ op_validate(const mig_host *h, CoreCall *call, mig_err *err)
 static int
 op_repair(const mig_host *h, CoreCall *call, mig_err *err)
 {
-	return mig_repair(h, call->path, &call->count, err);
+	return mig_repair_with(h, call->path, call->options, &call->count, err);
 }
 
 /* Adds one pending migration to migrate_plan's result; returns MIG_OK. */
@@ -227,8 +231,8 @@ static int
 pending_row(void *arg, const mig_pending *m)
 {
 	CoreCall   *call = (CoreCall *) arg;
-	Datum		values[7];
-	bool		nulls[7];
+	Datum		values[9];
+	bool		nulls[9];
 
 	memset(nulls, 0, sizeof(nulls));
 	values[0] = CStringGetTextDatum(m->version);
@@ -244,6 +248,8 @@ pending_row(void *arg, const mig_pending *m)
 		values[6] = CStringGetTextDatum(m->checksum);
 	else
 		nulls[6] = true;
+	values[7] = BoolGetDatum(m->outside != 0);
+	values[8] = Int64GetDatum(m->statements_done);
 	tuplestore_putvalues(call->rsinfo->setResult, call->rsinfo->setDesc,
 						 values, nulls);
 	return MIG_OK;
@@ -382,6 +388,7 @@ migrate_adopt(PG_FUNCTION_ARGS)
 {
 	CoreCall   *call = folder_call(fcinfo, "migrate_adopt", op_adopt);
 
+	call->options = options_arg(fcinfo, CurrentMemoryContext);
 	run_core(fcinfo, call, false);
 	PG_RETURN_INT64(call->count);
 }
@@ -404,6 +411,22 @@ migrate_baseline(PG_FUNCTION_ARGS)
 	PG_RETURN_INT64(call->count);
 }
 
+/* Raises 2D000 unless the procedure fname was called where it can commit:
+ * a CALL of its own, outside a transaction block.  instead names the
+ * function form to use otherwise. */
+static void
+check_procedure_mode(FunctionCallInfo fcinfo, const char *fname, const char *instead)
+{
+	if (fcinfo->context == NULL || !IsA(fcinfo->context, CallContext) ||
+		castNode(CallContext, fcinfo->context)->atomic)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TRANSACTION_TERMINATION),
+				 errmsg("%s cannot run inside a transaction block", fname),
+				 errdetail("%s commits after each migration, which is possible only in a CALL that is not inside BEGIN, a multi-statement query string or a function.", fname),
+				 errhint("CALL %s(...) as a statement of its own, or use SELECT %s everything in the caller's transaction.",
+						 fname, instead)));
+}
+
 /*
  * migrate_down(n bigint DEFAULT 1) RETURNS bigint
  *
@@ -421,6 +444,32 @@ migrate_down(PG_FUNCTION_ARGS)
 	call->runs_scripts = true;
 	run_core(fcinfo, call, false);
 	PG_RETURN_INT64(call->count);
+}
+
+/*
+ * migrate_run_down(n bigint DEFAULT 1)  -- a procedure
+ *
+ * Rolls back the last n applied migrations, committing after each, under
+ * a session lock; a down script recorded to run outside a transaction runs
+ * statement by statement (pg_outside.c), resuming after a failure.
+ */
+PG_FUNCTION_INFO_V1(migrate_run_down);
+Datum
+migrate_run_down(PG_FUNCTION_ARGS)
+{
+	CoreCall   *call;
+
+	check_procedure_mode(fcinfo, "migrate_run_down", "migrate_down(n), which rolls back");
+	check_writable("migrate_run_down");
+	call = new_call(PortalContext, op_down);
+	call->n = PG_ARGISNULL(0) ? 1 : PG_GETARG_INT64(0);
+	call->runs_scripts = true;
+	run_core(fcinfo, call, true);
+	ereport(NOTICE,
+			(errmsg_plural("rolled back " INT64_FORMAT " migration",
+						   "rolled back " INT64_FORMAT " migrations",
+						   (unsigned long) call->count, (int64) call->count)));
+	PG_RETURN_VOID();
 }
 
 /*
@@ -453,8 +502,9 @@ static int
 status_row(void *arg, const mig_status_row *row)
 {
 	StatusSink *sink = (StatusSink *) arg;
-	Datum		values[10];
-	bool		nulls[10];
+	Datum		values[13];
+	bool		nulls[13];
+	int			natts = sink->rsinfo->setDesc->natts;
 
 	memset(nulls, 0, sizeof(nulls));
 	values[0] = CStringGetTextDatum(row->version);
@@ -488,7 +538,19 @@ status_row(void *arg, const mig_status_row *row)
 	else
 		nulls[8] = true;
 	values[9] = BoolGetDatum(row->has_down != 0);
-
+	/* 0.3: how it rolls back, and how far a script that stopped half way
+	 * got (a 0.2 schema declares the first ten columns only) */
+	values[10] = CStringGetTextDatum(!row->has_down ? "none" : row->down_noop ? "noop" : "script");
+	if (row->statements_done >= 0)
+		values[11] = Int64GetDatum(row->statements_done);
+	else
+		nulls[11] = true;
+	if (row->last_error != NULL)
+		values[12] = CStringGetTextDatum(row->last_error);
+	else
+		nulls[12] = true;
+	Assert(natts == 10 || natts == 13);
+	(void) natts;
 	tuplestore_putvalues(sink->rsinfo->setResult, sink->rsinfo->setDesc,
 						 values, nulls);
 	return MIG_OK;
@@ -532,13 +594,7 @@ migrate_run(PG_FUNCTION_ARGS)
 {
 	CoreCall   *call;
 
-	if (fcinfo->context == NULL || !IsA(fcinfo->context, CallContext) ||
-		castNode(CallContext, fcinfo->context)->atomic)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_TRANSACTION_TERMINATION),
-				 errmsg("migrate_run cannot run inside a transaction block"),
-				 errdetail("migrate_run commits after each migration, which is possible only in a CALL that is not inside BEGIN, a multi-statement query string or a function."),
-				 errhint("CALL migrate_run(...) as a statement of its own, or use SELECT migrate_apply(...), which applies everything in the caller's transaction.")));
+	check_procedure_mode(fcinfo, "migrate_run", "migrate_apply(...), which applies");
 	check_read_privilege("migrate_run");
 	check_writable("migrate_run");
 	if (PG_ARGISNULL(0))		/* a procedure cannot be STRICT */
@@ -593,6 +649,7 @@ migrate_repair(PG_FUNCTION_ARGS)
 {
 	CoreCall   *call = folder_call(fcinfo, "migrate_repair", op_repair);
 
+	call->options = options_arg(fcinfo, CurrentMemoryContext);
 	run_core(fcinfo, call, false);
 	PG_RETURN_INT64(call->count);
 }
@@ -707,4 +764,102 @@ migrate_history_changed(PG_FUNCTION_ARGS)
 	if (OidIsValid(seq))
 		(void) nextval_internal(seq, false);
 	return PointerGetDatum(NULL);
+}
+
+/*
+ * migrate_guard() RETURNS trigger: before any statement that writes to one
+ * of the extension's tables, refuses it unless it comes from the
+ * extension's own functions (pg_host.c, mig_pg_as_owner) or from a
+ * superuser.  So a privilege granted on them (as deploy set-ups used to)
+ * cannot be used to plant a down script or progress that a later call
+ * would run or trust.
+ */
+PG_FUNCTION_INFO_V1(migrate_guard);
+Datum
+migrate_guard(PG_FUNCTION_ARGS)
+{
+	TriggerData *td;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("migrate_guard must be called as a trigger")));
+	td = (TriggerData *) fcinfo->context;
+	if (!mig_pg_own_write() && !superuser())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to write to %s", RelationGetRelationName(td->tg_relation)),
+				 errdetail("The tables of the migrate extension are written only by its functions, which record who did what."),
+				 errhint("Use migrate_apply, migrate_down, migrate_repair or migrate_baseline.")));
+	return PointerGetDatum(NULL);
+}
+
+/* One text argument as a C string in UTF-8, or NULL. */
+static const char *
+utf8_arg(FunctionCallInfo fcinfo, int n, size_t *len)
+{
+	char	   *s;
+
+	if (PG_ARGISNULL(n))
+		return NULL;
+	s = text_to_cstring(PG_GETARG_TEXT_PP(n));
+	s = pg_server_to_any(s, strlen(s), PG_UTF8);
+	if (len)
+		*len = strlen(s);
+	return s;
+}
+
+static int
+op_script_record(const mig_host *h, CoreCall *call, mig_err *err)
+{
+	return mig_pg_script_record((MigPg *) h->ctx, call->record, call->replace, err);
+}
+
+/*
+ * migrate_script_record(version, name, up_file, down_file, checksum,
+ *     checksum_norm, up_sql, down_sql, down_mode, down_line, replace)
+ *     RETURNS void
+ *
+ * What a script written by migrate_script calls to record a migration as
+ * applied, in its own transaction, which must already hold the migration
+ * lock: the history is written as its owner, the calling role recorded as
+ * the one whose rights the down script runs with.
+ */
+PG_FUNCTION_INFO_V1(migrate_script_record);
+Datum
+migrate_script_record(PG_FUNCTION_ARGS)
+{
+	CoreCall   *call = new_call(CurrentMemoryContext, op_script_record);
+	mig_record *rec = palloc0(sizeof(mig_record));
+	const char *mode;
+
+	check_function_mode("migrate_script_record");
+	for (int i = 0; i < 7; i++)
+		if (i != 3 && i != 5 && PG_ARGISNULL(i))
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("argument %d of migrate_script_record must not be NULL", i + 1)));
+	if (!DatumGetBool(DirectFunctionCall1(pg_try_advisory_xact_lock_int8,
+										  Int64GetDatum(MIGRATE_LOCK_KEY))))
+		ereport(ERROR,
+				(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+				 errmsg("migrate_script_record needs the migration lock"),
+				 errdetail("Another session holds it."),
+				 errhint("Run the whole script written by migrate_script: it takes the lock first.")));
+	rec->version = utf8_arg(fcinfo, 0, NULL);
+	rec->name = utf8_arg(fcinfo, 1, NULL);
+	rec->up_file = utf8_arg(fcinfo, 2, NULL);
+	rec->down_file = utf8_arg(fcinfo, 3, NULL);
+	rec->checksum = utf8_arg(fcinfo, 4, NULL);
+	rec->checksum_norm = utf8_arg(fcinfo, 5, NULL);
+	rec->up_sql = utf8_arg(fcinfo, 6, &rec->up_len);
+	rec->down_sql = utf8_arg(fcinfo, 7, &rec->down_len);
+	mode = utf8_arg(fcinfo, 8, NULL);
+	rec->down_outside = mode && strcmp(mode, "outside") == 0;
+	rec->down_noop = mode && strcmp(mode, "noop") == 0;
+	rec->down_line = PG_ARGISNULL(9) ? 0 : PG_GETARG_INT32(9);
+	call->record = rec;
+	call->replace = !PG_ARGISNULL(10) && PG_GETARG_BOOL(10);
+	run_core(fcinfo, call, false);
+	PG_RETURN_VOID();
 }

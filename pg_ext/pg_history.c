@@ -40,6 +40,9 @@
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
+#include "catalog/pg_class.h"
+#include "access/relation.h"
 
 #include "pg_host.h"
 
@@ -74,7 +77,7 @@ history_row(TupleTableSlot *slot, DestReceiver *self)
 	mig_hist_row row;
 	Datum	   *v;
 	bool	   *n;
-	const char *s[7];
+	const char *s[8];
 
 	CHECK_FOR_INTERRUPTS();
 	slot_getallattrs(slot);
@@ -82,6 +85,7 @@ history_row(TupleTableSlot *slot, DestReceiver *self)
 	n = slot->tts_isnull;
 	for (int c = 0; c < 7; c++)
 		s[c] = n[c] ? NULL : TextDatumGetCString(v[c]);
+	s[7] = n[10] ? NULL : TextDatumGetCString(v[10]);
 	memset(&row, 0, sizeof(row));
 	row.version = s[0];
 	row.name = s[1];
@@ -93,8 +97,10 @@ history_row(TupleTableSlot *slot, DestReceiver *self)
 	row.exec_ms = n[7] ? -1 : DatumGetFloat8(v[7]);
 	row.rank = DatumGetInt64(v[8]);
 	row.has_down = DatumGetBool(v[9]) ? 1 : 0;
+	row.down_outside = s[7] && strcmp(s[7], "outside") == 0;
+	row.down_noop = s[7] && strcmp(s[7], "noop") == 0;
 	d->rc = d->cb(d->arg, &row);
-	for (int c = 0; c < 7; c++)
+	for (int c = 0; c < 8; c++)
 		if (s[c] != NULL)
 			pfree((char *) s[c]);
 	return d->rc == MIG_OK;		/* false stops the scan */
@@ -110,12 +116,20 @@ history_shutdown(DestReceiver *self)
 {
 }
 
+/* A callback and its argument, handed through mig_pg_as_owner. */
+typedef struct CbArg
+{
+	void	   *cb;
+	void	   *arg;
+} CbArg;
+
 /* Visits every history row; returns MIG_OK, cb's non-zero code, or
  * MIG_ERROR.  A row's strings live until cb returns. */
 static int
-pg_history_load(void *ctx, mig_row_cb cb, void *arg, mig_err *err)
+load_history(MigPg *mp, void *cbarg, mig_err *err)
 {
-	MigPg	   *mp = (MigPg *) ctx;
+	mig_row_cb	cb = (mig_row_cb) ((CbArg *) cbarg)->cb;
+	void	   *arg = ((CbArg *) cbarg)->arg;
 	MemoryContext old = MemoryContextSwitchTo(mp->scratch);
 	HistoryDest d;
 	SPIExecuteOptions opts;
@@ -142,15 +156,24 @@ pg_history_load(void *ctx, mig_row_cb cb, void *arg, mig_err *err)
 	 * back never look at it. */
 	sql = psprintf("SELECT version, name, up_file, checksum, checksum_norm, "
 				   "%s, file_id, execution_ms, installed_rank, "
-				   "down_sql IS NOT NULL FROM %s",
+				   "down_sql IS NOT NULL, %s FROM %s",
 				   mp->want_applied_at ? "applied_at::pg_catalog.text" :
-				   "NULL::pg_catalog.text", mp->history);
+				   "NULL::pg_catalog.text",
+				   mp->v03 ? "down_mode" : "NULL::pg_catalog.text", mp->history);
 	ret = SPI_execute_extended(sql, &opts);
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(mp->scratch);
 	if (ret != SPI_OK_SELECT)
 		return spi_failed(err, "read", ret);
 	return d.rc;
+}
+
+static int
+pg_history_load(void *ctx, mig_row_cb cb, void *arg, mig_err *err)
+{
+	CbArg		a = {(void *) cb, arg};
+
+	return mig_pg_as_owner((MigPg *) ctx, load_history, &a, err);
 }
 
 /* Text column col (1-based) of row as a C string in the current context,
@@ -164,16 +187,24 @@ text_col(SPITupleTable *tt, uint64 row, int col)
 	return isnull ? NULL : TextDatumGetCString(d);
 }
 
-/* Records one applied migration. */
-static int
-pg_history_add(void *ctx, const mig_record *rec, mig_err *err)
+/* How a stored down script runs, as migrate_history.down_mode says. */
+static const char *
+down_mode(const char *down_sql, int noop, int outside)
 {
-	MigPg	   *mp = (MigPg *) ctx;
+	return down_sql == NULL ? NULL : noop ? "noop" : outside ? "outside" : "transaction";
+}
+
+/* Records one applied migration, as applied by the caller. */
+static int
+add_history(MigPg *mp, void *arg, mig_err *err)
+{
+	const mig_record *rec = (const mig_record *) arg;
 	MemoryContext old = MemoryContextSwitchTo(mp->scratch);
-	Oid			types[10] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
-	FLOAT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
-	Datum		values[10];
-	char		nulls[10];
+	Oid			types[13] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
+	FLOAT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, NAMEOID, TEXTOID, INT4OID};
+	Datum		values[13];
+	char		nulls[13];
+	const char *mode = down_mode(rec->down_sql, rec->down_noop, rec->down_outside);
 	char	   *sql;
 	int			ret;
 
@@ -201,13 +232,28 @@ pg_history_add(void *ctx, const mig_record *rec, mig_err *err)
 		values[9] = CStringGetTextDatum(rec->checksum_norm);
 	else
 		nulls[9] = 'n';
+	values[10] = DirectFunctionCall1(namein, CStringGetDatum(mp->caller_name));
+	if (mode != NULL)
+		values[11] = CStringGetTextDatum(mode);
+	else
+		nulls[11] = 'n';
+	values[12] = Int32GetDatum(rec->down_line);
+	if (rec->down_sql == NULL)
+		nulls[12] = 'n';
 
-	sql = psprintf("INSERT INTO %s (version, name, up_file, down_file, "
-				   "checksum, execution_ms, up_sql, down_sql, file_id, "
-				   "checksum_norm) "
-				   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-				   mp->history);
-	ret = SPI_execute_with_args(sql, 10, types, values, nulls, false, 0);
+	if (mp->v03)
+		sql = psprintf("INSERT INTO %s (version, name, up_file, down_file, "
+					   "checksum, execution_ms, up_sql, down_sql, file_id, "
+					   "checksum_norm, applied_by, down_mode, down_line, down_by) "
+					   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $11)",
+					   mp->history);
+	else
+		sql = psprintf("INSERT INTO %s (version, name, up_file, down_file, "
+					   "checksum, execution_ms, up_sql, down_sql, file_id, "
+					   "checksum_norm, applied_by) "
+					   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+					   mp->history);
+	ret = SPI_execute_with_args(sql, mp->v03 ? 13 : 11, types, values, nulls, false, 0);
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(mp->scratch);
 	if (ret != SPI_OK_INSERT || SPI_processed != 1)
@@ -215,11 +261,47 @@ pg_history_add(void *ctx, const mig_record *rec, mig_err *err)
 	return mig_pg_forget_progress(mp, rec->version, err);
 }
 
-/* Deletes the history row of one version. */
 static int
-pg_history_remove(void *ctx, const char *version, mig_err *err)
+pg_history_add(void *ctx, const mig_record *rec, mig_err *err)
 {
-	MigPg	   *mp = (MigPg *) ctx;
+	return mig_pg_as_owner((MigPg *) ctx, add_history, (void *) rec, err);
+}
+
+static int remove_history(MigPg *mp, void *arg, mig_err *err);
+
+typedef struct RecordArg
+{
+	const mig_record *rec;
+	bool		replace;
+} RecordArg;
+
+static int
+record_for_script(MigPg *mp, void *arg, mig_err *err)
+{
+	RecordArg  *a = (RecordArg *) arg;
+	int			rc = MIG_OK;
+
+	if (a->replace)
+		rc = remove_history(mp, (void *) a->rec->version, err);
+	if (rc == MIG_OK)
+		rc = add_history(mp, (void *) a->rec, err);
+	return rc;
+}
+
+int
+mig_pg_script_record(MigPg *mp, const mig_record *rec, bool replace, mig_err *err)
+{
+	RecordArg	a = {rec, replace};
+
+	return mig_pg_as_owner(mp, record_for_script, &a, err);
+}
+
+/* Deletes the history row of one version, and the progress of its down
+ * script if it ran outside a transaction. */
+static int
+remove_history(MigPg *mp, void *arg, mig_err *err)
+{
+	const char *version = (const char *) arg;
 	MemoryContext old = MemoryContextSwitchTo(mp->scratch);
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1];
@@ -243,73 +325,140 @@ pg_history_remove(void *ctx, const char *version, mig_err *err)
 					"migration %s is not in migrate_history", version);
 		return MIG_ERROR;
 	}
+	if (mp->v03)
+		return mig_pg_forget_down_progress(mp, version, err);
 	return MIG_OK;
 }
 
-/* Returns in *sql (memory from the host's alloc, in UTF-8) the stored down
- * script of version, or NULL when it has none. */
 static int
-pg_history_down(void *ctx, const char *version, char **sql, size_t *len,
-				mig_err *err)
+pg_history_remove(void *ctx, const char *version, mig_err *err)
 {
-	MigPg	   *mp = (MigPg *) ctx;
+	return mig_pg_as_owner((MigPg *) ctx, remove_history, (void *) version, err);
+}
+
+/* A copy of server-encoded s in UTF-8, from the host's alloc; NULL (and
+ * *oom) when out of memory. */
+static char *
+utf8_copy(MigPg *mp, const char *s, size_t *len, bool *oom)
+{
+	char	   *utf8 = pg_server_to_any(s, strlen(s), PG_UTF8);
+	size_t		n = strlen(utf8);
+	char	   *copy = mp->host.alloc(mp, n + 1);
+
+	if (copy == NULL)
+	{
+		*oom = true;
+		return NULL;
+	}
+	memcpy(copy, utf8, n + 1);
+	if (len)
+		*len = n;
+	return copy;
+}
+
+typedef struct DownArg
+{
+	const char *version;
+	mig_stored_down *d;
+} DownArg;
+
+/* Fills a->d with the stored down script of a->version (memory from the
+ * host's alloc, in UTF-8; d->sql NULL when it has none), and notes in
+ * mp->down_role the role that stored it, as whom it runs. */
+static int
+read_down(MigPg *mp, void *arg, mig_err *err)
+{
+	DownArg    *a = (DownArg *) arg;
+	mig_stored_down *d = a->d;
 	MemoryContext old = MemoryContextSwitchTo(mp->scratch);
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1];
 	char	   *query;
-	const char *down = NULL;
 	int			ret;
 	int			rc = MIG_OK;
+	bool		oom = false;
 
-	*sql = NULL;
-	*len = 0;
-	values[0] = mig_pg_text_datum(version, strlen(version));
-	query = psprintf("SELECT down_sql FROM %s "
-					 "WHERE version OPERATOR(pg_catalog.=) $1", mp->history);
+	memset(d, 0, sizeof(*d));
+	mp->down_role = InvalidOid;
+	values[0] = mig_pg_text_datum(a->version, strlen(a->version));
+	query = psprintf("SELECT down_sql, down_file, %s, %s, %s::pg_catalog.text FROM %s "
+					 "WHERE version OPERATOR(pg_catalog.=) $1",
+					 mp->v03 ? "down_line" : "NULL::pg_catalog.int4",
+					 mp->v03 ? "down_mode" : "NULL::pg_catalog.text",
+					 mp->v03 ? "COALESCE(down_by, applied_by)" : "applied_by", mp->history);
 	ret = SPI_execute_with_args(query, 1, types, values, NULL, false, 0);
 	MemoryContextSwitchTo(mp->scratch);
 	if (ret != SPI_OK_SELECT)
 		rc = spi_failed(err, "read", ret);
 	else if (SPI_processed == 1)
-		down = text_col(SPI_tuptable, 0, 1);
-	if (down != NULL)
 	{
-		char	   *utf8 = pg_server_to_any(down, strlen(down), PG_UTF8);
-		size_t		n = strlen(utf8);
+		const char *down = text_col(SPI_tuptable, 0, 1);
+		const char *file = text_col(SPI_tuptable, 0, 2);
+		const char *mode = text_col(SPI_tuptable, 0, 4);
+		const char *by = text_col(SPI_tuptable, 0, 5);
+		bool		isnull;
+		Datum		line = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull);
 
-		*sql = mp->host.alloc(mp, n + 1);
-		if (*sql == NULL)
+		if (down != NULL)
 		{
-			mig_err_nomem(err);
-			rc = MIG_NOMEM;
+			d->sql = utf8_copy(mp, down, &d->len, &oom);
+			d->file = file ? utf8_copy(mp, file, NULL, &oom) : NULL;
+			d->line = isnull ? 0 : DatumGetInt32(line);
+			d->outside = mode && strcmp(mode, "outside") == 0;
+			if (by != NULL && !OidIsValid(mp->down_role = get_role_oid(by, true)))
+			{
+				mig_err_set(err, "42704", "role \"%s\" that applied migration %s does not exist",
+							by, a->version);
+				mig_err_detail(err, "Its down script runs with the rights of the role that stored it.");
+				mig_err_hint(err, "A superuser can set migrate_history.applied_by of that row to an existing role.");
+				rc = MIG_ERROR;
+			}
 		}
-		else
-		{
-			memcpy(*sql, utf8, n + 1);
-			*len = n;
-		}
+	}
+	if (oom)
+	{
+		mig_err_nomem(err);
+		rc = MIG_NOMEM;
+	}
+	if (rc != MIG_OK)
+	{
+		if (d->sql)
+			mp->host.release(mp, d->sql);
+		if (d->file)
+			mp->host.release(mp, d->file);
+		memset(d, 0, sizeof(*d));
 	}
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(mp->scratch);
 	return rc;
 }
 
+static int
+pg_history_down(void *ctx, const char *version, mig_stored_down *d, mig_err *err)
+{
+	DownArg		a = {version, d};
+
+	return mig_pg_as_owner((MigPg *) ctx, read_down, &a, err);
+}
+
 /*
  * migrate_repair: brings the history row of r->version in line with its
- * file (name, files, checksums, down script, file identity; a NULL down
- * file or script keeps the stored one) and writes an audit row to
- * migrate_repairs (old and new checksum; who and when by default).
+ * file (name, files, checksums, down script and how it runs, file
+ * identity; a NULL down file or script keeps the stored one) and writes an
+ * audit row to migrate_repairs (old and new checksum, the caller, when).
+ * A new down script is the caller's: it will run with the caller's rights.
  */
 static int
-pg_history_repair(void *ctx, const mig_repair_row *r, mig_err *err)
+repair_history(MigPg *mp, void *arg, mig_err *err)
 {
-	MigPg	   *mp = (MigPg *) ctx;
+	const mig_repair_row *r = (const mig_repair_row *) arg;
 	MemoryContext old = MemoryContextSwitchTo(mp->scratch);
-	Oid			types[9] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
-	TEXTOID, TEXTOID, TEXTOID, TEXTOID};
-	Datum		values[9];
-	char		nulls[9];
+	Oid			types[12] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
+	TEXTOID, TEXTOID, TEXTOID, TEXTOID, NAMEOID, TEXTOID, INT4OID};
+	Datum		values[12];
+	char		nulls[12];
 	const char *str[9];
+	const char *mode = down_mode(r->down_sql, r->down_noop, r->down_outside);
 	size_t		lens[9];
 	char	   *sql;
 	int			ret;
@@ -330,13 +479,30 @@ pg_history_repair(void *ctx, const mig_repair_row *r, mig_err *err)
 		nulls[i] = str[i] ? ' ' : 'n';
 		values[i] = str[i] ? mig_pg_text_datum(str[i], lens[i]) : (Datum) 0;
 	}
+	values[9] = DirectFunctionCall1(namein, CStringGetDatum(mp->caller_name));
+	nulls[9] = ' ';
+	values[10] = mode ? CStringGetTextDatum(mode) : (Datum) 0;
+	nulls[10] = mode ? ' ' : 'n';
+	values[11] = Int32GetDatum(r->down_line);
+	nulls[11] = r->down_sql ? ' ' : 'n';
 
-	sql = psprintf("UPDATE %s SET name = $2, up_file = $3, "
-				   "down_file = COALESCE($4, down_file), checksum = $5, "
-				   "checksum_norm = $6, down_sql = COALESCE($7, down_sql), "
-				   "file_id = $8 WHERE version OPERATOR(pg_catalog.=) $1",
-				   mp->history);
-	ret = SPI_execute_with_args(sql, 8, types, values, nulls, false, 0);
+	if (mp->v03)
+		sql = psprintf("UPDATE %s SET name = $2, up_file = $3, "
+					   "down_file = COALESCE($4, down_file), checksum = $5, "
+					   "checksum_norm = $6, down_sql = COALESCE($7, down_sql), "
+					   "file_id = $8, "
+					   "down_by = CASE WHEN $7 IS NULL THEN down_by ELSE $10 END, "
+					   "down_mode = CASE WHEN $7 IS NULL THEN down_mode ELSE $11 END, "
+					   "down_line = CASE WHEN $7 IS NULL THEN down_line ELSE $12 END "
+					   "WHERE version OPERATOR(pg_catalog.=) $1",
+					   mp->history);
+	else
+		sql = psprintf("UPDATE %s SET name = $2, up_file = $3, "
+					   "down_file = COALESCE($4, down_file), checksum = $5, "
+					   "checksum_norm = $6, down_sql = COALESCE($7, down_sql), "
+					   "file_id = $8 WHERE version OPERATOR(pg_catalog.=) $1",
+					   mp->history);
+	ret = SPI_execute_with_args(sql, mp->v03 ? 12 : 8, types, values, nulls, false, 0);
 	n = SPI_processed;
 	if (ret != SPI_OK_UPDATE)
 	{
@@ -351,13 +517,16 @@ pg_history_repair(void *ctx, const mig_repair_row *r, mig_err *err)
 					"migration %s is not in migrate_history", r->version);
 		return MIG_ERROR;
 	}
-	sql = psprintf("INSERT INTO %s (version, old_checksum, new_checksum) "
-				   "VALUES ($1, $2, $3)", mp->repairs);
+	sql = psprintf("INSERT INTO %s (version, old_checksum, new_checksum, repaired_by) "
+				   "VALUES ($1, $2, $3, $4)", mp->repairs);
 	values[1] = values[8];
 	nulls[1] = nulls[8];
 	values[2] = values[4];
 	nulls[2] = nulls[4];
-	ret = SPI_execute_with_args(sql, 3, types, values, nulls, false, 0);
+	values[3] = values[9];
+	nulls[3] = ' ';
+	types[3] = NAMEOID;
+	ret = SPI_execute_with_args(sql, 4, types, values, nulls, false, 0);
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(mp->scratch);
 	if (ret != SPI_OK_INSERT)
@@ -368,6 +537,64 @@ pg_history_repair(void *ctx, const mig_repair_row *r, mig_err *err)
 		return MIG_ERROR;
 	}
 	return MIG_OK;
+}
+
+static int
+pg_history_repair(void *ctx, const mig_repair_row *r, mig_err *err)
+{
+	return mig_pg_as_owner((MigPg *) ctx, repair_history, (void *) r, err);
+}
+
+typedef struct AuditArg
+{
+	const char *version;
+	const char *action;
+	const char *old_checksum;
+	const char *new_checksum;
+} AuditArg;
+
+/* One audit row in migrate_repairs (0.3: with its action). */
+static int
+write_audit(MigPg *mp, void *arg, mig_err *err)
+{
+	AuditArg   *a = (AuditArg *) arg;
+	MemoryContext old = MemoryContextSwitchTo(mp->scratch);
+	Oid			types[5] = {TEXTOID, TEXTOID, TEXTOID, NAMEOID, TEXTOID};
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	int			ret;
+
+	values[0] = mig_pg_text_datum(a->version, strlen(a->version));
+	values[1] = a->old_checksum ? CStringGetTextDatum(a->old_checksum) : (Datum) 0;
+	nulls[1] = a->old_checksum ? ' ' : 'n';
+	values[2] = a->new_checksum ? CStringGetTextDatum(a->new_checksum) : (Datum) 0;
+	nulls[2] = a->new_checksum ? ' ' : 'n';
+	values[3] = DirectFunctionCall1(namein, CStringGetDatum(mp->caller_name));
+	values[4] = CStringGetTextDatum(a->action);
+	ret = SPI_execute_with_args(psprintf(mp->v03 ?
+										 "INSERT INTO %s (version, old_checksum, new_checksum, repaired_by, action) "
+										 "VALUES ($1, $2, $3, $4, $5)" :
+										 "INSERT INTO %s (version, old_checksum, new_checksum, repaired_by) "
+										 "VALUES ($1, $2, $3, $4)", mp->repairs),
+								mp->v03 ? 5 : 4, types, values, nulls, false, 0);
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(mp->scratch);
+	if (ret != SPI_OK_INSERT)
+	{
+		mig_err_set(err, MIG_SQLSTATE_INTERNAL, "could not insert into migrate_repairs: %s",
+					SPI_result_code_string(ret));
+		return MIG_ERROR;
+	}
+	return MIG_OK;
+}
+
+static int
+pg_audit(void *ctx, const char *version, const char *action, const char *old_checksum,
+		 const char *new_checksum, mig_err *err)
+{
+	AuditArg	a = {version, action, old_checksum, new_checksum};
+
+	return mig_pg_as_owner((MigPg *) ctx, write_audit, &a, err);
 }
 
 /* ---- the off-hours script (migrate_script) ---- */
@@ -457,9 +684,20 @@ pg_script_part(void *ctx, int part, const mig_record *rec,
 		case MIG_PART_RECORD:
 			if (rec == NULL)
 				break;
-			appendStringInfo(&buf, "INSERT INTO %s (version, name, up_file, down_file, "
-							 "checksum, checksum_norm, execution_ms, up_sql, down_sql)\n"
-							 "VALUES (", mp->history);
+			if (!mp->v03)
+			{
+				appendStringInfo(&buf, "INSERT INTO %s (version, name, up_file, down_file, "
+								 "checksum, checksum_norm, execution_ms, up_sql, down_sql)\n"
+								 "VALUES (", mp->history);
+			}
+			else
+			{
+				/* no role may write the history but through the
+				 * functions: the record is a call, which needs the
+				 * migration lock the script took, and stores the calling
+				 * role as the one whose rights the down script runs with */
+				appendStringInfo(&buf, "SELECT %s.migrate_script_record(", mp->nsp_q);
+			}
 			append_literal(&buf, rec->version);
 			appendStringInfoString(&buf, ", ");
 			append_literal(&buf, rec->name);
@@ -471,19 +709,44 @@ pg_script_part(void *ctx, int part, const mig_record *rec,
 			append_literal(&buf, rec->checksum);
 			appendStringInfoString(&buf, ", ");
 			append_literal(&buf, rec->checksum_norm);
-			appendStringInfoString(&buf, ", NULL,\n");
+			appendStringInfoString(&buf, mp->v03 ? ",\n" : ", NULL,\n");
 			append_dollar(&buf, rec->up_sql, rec->up_len);
 			appendStringInfoString(&buf, ",\n");
 			append_dollar(&buf, rec->down_sql, rec->down_len);
+			if (mp->v03)
+			{
+				appendStringInfoString(&buf, ", ");
+				append_literal(&buf, down_mode(rec->down_sql, rec->down_noop, rec->down_outside));
+				if (rec->down_sql)
+					appendStringInfo(&buf, ", %d", rec->down_line);
+				else
+					appendStringInfoString(&buf, ", NULL");
+				appendStringInfo(&buf, ", %s", mp->replace_next ? "true" : "false");
+				mp->replace_next = false;
+			}
 			appendStringInfoString(&buf, ");\n");
 			break;
 		case MIG_PART_FORGET:
 			if (rec == NULL)
 				break;
+			if (mp->v03)
+			{
+				/* the record that follows replaces the row */
+				mp->replace_next = true;
+				appendStringInfoString(&buf, "-- a repeatable that runs again: its row is replaced\n");
+				break;
+			}
 			appendStringInfo(&buf, "DELETE FROM %s WHERE version OPERATOR(pg_catalog.=) ",
 							 mp->history);
 			append_literal(&buf, rec->version);
 			appendStringInfoString(&buf, ";\n");
+			break;
+		case MIG_PART_BODY:
+			if (rec == NULL)
+				break;
+			appendBinaryStringInfo(&buf, rec->up_sql, (int) rec->up_len);
+			if (buf.len == 0)
+				appendStringInfoString(&buf, "-- (empty)");
 			break;
 		case MIG_PART_END:
 			appendStringInfoString(&buf, "COMMIT;\n");
@@ -546,13 +809,6 @@ history_counted(Oid history)
 	return xmin;
 }
 
-/* Whether the current user holds every privilege of mode on rel. */
-static bool
-may(Oid rel, AclMode mode)
-{
-	return pg_class_aclmask(rel, GetUserId(), mode, ACLMASK_ALL) == mode;
-}
-
 /* The sequence's count of history changes (0 before the first). */
 static int64
 history_gen(Oid seq)
@@ -578,9 +834,9 @@ history_gen(Oid seq)
  * Remembers both for verified_put.
  */
 static int
-pg_verified_get(void *ctx, char *out, mig_err *err)
+get_verified(MigPg *mp, void *arg, mig_err *err)
 {
-	MigPg	   *mp = (MigPg *) ctx;
+	char	   *out = (char *) arg;
 	Relation	rel;
 	TableScanDesc scan;
 	Snapshot	snap;
@@ -588,9 +844,9 @@ pg_verified_get(void *ctx, char *out, mig_err *err)
 
 	out[0] = '\0';
 	mp->may_verify = false;
-	if (!may(mp->verified_oid, ACL_SELECT | ACL_INSERT | ACL_DELETE) ||
-		!may(mp->gen_oid, ACL_SELECT) ||
-		!TransactionIdIsValid(mp->trigger_xmin = history_counted(mp->history_oid)))
+	/* read without SQL (and so without the caller's rights), written as
+	 * the owner: every caller gets the shortcut */
+	if (!TransactionIdIsValid(mp->trigger_xmin = history_counted(mp->history_oid)))
 		return MIG_OK;
 	mp->gen_seen = history_gen(mp->gen_oid);
 	mp->may_verify = true;
@@ -619,13 +875,19 @@ pg_verified_get(void *ctx, char *out, mig_err *err)
 	return MIG_OK;
 }
 
+static int
+pg_verified_get(void *ctx, char *out, mig_err *err)
+{
+	return mig_pg_as_owner((MigPg *) ctx, get_verified, out, err);
+}
+
 /* Stores the digest of a folder found fully applied, with the count of
  * history changes and the trigger's state verified_get saw, in place of
  * the last one. */
 static int
-pg_verified_put(void *ctx, const char *digest, mig_err *err)
+put_verified(MigPg *mp, void *arg, mig_err *err)
 {
-	MigPg	   *mp = (MigPg *) ctx;
+	const char *digest = (const char *) arg;
 	MemoryContext old;
 	Oid			types[3] = {TEXTOID, INT8OID, XIDOID};
 	Datum		values[3];
@@ -653,41 +915,124 @@ pg_verified_put(void *ctx, const char *digest, mig_err *err)
 	return MIG_OK;
 }
 
+static int
+pg_verified_put(void *ctx, const char *digest, mig_err *err)
+{
+	return mig_pg_as_owner((MigPg *) ctx, put_verified, (void *) digest, err);
+}
+
 /* ---- another tool's history (migrate_adopt) ---- */
 
 /*
- * Sets *exists when the table, and column if not NULL, exists, the table
- * name resolving through search_path as an unqualified name does.
+ * The table of another tool: looked up in one schema (the option schema=,
+ * else public), never through the caller's search_path, which a role with
+ * CREATE on an earlier schema could shadow it through.  Returns its OID,
+ * or InvalidOid when there is none; fails (42809) for a relation whose
+ * reading could run code: only a plain table -- no view, foreign,
+ * partitioned or other relation, no rule, no row level security policy
+ * (which are expressions), no column of a type that is not built in
+ * (whose output function or cast could be anybody's code).  It is read
+ * with ONLY, so no child table is read with it.
+ */
+static Oid
+other_table(const char *schema, const char *table, mig_err *err, bool *bad)
+{
+	const char *nspname = schema ? schema : "public";
+	Oid			nsp = get_namespace_oid(nspname, true);
+	Oid			relid;
+	HeapTuple	tup;
+	Form_pg_class rel;
+	const char *why = NULL;
+
+	*bad = false;
+	if (!OidIsValid(nsp))
+		return InvalidOid;
+	relid = get_relname_relid(table, nsp);
+	if (!OidIsValid(relid))
+		return InvalidOid;
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(tup))
+		return InvalidOid;
+	rel = (Form_pg_class) GETSTRUCT(tup);
+	if (rel->relkind == RELKIND_VIEW || rel->relkind == RELKIND_MATVIEW)
+		why = "it is a view";
+	else if (rel->relkind == RELKIND_FOREIGN_TABLE)
+		why = "it is a foreign table";
+	else if (rel->relkind != RELKIND_RELATION)
+		why = "it is not a plain table";
+	else if (rel->relhasrules)
+		why = "it has rules";
+	else if (rel->relrowsecurity)
+		why = "it has row level security";
+	ReleaseSysCache(tup);
+	if (why == NULL)
+	{
+		Relation	r = relation_open(relid, AccessShareLock);
+		TupleDesc	desc = RelationGetDescr(r);
+
+		for (int i = 0; i < desc->natts && why == NULL; i++)
+		{
+			Form_pg_attribute att = TupleDescAttr(desc, i);
+
+			if (!att->attisdropped && att->atttypid >= FirstNormalObjectId)
+				why = psprintf("its column \"%s\" has a type that is not built in",
+							   NameStr(att->attname));
+		}
+		relation_close(r, AccessShareLock);
+	}
+	if (why != NULL)
+	{
+		mig_err_set(err, "42809", "\"%s\".\"%s\" is not a table migrate_adopt reads: %s",
+					nspname, table, why);
+		mig_err_detail(err, "Reading another tool's history must not run anybody's code with the caller's rights, so only a plain table of built-in types without rules or row level security is read.");
+		mig_err_hint(err, "Restore that tool's own table, or point migrate_adopt at the schema that holds it with the option schema=.");
+		*bad = true;
+		return InvalidOid;
+	}
+	return relid;
+}
+
+/*
+ * Sets *exists when the table, and column if not NULL, exists in schema
+ * (NULL: public) and is a plain table; fails for one that is not.
  */
 static int
-pg_table_info(void *ctx, const char *table, const char *column, int *exists,
-			  mig_err *err)
+pg_table_info(void *ctx, const char *schema, const char *table, const char *column,
+			  int *exists, mig_err *err)
 {
-	Oid			relid;
+	bool		bad;
+	Oid			relid = other_table(schema, table, err, &bad);
 
-	relid = RangeVarGetRelid(makeRangeVar(NULL, pstrdup(table), -1), NoLock,
-							 true);
+	if (bad)
+		return MIG_ERROR;
 	*exists = OidIsValid(relid) &&
 		(column == NULL || get_attnum(relid, column) != InvalidAttrNumber);
 	return MIG_OK;
 }
 
-/* Runs one SELECT of ncols columns and hands each row to cb as text. */
-static int
-pg_query_text(void *ctx, const char *sql, int ncols,
-			  int (*cb) (void *arg, const char *const *cells), void *arg,
-			  mig_err *err)
+typedef struct QueryArg
 {
-	MigPg	   *mp = (MigPg *) ctx;
+	const char *sql;
+	int			ncols;
+	int			(*cb) (void *arg, const char *const *cells);
+	void	   *arg;
+} QueryArg;
+
+/* Runs the SELECT of a->ncols columns and hands each row to a->cb as
+ * text. */
+static int
+read_other(MigPg *mp, void *arg, mig_err *err)
+{
+	QueryArg   *a = (QueryArg *) arg;
 	MemoryContext old = MemoryContextSwitchTo(mp->scratch);
 	SPITupleTable *tt;
 	const char **cells;
 	int			ret;
 	int			rc = MIG_OK;
 
-	ret = SPI_execute(sql, false, 0);
+	ret = SPI_execute(a->sql, true, 0);
 	MemoryContextSwitchTo(mp->scratch);
-	if (ret != SPI_OK_SELECT || SPI_tuptable->tupdesc->natts < ncols)
+	if (ret != SPI_OK_SELECT || SPI_tuptable->tupdesc->natts < a->ncols)
 	{
 		MemoryContextSwitchTo(old);
 		mig_err_set(err, MIG_SQLSTATE_INTERNAL,
@@ -696,18 +1041,152 @@ pg_query_text(void *ctx, const char *sql, int ncols,
 		return MIG_ERROR;
 	}
 	tt = SPI_tuptable;
-	cells = palloc(sizeof(char *) * ncols);
+	cells = palloc(sizeof(char *) * a->ncols);
 	for (uint64 i = 0; i < SPI_processed && rc == MIG_OK; i++)
 	{
 		CHECK_FOR_INTERRUPTS();
-		for (int c = 0; c < ncols; c++)
+		for (int c = 0; c < a->ncols; c++)
 			cells[c] = SPI_getvalue(tt->vals[i], tt->tupdesc, c + 1);
-		rc = cb(arg, cells);
+		rc = a->cb(a->arg, cells);
 	}
 	SPI_freetuptable(tt);
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(mp->scratch);
 	return rc;
+}
+
+/*
+ * Reads the other tool's table as its owner, in a security-restricted
+ * context with search_path pinned (as VACUUM and ANALYZE read a table):
+ * whatever that table would run, it runs with no more rights than its
+ * owner has.  With the checks of other_table nothing runs at all; this is
+ * the second wall.
+ */
+static int
+pg_query_text(void *ctx, const char *schema, const char *table, const char *cols,
+			  const char *order_by, int ncols,
+			  int (*cb) (void *arg, const char *const *cells), void *arg,
+			  mig_err *err)
+{
+	MigPg	   *mp = (MigPg *) ctx;
+	bool		bad;
+	Oid			relid = other_table(schema, table, err, &bad);
+	QueryArg	a;
+	HeapTuple	tup;
+	Oid			owner;
+
+	if (bad)
+		return MIG_ERROR;
+	if (!OidIsValid(relid))
+	{
+		mig_err_set(err, "42P01", "table \"%s\" of the other tool is gone", table);
+		return MIG_ERROR;
+	}
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	a.sql = psprintf("SELECT %s FROM ONLY %s%s%s", cols,
+					 quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+												get_rel_name(relid)),
+					 order_by ? " ORDER BY " : "", order_by ? order_by : "");
+	a.ncols = ncols;
+	a.cb = cb;
+	a.arg = arg;
+	return mig_pg_as(mp, owner, false, read_other, &a, err);
+}
+
+/* ---- progress of scripts that stopped half way ---- */
+
+typedef struct ProgressArg
+{
+	mig_progress_cb cb;
+	void	   *arg;
+	const char *version;
+	int			down;
+} ProgressArg;
+
+static int
+load_progress(MigPg *mp, void *arg, mig_err *err)
+{
+	ProgressArg *a = (ProgressArg *) arg;
+	MemoryContext old = MemoryContextSwitchTo(mp->scratch);
+	int			ret;
+	int			rc = MIG_OK;
+
+	ret = SPI_execute(psprintf("SELECT version, %s, statements_done, next_offset, done_checksum, "
+							   "last_error, updated_at::pg_catalog.text FROM %s",
+							   mp->v03 ? "down" : "false", mp->progress), false, 0);
+	MemoryContextSwitchTo(mp->scratch);
+	if (ret != SPI_OK_SELECT)
+	{
+		MemoryContextSwitchTo(old);
+		return spi_failed(err, "read", ret);
+	}
+	for (uint64 i = 0; i < SPI_processed && rc == MIG_OK; i++)
+	{
+		mig_progress_row r;
+		bool		isnull;
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+
+		memset(&r, 0, sizeof(r));
+		r.version = text_col(SPI_tuptable, i, 1);
+		r.down = DatumGetBool(SPI_getbinval(tup, desc, 2, &isnull)) ? 1 : 0;
+		r.statements_done = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
+		r.next_offset = DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
+		r.done_checksum = text_col(SPI_tuptable, i, 5);
+		r.last_error = text_col(SPI_tuptable, i, 6);
+		r.updated_at = text_col(SPI_tuptable, i, 7);
+		if (r.version != NULL)
+			r.version = pg_server_to_any(r.version, strlen(r.version), PG_UTF8);
+		if (r.last_error != NULL)
+			r.last_error = pg_server_to_any(r.last_error, strlen(r.last_error), PG_UTF8);
+		rc = a->cb(a->arg, &r);
+	}
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(mp->scratch);
+	return rc;
+}
+
+static int
+pg_progress_load(void *ctx, mig_progress_cb cb, void *arg, mig_err *err)
+{
+	ProgressArg a = {cb, arg, NULL, 0};
+
+	return mig_pg_as_owner((MigPg *) ctx, load_progress, &a, err);
+}
+
+static int
+forget_progress(MigPg *mp, void *arg, mig_err *err)
+{
+	ProgressArg *a = (ProgressArg *) arg;
+	MemoryContext old = MemoryContextSwitchTo(mp->scratch);
+	Oid			types[2] = {TEXTOID, BOOLOID};
+	Datum		values[2];
+	int			ret;
+
+	values[0] = mig_pg_text_datum(a->version, strlen(a->version));
+	values[1] = BoolGetDatum(a->down != 0);
+	ret = SPI_execute_with_args(psprintf(mp->v03 ?
+										 "DELETE FROM %s WHERE version OPERATOR(pg_catalog.=) $1 AND down OPERATOR(pg_catalog.=) $2" :
+										 "DELETE FROM %s WHERE version OPERATOR(pg_catalog.=) $1",
+										 mp->progress),
+								mp->v03 ? 2 : 1, types, values, NULL, false, 0);
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(mp->scratch);
+	if (ret != SPI_OK_DELETE)
+		return spi_failed(err, "delete from", ret);
+	return MIG_OK;
+}
+
+static int
+pg_progress_forget(void *ctx, const char *version, int down, mig_err *err)
+{
+	ProgressArg a = {NULL, NULL, version, down};
+
+	return mig_pg_as_owner((MigPg *) ctx, forget_progress, &a, err);
 }
 
 /* ---- set-up ---- */
@@ -723,8 +1202,23 @@ mig_pg_history_host(MigPg *mp, Oid nsp)
 	mp->host.script_part = pg_script_part;
 	mp->host.table_info = pg_table_info;
 	mp->host.query_text = pg_query_text;
+	mp->host.audit = pg_audit;
+	mp->host.progress_load = pg_progress_load;
+	mp->host.progress_forget = pg_progress_forget;
 	/* the no-op shortcut's tables came with 0.2 */
 	mp->history_oid = get_relname_relid("migrate_history", nsp);
+	if (!OidIsValid(mp->history_oid))
+		elog(ERROR, "migrate_history is missing from the extension's schema");
+	{
+		HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(mp->history_oid));
+
+		if (!HeapTupleIsValid(tup))
+			elog(ERROR, "cache lookup failed for relation %u", mp->history_oid);
+		mp->owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+		ReleaseSysCache(tup);
+	}
+	/* 0.3: down scripts' mode, progress of both directions, the guard */
+	mp->v03 = get_attnum(mp->history_oid, "down_mode") != InvalidAttrNumber;
 	mp->verified_oid = get_relname_relid("migrate_verified", nsp);
 	mp->gen_oid = get_relname_relid("migrate_history_gen", nsp);
 	if (OidIsValid(mp->history_oid) && OidIsValid(mp->verified_oid) &&

@@ -29,6 +29,8 @@
 #include <signal.h>
 
 #include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/pg_class.h"
 #include "commands/defrem.h"
 #include "executor/spi.h"
 #include "mb/pg_wchar.h"
@@ -42,6 +44,8 @@
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/acl.h"
+#include "utils/syscache.h"
 
 #include "pg_host.h"
 
@@ -70,6 +74,10 @@ static int	crash_at = 0;
  * kB; bigger ones are refused with 54000. */
 static int	max_file_kb = (int) (MIG_DEFAULT_MAX_FILE / 1024);
 
+static void clear_mark_at_abort(XactEvent event, void *arg);
+static void clear_mark_at_subabort(SubXactEvent event, SubTransactionId my,
+								   SubTransactionId parent, void *arg);
+
 void
 mig_pg_define_settings(void)
 {
@@ -90,6 +98,8 @@ mig_pg_define_settings(void)
 							NULL, NULL, NULL);
 	mig_pg_define_rail_settings();
 	MarkGUCPrefixReserved("migrate");
+	RegisterXactCallback(clear_mark_at_abort, NULL);
+	RegisterSubXactCallback(clear_mark_at_subabort, NULL);
 }
 
 /* A crash point (see migrate.crash_at): SIGKILLs this backend at the n-th. */
@@ -104,6 +114,80 @@ mig_pg_crash_point(MigPg *mp)
 	kill(MyProcPid, SIGKILL);
 	pg_usleep(10000000L);		/* SIGKILL to oneself arrives before this */
 	elog(ERROR, "migrate.crash_at: the backend survived SIGKILL");
+}
+
+/* ---- the extension's own tables, as their owner ---- */
+
+/* Set while mig_pg_as_owner runs fn: the guard trigger lets those writes
+ * through.  Only this module's code sets it. */
+static bool own_write = false;
+
+bool
+mig_pg_own_write(void)
+{
+	return own_write;
+}
+
+int
+mig_pg_as_owner(MigPg *mp, int (*fn) (MigPg *mp, void *arg, mig_err *err),
+				void *arg, mig_err *err)
+{
+	return mig_pg_as(mp, mp->owner, true, fn, arg, err);
+}
+
+void
+mig_pg_owner_enter(MigPg *mp, Oid role, bool own, MigPgSave *save)
+{
+	GetUserIdAndSecContext(&save->user, &save->sec);
+	save->own = own_write;
+	SetUserIdAndSecContext(role, save->sec | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	save->nest = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	own_write = own;
+}
+
+void
+mig_pg_owner_leave(MigPgSave *save)
+{
+	own_write = save->own;
+	AtEOXact_GUC(true, save->nest);
+	SetUserIdAndSecContext(save->user, save->sec);
+}
+
+int
+mig_pg_as(MigPg *mp, Oid role, bool own, int (*fn) (MigPg *mp, void *arg, mig_err *err),
+		  void *arg, mig_err *err)
+{
+	MigPgSave	save;
+	int			rc;
+
+	mig_pg_owner_enter(mp, role, own, &save);
+	rc = fn(mp, arg, err);
+	mig_pg_owner_leave(&save);
+	return rc;
+}
+
+/*
+ * An error leaves mig_pg_as without mig_pg_owner_leave: the abort of the
+ * (sub)transaction puts the user and the settings back, and this clears
+ * the guard's mark, so that nothing written after an error passes for the
+ * extension's own write.
+ */
+static void
+clear_mark_at_abort(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+		own_write = false;
+}
+
+static void
+clear_mark_at_subabort(SubXactEvent event, SubTransactionId my, SubTransactionId parent,
+					   void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		own_write = false;
 }
 
 /* Returns n bytes from the call's context, or NULL when out of memory. */
@@ -639,7 +723,7 @@ pg_check_script(void *ctx, const mig_script *s, mig_err *err)
 
 		if (what == NULL)
 			continue;
-		if (top_level && !s->down)
+		if (top_level)
 		{
 			if (outside == NULL)
 			{
@@ -650,22 +734,16 @@ pg_check_script(void *ctx, const mig_script *s, mig_err *err)
 		}
 		mig_err_set(err, MIG_SQLSTATE_TXN_CONTROL,
 					"%s cannot run in migration file \"%s\"", what, s->file);
-		if (top_level)
-		{
-			mig_err_detail(err, "Rollback scripts run inside a transaction, in which this statement cannot run.");
-			mig_err_hint(err, "Remove the statement from the rollback script and run it separately, for example from psql.");
-		}
-		else
-		{
-			mig_err_detail(err, "Migrations may not end a transaction, and have no client to copy from or to.");
-			mig_err_hint(err, "Remove the statement from the migration; COPY from a server file works.");
-		}
+		mig_err_detail(err, "Migrations may not end a transaction, and have no client to copy from or to.");
+		mig_err_hint(err, "Remove the statement from the migration; COPY from a server file works.");
 		err->offset = script_offset(mp, mig_pg_statement_start(mp, rs->stmt_location));
 		rc = MIG_ERROR;
 		outside = NULL;
 		break;
 	}
-	if (outside != NULL && mp->host.exec_outside != NULL)
+	/* a down script that must run outside a transaction is recorded so;
+	 * rolling it back decides where it can run */
+	if (outside != NULL && (mp->host.exec_outside != NULL || s->down))
 		rc = MIG_OUTSIDE;
 	else if (outside != NULL)
 	{
@@ -753,14 +831,53 @@ pg_exec(void *ctx, const mig_script *s, mig_err *err)
 	List	   *stmts;
 	int			rc;
 
+	Oid			save_user;
+	int			save_sec;
+
 	mig_pg_script_begin(mp, s, &cb);
 	stmts = raw_parser(mp->text, RAW_PARSE_DEFAULT);
+	GetUserIdAndSecContext(&save_user, &save_sec);
+	if (s->down)
+		mig_pg_down_role_enter(mp);
 	if (mp->procedure && mp->rail_timeout_ms > 0 && mp->rail_retries > 0)
 		rc = mig_pg_railed(mp, run_railed_statements, stmts, err);
 	else
 		rc = run_railed_statements(mp, stmts, err);
+	SetUserIdAndSecContext(save_user, save_sec);
 	mig_pg_script_done(mp, &cb, old);
 	return rc;
+}
+
+/*
+ * Before a stored down script runs: switches to the role that stored it
+ * (migrate_history.applied_by, written by the functions as their caller),
+ * so that it never runs with more rights than that role had -- a
+ * superuser rolling back a deploy role's migration runs its down script
+ * as the deploy role.  The caller must have that role's privileges
+ * (a superuser, a member, or the role itself), else 42501.  The switch
+ * forbids SET ROLE and SET SESSION AUTHORIZATION inside the script, as a
+ * SECURITY DEFINER function does; the caller puts the user back after the
+ * script (or an abort does).
+ */
+void
+mig_pg_down_role_enter(MigPg *mp)
+{
+	Oid			user;
+	int			sec;
+
+	if (!OidIsValid(mp->down_role) || mp->down_role == mp->caller)
+		return;
+	if (!has_privs_of_role(mp->caller, mp->down_role))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to roll back migration %s", mp->script->version),
+				 errdetail("Its down script was stored by role \"%s\" and runs with that role's rights, which role \"%s\" does not have.",
+						   GetUserNameFromId(mp->down_role, false),
+						   GetUserNameFromId(mp->caller, false)),
+				 errhint("Roll it back as \"%s\" or as a member of that role.",
+						 GetUserNameFromId(mp->down_role, false))));
+	GetUserIdAndSecContext(&user, &sec);
+	SetUserIdAndSecContext(mp->down_role, sec | SECURITY_LOCAL_USERID_CHANGE);
 }
 
 /* A notice from the core (a migration applied, a lock skipped, a file
@@ -843,6 +960,9 @@ mig_pg_begin(Oid fn_oid, bool procedure)
 	if (schema == NULL)
 		elog(ERROR, "cache lookup failed for the schema of function %u",
 			 fn_oid);
+	mp->caller = GetUserId();
+	mp->caller_name = MemoryContextStrdup(cxt, GetUserNameFromId(mp->caller, false));
+	mp->nsp_q = MemoryContextStrdup(cxt, quote_identifier(schema));
 	mp->history = qualified(cxt, schema, "migrate_history");
 	mp->repairs = qualified(cxt, schema, "migrate_repairs");
 	mp->progress = qualified(cxt, schema, "migrate_progress");
@@ -868,6 +988,8 @@ mig_pg_begin(Oid fn_oid, bool procedure)
 	mp->host.exec_outside = procedure ? mig_pg_exec_outside : NULL;
 	mp->host.outside_hint = procedure ? NULL :
 		"Use CALL migrate_run(...), which runs such a migration outside a transaction, one statement at a time.";
+	mp->host.outside_down_hint = procedure ? NULL :
+		"Use CALL migrate_run_down(n), which runs such a down script outside a transaction, one statement at a time.";
 	mp->host.engine = "postgres";
 	mp->host.cache = backend_cache();
 	mp->host.keeps_file_id = 1;

@@ -36,6 +36,7 @@ typedef struct MigPg
 	bool		session_locked; /* the session advisory lock is held */
 	int			allocs;			/* allocations so far, for migrate.fail_alloc */
 	int			crash_points;	/* crash points passed, for migrate.crash_at */
+	char	   *nsp_q;			/* the extension's schema, quoted */
 	char	   *history;		/* quoted, schema-qualified history table */
 	char	   *repairs;		/* the same of migrate_repairs */
 	char	   *progress;		/* the same of migrate_progress */
@@ -51,6 +52,20 @@ typedef struct MigPg
 									 * row goes with history_add), or NULL */
 	bool		want_applied_at;	/* history_load formats applied_at
 									 * (migrate_status only) */
+
+	/* Who is who (16.2): the extension's tables are read and written as
+	 * their owner, never with the caller's rights (mig_pg_as_owner); what
+	 * migrations run, as the caller; a stored down script, as the role
+	 * that stored it. */
+	Oid			owner;			/* owner of migrate_history */
+	Oid			caller;			/* the current user when the call began */
+	char	   *caller_name;	/* its name, written as applied_by */
+	Oid			down_role;		/* role that stored the down script being
+								 * run (history_down), or InvalidOid */
+	bool		v03;			/* the schema is 0.3 or later (down_mode,
+								 * progress.down, repairs.action, guard) */
+	bool		replace_next;	/* migrate_script: the next record replaces
+								 * a repeatable's row */
 
 	/* The script being checked or run, for the error context callback. */
 	const mig_script *script;
@@ -80,6 +95,11 @@ typedef struct MigPg
  */
 extern MigPg *mig_pg_begin(Oid fn_oid, bool procedure);
 
+/* migrate_script_record: records rec as applied by the caller (replacing
+ * the row of its version when replace is set), as the owner. */
+extern int	mig_pg_script_record(MigPg *mp, const mig_record *rec, bool replace,
+								 mig_err *err);
+
 /* Fills in mp's history callbacks (pg_history.c): migrate_history, the
  * off-hours script's parts, another tool's history, and the no-op shortcut
  * when the extension schema nsp has its tables (0.2). */
@@ -95,6 +115,46 @@ extern void mig_pg_define_settings(void);
 /* A crash point of the call: with migrate.crash_at = n (a testing aid), the
  * backend SIGKILLs itself at the n-th. */
 extern void mig_pg_crash_point(MigPg *mp);
+
+/*
+ * Runs fn(mp, arg, err) -- statements on the extension's own tables --
+ * as their owner, in a security-restricted context with search_path
+ * pinned to pg_catalog, pg_temp, and marked as the extension's own writes
+ * for the guard trigger (migrate_guard).  The caller's rights never reach
+ * those tables, and no code of anyone but the owner can run meanwhile.
+ * An error raised by fn propagates: the (sub)transaction's abort puts the
+ * user and settings back, the mark is cleared here.
+ */
+extern int	mig_pg_as_owner(MigPg *mp, int (*fn) (MigPg *mp, void *arg, mig_err *err),
+							void *arg, mig_err *err);
+/* What mig_pg_owner_enter changed, for mig_pg_owner_leave. */
+typedef struct MigPgSave
+{
+	Oid			user;
+	int			sec;
+	int			nest;
+	bool		own;
+} MigPgSave;
+
+/* mig_pg_as in two halves, for straight-line code: enter switches to role
+ * (restricted, search_path pinned, the guard's mark set when own), leave
+ * puts it back; an error in between is cleaned up by the abort. */
+extern void mig_pg_owner_enter(MigPg *mp, Oid role, bool own, MigPgSave *save);
+extern void mig_pg_owner_leave(MigPgSave *save);
+
+/* The same as role, the guard's mark set when own is. */
+extern int	mig_pg_as(MigPg *mp, Oid role, bool own,
+					  int (*fn) (MigPg *mp, void *arg, mig_err *err),
+					  void *arg, mig_err *err);
+
+/* Before a stored down script runs: switches to the role that stored it
+ * (history_down noted it in mp->down_role), after checking the caller has
+ * its privileges (else 42501).  The caller restores the user. */
+extern void mig_pg_down_role_enter(MigPg *mp);
+
+/* Whether the extension's own code is writing its tables now (for the
+ * guard trigger). */
+extern bool mig_pg_own_write(void);
 
 /* Raises err as an ERROR with its SQLSTATE, detail, hint and context. */
 extern void mig_pg_report(const mig_err *err) pg_attribute_noreturn();
@@ -124,8 +184,10 @@ extern char *mig_pg_statement_text(const MigPg *mp, const RawStmt *rs, int *off,
 extern int	mig_pg_exec_outside(void *ctx, const mig_script *s, mig_err *err);
 
 /* history_add: forgets the progress of version when its statements just
- * ran outside a transaction. */
+ * ran outside a transaction; history_remove: the progress of its down
+ * script.  Called as the owner (mig_pg_as_owner). */
 extern int	mig_pg_forget_progress(MigPg *mp, const char *version, mig_err *err);
+extern int	mig_pg_forget_down_progress(MigPg *mp, const char *version, mig_err *err);
 
 /* ---- pg_rails.c: the migration lock's wait and the blocking rail ---- */
 

@@ -451,8 +451,8 @@ wait_for_orphans(mig_err *err)
  * the text done is unchanged; else records that this call starts.
  */
 static int
-progress_start(MigPg *mp, const mig_script *s, int *start, int64 *done,
-			   bool *resuming, mig_err *err)
+progress_start_owner(MigPg *mp, const mig_script *s, int *start, int64 *done,
+					 bool *resuming, mig_err *err)
 {
 	Oid			types[2] = {TEXTOID, TEXTOID};
 	Datum		values[2];
@@ -497,23 +497,42 @@ progress_start(MigPg *mp, const mig_script *s, int *start, int64 *done,
 
 		mig_checksum("", 0, empty);
 		values[1] = CStringGetTextDatum(empty);
-		sql = psprintf("INSERT INTO %s (version, done_checksum, next_offset, statements_done) "
-					   "VALUES ($1, $2, 0, 0)", mp->progress);
+		sql = psprintf(mp->v03 ?
+					   "INSERT INTO %s (version, done_checksum, next_offset, statements_done, down) "
+					   "VALUES ($1, $2, 0, 0, %s)" :
+					   "INSERT INTO %s (version, done_checksum, next_offset, statements_done) "
+					   "VALUES ($1, $2, 0, 0)", mp->progress, s->down ? "true" : "false");
 		ret = SPI_execute_with_args(sql, 2, types, values, NULL, false, 0);
 		spi_check(ret, SPI_OK_INSERT, "insert into");
 	}
 	return MIG_OK;
 }
 
+/* progress_start_owner as the owner of the extension's tables. */
+static int
+progress_start(MigPg *mp, const mig_script *s, int *start, int64 *done,
+			   bool *resuming, mig_err *err)
+{
+	MigPgSave	save;
+	int			rc;
+
+	mig_pg_owner_enter(mp, mp->owner, true, &save);
+	rc = progress_start_owner(mp, s, start, done, resuming, err);
+	mig_pg_owner_leave(&save);
+	return rc;
+}
+
 /* Records that the statements of s up to offset end of mp->text ran. */
 static void
 progress_mark(MigPg *mp, const mig_script *s, int end, int64 done)
 {
+	MigPgSave	save;
 	Oid			types[4] = {TEXTOID, TEXTOID, INT8OID, INT8OID};
 	Datum		values[4];
 	char		sum[16];
 	int			ret;
 
+	mig_pg_owner_enter(mp, mp->owner, true, &save);
 	mig_checksum(mp->text, (size_t) end, sum);
 	values[0] = CStringGetTextDatum(s->version);
 	values[1] = CStringGetTextDatum(sum);
@@ -526,6 +545,7 @@ progress_mark(MigPg *mp, const mig_script *s, int end, int64 done)
 										 mp->progress),
 								4, types, values, NULL, false, 0);
 	spi_check(ret, SPI_OK_UPDATE, "update");
+	mig_pg_owner_leave(&save);
 }
 
 /* Notes the error beside the progress. */
@@ -535,7 +555,9 @@ progress_error(MigPg *mp, const mig_script *s, const ErrorData *e)
 	Oid			types[2] = {TEXTOID, TEXTOID};
 	Datum		values[2];
 	int			ret;
+	MigPgSave	save;
 
+	mig_pg_owner_enter(mp, mp->owner, true, &save);
 	values[0] = CStringGetTextDatum(s->version);
 	values[1] = CStringGetTextDatum(psprintf("%s: %s", unpack_sql_state(e->sqlerrcode),
 											 e->message ? e->message : "?"));
@@ -544,6 +566,22 @@ progress_error(MigPg *mp, const mig_script *s, const ErrorData *e)
 										 mp->progress),
 								2, types, values, NULL, false, 0);
 	spi_check(ret, SPI_OK_UPDATE, "update");
+	mig_pg_owner_leave(&save);
+}
+
+int
+mig_pg_forget_down_progress(MigPg *mp, const char *version, mig_err *err)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+	int			ret;
+
+	values[0] = CStringGetTextDatum(version);
+	ret = SPI_execute_with_args(psprintf("DELETE FROM %s WHERE version OPERATOR(pg_catalog.=) $1 "
+										 "AND down", mp->progress),
+								1, types, values, NULL, false, 0);
+	spi_check(ret, SPI_OK_DELETE, "delete from");
+	return MIG_OK;
 }
 
 int

@@ -119,8 +119,7 @@ fn_apply(sqlite3_context *fctx, int argc, sqlite3_value **argv)
 static int
 repair_entry(const mig_host *h, const char *path, const char *options, int64_t *n, mig_err *err)
 {
-	(void) options;
-	return mig_repair(h, path, n, err);
+	return mig_repair_with(h, path, options, n, err);
 }
 
 static void
@@ -154,8 +153,7 @@ fn_script(sqlite3_context *fctx, int argc, sqlite3_value **argv)
 static int
 adopt_entry(const mig_host *h, const char *path, const char *options, int64_t *n, mig_err *err)
 {
-	(void) options;
-	return mig_adopt(h, path, n, err);
+	return mig_adopt_with(h, path, options, n, err);
 }
 
 /* migrate_adopt(path) -> number of migrations taken over from another
@@ -267,9 +265,13 @@ sqlite3_migrate_init(sqlite3 *db, char **pzErrMsg, const sqlite3_api_routines *p
 	if (rc == SQLITE_OK)
 		rc = sqlite3_create_function(db, "migrate_adopt", 1, flags, NULL, fn_adopt, NULL, NULL);
 	if (rc == SQLITE_OK)
+		rc = sqlite3_create_function(db, "migrate_adopt", 2, flags, NULL, fn_adopt, NULL, NULL);
+	if (rc == SQLITE_OK)
 		rc = sqlite3_create_function(db, "migrate_baseline", 2, flags, NULL, fn_baseline, NULL, NULL);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_create_function(db, "migrate_repair", 1, flags, NULL, fn_repair, NULL, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_create_function(db, "migrate_repair", 2, flags, NULL, fn_repair, NULL, NULL);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_create_function(db, "migrate_script", 1, flags, NULL, fn_script, NULL, NULL);
 	if (rc == SQLITE_OK)

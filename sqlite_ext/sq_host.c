@@ -31,18 +31,38 @@ static const char history_ddl[] =
 "  applied_at     TEXT NOT NULL,\n"
 "  execution_ms   REAL NOT NULL,\n"
 "  file_id        TEXT,\n"		/* before the scripts: a no-op reads it and */
-"  up_sql         TEXT NOT NULL,\n"	/* not them, which may overflow pages */
+"  applied_by     TEXT,\n"		/* not them, which may overflow pages */
+"  down_mode      TEXT,\n"
+"  down_line      INTEGER,\n"
+"  up_sql         TEXT NOT NULL,\n"
 "  down_sql       TEXT\n"
 ")";
+
+/*
+ * Columns a history made by an earlier build lacks, added when the lock is
+ * taken: the normalised checksum; who applied the migration (the
+ * operating-system user: SQLite has no roles, whoever can write the file
+ * decides what it holds); how its down script runs (transaction, outside
+ * a transaction, or noop when it holds no statement) and the line of the
+ * down file it starts at.
+ */
+static const char *const added_columns[][2] = {
+	{"checksum_norm", "TEXT"},
+	{"applied_by", "TEXT"},
+	{"down_mode", "TEXT"},
+	{"down_line", "INTEGER"},
+};
 
 /* Every repair of a recorded checksum (migrate_repair): an audit trail. */
 static const char repairs_ddl[] =
 "CREATE TABLE IF NOT EXISTS main.migrate_repairs(\n"
 "  version        TEXT NOT NULL,\n"
-"  old_checksum   TEXT NOT NULL,\n"
+"  old_checksum   TEXT NOT NULL,\n"	/* '' when there is none */
 "  new_checksum   TEXT NOT NULL,\n"
 "  repaired_by    TEXT,\n"
-"  repaired_at    TEXT NOT NULL\n"
+"  repaired_at    TEXT NOT NULL,\n"
+"  action         TEXT\n"		/* repair, discard_partial, record; NULL in
+								 * rows of earlier builds: repair */
 ")";
 
 /* Sets err from the connection's last error. */
@@ -211,15 +231,32 @@ check_caller(sq_ctx *c, mig_err *err)
 
 /* ---- unit of work ---- */
 
+/* 1 when table main.t has column col. */
+static int
+has_column(sq_ctx *c, const char *t, const char *col)
+{
+	return sqlite3_table_column_metadata(c->db, "main", t, col, NULL, NULL, NULL,
+										 NULL, NULL) == SQLITE_OK;
+}
+
 /* Adds the columns that a history made by an earlier build lacks. */
 static int
 upgrade_history(sq_ctx *c)
 {
-	if (sqlite3_table_column_metadata(c->db, "main", "migrate_history", "checksum_norm",
-									  NULL, NULL, NULL, NULL, NULL) == SQLITE_OK)
-		return SQLITE_OK;
-	return sqlite3_exec(c->db, "ALTER TABLE main.migrate_history ADD COLUMN checksum_norm TEXT",
-						NULL, NULL, NULL);
+	int			rc = SQLITE_OK;
+
+	for (size_t i = 0; rc == SQLITE_OK && i < sizeof(added_columns) / sizeof(added_columns[0]); i++)
+	{
+		char	   *sql;
+
+		if (has_column(c, "migrate_history", added_columns[i][0]))
+			continue;
+		sql = sqlite3_mprintf("ALTER TABLE main.migrate_history ADD COLUMN %s %s",
+							  added_columns[i][0], added_columns[i][1]);
+		rc = sql ? sqlite3_exec(c->db, sql, NULL, NULL, NULL) : SQLITE_NOMEM;
+		sqlite3_free(sql);
+	}
+	return rc;
 }
 
 static void
@@ -481,15 +518,22 @@ sq_history_load(void *ctx, mig_row_cb cb, void *arg, mig_err *err)
 
 	if (!history_exists(c))
 		return MIG_OK;
-	if (sqlite3_prepare_v2(c->db,
+	/* a history of an earlier build, read without the lock (status),
+	 * lacks down_mode until the next call that takes the lock */
+	if (sqlite3_prepare_v2(c->db, has_column(c, "migrate_history", "down_mode") ?
 						   "SELECT version, name, up_file, checksum, applied_at, execution_ms,"
-						   " installed_rank, down_sql IS NOT NULL, file_id, checksum_norm FROM main.migrate_history",
+						   " installed_rank, down_sql IS NOT NULL, file_id, checksum_norm,"
+						   " down_mode FROM main.migrate_history" :
+						   "SELECT version, name, up_file, checksum, applied_at, execution_ms,"
+						   " installed_rank, down_sql IS NOT NULL, file_id, checksum_norm,"
+						   " NULL FROM main.migrate_history",
 						   -1, &st, NULL) != SQLITE_OK)
 		return db_error(c, err, "could not read migrate_history");
 	while (rc == MIG_OK && (src = sqlite3_step(st)) == SQLITE_ROW)
 	{
 		mig_hist_row r;
 
+		memset(&r, 0, sizeof(r));
 		r.version = (const char *) sqlite3_column_text(st, 0);
 		r.name = (const char *) sqlite3_column_text(st, 1);
 		r.file = (const char *) sqlite3_column_text(st, 2);
@@ -500,6 +544,12 @@ sq_history_load(void *ctx, mig_row_cb cb, void *arg, mig_err *err)
 		r.has_down = sqlite3_column_int(st, 7);
 		r.file_id = (const char *) sqlite3_column_text(st, 8);
 		r.checksum_norm = (const char *) sqlite3_column_text(st, 9);
+		{
+			const char *mode = (const char *) sqlite3_column_text(st, 10);
+
+			r.down_outside = mode && strcmp(mode, "outside") == 0;
+			r.down_noop = mode && strcmp(mode, "noop") == 0;
+		}
 		if (r.version == NULL)
 		{
 			rc = db_error(c, err, "could not read migrate_history");
@@ -513,6 +563,34 @@ sq_history_load(void *ctx, mig_row_cb cb, void *arg, mig_err *err)
 	return rc;
 }
 
+/* How a down script runs, as the history's down_mode says it. */
+static const char *
+down_mode(const char *down_sql, int noop, int outside)
+{
+	return down_sql == NULL ? NULL : noop ? "noop" : outside ? "outside" : "transaction";
+}
+
+/* The operating-system user running this process (the audit's and the
+ * history's applied_by), looked up once per call; NULL if unknown. */
+static const char *
+caller(sq_ctx *c)
+{
+	if (!c->who_set)
+	{
+		char		buf[1024];
+		struct passwd pw,
+				   *found = NULL;
+
+		c->who[0] = '\0';
+		if (getpwuid_r(geteuid(), &pw, buf, sizeof(buf), &found) == 0 && found)
+			snprintf(c->who, sizeof(c->who), "%s", found->pw_name);
+		else
+			snprintf(c->who, sizeof(c->who), "uid %ld", (long) geteuid());
+		c->who_set = 1;
+	}
+	return c->who;
+}
+
 static int
 sq_history_add(void *ctx, const mig_record *r, mig_err *err)
 {
@@ -522,9 +600,11 @@ sq_history_add(void *ctx, const mig_record *r, mig_err *err)
 	if (c->add == NULL &&
 		sqlite3_prepare_v3(c->db,
 						   "INSERT INTO main.migrate_history(version, name, up_file, down_file,"
-						   " checksum, applied_at, execution_ms, up_sql, down_sql, file_id, checksum_norm)"
+						   " checksum, applied_at, execution_ms, up_sql, down_sql, file_id, checksum_norm,"
+						   " applied_by, down_mode, down_line)"
 						   " VALUES(?1, ?2, ?3, ?4, ?5, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),"
-						   " ?6, ?7, ?8, ?9, ?10)", -1, SQLITE_PREPARE_PERSISTENT, &c->add, NULL) != SQLITE_OK)
+						   " ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)", -1, SQLITE_PREPARE_PERSISTENT,
+						   &c->add, NULL) != SQLITE_OK)
 		return db_error(c, err, "could not record the migration");
 	st = c->add;
 	if (sqlite3_bind_text(st, 1, r->version, -1, SQLITE_STATIC) ||
@@ -538,6 +618,10 @@ sq_history_add(void *ctx, const mig_record *r, mig_err *err)
 		 : sqlite3_bind_null(st, 8)) ||
 		sqlite3_bind_text(st, 9, r->file_id, -1, SQLITE_STATIC) ||
 		sqlite3_bind_text(st, 10, r->checksum_norm, -1, SQLITE_STATIC) ||
+		sqlite3_bind_text(st, 11, caller(c), -1, SQLITE_STATIC) ||
+		sqlite3_bind_text(st, 12, down_mode(r->down_sql, r->down_noop, r->down_outside), -1,
+						  SQLITE_STATIC) ||
+		(r->down_sql ? sqlite3_bind_int(st, 13, r->down_line) : sqlite3_bind_null(st, 13)) ||
 		sqlite3_step(st) != SQLITE_DONE)
 	{
 		int			rc = db_error(c, err, "could not record the migration");
@@ -561,6 +645,14 @@ sq_history_add(void *ctx, const mig_record *r, mig_err *err)
 	return MIG_OK;
 }
 
+/* 1 when main.migrate_progress exists. */
+static int
+progress_exists(sq_ctx *c)
+{
+	return sqlite3_table_column_metadata(c->db, "main", "migrate_progress", NULL,
+										 NULL, NULL, NULL, NULL, NULL) == SQLITE_OK;
+}
+
 static int
 sq_history_remove(void *ctx, const char *version, mig_err *err)
 {
@@ -573,52 +665,113 @@ sq_history_remove(void *ctx, const char *version, mig_err *err)
 		sqlite3_bind_text(st, 1, version, -1, SQLITE_STATIC) == SQLITE_OK &&
 		sqlite3_step(st) == SQLITE_DONE;
 	sqlite3_finalize(st);
-	return ok ? MIG_OK : db_error(c, err, "could not remove the migration from the history");
+	if (!ok)
+		return db_error(c, err, "could not remove the migration from the history");
+	/* rolled back: the progress of a down script that ran outside a
+	 * transaction is done with */
+	if (progress_exists(c))
+	{
+		char	   *sql = sqlite3_mprintf("DELETE FROM main.migrate_progress WHERE version = %Q",
+										  version);
+		int			rc = sql ? run(c, sql, err) : (mig_err_nomem(err), MIG_NOMEM);
+
+		sqlite3_free(sql);
+		return rc;
+	}
+	return MIG_OK;
+}
+
+/* A copy of column col of st from sqlite3_malloc64, or NULL (*oom set
+ * when out of memory). */
+static char *
+column_copy(sqlite3_stmt *st, int col, size_t *len, int *oom)
+{
+	const char *text = (const char *) sqlite3_column_text(st, col);
+	size_t		n = (size_t) sqlite3_column_bytes(st, col);
+	char	   *copy;
+
+	if (sqlite3_column_type(st, col) == SQLITE_NULL)
+		return NULL;
+	if (text == NULL || (copy = sqlite3_malloc64(n + 1)) == NULL)
+	{
+		*oom = 1;
+		return NULL;
+	}
+	memcpy(copy, text, n + 1);
+	if (len)
+		*len = n;
+	return copy;
 }
 
 static int
-sq_history_down(void *ctx, const char *version, char **sql, size_t *len, mig_err *err)
+sq_history_down(void *ctx, const char *version, mig_stored_down *d, mig_err *err)
 {
 	sq_ctx	   *c = ctx;
 	sqlite3_stmt *st = NULL;
-	int			rc = MIG_OK;
+	int			rc = MIG_OK,
+				oom = 0;
 
-	*sql = NULL;
-	*len = 0;
-	if (sqlite3_prepare_v2(c->db, "SELECT down_sql FROM main.migrate_history WHERE version = ?1",
+	memset(d, 0, sizeof(*d));
+	if (sqlite3_prepare_v2(c->db, "SELECT down_sql, down_file, down_line, down_mode"
+						   " FROM main.migrate_history WHERE version = ?1",
 						   -1, &st, NULL) != SQLITE_OK ||
 		sqlite3_bind_text(st, 1, version, -1, SQLITE_STATIC) != SQLITE_OK)
 		rc = db_error(c, err, "could not read the down script");
 	else if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
 	{
-		const char *text = (const char *) sqlite3_column_text(st, 0);
-		size_t		n = (size_t) sqlite3_column_bytes(st, 0);
+		const char *mode = (const char *) sqlite3_column_text(st, 3);
 
-		if (text == NULL || (*sql = sqlite3_malloc64(n + 1)) == NULL)
+		d->sql = column_copy(st, 0, &d->len, &oom);
+		d->file = column_copy(st, 1, NULL, &oom);
+		d->line = sqlite3_column_int(st, 2);
+		d->outside = mode && strcmp(mode, "outside") == 0;
+		if (oom)
 		{
+			sqlite3_free(d->sql);
+			sqlite3_free(d->file);
+			d->sql = d->file = NULL;
 			mig_err_nomem(err);
 			rc = MIG_NOMEM;
-		}
-		else
-		{
-			memcpy(*sql, text, n + 1);
-			*len = n;
 		}
 	}
 	sqlite3_finalize(st);
 	return rc;
 }
 
-/* The operating-system user running this process, for the audit. */
-static const char *
-os_user(char *buf, size_t size)
+/* Makes sure main.migrate_repairs exists with its action column. */
+static int
+repairs_ready(sq_ctx *c)
 {
-	struct passwd pw,
-			   *found = NULL;
+	int			rc = sqlite3_exec(c->db, repairs_ddl, NULL, NULL, NULL);
 
-	if (getpwuid_r(geteuid(), &pw, buf, size, &found) == 0 && found)
-		return found->pw_name;
-	return NULL;
+	if (rc == SQLITE_OK && !has_column(c, "migrate_repairs", "action"))
+		rc = sqlite3_exec(c->db, "ALTER TABLE main.migrate_repairs ADD COLUMN action TEXT",
+						  NULL, NULL, NULL);
+	return rc;
+}
+
+static int
+sq_audit(void *ctx, const char *version, const char *action, const char *old_checksum,
+		 const char *new_checksum, mig_err *err)
+{
+	sq_ctx	   *c = ctx;
+	sqlite3_stmt *st = NULL;
+	int			ok;
+
+	ok = repairs_ready(c) == SQLITE_OK &&
+		sqlite3_prepare_v2(c->db,
+						   "INSERT INTO main.migrate_repairs(version, old_checksum, new_checksum,"
+						   " repaired_by, repaired_at, action) VALUES(?1, coalesce(?2, ''),"
+						   " coalesce(?3, ''), ?4, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), ?5)",
+						   -1, &st, NULL) == SQLITE_OK &&
+		sqlite3_bind_text(st, 1, version, -1, SQLITE_STATIC) == SQLITE_OK &&
+		sqlite3_bind_text(st, 2, old_checksum, -1, SQLITE_STATIC) == SQLITE_OK &&
+		sqlite3_bind_text(st, 3, new_checksum, -1, SQLITE_STATIC) == SQLITE_OK &&
+		sqlite3_bind_text(st, 4, caller(c), -1, SQLITE_STATIC) == SQLITE_OK &&
+		sqlite3_bind_text(st, 5, action, -1, SQLITE_STATIC) == SQLITE_OK &&
+		sqlite3_step(st) == SQLITE_DONE;
+	sqlite3_finalize(st);
+	return ok ? MIG_OK : db_error(c, err, "could not write the audit row");
 }
 
 static int
@@ -627,19 +780,21 @@ sq_history_repair(void *ctx, const mig_repair_row *r, mig_err *err)
 	sq_ctx	   *c = ctx;
 	sqlite3_stmt *up = NULL,
 			   *audit = NULL;
-	char		pwbuf[1024];
-	const char *who = os_user(pwbuf, sizeof(pwbuf));
+	const char *who = caller(c);
 	int			ok;
 
-	ok = sqlite3_exec(c->db, repairs_ddl, NULL, NULL, NULL) == SQLITE_OK &&
+	ok = repairs_ready(c) == SQLITE_OK &&
 		sqlite3_prepare_v2(c->db,
 						   "UPDATE main.migrate_history SET name = ?2, up_file = ?3,"
 						   " down_file = coalesce(?4, down_file), checksum = ?5, checksum_norm = ?6,"
-						   " down_sql = CASE WHEN ?7 IS NULL THEN down_sql ELSE ?7 END, file_id = ?8"
+						   " down_sql = CASE WHEN ?7 IS NULL THEN down_sql ELSE ?7 END, file_id = ?8,"
+						   " down_mode = coalesce(?9, down_mode), down_line = CASE WHEN ?7 IS NULL"
+						   " THEN down_line ELSE ?10 END"
 						   " WHERE version = ?1", -1, &up, NULL) == SQLITE_OK &&
 		sqlite3_prepare_v2(c->db,
-						   "INSERT INTO main.migrate_repairs VALUES(?1, ?2, ?3, ?4,"
-						   " strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))", -1, &audit, NULL) == SQLITE_OK &&
+						   "INSERT INTO main.migrate_repairs(version, old_checksum, new_checksum,"
+						   " repaired_by, repaired_at, action) VALUES(?1, ?2, ?3, ?4,"
+						   " strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), 'repair')", -1, &audit, NULL) == SQLITE_OK &&
 		sqlite3_bind_text(up, 1, r->version, -1, SQLITE_STATIC) == SQLITE_OK &&
 		sqlite3_bind_text(up, 2, r->name, -1, SQLITE_STATIC) == SQLITE_OK &&
 		sqlite3_bind_text(up, 3, r->up_file, -1, SQLITE_STATIC) == SQLITE_OK &&
@@ -649,6 +804,9 @@ sq_history_repair(void *ctx, const mig_repair_row *r, mig_err *err)
 		(r->down_sql ? sqlite3_bind_text64(up, 7, r->down_sql, r->down_len, SQLITE_STATIC,
 										   SQLITE_UTF8) : sqlite3_bind_null(up, 7)) == SQLITE_OK &&
 		sqlite3_bind_text(up, 8, r->file_id, -1, SQLITE_STATIC) == SQLITE_OK &&
+		sqlite3_bind_text(up, 9, down_mode(r->down_sql, r->down_noop, r->down_outside), -1,
+						  SQLITE_STATIC) == SQLITE_OK &&
+		sqlite3_bind_int(up, 10, r->down_line) == SQLITE_OK &&
 		sqlite3_step(up) == SQLITE_DONE &&
 		sqlite3_bind_text(audit, 1, r->version, -1, SQLITE_STATIC) == SQLITE_OK &&
 		sqlite3_bind_text(audit, 2, r->old_checksum, -1, SQLITE_STATIC) == SQLITE_OK &&
@@ -817,13 +975,85 @@ sq_exec(void *ctx, const mig_script *s, mig_err *err)
  */
 static const char progress_ddl[] =
 "CREATE TABLE IF NOT EXISTS main.migrate_progress(\n"
-"  version          TEXT PRIMARY KEY,\n"
-"  done_checksum    TEXT NOT NULL,\n"	/* of the script up to next_offset */
-"  next_offset      INTEGER NOT NULL,\n"
+"  version          TEXT PRIMARY KEY,\n"	/* an up half way is pending, a */
+"  done_checksum    TEXT NOT NULL,\n"	/* down half way applied: never */
+"  next_offset      INTEGER NOT NULL,\n"	/* both of one version */
 "  statements_done  INTEGER NOT NULL,\n"
 "  updated_at       TEXT NOT NULL,\n"
-"  last_error       TEXT\n"
+"  last_error       TEXT,\n"
+"  down             INTEGER NOT NULL DEFAULT 0\n"
 ")";
+
+/* Makes sure main.migrate_progress exists with its down column. */
+static int
+progress_ready(sq_ctx *c, mig_err *err)
+{
+	if (run(c, progress_ddl, err) != MIG_OK)
+		return err->code;
+	if (!has_column(c, "migrate_progress", "down"))
+		return run(c, "ALTER TABLE main.migrate_progress ADD COLUMN down INTEGER NOT NULL DEFAULT 0", err);
+	return MIG_OK;
+}
+
+static int
+sq_progress_load(void *ctx, mig_progress_cb cb, void *arg, mig_err *err)
+{
+	sq_ctx	   *c = ctx;
+	sqlite3_stmt *st = NULL;
+	int			rc = MIG_OK,
+				src = SQLITE_DONE;
+
+	if (!progress_exists(c))
+		return MIG_OK;
+	if (sqlite3_prepare_v2(c->db, has_column(c, "migrate_progress", "down") ?
+						   "SELECT version, down, statements_done, next_offset, done_checksum,"
+						   " last_error, updated_at FROM main.migrate_progress" :
+						   "SELECT version, 0, statements_done, next_offset, done_checksum,"
+						   " last_error, updated_at FROM main.migrate_progress",
+						   -1, &st, NULL) != SQLITE_OK)
+		return db_error(c, err, "could not read migrate_progress");
+	while (rc == MIG_OK && (src = sqlite3_step(st)) == SQLITE_ROW)
+	{
+		mig_progress_row r;
+
+		memset(&r, 0, sizeof(r));
+		r.version = (const char *) sqlite3_column_text(st, 0);
+		r.down = sqlite3_column_int(st, 1);
+		r.statements_done = sqlite3_column_int64(st, 2);
+		r.next_offset = sqlite3_column_int64(st, 3);
+		r.done_checksum = (const char *) sqlite3_column_text(st, 4);
+		r.last_error = (const char *) sqlite3_column_text(st, 5);
+		r.updated_at = (const char *) sqlite3_column_text(st, 6);
+		if (r.version == NULL)
+		{
+			rc = db_error(c, err, "could not read migrate_progress");
+			break;
+		}
+		rc = cb(arg, &r);
+	}
+	if (rc == MIG_OK && src != SQLITE_DONE)
+		rc = db_error(c, err, "could not read migrate_progress");
+	sqlite3_finalize(st);
+	return rc;
+}
+
+static int
+sq_progress_forget(void *ctx, const char *version, int down, mig_err *err)
+{
+	sq_ctx	   *c = ctx;
+	char	   *sql;
+	int			rc;
+
+	if (!progress_exists(c))
+		return MIG_OK;
+	if ((rc = progress_ready(c, err)) != MIG_OK)
+		return rc;
+	sql = sqlite3_mprintf("DELETE FROM main.migrate_progress WHERE version = %Q AND down = %d",
+						  version, down != 0);
+	rc = sql ? run(c, sql, err) : (mig_err_nomem(err), MIG_NOMEM);
+	sqlite3_free(sql);
+	return rc;
+}
 
 static void
 release_outside(sq_ctx *c)
@@ -942,7 +1172,7 @@ progress_start(sq_ctx *c, const mig_script *s, size_t *start, int64_t *done, mig
 
 	*start = 0;
 	*done = 0;
-	if (run(c, progress_ddl, err) != MIG_OK)
+	if (progress_ready(c, err) != MIG_OK)
 		return err->code;
 	if (sqlite3_prepare_v2(c->db, "SELECT done_checksum, next_offset, statements_done"
 						   " FROM main.migrate_progress WHERE version = ?1", -1, &st, NULL) != SQLITE_OK ||
@@ -976,8 +1206,10 @@ progress_start(sq_ctx *c, const mig_script *s, size_t *start, int64_t *done, mig
 		char	   *sql;
 
 		mig_checksum("", 0, empty);
-		sql = sqlite3_mprintf("INSERT OR REPLACE INTO main.migrate_progress VALUES(%Q, %Q, 0, 0,"
-							  " strftime('%%Y-%%m-%%dT%%H:%%M:%%fZ', 'now'), NULL)", s->version, empty);
+		sql = sqlite3_mprintf("INSERT OR REPLACE INTO main.migrate_progress(version, done_checksum,"
+							  " next_offset, statements_done, updated_at, last_error, down)"
+							  " VALUES(%Q, %Q, 0, 0, strftime('%%Y-%%m-%%dT%%H:%%M:%%fZ', 'now'), NULL, %d)",
+							  s->version, empty, s->down != 0);
 		rc = sql ? run(c, sql, err) : (mig_err_nomem(err), MIG_NOMEM);
 		sqlite3_free(sql);
 	}
@@ -1110,10 +1342,10 @@ static int
 sq_script_part(void *ctx, int part, const mig_record *r, const mig_lock_opts *lock,
 			   char **sql, mig_err *err)
 {
+	sq_ctx	   *c = ctx;
 	char	   *v[9] = {0};
 	int			oom = 0;
 
-	(void) ctx;
 	(void) lock;				/* SQLite has no lock_timeout */
 	switch (part)
 	{
@@ -1129,23 +1361,76 @@ sq_script_part(void *ctx, int part, const mig_record *r, const mig_lock_opts *lo
 		case MIG_PART_FORGET:
 			*sql = sqlite3_mprintf("DELETE FROM main.migrate_history WHERE version = %Q;\n", r->version);
 			break;
-		default:
-			v[0] = quoted(r->version, strlen(r->version), &oom);
-			v[1] = quoted(r->name, strlen(r->name), &oom);
-			v[2] = quoted(r->up_file, strlen(r->up_file), &oom);
-			v[3] = quoted(r->down_file, r->down_file ? strlen(r->down_file) : 0, &oom);
-			v[4] = quoted(r->checksum, strlen(r->checksum), &oom);
-			v[5] = quoted(r->checksum_norm, r->checksum_norm ? strlen(r->checksum_norm) : 0, &oom);
-			v[6] = quoted(r->up_sql, r->up_len, &oom);
-			v[7] = quoted(r->down_sql, r->down_len, &oom);
-			*sql = oom ? NULL :
-				sqlite3_mprintf("INSERT INTO main.migrate_history(version, name, up_file, down_file,"
-								" checksum, checksum_norm, applied_at, execution_ms, up_sql, down_sql)\n"
-								"VALUES(%s, %s, %s, %s, %s, %s, strftime('%%Y-%%m-%%dT%%H:%%M:%%fZ', 'now'), 0,\n%s,\n%s);\n",
-								v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]);
-			for (int i = 0; i < 8; i++)
-				sqlite3_free(v[i]);
+		case MIG_PART_BODY:
+			/* the shell splits the script as sqlite3_complete does: a text
+			 * ending inside a comment, string or trigger body would take
+			 * the history rows and the COMMIT that follow with it */
+			if ((*sql = sqlite3_mprintf("%.*s", (int) r->up_len, r->up_sql)) != NULL)
+			{
+				char	   *probe = sqlite3_mprintf("%s\n;", *sql);
+
+				if (probe == NULL)
+				{
+					sqlite3_free(*sql);
+					*sql = NULL;
+				}
+				else if (!sqlite3_complete(probe))
+				{
+					sqlite3_free(probe);
+					sqlite3_free(*sql);
+					mig_err_set(err, MIG_SQLSTATE_BAD_NAME,
+								"migration %s (%s) ends inside a comment, a string or a trigger body",
+								r->version, r->up_file);
+					mig_err_detail(err, "In a script, the sqlite3 shell would read the migrations and the COMMIT after it as part of it.");
+					mig_err_hint(err, "Close the comment or string at the end of the file.");
+					return MIG_ERROR;
+				}
+				else
+					sqlite3_free(probe);
+			}
 			break;
+		default:
+			{
+				/* the columns of this build, when this database's history
+				 * has them (the script is for this database; its BEGIN
+				 * creates a missing history with them) */
+				int			now = !history_exists(c) || has_column(c, "migrate_history", "down_mode");
+				const char *mode = down_mode(r->down_sql, r->down_noop, r->down_outside);
+				char		line[16];
+
+				if (r->down_outside)
+				{
+					mig_err_set(err, MIG_SQLSTATE_TXN_CONTROL,
+								"the down script of migration %s (%s) must run outside a transaction",
+								r->version, r->up_file);
+					mig_err_detail(err, "A script records migrations as a plain INSERT, which cannot say so.");
+					mig_err_hint(err, "Apply it with migrate_apply, or write the script only up to the migration before it with the option target=.");
+					return MIG_ERROR;
+				}
+				snprintf(line, sizeof(line), "%d", r->down_line);
+				v[0] = quoted(r->version, strlen(r->version), &oom);
+				v[1] = quoted(r->name, strlen(r->name), &oom);
+				v[2] = quoted(r->up_file, strlen(r->up_file), &oom);
+				v[3] = quoted(r->down_file, r->down_file ? strlen(r->down_file) : 0, &oom);
+				v[4] = quoted(r->checksum, strlen(r->checksum), &oom);
+				v[5] = quoted(r->checksum_norm, r->checksum_norm ? strlen(r->checksum_norm) : 0, &oom);
+				v[6] = quoted(r->up_sql, r->up_len, &oom);
+				v[7] = quoted(r->down_sql, r->down_len, &oom);
+				v[8] = now ? sqlite3_mprintf(", %Q, %Q, %s", caller(c), mode,
+											 r->down_sql ? line : "NULL") :
+					sqlite3_mprintf("%s", "");
+				if (v[8] == NULL)
+					oom = 1;
+				*sql = oom ? NULL :
+					sqlite3_mprintf("INSERT INTO main.migrate_history(version, name, up_file, down_file,"
+									" checksum, checksum_norm, applied_at, execution_ms, up_sql, down_sql%s)\n"
+									"VALUES(%s, %s, %s, %s, %s, %s, strftime('%%Y-%%m-%%dT%%H:%%M:%%fZ', 'now'), 0,\n%s,\n%s%s);\n",
+									now ? ", applied_by, down_mode, down_line" : "",
+									v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8]);
+				for (int i = 0; i < 9; i++)
+					sqlite3_free(v[i]);
+				break;
+			}
 	}
 	if (*sql == NULL)
 	{
@@ -1157,28 +1442,110 @@ sq_script_part(void *ctx, int part, const mig_record *r, const mig_lock_opts *lo
 
 /* ---- another tool's history ---- */
 
+/*
+ * Looks up table in schema (an attached database; NULL: main) -- never in
+ * temp or another attached database that could shadow it -- and refuses
+ * one whose reading could run code: a view, a virtual table (its module's
+ * code), generated columns (expressions, which may call functions the
+ * application registered).  A plain table's rows are read by SQLite
+ * alone.
+ */
 static int
-sq_table_info(void *ctx, const char *table, const char *column, int *exists, mig_err *err)
+sq_table_info(void *ctx, const char *schema, const char *table, const char *column,
+			  int *exists, mig_err *err)
 {
 	sq_ctx	   *c = ctx;
+	sqlite3_stmt *st = NULL;
+	const char *db = schema ? schema : "main";
+	char	   *sql = sqlite3_mprintf("SELECT type, sql FROM \"%w\".sqlite_schema"
+									  " WHERE type IN ('table', 'view') AND name = ?1 COLLATE NOCASE", db);
+	int			rc = MIG_OK,
+				src;
 
-	(void) err;
-	*exists = sqlite3_table_column_metadata(c->db, NULL, table, column, NULL, NULL,
-											NULL, NULL, NULL) == SQLITE_OK;
-	return MIG_OK;
+	*exists = 0;
+	if (sql == NULL)
+	{
+		mig_err_nomem(err);
+		return MIG_NOMEM;
+	}
+	src = sqlite3_prepare_v2(c->db, sql, -1, &st, NULL);
+	sqlite3_free(sql);
+	if (src != SQLITE_OK)
+	{
+		mig_err_set(err, "3F000", "database \"%s\" is not attached: %s", db, sqlite3_errmsg(c->db));
+		sqlite3_finalize(st);
+		return MIG_ERROR;
+	}
+	sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+	if ((src = sqlite3_step(st)) == SQLITE_ROW)
+	{
+		const char *type = (const char *) sqlite3_column_text(st, 0);
+		const char *ddl = (const char *) sqlite3_column_text(st, 1);
+
+		if (type && strcmp(type, "table") == 0 && ddl &&
+			sqlite3_strnicmp(ddl, "CREATE VIRTUAL", 14) != 0)
+			*exists = 1;
+		else
+		{
+			mig_err_set(err, "42809", "\"%s\".\"%s\" is not a plain table", db, table);
+			mig_err_detail(err, "Reading a %s could run code that is not SQLite's own; migrate_adopt reads only plain tables.",
+						   type && strcmp(type, "view") == 0 ? "view" : "virtual table");
+			mig_err_hint(err, "Point migrate_adopt at the database that holds the tool's own table, with the option schema=.");
+			rc = MIG_ERROR;
+		}
+	}
+	else if (src != SQLITE_DONE)
+		rc = db_error(c, err, "could not look up the other tool's history");
+	sqlite3_finalize(st);
+	if (rc != MIG_OK || !*exists)
+		return rc;
+	/* generated columns are expressions evaluated as rows are read */
+	if (sqlite3_prepare_v2(c->db, "SELECT count(*) FILTER (WHERE hidden IN (2, 3)),"
+						   " count(*) FILTER (WHERE name = ?1 COLLATE NOCASE)"
+						   " FROM pragma_table_xinfo(?2, ?3)", -1, &st, NULL) != SQLITE_OK)
+		return db_error(c, err, "could not look up the other tool's history");
+	sqlite3_bind_text(st, 1, column ? column : "", -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, table, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, db, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW)
+	{
+		if (sqlite3_column_int(st, 0) > 0)
+		{
+			mig_err_set(err, "42809", "\"%s\".\"%s\" has generated columns", db, table);
+			mig_err_detail(err, "Reading them evaluates expressions, which could run code that is not SQLite's own; migrate_adopt reads only plain tables.");
+			rc = MIG_ERROR;
+		}
+		else if (column && sqlite3_column_int(st, 1) == 0)
+			*exists = 0;
+	}
+	else
+		rc = db_error(c, err, "could not look up the other tool's history");
+	sqlite3_finalize(st);
+	return rc;
 }
 
 static int
-sq_query_text(void *ctx, const char *sql, int ncols,
+sq_query_text(void *ctx, const char *schema, const char *table, const char *cols,
+			  const char *order_by, int ncols,
 			  int (*cb) (void *arg, const char *const *cells), void *arg, mig_err *err)
 {
 	sq_ctx	   *c = ctx;
 	sqlite3_stmt *st = NULL;
 	const char *cells[8];
+	char	   *sql;
 	int			rc = MIG_OK,
 				src = SQLITE_DONE;
 
-	if (ncols > 8 || sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK)
+	sql = sqlite3_mprintf("SELECT %s FROM \"%w\".\"%w\"%s%s", cols, schema ? schema : "main",
+						  table, order_by ? " ORDER BY " : "", order_by ? order_by : "");
+	if (sql == NULL)
+	{
+		mig_err_nomem(err);
+		return MIG_NOMEM;
+	}
+	src = ncols > 8 ? SQLITE_ERROR : sqlite3_prepare_v2(c->db, sql, -1, &st, NULL);
+	sqlite3_free(sql);
+	if (src != SQLITE_OK)
 		return db_error(c, err, "could not read the other tool's history");
 	while (rc == MIG_OK && (src = sqlite3_step(st)) == SQLITE_ROW)
 	{
@@ -1205,6 +1572,7 @@ sq_host_init(mig_host *h, sq_ctx *c, sqlite3 *db, const char *fn)
 	c->undo[0] = c->undo[1] = NULL;
 	c->outside_fd = -1;
 	c->outside_version[0] = '\0';
+	c->who_set = 0;
 	h->ctx = c;
 	h->alloc = sq_alloc;
 	h->release = sq_release;
@@ -1219,6 +1587,9 @@ sq_host_init(mig_host *h, sq_ctx *c, sqlite3 *db, const char *fn)
 	h->history_remove = sq_history_remove;
 	h->history_down = sq_history_down;
 	h->history_repair = sq_history_repair;
+	h->audit = sq_audit;
+	h->progress_load = sq_progress_load;
+	h->progress_forget = sq_progress_forget;
 	h->check_script = sq_check_script;
 	h->exec = sq_exec;
 	h->exec_outside = sq_exec_outside;

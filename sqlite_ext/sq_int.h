@@ -26,6 +26,8 @@ typedef struct sq_ctx {
 	int			outside_fd;		/* the lock file held while a migration runs
 								 * outside a transaction, or -1 */
 	char		outside_version[128];	/* its version, until recorded */
+	char		who[64];		/* the operating-system user (caller()) */
+	int			who_set;
 } sq_ctx;
 
 /* query_canceled: sqlite3_interrupt() stopped a statement; reported as

@@ -15,7 +15,7 @@
 #include "sq_int.h"
 SQLITE_EXTENSION_INIT3
 
-#define MAX_COLS 12
+#define MAX_COLS 16
 
 typedef struct cell {
 	int			type;			/* SQLITE_NULL, SQLITE_TEXT, SQLITE_FLOAT,
@@ -133,6 +133,10 @@ status_row(void *arg, const mig_status_row *r)
 	if (r->rank > 0)
 		k[8].type = SQLITE_INTEGER, k[8].integer = r->rank;
 	k[9].type = SQLITE_INTEGER, k[9].integer = r->has_down;
+	set_str(c, &k[10], !r->has_down ? "none" : r->down_noop ? "noop" : "script");
+	if (r->statements_done >= 0)
+		k[11].type = SQLITE_INTEGER, k[11].integer = r->statements_done;
+	set_str(c, &k[12], r->last_error);
 	return c->oom ? MIG_NOMEM : MIG_OK;
 }
 
@@ -188,6 +192,8 @@ pending_row(void *arg, const mig_pending *m)
 	set_text(c, &k[4], m->sql, m->len);
 	set_text(c, &k[5], m->down_sql, m->down_len);
 	set_str(c, &k[6], m->checksum);
+	k[7].type = SQLITE_INTEGER, k[7].integer = m->outside;
+	k[8].type = SQLITE_INTEGER, k[8].integer = m->statements_done;
 	return c->oom ? MIG_NOMEM : MIG_OK;
 }
 
@@ -202,16 +208,18 @@ static const table_def tables[] = {
 	{"migrate_status",
 		"version TEXT, name TEXT, state TEXT, file TEXT, checksum TEXT,"
 		" applied_checksum TEXT, applied_at TEXT, execution_ms REAL,"
-		" installed_rank INTEGER, has_down INTEGER, path HIDDEN",
-	10, 1, fill_status},
+		" installed_rank INTEGER, has_down INTEGER, down TEXT,"
+		" statements_done INTEGER, last_error TEXT, path HIDDEN",
+	13, 1, fill_status},
 	{"migrate_validate",
 		"version TEXT, file TEXT, problem TEXT, severity TEXT, sqlstate TEXT,"
 		" message TEXT, path HIDDEN",
 	6, 1, fill_validate},
 	{"migrate_plan",
 		"version TEXT, name TEXT, file TEXT, kind TEXT, sql TEXT, down_sql TEXT,"
-		" checksum TEXT, path HIDDEN, options HIDDEN",
-	7, 2, fill_plan},
+		" checksum TEXT, outside INTEGER, statements_done INTEGER,"
+		" path HIDDEN, options HIDDEN",
+	9, 2, fill_plan},
 };
 
 /* ---- the module ---- */

@@ -488,7 +488,7 @@ f_load(void *ctx, mig_row_cb cb, void *arg, mig_err *err)
 	{
 		const hrow *r = &f->rows[i];
 		mig_hist_row h = {r->version, r->name, r->file, r->checksum, r->norm,
-			"2024-01-01 00:00:00", 1.0, r->rank, r->has_down, r->file_id};
+			"2024-01-01 00:00:00", 1.0, r->rank, r->has_down, r->file_id, 0, 0};
 		int			rc = cb(arg, &h);
 
 		if (rc)
@@ -545,13 +545,12 @@ f_remove(void *ctx, const char *version, mig_err *err)
 }
 
 static int
-f_down(void *ctx, const char *version, char **sql, size_t *len, mig_err *err)
+f_down(void *ctx, const char *version, mig_stored_down *d, mig_err *err)
 {
 	(void) ctx;
 	(void) version;
 	(void) err;
-	*sql = NULL;
-	*len = 0;
+	memset(d, 0, sizeof(*d));
 	return MIG_OK;
 }
 

@@ -158,6 +158,11 @@ sweep(const char *dbfile, const char *ext, const char *setup, const char *sql,
 		countdown = n;
 		rc = sqlite3_exec(db, sql, NULL, NULL, &err);
 		countdown = -1;
+		/* the caller's own transaction, once the call succeeded, commits
+		 * with every allocation granted: a failure of the caller's COMMIT
+		 * is the caller's, not the extension's */
+		if (rc == SQLITE_OK && !sqlite3_get_autocommit(db))
+			rc = sqlite3_exec(db, "COMMIT", NULL, NULL, &err);
 		if (rc != SQLITE_OK)
 		{
 			if (!failed)
@@ -257,7 +262,7 @@ main(int argc, char **argv)
 	n = sweep(db, argv[1], NULL, "SELECT migrate_down(2);", &why);
 	check(n > 0, n > 0 ? "migrate_down: every failure clean, nothing changed, nothing leaked" : why, n);
 
-	snprintf(sql, sizeof(sql), "BEGIN; SELECT migrate_apply('%s'); COMMIT;", argv[2]);
+	snprintf(sql, sizeof(sql), "BEGIN; SELECT migrate_apply('%s');", argv[2]);
 	n = sweep(db, argv[1], NULL, sql, &why);
 	check(n > 0, n > 0 ? "migrate_apply in the caller's transaction" : why, n);
 

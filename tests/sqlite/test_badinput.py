@@ -372,8 +372,8 @@ def _(c):
 # contents
 
 @case("empty_file", Accepted(2, ["first"], ["1", "2"],
-                             check=("SELECT up_sql, down_sql FROM migrate_history WHERE version = '2'",
-                                    [("", None)])))
+                             check=("SELECT up_sql, down_sql, down_mode FROM migrate_history WHERE version = '2'",
+                                    [("", "", "noop")])))
 def _(c):
     first(c)
     c.put("2_empty.up.sql", "")

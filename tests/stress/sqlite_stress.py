@@ -783,7 +783,7 @@ def cancel_interrupts_a_long_down_script(t):
     before = dump(db)
     con = connect(db, check_same_thread=False)
     err = interrupted(con, "SELECT migrate_down(2)", (), "big_archive AS")
-    assert str(err) == "migrate_down: rollback of migration 3 (big), line 1: interrupted", str(err)
+    assert str(err) == "migrate_down: rollback of migration 3 (3_big.down.sql), line 1: interrupted", str(err)
     assert dump(db) == before, "changed: %s" % brief(dump(db))
     assert con.execute("SELECT migrate_down(2)").fetchall() == [(2,)]
     con.close()

@@ -247,7 +247,7 @@ f_load(void *ctx, mig_row_cb cb, void *arg, mig_err *err)
 	{
 		mig_hist_row r = {f->rows[i].version, f->rows[i].name, f->rows[i].file,
 			f->rows[i].checksum, f->rows[i].norm, "2024-01-01", 1.5, f->rows[i].rank,
-		f->rows[i].down != NULL, f->rows[i].file_id};
+		f->rows[i].down != NULL, f->rows[i].file_id, 0, 0};
 		int			rc = cb(arg, &r);
 
 		if (rc)
@@ -293,21 +293,21 @@ f_remove(void *ctx, const char *version, mig_err *err)
 }
 
 static int
-f_down(void *ctx, const char *version, char **sql, size_t *len, mig_err *err)
+f_down(void *ctx, const char *version, mig_stored_down *d, mig_err *err)
 {
 	fake	   *f = ctx;
 
-	*sql = NULL;
+	memset(d, 0, sizeof(*d));
 	for (int i = 0; i < f->n; i++)
 		if (strcmp(f->rows[i].version, version) == 0 && f->rows[i].down)
 		{
-			*len = strlen(f->rows[i].down);
-			if ((*sql = f_alloc(ctx, *len + 1)) == NULL)
+			d->len = strlen(f->rows[i].down);
+			if ((d->sql = f_alloc(ctx, d->len + 1)) == NULL)
 			{
 				mig_err_nomem(err);
 				return MIG_NOMEM;
 			}
-			memcpy(*sql, f->rows[i].down, *len + 1);
+			memcpy(d->sql, f->rows[i].down, d->len + 1);
 		}
 	return MIG_OK;
 }
@@ -370,6 +370,17 @@ f_part(void *ctx, int part, const mig_record *rec, const mig_lock_opts *lock,
 {
 	char		buf[256];
 
+	if (part == MIG_PART_BODY)
+	{
+		if ((*sql = f_alloc(ctx, rec->up_len + 1)) == NULL)
+		{
+			mig_err_nomem(err);
+			return MIG_NOMEM;
+		}
+		memcpy(*sql, rec->up_sql, rec->up_len);
+		(*sql)[rec->up_len] = '\0';
+		return MIG_OK;
+	}
 	if (lock && lock->lock_timeout_ms >= 0)
 		snprintf(buf, sizeof(buf), "[%d:lock_timeout=%ld]\n", part, (long) lock->lock_timeout_ms);
 	else
@@ -629,11 +640,24 @@ test_apply_and_down(void)
 	CHECK(mig_down(&h, 1, &n, &err) == MIG_OK && n == 1 && strcmp(f.log, "11:down|") == 0,
 		  "down 1 ran the stored down of 11 with its files gone: %s", f.log);
 	CHECK(f.n == 2, "history has two rows left");
-	CHECK(mig_down(&h, 2, &n, &err) == MIG_ERROR && strstr(err.message, "migration 9 has no down script"),
-		  "down refuses when one lacks a down script: %s", err.message);
-	CHECK(f.n == 2 && strcmp(f.log, "11:down|") == 0, "nothing ran, nothing removed");
 	CHECK(mig_down(&h, 3, &n, &err) == MIG_ERROR && strstr(err.message, "only 2 are applied"),
 		  "down beyond the history refused: %s", err.message);
+	/* golang-migrate rolls back a version without a .down.sql by running
+	 * nothing: so does 9 */
+	CHECK(mig_down(&h, 2, &n, &err) == MIG_OK && n == 2 && strcmp(f.log, "11:down|10:down|") == 0,
+		  "down 2: 10 ran its down, 9 (no down file) ran nothing: %s %s", f.log, err.message);
+	CHECK(f.n == 0, "history is empty");
+	/* Flyway without an undo file cannot be rolled back */
+	fresh();
+	f.log[0] = '\0';
+	PUT("V1__one.sql", "CREATE TABLE one(x);");
+	PUT("V2__two.sql", "CREATE TABLE two(x);");
+	PUT("U2__two.sql", "DROP TABLE two;");
+	CHECK(apply(&h, &n) == MIG_OK && n == 2, "flyway: two applied");
+	f.log[0] = '\0';
+	CHECK(mig_down(&h, 2, &n, &err) == MIG_ERROR && strstr(err.message, "migration 1 has no down script"),
+		  "down refuses when one lacks a down script: %s", err.message);
+	CHECK(f.n == 2 && f.log[0] == '\0', "nothing ran, nothing removed");
 	CHECK(mig_down(&h, -1, &n, &err) == MIG_ERROR && strcmp(err.sqlstate, "22023") == 0,
 		  "negative count refused");
 	CHECK(mig_down(&h, 0, &n, &err) == MIG_OK && n == 0, "down 0 is a no-op");

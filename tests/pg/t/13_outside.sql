@@ -69,7 +69,7 @@ SELECT is((SELECT array_agg(version || ' ' || problem || ' ' || sqlstate)
 SELECT has_table('migrate_progress', 'migrate_progress exists');
 SELECT columns_are('migrate_progress',
                    ARRAY['version', 'done_checksum', 'next_offset', 'statements_done',
-                         'updated_at', 'last_error'],
+                         'updated_at', 'last_error', 'down'],
                    'migrate_progress has the columns of SQLite''s');
 SELECT ok(NOT has_table_privilege('public', 'migrate_progress', 'SELECT')
           AND (SELECT 'migrate_progress'::regclass = ANY (extconfig) FROM pg_extension WHERE extname = 'migrate'),

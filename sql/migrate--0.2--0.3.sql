@@ -1,0 +1,228 @@
+/* sql/migrate--0.2--0.3.sql -- the migrate extension from 0.2 to 0.3: the
+ * history written only through the extension's functions, down scripts
+ * that run outside a transaction, and scripts that stopped half way shown.
+ * CREATE EXTENSION migrate runs 0.1, 0.1--0.2, then this. */
+
+-- complain if script is sourced in psql, rather than via CREATE EXTENSION
+\echo Use "ALTER EXTENSION migrate UPDATE TO '0.3'" to load this file. \quit
+
+-- ---- the history: how each down script runs ----
+
+-- down_mode: how the stored down script runs -- 'transaction', 'outside'
+-- (marked so, or holding a statement that cannot run in a transaction:
+-- CALL migrate_run_down runs it, statement by statement), or 'noop' (it
+-- holds no statement: the tool's rule for a missing down, or an empty
+-- one); NULL when there is none.  down_line: the line of the down file it
+-- starts at, for errors.  down_by: the role that stored the down script
+-- (who applied the migration, or who repaired it since), written by the
+-- functions as the role that called them: rolling back runs the down
+-- script with that role's rights, never more.
+ALTER TABLE @extschema@.migrate_history
+	ADD COLUMN down_mode pg_catalog.text,
+	ADD COLUMN down_line pg_catalog.int4,
+	ADD COLUMN down_by pg_catalog.name,
+	ADD CONSTRAINT migrate_history_down_mode_check
+		CHECK (down_mode OPERATOR(pg_catalog.=) ANY (ARRAY['transaction', 'outside', 'noop']::pg_catalog.text[]));
+
+UPDATE @extschema@.migrate_history
+   SET down_by = applied_by,
+	   down_mode = CASE WHEN pg_catalog.btrim(down_sql, E' \t\r\n') OPERATOR(pg_catalog.=) ''
+						THEN 'noop' ELSE 'transaction' END
+ WHERE down_sql IS NOT NULL;
+
+-- ---- progress: up or down ----
+
+-- A script that stopped half way outside a transaction: an up script (a
+-- pending migration) or, with down set, a down script (an applied one).
+-- One version never has both.
+ALTER TABLE @extschema@.migrate_progress
+	ADD COLUMN down pg_catalog.bool NOT NULL DEFAULT false;
+
+-- ---- the audit: what each row records ----
+
+-- action: repair (migrate_repair brought the row in line with an edited
+-- file), discard_partial (migrate_repair 'partial=discard' forgot the
+-- progress of a script that stopped half way), record (a migration
+-- recorded as applied without running it).
+ALTER TABLE @extschema@.migrate_repairs
+	ADD COLUMN action pg_catalog.text NOT NULL DEFAULT 'repair';
+
+-- ---- written only through the functions ----
+
+-- The functions read and write these tables as their owner, whatever the
+-- caller's rights: no role needs (or may keep) a privilege to write them.
+-- Grants made on 0.2 (a deploy set-up that granted INSERT on the history,
+-- say) are taken back; SELECT grants stay, for reading.
+DO $$
+DECLARE
+	t pg_catalog.regclass;
+	g record;
+BEGIN
+	FOREACH t IN ARRAY ARRAY['@extschema@.migrate_history', '@extschema@.migrate_repairs',
+							 '@extschema@.migrate_progress', '@extschema@.migrate_verified']::pg_catalog.regclass[]
+	LOOP
+		FOR g IN
+			SELECT DISTINCT a.grantee
+			  FROM pg_catalog.pg_class c,
+				   LATERAL pg_catalog.aclexplode(c.relacl) a
+			 WHERE c.oid OPERATOR(pg_catalog.=) t
+			   AND a.grantee OPERATOR(pg_catalog.<>) c.relowner
+			   AND a.privilege_type OPERATOR(pg_catalog.<>) 'SELECT'
+		LOOP
+			EXECUTE pg_catalog.format('REVOKE INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON %s FROM %s',
+									  t, CASE WHEN g.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
+											  ELSE pg_catalog.quote_ident(g.grantee::pg_catalog.regrole::pg_catalog.text) END);
+		END LOOP;
+	END LOOP;
+END
+$$;
+
+-- And should a write privilege be granted again: before any statement that
+-- writes to one of them, refuses it unless it comes from the extension's
+-- functions or from a superuser (who could disable this trigger anyway).
+-- Enabled ALWAYS, so that session_replication_role does not turn it off.
+CREATE FUNCTION @extschema@.migrate_guard()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'migrate_guard'
+LANGUAGE C;
+
+REVOKE ALL ON FUNCTION @extschema@.migrate_guard() FROM PUBLIC;
+
+CREATE TRIGGER migrate_guard
+	BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON @extschema@.migrate_history
+	FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.migrate_guard();
+CREATE TRIGGER migrate_guard
+	BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON @extschema@.migrate_repairs
+	FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.migrate_guard();
+CREATE TRIGGER migrate_guard
+	BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON @extschema@.migrate_progress
+	FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.migrate_guard();
+CREATE TRIGGER migrate_guard
+	BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON @extschema@.migrate_verified
+	FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.migrate_guard();
+ALTER TABLE @extschema@.migrate_history ENABLE ALWAYS TRIGGER migrate_guard;
+ALTER TABLE @extschema@.migrate_repairs ENABLE ALWAYS TRIGGER migrate_guard;
+ALTER TABLE @extschema@.migrate_progress ENABLE ALWAYS TRIGGER migrate_guard;
+ALTER TABLE @extschema@.migrate_verified ENABLE ALWAYS TRIGGER migrate_guard;
+
+-- ---- functions whose result changed ----
+
+DROP FUNCTION @extschema@.migrate_status(pg_catalog.text);
+CREATE FUNCTION @extschema@.migrate_status(path pg_catalog.text)
+RETURNS TABLE (
+	version				pg_catalog.text,
+	name				pg_catalog.text,
+	state				pg_catalog.text,
+	file				pg_catalog.text,
+	checksum			pg_catalog.text,
+	applied_checksum	pg_catalog.text,
+	applied_at			pg_catalog.timestamptz,
+	execution_ms		pg_catalog.float8,
+	installed_rank		pg_catalog.int8,
+	has_down			pg_catalog.bool,
+	down				pg_catalog.text,
+	statements_done		pg_catalog.int8,
+	last_error			pg_catalog.text
+)
+AS 'MODULE_PATHNAME', 'migrate_status'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.migrate_status(pg_catalog.text) IS
+'lists the migrations of a server folder and of the history: applied, pending, changed, missing, out_of_order, partial (stopped half way outside a transaction)...; down: script, noop or none';
+
+REVOKE ALL ON FUNCTION @extschema@.migrate_status(pg_catalog.text) FROM PUBLIC;
+
+DROP FUNCTION @extschema@.migrate_plan(pg_catalog.text);
+DROP FUNCTION @extschema@.migrate_plan(pg_catalog.text, pg_catalog.text);
+CREATE FUNCTION @extschema@.migrate_plan(path pg_catalog.text)
+RETURNS TABLE (
+	version				pg_catalog.text,
+	name				pg_catalog.text,
+	file				pg_catalog.text,
+	kind				pg_catalog.text,
+	sql					pg_catalog.text,
+	down_sql			pg_catalog.text,
+	checksum			pg_catalog.text,
+	outside				pg_catalog.bool,
+	statements_done		pg_catalog.int8
+)
+AS 'MODULE_PATHNAME', 'migrate_plan'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.migrate_plan(pg_catalog.text) IS
+'a dry run of migrate_apply: the migrations it would apply, in order, with their SQL; outside: run outside a transaction, statement by statement; statements_done: of one that stopped half way; runs nothing';
+
+CREATE FUNCTION @extschema@.migrate_plan(path pg_catalog.text, options pg_catalog.text)
+RETURNS TABLE (
+	version				pg_catalog.text,
+	name				pg_catalog.text,
+	file				pg_catalog.text,
+	kind				pg_catalog.text,
+	sql					pg_catalog.text,
+	down_sql			pg_catalog.text,
+	checksum			pg_catalog.text,
+	outside				pg_catalog.bool,
+	statements_done		pg_catalog.int8
+)
+AS 'MODULE_PATHNAME', 'migrate_plan'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.migrate_plan(pg_catalog.text, pg_catalog.text) IS
+'migrate_plan with the options of migrate_apply (target=V, out_of_order=true, ignore_missing=true)';
+
+REVOKE ALL ON FUNCTION @extschema@.migrate_plan(pg_catalog.text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.migrate_plan(pg_catalog.text, pg_catalog.text) FROM PUBLIC;
+
+CREATE FUNCTION @extschema@.migrate_repair(path pg_catalog.text, options pg_catalog.text)
+RETURNS pg_catalog.int8
+AS 'MODULE_PATHNAME', 'migrate_repair'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.migrate_repair(pg_catalog.text, pg_catalog.text) IS
+'migrate_repair with options: partial=discard also forgets the progress of migrations that stopped half way outside a transaction (after their statements were undone by hand), audited; wait=, if_locked=';
+
+REVOKE ALL ON FUNCTION @extschema@.migrate_repair(pg_catalog.text, pg_catalog.text) FROM PUBLIC;
+
+-- ---- rolling back outside a transaction ----
+
+CREATE PROCEDURE @extschema@.migrate_run_down(n pg_catalog.int8 DEFAULT 1)
+AS 'MODULE_PATHNAME', 'migrate_run_down'
+LANGUAGE C;
+
+COMMENT ON PROCEDURE @extschema@.migrate_run_down(pg_catalog.int8) IS
+'rolls back the last n applied migrations like migrate_down, committing after each, and runs a down script that must run outside a transaction statement by statement, resuming after a failure; call it outside a transaction block';
+
+REVOKE ALL ON PROCEDURE @extschema@.migrate_run_down(pg_catalog.int8) FROM PUBLIC;
+
+-- ---- the off-hours script's records ----
+
+-- What migrate_script writes for each migration, in place of an INSERT
+-- into the history (which no role but the owner may write): records the
+-- migration as applied by the calling role, inside the script's
+-- transaction, which must hold the migration lock.  replace: the row of a
+-- repeatable that runs again is replaced.
+CREATE FUNCTION @extschema@.migrate_script_record(
+	version pg_catalog.text, name pg_catalog.text, up_file pg_catalog.text,
+	down_file pg_catalog.text, checksum pg_catalog.text, checksum_norm pg_catalog.text,
+	up_sql pg_catalog.text, down_sql pg_catalog.text, down_mode pg_catalog.text,
+	down_line pg_catalog.int4, replace pg_catalog.bool)
+RETURNS void
+AS 'MODULE_PATHNAME', 'migrate_script_record'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.migrate_script_record(pg_catalog.text, pg_catalog.text, pg_catalog.text, pg_catalog.text, pg_catalog.text, pg_catalog.text, pg_catalog.text, pg_catalog.text, pg_catalog.text, pg_catalog.int4, pg_catalog.bool) IS
+'used by scripts that migrate_script writes: records one migration as applied by the calling role; needs the migration lock';
+
+REVOKE ALL ON FUNCTION @extschema@.migrate_script_record(pg_catalog.text, pg_catalog.text, pg_catalog.text, pg_catalog.text, pg_catalog.text, pg_catalog.text, pg_catalog.text, pg_catalog.text, pg_catalog.text, pg_catalog.int4, pg_catalog.bool) FROM PUBLIC;
+
+-- ---- migrate_adopt: where the other tool's table is ----
+
+CREATE FUNCTION @extschema@.migrate_adopt(path pg_catalog.text, options pg_catalog.text)
+RETURNS pg_catalog.int8
+AS 'MODULE_PATHNAME', 'migrate_adopt'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.migrate_adopt(pg_catalog.text, pg_catalog.text) IS
+'migrate_adopt with options: schema=S reads the other tool''s table in schema S (default public, never through search_path); wait=, if_locked=';
+
+REVOKE ALL ON FUNCTION @extschema@.migrate_adopt(pg_catalog.text, pg_catalog.text) FROM PUBLIC;
