@@ -81,7 +81,20 @@ history_row(TupleTableSlot *slot, DestReceiver *self)
 	v = slot->tts_values;
 	n = slot->tts_isnull;
 	for (int c = 0; c < 7; c++)
-		s[c] = n[c] ? NULL : TextDatumGetCString(v[c]);
+	{
+		char	   *cell;
+
+		if (n[c])
+		{
+			s[c] = NULL;
+			continue;
+		}
+		/* in UTF-8 for the core */
+		cell = TextDatumGetCString(v[c]);
+		s[c] = mig_pg_utf8(cell);
+		if (s[c] != cell)
+			pfree(cell);
+	}
 	memset(&row, 0, sizeof(row));
 	row.version = s[0];
 	row.name = s[1];
@@ -178,6 +191,11 @@ pg_history_add(void *ctx, const mig_record *rec, mig_err *err)
 	int			ret;
 
 	mig_pg_crash_point(mp);
+	if (mig_pg_record_fits(rec, err) != MIG_OK)
+	{
+		MemoryContextSwitchTo(old);
+		return MIG_ERROR;
+	}
 	memset(nulls, ' ', sizeof(nulls));
 	values[0] = mig_pg_text_datum(rec->version, strlen(rec->version));
 	values[1] = mig_pg_text_datum(rec->name, strlen(rec->name));
@@ -314,7 +332,15 @@ pg_history_repair(void *ctx, const mig_repair_row *r, mig_err *err)
 	char	   *sql;
 	int			ret;
 	uint64		n;
+	mig_record	rec = {.version = r->version, .name = r->name,
+		.up_file = r->up_file, .down_file = r->down_file,
+	.down_sql = r->down_sql, .down_len = r->down_len};
 
+	if (mig_pg_record_fits(&rec, err) != MIG_OK)
+	{
+		MemoryContextSwitchTo(old);
+		return MIG_ERROR;
+	}
 	str[0] = r->version;
 	str[1] = r->name;
 	str[2] = r->up_file;
@@ -672,7 +698,8 @@ pg_table_info(void *ctx, const char *table, const char *column, int *exists,
 	return MIG_OK;
 }
 
-/* Runs one SELECT of ncols columns and hands each row to cb as text. */
+/* Runs one SELECT of ncols columns and hands each row to cb as text, in
+ * UTF-8. */
 static int
 pg_query_text(void *ctx, const char *sql, int ncols,
 			  int (*cb) (void *arg, const char *const *cells), void *arg,
@@ -701,7 +728,11 @@ pg_query_text(void *ctx, const char *sql, int ncols,
 	{
 		CHECK_FOR_INTERRUPTS();
 		for (int c = 0; c < ncols; c++)
-			cells[c] = SPI_getvalue(tt->vals[i], tt->tupdesc, c + 1);
+		{
+			char	   *cell = SPI_getvalue(tt->vals[i], tt->tupdesc, c + 1);
+
+			cells[c] = cell ? mig_pg_utf8(cell) : NULL;	/* UTF-8 for the core */
+		}
 		rc = cb(arg, cells);
 	}
 	SPI_freetuptable(tt);
