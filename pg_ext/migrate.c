@@ -107,13 +107,14 @@ check_function_mode(const char *fname)
 }
 
 /*
- * The folder argument as an absolute path: relative paths are relative to
- * the data directory, as for pg_read_file.
+ * The folder argument as an absolute path in UTF-8, as the core takes every
+ * name: relative paths are relative to the data directory, as for
+ * pg_read_file.
  */
 static char *
 folder_arg(text *arg)
 {
-	char	   *path = text_to_cstring(arg);
+	char	   *path = mig_pg_utf8(text_to_cstring(arg));
 
 	if (path[0] == '\0')
 		ereport(ERROR,
@@ -155,13 +156,43 @@ op_apply(const mig_host *h, CoreCall *call, mig_err *err)
 	return mig_apply_with(h, call->path, call->options, &call->count, err);
 }
 
-/* The options text of the call's second argument, when it has one, in cxt. */
+/* The options text of the call's second argument, when it has one, in cxt
+ * (in UTF-8). */
 static const char *
 options_arg(FunctionCallInfo fcinfo, MemoryContext cxt)
 {
 	if (PG_NARGS() < 2 || PG_ARGISNULL(1))
 		return NULL;
-	return MemoryContextStrdup(cxt, text_to_cstring(PG_GETARG_TEXT_PP(1)));
+	return MemoryContextStrdup(cxt, mig_pg_utf8(text_to_cstring(PG_GETARG_TEXT_PP(1))));
+}
+
+/* A text argument in UTF-8, in the current memory context. */
+static char *
+utf8_arg(text *arg)
+{
+	return mig_pg_utf8(text_to_cstring(arg));
+}
+
+/* UTF-8 s as a text Datum in the server encoding (names the core checked
+ * with mig_pg_name_fits, or ASCII). */
+static Datum
+text_datum(const char *s)
+{
+	return mig_pg_text_datum(s, strlen(s));
+}
+
+/*
+ * MIG_OK when a result row's version and file (or name) can be returned in
+ * the server encoding; else 22P05 in err naming them, for the core to
+ * return (a file named with a character the database's encoding lacks).
+ */
+static int
+row_fits(const char *version, const char *file, mig_err *err)
+{
+	if (mig_pg_name_fits(version, file, err) == MIG_OK)
+		return MIG_OK;
+	snprintf(err->context, sizeof(err->context), "migration %s (%s)", version, file);
+	return MIG_ERROR;
 }
 
 static int
@@ -194,7 +225,11 @@ op_status(const mig_host *h, CoreCall *call, mig_err *err)
 	return mig_status(h, call->path, call->status_cb, call->status_arg, err);
 }
 
-/* Adds one problem to migrate_validate's result; returns MIG_OK. */
+/*
+ * Adds one problem to migrate_validate's result; returns MIG_OK.  A report
+ * that never fails: a character the server encoding lacks (a file name
+ * with one is itself such a problem, 22P05) shows as \uXXXX.
+ */
 static int
 problem_row(void *arg, const mig_problem *p)
 {
@@ -207,7 +242,8 @@ problem_row(void *arg, const mig_problem *p)
 	for (int i = 0; i < 6; i++)
 	{
 		nulls[i] = cols[i] == NULL;
-		values[i] = nulls[i] ? (Datum) 0 : CStringGetTextDatum(cols[i]);
+		values[i] = nulls[i] ? (Datum) 0 :
+			CStringGetTextDatum(mig_pg_report_text(cols[i]));
 	}
 	tuplestore_putvalues(call->rsinfo->setResult, call->rsinfo->setDesc,
 						 values, nulls);
@@ -226,7 +262,8 @@ op_repair(const mig_host *h, CoreCall *call, mig_err *err)
 	return mig_repair_with(h, call->path, call->options, &call->count, err);
 }
 
-/* Adds one pending migration to migrate_plan's result; returns MIG_OK. */
+/* Adds one pending migration to migrate_plan's result; returns MIG_OK, or
+ * MIG_ERROR with call->err filled (22P05). */
 static int
 pending_row(void *arg, const mig_pending *m)
 {
@@ -234,18 +271,20 @@ pending_row(void *arg, const mig_pending *m)
 	Datum		values[9];
 	bool		nulls[9];
 
+	if (row_fits(m->version, m->file, &call->err) != MIG_OK)
+		return MIG_ERROR;
 	memset(nulls, 0, sizeof(nulls));
-	values[0] = CStringGetTextDatum(m->version);
-	values[1] = CStringGetTextDatum(m->name);
-	values[2] = CStringGetTextDatum(m->file);
-	values[3] = CStringGetTextDatum(m->kind);
+	values[0] = text_datum(m->version);
+	values[1] = text_datum(m->name);
+	values[2] = text_datum(m->file);
+	values[3] = text_datum(m->kind);
 	values[4] = mig_pg_text_datum(m->sql, m->len);
 	if (m->down_sql != NULL)
 		values[5] = mig_pg_text_datum(m->down_sql, m->down_len);
 	else
 		nulls[5] = true;
 	if (m->checksum != NULL)
-		values[6] = CStringGetTextDatum(m->checksum);
+		values[6] = text_datum(m->checksum);
 	else
 		nulls[6] = true;
 	values[7] = BoolGetDatum(m->outside != 0);
@@ -406,7 +445,7 @@ migrate_baseline(PG_FUNCTION_ARGS)
 {
 	CoreCall   *call = folder_call(fcinfo, "migrate_baseline", op_baseline);
 
-	call->version = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	call->version = utf8_arg(PG_GETARG_TEXT_PP(1));
 	run_core(fcinfo, call, false);
 	PG_RETURN_INT64(call->count);
 }
@@ -485,7 +524,7 @@ migrate_down_to(PG_FUNCTION_ARGS)
 	CoreCall   *call = new_call(CurrentMemoryContext, op_down_to);
 
 	check_function_mode("migrate_down_to");
-	call->version = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	call->version = utf8_arg(PG_GETARG_TEXT_PP(0));
 	call->runs_scripts = true;
 	run_core(fcinfo, call, false);
 	PG_RETURN_INT64(call->count);
@@ -495,9 +534,12 @@ migrate_down_to(PG_FUNCTION_ARGS)
 typedef struct StatusSink
 {
 	ReturnSetInfo *rsinfo;
+	mig_err    *err;			/* the call's, for a row that cannot be
+								 * returned */
 } StatusSink;
 
-/* Adds one row to migrate_status's result; returns MIG_OK. */
+/* Adds one row to migrate_status's result; returns MIG_OK, or MIG_ERROR
+ * with sink->err filled (22P05). */
 static int
 status_row(void *arg, const mig_status_row *row)
 {
@@ -506,20 +548,23 @@ status_row(void *arg, const mig_status_row *row)
 	bool		nulls[13];
 	int			natts = sink->rsinfo->setDesc->natts;
 
+	if (row_fits(row->version, row->file ? row->file : row->name,
+				 sink->err) != MIG_OK)
+		return MIG_ERROR;
 	memset(nulls, 0, sizeof(nulls));
-	values[0] = CStringGetTextDatum(row->version);
-	values[1] = CStringGetTextDatum(row->name);
-	values[2] = CStringGetTextDatum(row->state);
+	values[0] = text_datum(row->version);
+	values[1] = text_datum(row->name);
+	values[2] = text_datum(row->state);
 	if (row->file != NULL)
-		values[3] = CStringGetTextDatum(row->file);
+		values[3] = text_datum(row->file);
 	else
 		nulls[3] = true;
 	if (row->checksum != NULL)
-		values[4] = CStringGetTextDatum(row->checksum);
+		values[4] = text_datum(row->checksum);
 	else
 		nulls[4] = true;
 	if (row->applied_checksum != NULL)
-		values[5] = CStringGetTextDatum(row->applied_checksum);
+		values[5] = text_datum(row->applied_checksum);
 	else
 		nulls[5] = true;
 	if (row->applied_at != NULL)
@@ -546,7 +591,7 @@ status_row(void *arg, const mig_status_row *row)
 	else
 		nulls[11] = true;
 	if (row->last_error != NULL)
-		values[12] = CStringGetTextDatum(row->last_error);
+		values[12] = CStringGetTextDatum(mig_pg_report_text(row->last_error));
 	else
 		nulls[12] = true;
 	Assert(natts == 10 || natts == 13);
@@ -576,6 +621,7 @@ migrate_status(PG_FUNCTION_ARGS)
 	call->path = folder_arg(PG_GETARG_TEXT_PP(0));
 	InitMaterializedSRF(fcinfo, 0);
 	sink->rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	sink->err = &call->err;
 	call->status_cb = status_row;
 	call->status_arg = sink;
 	run_core(fcinfo, call, false);
@@ -794,16 +840,15 @@ migrate_guard(PG_FUNCTION_ARGS)
 	return PointerGetDatum(NULL);
 }
 
-/* One text argument as a C string in UTF-8, or NULL. */
+/* Argument n as a C string in UTF-8, or NULL; *len its length. */
 static const char *
-utf8_arg(FunctionCallInfo fcinfo, int n, size_t *len)
+utf8_arg_n(FunctionCallInfo fcinfo, int n, size_t *len)
 {
 	char	   *s;
 
 	if (PG_ARGISNULL(n))
 		return NULL;
-	s = text_to_cstring(PG_GETARG_TEXT_PP(n));
-	s = pg_server_to_any(s, strlen(s), PG_UTF8);
+	s = utf8_arg(PG_GETARG_TEXT_PP(n));
 	if (len)
 		*len = strlen(s);
 	return s;
@@ -846,15 +891,15 @@ migrate_script_record(PG_FUNCTION_ARGS)
 				 errmsg("migrate_script_record needs the migration lock"),
 				 errdetail("Another session holds it."),
 				 errhint("Run the whole script written by migrate_script: it takes the lock first.")));
-	rec->version = utf8_arg(fcinfo, 0, NULL);
-	rec->name = utf8_arg(fcinfo, 1, NULL);
-	rec->up_file = utf8_arg(fcinfo, 2, NULL);
-	rec->down_file = utf8_arg(fcinfo, 3, NULL);
-	rec->checksum = utf8_arg(fcinfo, 4, NULL);
-	rec->checksum_norm = utf8_arg(fcinfo, 5, NULL);
-	rec->up_sql = utf8_arg(fcinfo, 6, &rec->up_len);
-	rec->down_sql = utf8_arg(fcinfo, 7, &rec->down_len);
-	mode = utf8_arg(fcinfo, 8, NULL);
+	rec->version = utf8_arg_n(fcinfo, 0, NULL);
+	rec->name = utf8_arg_n(fcinfo, 1, NULL);
+	rec->up_file = utf8_arg_n(fcinfo, 2, NULL);
+	rec->down_file = utf8_arg_n(fcinfo, 3, NULL);
+	rec->checksum = utf8_arg_n(fcinfo, 4, NULL);
+	rec->checksum_norm = utf8_arg_n(fcinfo, 5, NULL);
+	rec->up_sql = utf8_arg_n(fcinfo, 6, &rec->up_len);
+	rec->down_sql = utf8_arg_n(fcinfo, 7, &rec->down_len);
+	mode = utf8_arg_n(fcinfo, 8, NULL);
 	rec->down_outside = mode && strcmp(mode, "outside") == 0;
 	rec->down_noop = mode && strcmp(mode, "noop") == 0;
 	rec->down_line = PG_ARGISNULL(9) ? 0 : PG_GETARG_INT32(9);

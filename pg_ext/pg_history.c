@@ -84,7 +84,20 @@ history_row(TupleTableSlot *slot, DestReceiver *self)
 	v = slot->tts_values;
 	n = slot->tts_isnull;
 	for (int c = 0; c < 7; c++)
-		s[c] = n[c] ? NULL : TextDatumGetCString(v[c]);
+	{
+		char	   *cell;
+
+		if (n[c])
+		{
+			s[c] = NULL;
+			continue;
+		}
+		/* in UTF-8 for the core */
+		cell = TextDatumGetCString(v[c]);
+		s[c] = mig_pg_utf8(cell);
+		if (s[c] != cell)
+			pfree(cell);
+	}
 	s[7] = n[10] ? NULL : TextDatumGetCString(v[10]);
 	memset(&row, 0, sizeof(row));
 	row.version = s[0];
@@ -209,6 +222,11 @@ add_history(MigPg *mp, void *arg, mig_err *err)
 	int			ret;
 
 	mig_pg_crash_point(mp);
+	if (mig_pg_record_fits(rec, err) != MIG_OK)
+	{
+		MemoryContextSwitchTo(old);
+		return MIG_ERROR;
+	}
 	memset(nulls, ' ', sizeof(nulls));
 	values[0] = mig_pg_text_datum(rec->version, strlen(rec->version));
 	values[1] = mig_pg_text_datum(rec->name, strlen(rec->name));
@@ -341,7 +359,7 @@ pg_history_remove(void *ctx, const char *version, mig_err *err)
 static char *
 utf8_copy(MigPg *mp, const char *s, size_t *len, bool *oom)
 {
-	char	   *utf8 = pg_server_to_any(s, strlen(s), PG_UTF8);
+	const char *utf8 = mig_pg_utf8(s);
 	size_t		n = strlen(utf8);
 	char	   *copy = mp->host.alloc(mp, n + 1);
 
@@ -463,7 +481,15 @@ repair_history(MigPg *mp, void *arg, mig_err *err)
 	char	   *sql;
 	int			ret;
 	uint64		n;
+	mig_record	rec = {.version = r->version, .name = r->name,
+		.up_file = r->up_file, .down_file = r->down_file,
+	.down_sql = r->down_sql, .down_len = r->down_len};
 
+	if (mig_pg_record_fits(&rec, err) != MIG_OK)
+	{
+		MemoryContextSwitchTo(old);
+		return MIG_ERROR;
+	}
 	str[0] = r->version;
 	str[1] = r->name;
 	str[2] = r->up_file;
@@ -1046,7 +1072,11 @@ read_other(MigPg *mp, void *arg, mig_err *err)
 	{
 		CHECK_FOR_INTERRUPTS();
 		for (int c = 0; c < a->ncols; c++)
-			cells[c] = SPI_getvalue(tt->vals[i], tt->tupdesc, c + 1);
+		{
+			char	   *cell = SPI_getvalue(tt->vals[i], tt->tupdesc, c + 1);
+
+			cells[c] = cell ? mig_pg_utf8(cell) : NULL;	/* UTF-8 for the core */
+		}
 		rc = a->cb(a->arg, cells);
 	}
 	SPI_freetuptable(tt);
@@ -1140,9 +1170,9 @@ load_progress(MigPg *mp, void *arg, mig_err *err)
 		r.last_error = text_col(SPI_tuptable, i, 6);
 		r.updated_at = text_col(SPI_tuptable, i, 7);
 		if (r.version != NULL)
-			r.version = pg_server_to_any(r.version, strlen(r.version), PG_UTF8);
+			r.version = mig_pg_utf8(r.version);
 		if (r.last_error != NULL)
-			r.last_error = pg_server_to_any(r.last_error, strlen(r.last_error), PG_UTF8);
+			r.last_error = mig_pg_utf8(r.last_error);
 		rc = a->cb(a->arg, &r);
 	}
 	MemoryContextSwitchTo(old);

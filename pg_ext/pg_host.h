@@ -159,9 +159,24 @@ extern bool mig_pg_own_write(void);
 /* Raises err as an ERROR with its SQLSTATE, detail, hint and context. */
 extern void mig_pg_report(const mig_err *err) pg_attribute_noreturn();
 
-/* UTF-8 bytes as a text Datum in the server encoding (22P05 when a
- * character has no equivalent there). */
+/*
+ * Encodings (pg_host.c, "text helpers"): the core works in UTF-8, the
+ * server in the database's encoding (SQL_ASCII: bytes as they are).
+ *
+ * mig_pg_text_datum: UTF-8 bytes as a text Datum in the server encoding
+ *   (PostgreSQL's own 22P05 error when a character has no equivalent).
+ * mig_pg_report_text: UTF-8 text for a notice, an error or a report row,
+ *   never failing: a character the encoding lacks shows as \uXXXX.
+ * mig_pg_utf8: server text (an argument, a history row) in UTF-8.
+ * mig_pg_name_fits, mig_pg_record_fits: MIG_OK, or 22P05 in err naming the
+ *   file (and the version and line) whose name or text has a character the
+ *   server encoding lacks -- checked before anything is stored or runs.
+ */
 extern Datum mig_pg_text_datum(const char *s, size_t len);
+extern char *mig_pg_report_text(const char *s);
+extern char *mig_pg_utf8(const char *s);
+extern int	mig_pg_name_fits(const char *version, const char *file, mig_err *err);
+extern int	mig_pg_record_fits(const mig_record *rec, mig_err *err);
 
 /* Helpers of pg_host.c for pg_outside.c: script_begin copies s into the
  * scratch context in the server encoding (mp->text) and pushes the error

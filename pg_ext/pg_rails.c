@@ -207,10 +207,11 @@ lock_busy(MigPg *mp, long waited_ms, mig_err *err)
 		}
 		else
 		{
+			/* in UTF-8, as the core's messages are */
 			char	   *who = psprintf("Backend %s (user \"%s\"%s%s%s)", pid,
-									   user ? user : "?",
+									   user ? mig_pg_utf8(user) : "?",
 									   app && app[0] ? ", application \"" : "",
-									   app && app[0] ? app : "",
+									   app && app[0] ? mig_pg_utf8(app) : "",
 									   app && app[0] ? "\"" : "");
 
 			mig_err_set(err, MIG_SQLSTATE_LOCK,
@@ -392,7 +393,8 @@ mig_pg_rail_error_context(MigPg *mp)
 	if (mp->rail_active && mp->rail_waited == NULL)
 		mp->rail_waited = MemoryContextStrdup(mp->cxt,
 											  psprintf("%smigration %s (%s)", s->down ? "rollback of " : "",
-													   s->version, s->file));
+													   mig_pg_report_text(s->version),
+													   mig_pg_report_text(s->file)));
 	if (mp->rail_attempt > mp->rail_retries && mp->rail_attempt > 1)
 		errdetail("The migration was tried %d times, each time waiting at most lock_timeout = %s for a lock another session held; nothing of it was kept.",
 				  mp->rail_attempt, seconds(mp->rail_timeout_ms));

@@ -158,6 +158,7 @@ make_fixtures() {
 
 	layout_fixtures
 	adopt_fixtures
+	encoding_fixtures
 	operator_fixtures
 }
 
@@ -523,4 +524,30 @@ EOS
 	# never outside: transaction control and COPY FROM STDIN, even marked
 	w out_commit 1_c.up.sql "-- morph:nontransactional\nCREATE TABLE oc (id int);\nCOMMIT;\n"
 	w out_copy 1_c.up.sql "CREATE INDEX CONCURRENTLY ocp ON pg_catalog.pg_class (oid);\nCOPY oc FROM STDIN;\n"
+}
+
+# Names and text outside ASCII, for databases in other encodings (LATIN1,
+# EUC_JP, SQL_ASCII): the files are UTF-8, as every migration file is.  The
+# euro sign is in neither LATIN1 nor EUC_JP.
+encoding_fixtures() {
+	w enc_cafe "1_café.up.sql" "CREATE TABLE enc_cafe (n text);\nINSERT INTO enc_cafe VALUES ('thé');\n"
+	w enc_cafe "1_café.down.sql" "DROP TABLE enc_cafe;\n"
+	mkdir -p "$FX/enc_euro_text" "$FX/enc_euro_name"
+	cp -p "$FX"/enc_cafe/* "$FX/enc_euro_text/"
+	cp -p "$FX"/enc_cafe/* "$FX/enc_euro_name/"
+	# the probe runs before the file that cannot be converted, if anything runs
+	w enc_euro_text 2_probe.up.sql "SELECT pg_catalog.nextval('public.probe');\n"
+	w enc_euro_text 3_prix.up.sql "CREATE TABLE prix (p text);\n\nINSERT INTO prix VALUES ('5 €');\n"
+	w enc_euro_name 2_probe.up.sql "SELECT pg_catalog.nextval('public.probe');\n"
+	w enc_euro_name "3_€.up.sql" "CREATE TABLE euro (id int);\n"
+	w enc_kana "1_あ.up.sql" "-- かな\nCREATE TABLE kana (n text);\nINSERT INTO kana VALUES ('あ');\n"
+	w enc_kana "1_あ.down.sql" "DROP TABLE kana;\n"
+	mkdir -p "$FX/enc_kana_fail"
+	cp -p "$FX"/enc_kana/* "$FX/enc_kana_fail/"
+	w enc_kana_fail "2_い.up.sql" "-- いろは\nSELECT 'に';\nSELECT 1 / 0;\n"
+	w enc_kana_edited "1_あ.up.sql" "-- かな, edited\nCREATE TABLE kana (n text);\nINSERT INTO kana VALUES ('あ');\n"
+	w enc_flyway "V1__thé.sql" "CREATE TABLE the (n text);\n"
+	w enc_flyway "R__vue_café.sql" "CREATE OR REPLACE VIEW vue_cafe AS SELECT 'é'::text AS e;\n"
+	w enc_syntax 1_s.up.sql "SELECT 1;\nCREATE TABLE s (id int) été;\n"
+	w "dossier_é" 1_d.up.sql "CREATE TABLE dossier (id int);\n"
 }

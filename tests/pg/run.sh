@@ -19,7 +19,8 @@
 # if_locked=skip, the holder named), the blocking rail (queries stalled by
 # a queued ALTER for at most its lock_timeout, retries, and the contrast
 # without it), the off-hours script run by psql, the lock-table overflow,
-# an allocation-failure sweep, a streaming standby, a LATIN1 database,
+# an allocation-failure sweep, a streaming standby, databases in LATIN1, EUC_JP
+# and SQL_ASCII,
 # pg_dump/pg_restore, and pg_cron jobs (scheduled first, checked last, as
 # pg_cron 1.4 runs jobs once a minute).  Fixtures: tests/pg/fixtures.sh.
 set -u
@@ -850,6 +851,132 @@ check "latin1: migrate_validate lists it as a problem instead of failing" latin1
 out=$(psql -X -q -At -v VERBOSITY=verbose -d latin1 -c "SELECT migrate_apply('$FX/latin1_fail')" 2>&1)
 echo "$out" | grep -q "ERROR:  22012:" && echo "$out" | grep -q "migration 2 (2_f.up.sql), line 3"
 tap $? "latin1: after conversion the failing line is still line 3"
+
+# Names and text outside ASCII in LATIN1, EUC_JP and SQL_ASCII databases:
+# every string returned or reported is in the server encoding (the clients
+# below read UTF-8, so what they show is comparable), every string read back
+# from the history is UTF-8 for the engine again.
+export PGCLIENTENCODING=UTF8
+# encdb NAME ENCODING: a database in ENCODING with the extension and the probe
+encdb() {
+	psql -X -q -d postgres -c "CREATE DATABASE $1 TEMPLATE template0 ENCODING '$2' LC_COLLATE 'C' LC_CTYPE 'C'" &&
+		q "$1" -c "CREATE EXTENSION migrate" -c "CREATE SEQUENCE public.probe"
+}
+# verbose DB SQL: the error report of SQL, with SQLSTATE and context
+verbose() {
+	psql -X -q -At -v VERBOSITY=verbose -d "$1" -c "$2" 2>&1
+}
+encdb enc_latin1 LATIN1
+check "encoding: latin1: migrate_status shows a name outside ASCII as it is" enc_latin1 \
+	"SELECT string_agg(version || ' ' || name || ' ' || file || ' ' || state, ',') = '1 café 1_café.up.sql pending'
+	   FROM migrate_status('$FX/enc_cafe')"
+check "encoding: latin1: so does migrate_plan" enc_latin1 \
+	"SELECT string_agg(version || ' ' || name || ' ' || file || ' ' || kind, ',') = '1 café 1_café.up.sql versioned'
+	   FROM migrate_plan('$FX/enc_cafe')"
+out=$(qn enc_latin1 -c "SELECT migrate_apply('$FX/enc_cafe')" 2>&1)
+echo "$out" | grep -q "^NOTICE:  applied migration 1 (1_café.up.sql) in "
+tap_show $? "encoding: latin1: the NOTICE names the file as it is" "$out"
+check "encoding: latin1: the history holds the characters in LATIN1 (name 'caf' 0xE9)" enc_latin1 \
+	"SELECT convert_to(name, 'LATIN1') = '\\x636166e9' AND name = convert_from('\\x636166e9', 'LATIN1')
+	    AND up_file = '1_café.up.sql' AND down_file = '1_café.down.sql'
+	    AND position(convert_from('\\x7468e9', 'LATIN1') IN up_sql) > 0
+	   FROM migrate_history"
+check "encoding: latin1: migrate_status of the applied migration, its name read back" enc_latin1 \
+	"SELECT string_agg(name || ' ' || file || ' ' || state, ',') = 'café 1_café.up.sql applied'
+	   FROM migrate_status('$FX/enc_cafe')"
+out=$(verbose enc_latin1 "SELECT migrate_apply('$FX/enc_euro_text')")
+echo "$out" | grep -qF 'ERROR:  22P05: character with byte sequence 0xe2 0x82 0xac in encoding "UTF8" has no equivalent in encoding "LATIN1"' &&
+	echo "$out" | grep -qF "CONTEXT:  migration 3 (3_prix.up.sql), line 3"
+tap_show $? "encoding: latin1: a character LATIN1 lacks in a file: 22P05 naming file, version and line" "$out"
+check "encoding: latin1: and nothing ran (probe, table, history)" enc_latin1 \
+	"SELECT NOT is_called AND to_regclass('prix') IS NULL AND (SELECT count(*) = 1 FROM migrate_history)
+	   FROM probe"
+out=$(verbose enc_latin1 "SELECT migrate_apply('$FX/enc_euro_name')")
+echo "$out" | grep -qF 'ERROR:  22P05: file name "3_\u20ac.up.sql" has a character with no equivalent in encoding "LATIN1"' &&
+	echo "$out" | grep -qF 'CONTEXT:  migration 3 (3_\u20ac.up.sql)'
+tap_show $? "encoding: latin1: a character LATIN1 lacks in a file name: 22P05 naming the file" "$out"
+check "encoding: latin1: and nothing ran (probe, table, history)" enc_latin1 \
+	"SELECT NOT is_called AND to_regclass('euro') IS NULL AND (SELECT count(*) = 1 FROM migrate_history)
+	   FROM probe"
+check "encoding: latin1: migrate_validate lists that file name as a problem" enc_latin1 \
+	"SELECT string_agg(version || ' ' || file || ' ' || problem || ' ' || sqlstate, ',') = '3 3_\\u20ac.up.sql bad_file 22P05'
+	   FROM migrate_validate('$FX/enc_euro_name')"
+fails_with "encoding: latin1: migrate_status refuses a name it cannot return (22P05)" enc_latin1 22P05 \
+	"SELECT * FROM migrate_status('$FX/enc_euro_name')"
+check "encoding: latin1: migrate_down works after (the stored down script, converted back)" enc_latin1 \
+	"SELECT migrate_down(1) = 1 AND to_regclass('enc_cafe') IS NULL"
+check "encoding: latin1: and removed its history row" enc_latin1 "SELECT count(*) = 0 FROM migrate_history"
+check "encoding: latin1: the folder argument is text in the server encoding" enc_latin1 \
+	"SELECT string_agg(name || ' ' || state, ',') = 'd pending' FROM migrate_status('$FX/dossier_é')"
+check "encoding: latin1: a syntax error's message keeps its characters" enc_latin1 \
+	"SELECT string_agg(message, ',') LIKE '%syntax error at or near \"été\"%' FROM migrate_validate('$FX/enc_syntax')"
+check "encoding: latin1: a repeatable named outside ASCII is found in the history again" enc_latin1 \
+	"SELECT migrate_apply('$FX/enc_flyway') = 2 AND migrate_apply('$FX/enc_flyway') = 0"
+check "encoding: latin1: its version in the history is LATIN1 ('R__vue_caf' 0xE9)" enc_latin1 \
+	"SELECT convert_to(version, 'LATIN1') = '\\x525f5f7675655f636166e9' FROM migrate_history WHERE version LIKE 'R%'"
+
+encdb enc_eucjp EUC_JP
+out=$(qn enc_eucjp -c "SELECT migrate_apply('$FX/enc_kana')" 2>&1)
+echo "$out" | grep -q "^NOTICE:  applied migration 1 (1_あ.up.sql) in " && [ "$(echo "$out" | last)" = 1 ]
+tap_show $? "encoding: euc_jp: applies 1_あ.up.sql and its NOTICE names it" "$out"
+check "encoding: euc_jp: the history and the table hold the characters in EUC_JP (0xA4A2)" enc_eucjp \
+	"SELECT convert_to(h.name, 'EUC_JP') = '\\xa4a2' AND h.name = convert_from('\\xa4a2', 'EUC_JP')
+	    AND convert_to(k.n, 'EUC_JP') = '\\xa4a2' FROM migrate_history h, kana k"
+check "encoding: euc_jp: migrate_status shows it applied" enc_eucjp \
+	"SELECT string_agg(name || ' ' || file || ' ' || state, ',') = 'あ 1_あ.up.sql applied'
+	   FROM migrate_status('$FX/enc_kana')"
+out=$(verbose enc_eucjp "SELECT migrate_apply('$FX/enc_kana_fail')")
+echo "$out" | grep -q "^ERROR:  22012: division by zero" &&
+	echo "$out" | grep -qF "migration 2 (2_い.up.sql), line 3"
+tap_show $? "encoding: euc_jp: a failing statement's context names the file and line" "$out"
+out=$(verbose enc_eucjp "SELECT migrate_apply('$FX/enc_kana_edited')")
+echo "$out" | grep -q "^ERROR:  55000: applied migration 1 has changed" &&
+	echo "$out" | grep -qF 'DETAIL:  File "1_あ.up.sql" now has checksum'
+tap_show $? "encoding: euc_jp: an error of the engine naming the file is reported as it is" "$out"
+check "encoding: euc_jp: migrate_down works" enc_eucjp \
+	"SELECT migrate_down(1) = 1 AND to_regclass('kana') IS NULL"
+q enc_eucjp -c "CREATE TABLE flyway_schema_history (installed_rank int PRIMARY KEY, version text,
+	type text NOT NULL, script text NOT NULL, checksum int, success boolean NOT NULL)" \
+	-c "INSERT INTO flyway_schema_history VALUES (1, '1', 'SQL', 'V1__thé.sql', NULL, true),
+	    (2, NULL, 'SQL', 'R__vue_café.sql', NULL, true)"
+check "encoding: euc_jp: migrate_adopt reads another tool's history in UTF-8 (a repeatable's script)" enc_eucjp \
+	"SELECT migrate_adopt('$FX/enc_flyway') = 2"
+check "encoding: euc_jp: and migrate_apply finds both applied" enc_eucjp \
+	"SELECT migrate_apply('$FX/enc_flyway') = 0"
+
+encdb enc_ascii SQL_ASCII
+q enc_ascii -c "SELECT migrate_apply('$FX/enc_cafe')" >/dev/null
+check "encoding: sql_ascii: bytes as they are: the files' UTF-8 is stored and run unchanged" enc_ascii \
+	"SELECT (SELECT convert_to(n, 'SQL_ASCII') = '\\x7468c3a9' FROM enc_cafe)
+	    AND (SELECT convert_to(name, 'SQL_ASCII') = '\\x636166c3a9' FROM migrate_history)"
+check "encoding: sql_ascii: migrate_status shows the names to a UTF-8 client" enc_ascii \
+	"SELECT string_agg(name || ' ' || file || ' ' || state, ',') = 'café 1_café.up.sql applied'
+	   FROM migrate_status('$FX/enc_cafe')"
+check "encoding: sql_ascii: nothing is untranslatable: a name with the euro sign applies" enc_ascii \
+	"SELECT migrate_apply('$FX/enc_euro_name') = 2"
+check "encoding: sql_ascii: and is stored as its UTF-8 bytes" enc_ascii \
+	"SELECT (SELECT convert_to(up_file, 'SQL_ASCII') = '\\x335fe282ac2e75702e73716c' FROM migrate_history WHERE version = '3')"
+
+# round trips through pg_dump: LATIN1 to UTF-8 keeps the history; a name
+# LATIN1 lacks cannot be restored into LATIN1, and then says so
+pg_dump -Fc -d enc_latin1 -f "$PG_TMP/enc_latin1.dump" &&
+	psql -X -q -d postgres -c "CREATE DATABASE enc_utf8_restored" &&
+	pg_restore -d enc_utf8_restored "$PG_TMP/enc_latin1.dump" >"$PG_TMP/enc_restore.log" 2>&1
+tap_show $? "encoding: dump: a LATIN1 database restores into a UTF-8 one" "$(cat "$PG_TMP/enc_restore.log")"
+check "encoding: dump: and migrate_apply there finds every migration applied" enc_utf8_restored \
+	"SELECT migrate_apply('$FX/enc_flyway') = 0 AND (SELECT count(*) = 2 FROM migrate_history WHERE version LIKE '%é' OR name = 'thé')"
+newdb enc_utf8
+q enc_utf8 -c "SELECT migrate_apply('$FX/enc_euro_name')" >/dev/null
+pg_dump -Fc -d enc_utf8 -f "$PG_TMP/enc_utf8.dump"
+psql -X -q -d postgres -c "CREATE DATABASE enc_latin1_restored TEMPLATE template0 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C'"
+pg_restore -d enc_latin1_restored "$PG_TMP/enc_utf8.dump" >"$PG_TMP/enc_restore2.log" 2>&1
+[ $? != 0 ] && grep -qF 'has no equivalent in encoding "LATIN1"' "$PG_TMP/enc_restore2.log"
+tap_show $? "encoding: dump: a history naming a file LATIN1 lacks does not restore into LATIN1 (pg_restore says why)" \
+	"$(cat "$PG_TMP/enc_restore2.log")"
+out=$(verbose enc_latin1_restored "SELECT migrate_apply('$FX/enc_euro_name')")
+echo "$out" | grep -qF 'ERROR:  22P05: file name "3_\u20ac.up.sql"'
+tap_show $? "encoding: dump: migrate_apply there refuses that file by name before anything runs" "$out"
+unset PGCLIENTENCODING
 
 # ---- the no-op shortcut ----
 section "the no-op shortcut"
