@@ -9,6 +9,9 @@
 #   ops       validate, repair, plan, script, lock options (tests/sqlite/test_ops.py)
 #   outside   migrations run outside a transaction, resumed after a failure
 #             (tests/sqlite/test_outside.py)
+#   attacks   the attack catalogue: planted views, triggers, generated
+#             columns, shadowing tables, lock files (tests/sqlite/test_attacks.py;
+#             PostgreSQL's part is tests/pg/t/14_attacks.sql)
 #   *-asan    the same suites with the ASan/UBSan build of the extension
 #   stress    64 racing processes, kill -9 at every statement boundary and at
 #             random moments, cancel, busy timeouts (tests/stress/sqlite_stress.py;
@@ -49,6 +52,7 @@ suite adopt "$PY" tests/sqlite/test_adopt.py build/migrate
 suite badinput "$PY" tests/sqlite/test_badinput.py build/migrate
 suite ops "$PY" tests/sqlite/test_ops.py build/migrate
 suite outside "$PY" tests/sqlite/test_outside.py build/migrate
+suite attacks "$PY" tests/sqlite/test_attacks.py build/migrate
 asan=$(gcc -print-file-name=libasan.so)
 san=(env LD_PRELOAD="$asan" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1
      UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1)
@@ -58,6 +62,7 @@ suite adopt-asan "${san[@]}" "$PY" tests/sqlite/test_adopt.py build/asan/migrate
 suite badinput-asan "${san[@]}" "$PY" tests/sqlite/test_badinput.py build/asan/migrate
 suite ops-asan "${san[@]}" "$PY" tests/sqlite/test_ops.py build/asan/migrate
 suite outside-asan "${san[@]}" "$PY" tests/sqlite/test_outside.py build/asan/migrate
+suite attacks-asan "${san[@]}" "$PY" tests/sqlite/test_attacks.py build/asan/migrate
 suite stress "$PY" tests/stress/sqlite_stress.py build/migrate --short
 oomdir=$(mktemp -d)
 printf 'CREATE TABLE a(x);\nINSERT INTO a VALUES (1);\n' > "$oomdir/1_a.up.sql"
