@@ -160,6 +160,7 @@ make_fixtures() {
 	adopt_fixtures
 	encoding_fixtures
 	operator_fixtures
+	attack_fixtures
 }
 
 # wq FOLDER FILE <<'EOS': writes the here-document to FOLDER/FILE verbatim
@@ -550,4 +551,17 @@ encoding_fixtures() {
 	w enc_flyway "R__vue_café.sql" "CREATE OR REPLACE VIEW vue_cafe AS SELECT 'é'::text AS e;\n"
 	w enc_syntax 1_s.up.sql "SELECT 1;\nCREATE TABLE s (id int) été;\n"
 	w "dossier_é" 1_d.up.sql "CREATE TABLE dossier (id int);\n"
+}
+
+# The attack catalogue's folders (t/14_attacks.sql).
+attack_fixtures() {
+	# a deploy role's migration whose down script would make it superuser
+	w att_evil_down 1_a.up.sql "CREATE TABLE att_a (id int);\n"
+	w att_evil_down 1_a.down.sql "ALTER ROLE att_deployer SUPERUSER;\nDROP TABLE att_a;\n"
+	# a plain migration with a down script, applied by a superuser
+	w att_plain 1_p.up.sql "CREATE TABLE att_p (id int);\n"
+	w att_plain 1_p.down.sql "DROP TABLE att_p;\n"
+	# a Flyway folder to adopt
+	w att_flyway V1__one.sql "CREATE TABLE att_fw (id int);\n"
+	w att_flyway V2__two.sql "CREATE TABLE att_fw2 (id int);\n"
 }
