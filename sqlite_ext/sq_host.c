@@ -1378,6 +1378,7 @@ sq_script_part(void *ctx, int part, const mig_record *r, const mig_lock_opts *lo
 				{
 					sqlite3_free(probe);
 					sqlite3_free(*sql);
+					*sql = NULL;
 					mig_err_set(err, MIG_SQLSTATE_BAD_NAME,
 								"migration %s (%s) ends inside a comment, a string or a trigger body",
 								r->version, r->up_file);

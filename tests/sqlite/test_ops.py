@@ -347,5 +347,169 @@ def bad_lock_options_are_refused_before_anything(c):
                 " lock_timeout=200ms, lock_retries=3')" % c.dir) == "3"
 
 
+
+# ---- migrations that stopped half way (issue 17.4, 17.8) ----
+
+def half_way(c):
+    """Migration 1 creates t; migration 2, outside a transaction, adds an
+    index on it, then fails; its first statement stays done."""
+    c.put("1_t.sql", "-- +goose Up\nCREATE TABLE t(a);\n-- +goose Down\nDROP TABLE t;\n")
+    c.put("2_idx.sql", "-- +goose NO TRANSACTION\n-- +goose Up\n"
+          "CREATE INDEX t_a ON t(a);\nINSERT INTO nope VALUES (1);\n"
+          "-- +goose Down\nDROP INDEX t_a;\n")
+    con = connect(c)
+    try:
+        con.execute("SELECT migrate_apply(?)", (c.dir,)).fetchone()
+        raise AssertionError("applied")
+    except sqlite3.OperationalError as e:
+        assert "no such table: nope" in str(e), str(e)
+    con.close()
+
+
+@test
+def a_half_way_migration_is_shown_partial_everywhere(c):
+    half_way(c)
+    st = rows(c, "SELECT version, state, statements_done, last_error IS NOT NULL"
+                 " FROM migrate_status('%s')" % c.dir)
+    assert st == [("1", "applied", None, 0), ("2", "partial", 1, 1)], st
+    v = validate(c)
+    assert [(r[0], r[2], r[3]) for r in v] == [("2", "partial", "warning")], v
+    assert "1 statement ran outside a transaction" in v[0][5], v
+    p = rows(c, "SELECT version, outside, statements_done FROM migrate_plan('%s')" % c.dir)
+    assert p == [("2", 1, 1)], p
+    # an edit of the statement that ran is an error for validate
+    c.put("2_idx.sql", "-- +goose NO TRANSACTION\n-- +goose Up\n"
+          "CREATE INDEX t_a ON t(a) WHERE a > 0;\nINSERT INTO nope VALUES (1);\n")
+    v = validate(c)
+    assert [(r[0], r[2], r[3]) for r in v] == [("2", "partial_changed", "error")], v
+
+
+@test
+def rolling_back_refuses_while_a_migration_is_half_way(c):
+    """The repro of issue 17.4: migration 2 stopped half way; rolling back
+    migration 1 would drop what 2's first statement made while the next
+    apply would skip it.  Refused; after the statements are undone by hand
+    and the progress discarded (audited), the fixed file applies in full."""
+    half_way(c)
+    before = c.snapshot()
+    err = c.fails("SELECT migrate_down(1)", "migration 2 stopped half way",
+                  "1 statement of it ran outside a transaction",
+                  "partial=discard")
+    assert c.snapshot() == before
+    c.fails("SELECT migrate_down_to('0')", "migration 2 stopped half way")
+    c.fails("SELECT migrate_repair('%s', 'partial=nope')" % c.dir,
+            "option partial takes discard or keep")
+    c.fails("SELECT migrate_apply('%s', 'partial=discard')" % c.dir, 'unknown option "partial"')
+    # undo by hand what ran, then discard
+    c.query("SELECT 1")
+    con = sqlite3.connect(c.db)
+    con.execute("DROP INDEX t_a")
+    con.commit()
+    con.close()
+    assert c.ok("SELECT migrate_repair('%s', 'partial=discard')" % c.dir) == "1"
+    audit = rows(c, "SELECT version, action FROM migrate_repairs")
+    assert audit == [("2", "discard_partial")], audit
+    c.put("2_idx.sql", "-- +goose NO TRANSACTION\n-- +goose Up\n"
+          "CREATE INDEX t_a ON t(a);\nINSERT INTO t VALUES (1);\n-- +goose Down\nDROP INDEX t_a;\n")
+    assert c.apply() == 1
+    assert rows(c, "SELECT count(*) FROM sqlite_schema WHERE name = 't_a'") == [(1,)]
+    assert c.ok("SELECT migrate_down(2)") == "2"
+
+
+@test
+def baseline_forgets_the_progress_of_what_it_records(c):
+    half_way(c)
+    c.query("SELECT 1")
+    con = sqlite3.connect(c.db)
+    con.execute("DELETE FROM migrate_history")
+    con.commit()
+    con.close()
+    assert rows(c, "SELECT count(*) FROM migrate_progress") == [(1,)]
+    assert c.ok("SELECT migrate_baseline('%s', '2')" % c.dir) == "2"
+    assert rows(c, "SELECT count(*) FROM migrate_progress") == [(0,)], \
+        "recorded as applied in full: no progress left that a later call would trust"
+
+
+# ---- repair refuses another migration (issue 17.10) ----
+
+@test
+def repair_refuses_another_migration_with_the_same_version(c):
+    """Two folders (an app's and a plugin's) each have a version 1: the
+    plugin's is not an edit of the app's, and repair must not record it."""
+    c.put("1_users.up.sql", "CREATE TABLE users(x);\n")
+    c.put("1_users.down.sql", "DROP TABLE users;\n")
+    assert c.apply() == 1
+    plugin = os.path.join(c.root, "plugin")
+    os.mkdir(plugin)
+    with open(os.path.join(plugin, "1_plug.up.sql"), "w") as f:
+        f.write("CREATE TABLE plug(x);\n")
+    c.fails("SELECT migrate_apply('%s')" % plugin, "has changed since it was applied")
+    before = c.snapshot()
+    c.fails("SELECT migrate_repair('%s')" % plugin,
+            'file "1_plug.up.sql" is not the migration 1 that was applied',
+            'was applied from "1_users.up.sql" (users)')
+    assert c.snapshot() == before
+    assert rows(c, "SELECT name, up_file, down_sql FROM migrate_history") == \
+        [("users", "1_users.up.sql", "DROP TABLE users;\n")]
+
+
+# ---- a down file that changes while migrations are applied (17.11) ----
+
+@test
+def a_down_file_changed_during_the_apply_is_not_stored(c):
+    """Beyond the 8 MiB the apply keeps in memory, files are read again
+    when applied: a down file edited meanwhile must not be stored."""
+    big = "-- " + "x" * 1000 + "\n"
+    for v in range(1, 10):
+        c.put("%d_m%d.up.sql" % (v, v), "CREATE TABLE m%d(x);\n" % v + big * 600)
+        c.put("%d_m%d.down.sql" % (v, v), "DROP TABLE m%d;\n" % v + big * 600)
+    con = connect(c)
+    # a trigger-free way to edit during the apply: a slow first migration
+    c.put("0_slow.up.sql", "WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r"
+          " WHERE i < 3000000) SELECT count(*) FROM r;\n")
+    done = []
+
+    def edit():
+        time.sleep(0.3)
+        c.put("9_m9.down.sql", "DROP TABLE m1;\n" + big * 600)
+        done.append(1)
+
+    t = threading.Thread(target=edit)
+    t.start()
+    try:
+        con.execute("SELECT migrate_apply(?)", (c.dir,)).fetchone()
+        applied = True
+    except sqlite3.OperationalError as e:
+        applied = False
+        assert 'migration file "9_m9.down.sql" changed while migrations were being applied' in str(e), str(e)
+    t.join()
+    assert done
+    if applied:
+        # the edit landed before validation read the file (a slow machine):
+        # what is stored is still what was validated
+        stored = rows(c, "SELECT down_sql FROM migrate_history WHERE version = '9'")[0][0]
+        assert stored.startswith("DROP TABLE m9;"), stored[:40]
+    else:
+        # the call changed nothing: no history (it would have been created
+        # in the same transaction) and no table of its migrations
+        assert rows(c, "SELECT count(*) FROM sqlite_schema WHERE name IN ('migrate_history', 'm1')") == [(0,)]
+
+
+# ---- the off-hours script (17.9) ----
+
+@test
+def script_refuses_what_it_could_not_do_as_apply_would(c):
+    c.put("1_a.sql", "-- +goose Up\nCREATE TABLE a(x);\n/* a comment left open")
+    c.fails("SELECT migrate_script('%s')" % c.dir,
+            "migration 1 (1_a.sql) ends inside a comment, a string or a trigger body")
+    c.put("1_a.sql", "-- +goose Up\nCREATE TABLE a(x);\n")
+    c.put("2_wal.sql", "-- +goose NO TRANSACTION\n-- +goose Up\nPRAGMA journal_mode=WAL;\n")
+    c.fails("SELECT migrate_script('%s')" % c.dir,
+            "migration 2 (2_wal.sql) must run outside a transaction",
+            "target=")
+    out = c.ok("SELECT migrate_script('%s', 'target=1')" % c.dir)
+    assert "CREATE TABLE a(x);" in out and "journal_mode" not in out
+
+
 if __name__ == "__main__":
     sys.exit(main("ops"))
