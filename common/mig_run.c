@@ -21,6 +21,13 @@ now_ms(void)
 	return ts.tv_sec * 1000.0 + ts.tv_nsec / 1e6;
 }
 
+/* ms rounded to three decimals (a microsecond). */
+static double
+round_ms(double ms)
+{
+	return (double) (int64_t) (ms * 1000.0 + 0.5) / 1000.0;
+}
+
 int
 mig_path_given(const char *path, mig_err *err)
 {
@@ -109,6 +116,27 @@ mig_run_script(const mig_host *h, int (*fn) (void *, const mig_script *, mig_err
 			mig_err_at(err, s);
 	}
 	return rc;
+}
+
+/*
+ * Says in err's detail what became of the migrations a failed call had
+ * applied before the failure: rolled back with it (one unit of work), or
+ * committed (a host that commits after each migration).
+ */
+static void
+undone_detail(int64_t applied, int64_t committed, mig_err *err)
+{
+	int64_t		undone = applied - committed;
+
+	if (applied == 0 || err->code == MIG_NOMEM)
+		return;
+	if (committed > 0)
+		mig_err_detail(err, "The first %lld migration%s this call applied stay%s applied (committed).",
+					   (long long) committed, committed == 1 ? "" : "s", committed == 1 ? "s" : "");
+	if (undone > 0)
+		mig_err_detail(err, "The %s%lld migration%s this call applied %s rolled back with it.",
+					   committed > 0 ? "next " : "", (long long) undone, undone == 1 ? "" : "s",
+					   undone == 1 ? "was" : "were");
 }
 
 /* Refuses a migration that must run outside a transaction where the host
@@ -383,6 +411,14 @@ apply_one(const mig_host *h, const char *dir, mig_entry *e, mig_err *err)
 
 	if (rc == MIG_OK)
 	{
+		/* announced before it runs: a long one shows at once what runs */
+		if (e->partial)
+			mig_notice(h, NULL, "resuming migration %s (%s) after its %lld statement%s done",
+					   e->file->version, e->file->up, (long long) e->partial->statements_done,
+					   e->partial->statements_done == 1 ? "" : "s");
+		else
+			mig_notice(h, NULL, "applying migration %s (%s)%s", e->file->version, e->file->up,
+					   e->outside ? " outside a transaction, statement by statement" : "");
 		t0 = now_ms();
 		rc = mig_run_script(h, e->outside ? h->exec_outside : h->exec, &s, err);
 	}
@@ -390,7 +426,8 @@ apply_one(const mig_host *h, const char *dir, mig_entry *e, mig_err *err)
 	{
 		mig_file_record(e->file, up, &s, &ds, &rec);
 		rec.down_outside = e->down_outside;
-		rec.exec_ms = now_ms() - t0;
+		/* milliseconds to the microsecond: the clock says no more */
+		rec.exec_ms = round_ms(now_ms() - t0);
 		rec.file_id = mig_file_id_of(up, id) ? id : NULL;
 		rc = h->history_add(h->ctx, &rec, err);
 		if (rc != MIG_OK)
@@ -462,6 +499,7 @@ mig_apply_with(const mig_host *h, const char *path, const char *options,
 	mig_arena	a;
 	mig_options o;
 	mig_noop	noop;
+	int64_t		committed = 0;	/* of *applied, those committed for good */
 	int			rc;
 	size_t		i;
 
@@ -500,14 +538,23 @@ mig_apply_with(const mig_host *h, const char *path, const char *options,
 		if (e->state == MIG_OUTDATED &&
 			(rc = h->history_remove(h->ctx, e->file->version, err)) != MIG_OK)
 			break;
+		/* running outside a transaction commits what came before */
+		if (e->outside)
+			committed = *applied;
 		rc = apply_one(h, path, e, err);
 		if (rc == MIG_OK)
 			(*applied)++;
+		if (rc == MIG_OK && h->checkpoint)
+			committed = *applied;
 	}
 	mig_plan_free(&p);
 	mig_arena_free(&a);
 	if (rc != MIG_OK)
+	{
 		failed(err, rc);
+		undone_detail(*applied, committed, err);
+		*applied = committed;
+	}
 	return mig_finish(h, rc, err);
 }
 

@@ -262,14 +262,16 @@ add_history(MigPg *mp, void *arg, mig_err *err)
 	if (mp->v03)
 		sql = psprintf("INSERT INTO %s (version, name, up_file, down_file, "
 					   "checksum, execution_ms, up_sql, down_sql, file_id, "
-					   "checksum_norm, applied_by, down_mode, down_line, down_by) "
-					   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $11)",
+					   "checksum_norm, applied_by, down_mode, down_line, down_by, applied_at) "
+					   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $11, "
+					   "pg_catalog.clock_timestamp())",
 					   mp->history);
 	else
 		sql = psprintf("INSERT INTO %s (version, name, up_file, down_file, "
 					   "checksum, execution_ms, up_sql, down_sql, file_id, "
-					   "checksum_norm, applied_by) "
-					   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+					   "checksum_norm, applied_by, applied_at) "
+					   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, "
+					   "pg_catalog.clock_timestamp())",
 					   mp->history);
 	ret = SPI_execute_with_args(sql, mp->v03 ? 13 : 11, types, values, nulls, false, 0);
 	MemoryContextSwitchTo(old);

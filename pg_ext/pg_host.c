@@ -28,7 +28,9 @@
 #include "postgres.h"
 
 #include <fcntl.h>
+#include <pwd.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include "access/htup_details.h"
 #include "access/xact.h"
@@ -214,6 +216,23 @@ pg_release(void *ctx, void *p)
 
 /* ---- files ---- */
 
+/*
+ * A folder or file that cannot be read for want of permission: the one
+ * reading it is the database server's operating-system user, not the
+ * client's -- say so, and name it.
+ */
+static void
+server_user_hint(int e, mig_err *err)
+{
+	struct passwd *pw;
+
+	if (e != EACCES && e != EPERM)
+		return;
+	pw = getpwuid(geteuid());
+	mig_err_hint(err, "The database server reads migration files as its operating-system user \"%s\", not as the client: make the folder and its files readable by it, or send the folder's contents instead.",
+				 pw ? pw->pw_name : "?");
+}
+
 /* Opens path read-only without following a final symlink or blocking on a
  * FIFO; returns the descriptor, or -1 with err filled.  Also where a cancel
  * reaches a call that reads thousands of files. */
@@ -227,7 +246,12 @@ pg_open_file(void *ctx, const char *path, mig_err *err)
 						   O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC |
 						   PG_BINARY);
 	if (fd < 0)
-		mig_err_errno(err, errno, "open file", path);
+	{
+		int			e = errno;
+
+		mig_err_errno(err, e, "open file", path);
+		server_user_hint(e, err);
+	}
 	return fd;
 }
 
@@ -261,7 +285,10 @@ pg_list_dir(void *ctx, const char *path, mig_name_cb cb, void *arg,
 	dir = AllocateDir(path);
 	if (dir == NULL)
 	{
-		mig_err_errno(err, errno, "open directory", path);
+		int			e = errno;
+
+		mig_err_errno(err, e, "open directory", path);
+		server_user_hint(e, err);
 		return MIG_ERROR;
 	}
 	while ((de = ReadDir(dir, path)) != NULL)

@@ -476,6 +476,14 @@ fails_with "function: a read-only transaction is refused (25006)" fmode 25006 \
 	"BEGIN READ ONLY; SELECT migrate_apply('$FX/basic'); COMMIT;"
 fails_with "function: migrate_down in a read-only transaction is refused (25006)" fmode 25006 \
 	"BEGIN READ ONLY; SELECT migrate_down(1); COMMIT;"
+# a folder the server's operating-system user cannot read: the hint names it
+PRIVATE=$(mktemp -d /tmp/migrate-private.XXXXXX)
+cp -p "$FX"/basic/* "$PRIVATE/" && chmod 700 "$PRIVATE"
+out=$(psql -X -q -At -v VERBOSITY=verbose -d fmode -c "SELECT migrate_apply('$PRIVATE')" 2>&1)
+echo "$out" | grep -q "^ERROR:  42501: could not open directory \"$PRIVATE\": Permission denied" &&
+	echo "$out" | grep -q "^HINT:  The database server reads migration files as its operating-system user \"$PG_OWNER\", not as the client"
+tap_show $? "function: an unreadable folder's error names the server's operating-system user" "$out"
+rm -rf "$PRIVATE"
 # another session holds the migration lock for a while
 psql -X -q -At -d fmode -c "SELECT pg_advisory_lock($LOCK_KEY)" -c "SELECT pg_sleep(4)" \
 	>/dev/null 2>&1 &

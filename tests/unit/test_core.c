@@ -1120,14 +1120,14 @@ test_ops(void)
 	PUT("2_b.up.sql", "B\n");
 	host_init(&h, &f);
 	rc = mig_apply(&h, dir, &n, &err);
-	CHECK(rc == MIG_OK && n == 2 && f.notices == 2 &&
+	CHECK(rc == MIG_OK && n == 2 && f.notices == 4 &&
 		  strncmp(f.notice, "applied migration 2 (2_b.up.sql) in ", 36) == 0,
-		  "a notice per applied migration: %s", f.notice);
+		  "a notice as each migration starts and one as it ends: %s", f.notice);
 	PUT("1_a.up.sql", "A  \r\n\r\n");
 	PUT("3_c.up.sql", "C\n");
 	f.notices = 0;
 	rc = mig_apply(&h, dir, &n, &err);
-	CHECK(rc == MIG_OK && n == 1 && f.notices == 2, "a reformatted file does not stop apply");
+	CHECK(rc == MIG_OK && n == 1 && f.notices == 3, "a reformatted file does not stop apply");
 	f.busy = 1;
 	rc = mig_apply_with(&h, dir, "if_locked=skip", &n, &err);
 	CHECK(rc == MIG_OK && n == 0 && strcmp(f.notice, "skipped: held by backend 42") == 0,
