@@ -144,6 +144,8 @@ typedef struct CoreCall
 	ReturnSetInfo *rsinfo;		/* migrate_validate's and migrate_plan's rows */
 	MemoryContext result_cxt;	/* where migrate_script's text goes */
 	bool		runs_scripts;	/* apply or roll back: under the rail */
+	const char *logged_as;		/* the function's name when its calls are
+								 * logged in migrate_calls (it writes) */
 	const mig_record *record;	/* migrate_script_record's row */
 	bool		replace;		/* and whether it replaces one */
 	text	   *script;			/* migrate_script's result */
@@ -344,24 +346,48 @@ static void
 run_core(FunctionCallInfo fcinfo, CoreCall *call, bool procedure)
 {
 	MigPg	   *mp = mig_pg_begin(fcinfo->flinfo->fn_oid, procedure);
+	MemoryContext cxt = CurrentMemoryContext;
 	volatile int rc = MIG_ERROR;
 
 	if (SPI_connect_ext(procedure ? SPI_OPT_NONATOMIC : 0) != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect_ext failed");
 	if (call->op == op_status)
 		mp->want_applied_at = true;
+	if (call->logged_as)
+		mig_pg_call_begin(mp, call->logged_as, call->path, call->options);
 	PG_TRY();
 	{
 		if (call->runs_scripts && !procedure)
 			rc = mig_pg_railed(mp, run_op, call, &call->err);
 		else
 			rc = call->op(&mp->host, call, &call->err);
+		/* a call that found the lock held and skipped */
+		if (rc == MIG_OK && mp->skipped && !mp->call_logged &&
+			mig_pg_call_log(mp, "skipped", &call->err) == MIG_OK && procedure)
+			SPI_commit();
 	}
-	PG_FINALLY();
+	PG_CATCH();
 	{
+		/* an error raised by the server (a failing statement, a cancel):
+		 * its call's row is written apart, then the error goes on */
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		mig_pg_call_log_failed(mp, unpack_sql_state(edata->sqlerrcode),
+							   psprintf("%s%s%s", edata->message ? edata->message : "",
+										edata->context ? "\nCONTEXT:  " : "",
+										edata->context ? edata->context : ""));
 		mig_pg_end(mp);
+		ReThrowError(edata);
 	}
 	PG_END_TRY();
+	if (rc != MIG_OK)
+		mig_pg_call_log_failed(mp, call->err.sqlstate,
+							   psprintf("%s%s%s", call->err.message,
+										call->err.context[0] ? "\nCONTEXT:  " : "", call->err.context));
+	mig_pg_end(mp);
 	if (rc != MIG_OK)
 		mig_pg_report(&call->err);
 	if (SPI_finish() != SPI_OK_FINISH)
@@ -389,6 +415,7 @@ folder_call(FunctionCallInfo fcinfo, const char *fname,
 {
 	CoreCall   *call = new_call(CurrentMemoryContext, op);
 
+	call->logged_as = fname;	/* apply, adopt, baseline, repair: all write */
 	check_read_privilege(fname);
 	check_function_mode(fname);
 	call->path = folder_arg(PG_GETARG_TEXT_PP(0));
@@ -478,6 +505,7 @@ migrate_down(PG_FUNCTION_ARGS)
 {
 	CoreCall   *call = new_call(CurrentMemoryContext, op_down);
 
+	call->logged_as = "migrate_down";
 	check_function_mode("migrate_down");
 	call->n = PG_GETARG_INT64(0);
 	call->runs_scripts = true;
@@ -501,6 +529,7 @@ migrate_run_down(PG_FUNCTION_ARGS)
 	check_procedure_mode(fcinfo, "migrate_run_down", "migrate_down(n), which rolls back");
 	check_writable("migrate_run_down");
 	call = new_call(PortalContext, op_down);
+	call->logged_as = "migrate_run_down";
 	call->n = PG_ARGISNULL(0) ? 1 : PG_GETARG_INT64(0);
 	call->runs_scripts = true;
 	run_core(fcinfo, call, true);
@@ -523,6 +552,7 @@ migrate_down_to(PG_FUNCTION_ARGS)
 {
 	CoreCall   *call = new_call(CurrentMemoryContext, op_down_to);
 
+	call->logged_as = "migrate_down_to";
 	check_function_mode("migrate_down_to");
 	call->version = utf8_arg(PG_GETARG_TEXT_PP(0));
 	call->runs_scripts = true;
@@ -650,6 +680,7 @@ migrate_run(PG_FUNCTION_ARGS)
 
 	/* What must survive the commits goes in the portal's context. */
 	call = new_call(PortalContext, op_apply);
+	call->logged_as = "migrate_run";
 	call->path = MemoryContextStrdup(PortalContext,
 									 folder_arg(PG_GETARG_TEXT_PP(0)));
 	call->options = options_arg(fcinfo, PortalContext);

@@ -278,6 +278,7 @@ add_history(MigPg *mp, void *arg, mig_err *err)
 	MemoryContextReset(mp->scratch);
 	if (ret != SPI_OK_INSERT || SPI_processed != 1)
 		return spi_failed(err, "insert into", ret);
+	mig_pg_call_note(mp, rec->version);
 	return mig_pg_forget_progress(mp, rec->version, err);
 }
 
@@ -345,6 +346,7 @@ remove_history(MigPg *mp, void *arg, mig_err *err)
 					"migration %s is not in migrate_history", version);
 		return MIG_ERROR;
 	}
+	mig_pg_call_note(mp, version);
 	if (mp->v03)
 		return mig_pg_forget_down_progress(mp, version, err);
 	return MIG_OK;
@@ -564,6 +566,7 @@ repair_history(MigPg *mp, void *arg, mig_err *err)
 					SPI_result_code_string(ret));
 		return MIG_ERROR;
 	}
+	mig_pg_call_note(mp, r->version);
 	return MIG_OK;
 }
 
@@ -1249,8 +1252,12 @@ mig_pg_history_host(MigPg *mp, Oid nsp)
 		mp->owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
 		ReleaseSysCache(tup);
 	}
-	/* 0.3: down scripts' mode, progress of both directions, the guard */
+	/* 0.3: down scripts' mode, progress of both directions, the guard,
+	 * the call log */
 	mp->v03 = get_attnum(mp->history_oid, "down_mode") != InvalidAttrNumber;
+	mp->calls_oid = get_relname_relid("migrate_calls", nsp);
+	mp->calls = MemoryContextStrdup(mp->cxt, psprintf("%s.%s", mp->nsp_q,
+													   quote_identifier("migrate_calls")));
 	mp->verified_oid = get_relname_relid("migrate_verified", nsp);
 	mp->gen_oid = get_relname_relid("migrate_history_gen", nsp);
 	if (OidIsValid(mp->history_oid) && OidIsValid(mp->verified_oid) &&

@@ -102,6 +102,7 @@ mig_pg_define_settings(void)
 							GUC_NOT_IN_SAMPLE | GUC_NO_SHOW_ALL,
 							NULL, NULL, NULL);
 	mig_pg_define_rail_settings();
+	mig_pg_define_call_settings();
 	MarkGUCPrefixReserved("migrate");
 	RegisterXactCallback(clear_mark_at_abort, NULL);
 	RegisterSubXactCallback(clear_mark_at_subabort, NULL);
@@ -324,6 +325,8 @@ pg_lock(void *ctx, const mig_lock_opts *o, mig_err *err)
 
 	mig_pg_rail_set(mp, o);
 	rc = mig_pg_take_lock(mp, o ? o->wait_ms : -1, err);
+	if (rc == MIG_BUSY)
+		mp->skipped = true;		/* logged as such if the call skips */
 	if (rc != MIG_OK)
 		return rc;
 	if (mp->procedure)
@@ -355,6 +358,9 @@ pg_unlock(void *ctx, int commit, mig_err *err)
 {
 	MigPg	   *mp = (MigPg *) ctx;
 
+	/* the call's row goes with what it did */
+	if (commit && mig_pg_call_log(mp, "ok", err) != MIG_OK)
+		return MIG_ERROR;
 	if (!mp->procedure)
 		return MIG_OK;
 	if (commit)

@@ -17,6 +17,9 @@
 #ifndef MIGRATE_PG_HOST_H
 #define MIGRATE_PG_HOST_H
 
+#include "lib/stringinfo.h"
+#include "utils/timestamp.h"
+
 #include "mig.h"
 
 /*
@@ -66,6 +69,19 @@ typedef struct MigPg
 								 * progress.down, repairs.action, guard) */
 	bool		replace_next;	/* migrate_script: the next record replaces
 								 * a repeatable's row */
+
+	/* The call log (pg_calls.c): the row of this call, when it writes. */
+	const char *call_fn;		/* the function called, or NULL: not logged */
+	char	   *call_source;	/* its folder */
+	char	   *call_options;
+	TimestampTz call_started;
+	int64		call_count;		/* migrations applied, recorded, repaired or
+								 * rolled back */
+	StringInfo	call_versions;	/* their versions, "1, 2, 3" */
+	bool		call_logged;	/* the row is written */
+	bool		skipped;		/* the lock was held: if_locked=skip */
+	char	   *calls;			/* quoted, schema-qualified migrate_calls */
+	Oid			calls_oid;		/* InvalidOid before 0.3 */
 
 	/* The script being checked or run, for the error context callback. */
 	const mig_script *script;
@@ -192,6 +208,22 @@ extern int	mig_pg_statement_start(const MigPg *mp, int off);
  * where it starts and ends in mp->text in *off and *end. */
 extern char *mig_pg_statement_text(const MigPg *mp, const RawStmt *rs, int *off,
 								   int *end);
+
+/* ---- pg_calls.c: the call log ---- */
+
+/* Defines migrate.call_log and migrate.call_log_days. */
+extern void mig_pg_define_call_settings(void);
+/* Marks the call as one to log: fname, its folder and options. */
+extern void mig_pg_call_begin(MigPg *mp, const char *fname, const char *source,
+							  const char *options);
+/* Notes a version the call applied, recorded, repaired or rolled back. */
+extern void mig_pg_call_note(MigPg *mp, const char *version);
+/* Writes the call's row now, in the current transaction ("ok",
+ * "skipped"). */
+extern int	mig_pg_call_log(MigPg *mp, const char *outcome, mig_err *err);
+/* Writes the row of a failed call apart, in a background worker, so that
+ * it outlives the failed transaction. */
+extern void mig_pg_call_log_failed(MigPg *mp, const char *sqlstate, const char *message);
 
 /* ---- pg_outside.c: migrations outside a transaction ---- */
 

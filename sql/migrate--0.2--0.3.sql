@@ -226,3 +226,46 @@ COMMENT ON FUNCTION @extschema@.migrate_adopt(pg_catalog.text, pg_catalog.text) 
 'migrate_adopt with options: schema=S reads the other tool''s table in schema S (default public, never through search_path); wait=, if_locked=';
 
 REVOKE ALL ON FUNCTION @extschema@.migrate_adopt(pg_catalog.text, pg_catalog.text) FROM PUBLIC;
+
+-- ---- the call log ----
+
+-- One row per call of a function that writes (apply, run, down, run_down,
+-- down_to, repair, adopt, baseline): when, who, what folder, with which
+-- options, which migrations it applied, recorded, repaired or rolled back,
+-- and how it ended -- so that a DBA can read what last night's scheduled
+-- job did.  A call that succeeds writes its row in its own transaction (in
+-- function mode the caller's: rolled back with it); a call that fails has
+-- it written apart, by a background worker, so the row outlives the
+-- failed transaction.  Kept migrate.call_log_days (default 90) days.
+CREATE TABLE @extschema@.migrate_calls (
+	id				pg_catalog.int8 GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	started_at		pg_catalog.timestamptz NOT NULL,
+	finished_at		pg_catalog.timestamptz NOT NULL,
+	function		pg_catalog.text NOT NULL,
+	role			pg_catalog.name NOT NULL,
+	source			pg_catalog.text,
+	options			pg_catalog.text,
+	migrations		pg_catalog.int8 NOT NULL DEFAULT 0,
+	versions		pg_catalog.text,
+	outcome			pg_catalog.text NOT NULL
+		CHECK (outcome OPERATOR(pg_catalog.=) ANY (ARRAY['ok', 'error', 'skipped']::pg_catalog.text[])),
+	sqlstate		pg_catalog.text,
+	message			pg_catalog.text,
+	backend_pid		pg_catalog.int4
+);
+
+CREATE INDEX migrate_calls_finished_at ON @extschema@.migrate_calls (finished_at);
+
+COMMENT ON TABLE @extschema@.migrate_calls IS
+'one row per call of a migrate function that writes: when, who, what, which migrations, how it ended';
+
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.migrate_calls', '');
+SELECT pg_catalog.pg_extension_config_dump(
+	pg_catalog.pg_get_serial_sequence('@extschema@.migrate_calls', 'id'), '');
+
+REVOKE ALL ON TABLE @extschema@.migrate_calls FROM PUBLIC;
+
+CREATE TRIGGER migrate_guard
+	BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON @extschema@.migrate_calls
+	FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.migrate_guard();
+ALTER TABLE @extschema@.migrate_calls ENABLE ALWAYS TRIGGER migrate_guard;

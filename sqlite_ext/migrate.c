@@ -62,6 +62,29 @@ sq_report(sqlite3_context *fctx, const char *fn, const mig_err *err)
 	sqlite3_free(msg);
 }
 
+/* The call log's row of a call that failed or skipped, written after it
+ * (best effort: an error writing it is not the call's error; after an
+ * out-of-memory error nothing can be written until the statement ends). */
+static void
+log_failure(sq_ctx *c, const mig_err *err)
+{
+	mig_err		ignored;
+
+	mig_err_clear(&ignored);
+	if (err->code != MIG_NOMEM)
+		(void) sq_call_log(c, "error", err, &ignored);
+}
+
+static void
+log_skipped(sq_ctx *c)
+{
+	mig_err		ignored;
+
+	mig_err_clear(&ignored);
+	if (c->skipped)
+		(void) sq_call_log(c, "skipped", NULL, &ignored);
+}
+
 /* Returns the text argument, or NULL after reporting an error. */
 static const char *
 path_arg(sqlite3_context *fctx, const char *fn, sqlite3_value *v)
@@ -101,10 +124,17 @@ run_path_fn(sqlite3_context *fctx, int argc, sqlite3_value **argv, const char *f
 		return;
 	sq_host_init(&h, &c, sqlite3_context_db_handle(fctx), fn);
 	h.cache = cache;
+	sq_call_begin(&c, fn, path, options);
 	if (entry(&h, path, options, &count, &err) != MIG_OK)
+	{
+		log_failure(&c, &err);
 		sq_report(fctx, fn, &err);
+	}
 	else
+	{
+		log_skipped(&c);
 		sqlite3_result_int64(fctx, count);
+	}
 }
 
 /* migrate_apply(path [, options]) -> number of migrations applied */
@@ -200,8 +230,12 @@ fn_down(sqlite3_context *fctx, int argc, sqlite3_value **argv)
 		n = sqlite3_value_int64(argv[0]);
 	}
 	sq_host_init(&h, &c, sqlite3_context_db_handle(fctx), "migrate_down");
+	sq_call_begin(&c, "migrate_down", NULL, NULL);
 	if (mig_down(&h, n, &done, &err) != MIG_OK)
+	{
+		log_failure(&c, &err);
 		sq_report(fctx, c.fn, &err);
+	}
 	else
 		sqlite3_result_int64(fctx, done);
 }
@@ -230,8 +264,12 @@ fn_down_to(sqlite3_context *fctx, int argc, sqlite3_value **argv)
 
 	(void) argc;
 	sq_host_init(&h, &c, sqlite3_context_db_handle(fctx), "migrate_down_to");
+	sq_call_begin(&c, "migrate_down_to", NULL, version);
 	if (mig_down_to(&h, version, &done, &err) != MIG_OK)
+	{
+		log_failure(&c, &err);
 		sq_report(fctx, c.fn, &err);
+	}
 	else
 		sqlite3_result_int64(fctx, done);
 }

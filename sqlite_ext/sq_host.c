@@ -442,6 +442,8 @@ sq_lock(void *ctx, const mig_lock_opts *o, mig_err *err)
 		db_error(c, err, "could not take the migration lock");
 	abandon_lock(c);
 	restore_timeout(c);
+	if (rc == MIG_BUSY)
+		c->skipped = 1;			/* logged as such if the call skips */
 	return rc == MIG_BUSY ? MIG_BUSY : err->code;
 }
 
@@ -483,6 +485,9 @@ sq_unlock(void *ctx, int commit, mig_err *err)
 	c->add = NULL;
 	if (c->locked)
 	{
+		/* the call's row goes with what it did */
+		if (commit && (rc = sq_call_log(c, "ok", NULL, err)) != MIG_OK)
+			return rc;			/* the core calls again to roll back */
 		if (commit)
 			rc = run(c, c->in_txn ? "RELEASE migrate" : "COMMIT", err);
 		else
@@ -572,8 +577,8 @@ down_mode(const char *down_sql, int noop, int outside)
 
 /* The operating-system user running this process (the audit's and the
  * history's applied_by), looked up once per call; NULL if unknown. */
-static const char *
-caller(sq_ctx *c)
+const char *
+sq_caller(sq_ctx *c)
 {
 	if (!c->who_set)
 	{
@@ -618,7 +623,7 @@ sq_history_add(void *ctx, const mig_record *r, mig_err *err)
 		 : sqlite3_bind_null(st, 8)) ||
 		sqlite3_bind_text(st, 9, r->file_id, -1, SQLITE_STATIC) ||
 		sqlite3_bind_text(st, 10, r->checksum_norm, -1, SQLITE_STATIC) ||
-		sqlite3_bind_text(st, 11, caller(c), -1, SQLITE_STATIC) ||
+		sqlite3_bind_text(st, 11, sq_caller(c), -1, SQLITE_STATIC) ||
 		sqlite3_bind_text(st, 12, down_mode(r->down_sql, r->down_noop, r->down_outside), -1,
 						  SQLITE_STATIC) ||
 		(r->down_sql ? sqlite3_bind_int(st, 13, r->down_line) : sqlite3_bind_null(st, 13)) ||
@@ -631,6 +636,7 @@ sq_history_add(void *ctx, const mig_record *r, mig_err *err)
 	}
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
+	sq_call_note(c, r->version);
 	if (c->outside_version[0] && strcmp(c->outside_version, r->version) == 0)
 	{
 		/* recorded: the progress of its statements is done with */
@@ -667,6 +673,7 @@ sq_history_remove(void *ctx, const char *version, mig_err *err)
 	sqlite3_finalize(st);
 	if (!ok)
 		return db_error(c, err, "could not remove the migration from the history");
+	sq_call_note(c, version);
 	/* rolled back: the progress of a down script that ran outside a
 	 * transaction is done with */
 	if (progress_exists(c))
@@ -767,7 +774,7 @@ sq_audit(void *ctx, const char *version, const char *action, const char *old_che
 		sqlite3_bind_text(st, 1, version, -1, SQLITE_STATIC) == SQLITE_OK &&
 		sqlite3_bind_text(st, 2, old_checksum, -1, SQLITE_STATIC) == SQLITE_OK &&
 		sqlite3_bind_text(st, 3, new_checksum, -1, SQLITE_STATIC) == SQLITE_OK &&
-		sqlite3_bind_text(st, 4, caller(c), -1, SQLITE_STATIC) == SQLITE_OK &&
+		sqlite3_bind_text(st, 4, sq_caller(c), -1, SQLITE_STATIC) == SQLITE_OK &&
 		sqlite3_bind_text(st, 5, action, -1, SQLITE_STATIC) == SQLITE_OK &&
 		sqlite3_step(st) == SQLITE_DONE;
 	sqlite3_finalize(st);
@@ -780,7 +787,7 @@ sq_history_repair(void *ctx, const mig_repair_row *r, mig_err *err)
 	sq_ctx	   *c = ctx;
 	sqlite3_stmt *up = NULL,
 			   *audit = NULL;
-	const char *who = caller(c);
+	const char *who = sq_caller(c);
 	int			ok;
 
 	ok = repairs_ready(c) == SQLITE_OK &&
@@ -815,6 +822,8 @@ sq_history_repair(void *ctx, const mig_repair_row *r, mig_err *err)
 		sqlite3_step(audit) == SQLITE_DONE;
 	sqlite3_finalize(up);
 	sqlite3_finalize(audit);
+	if (ok)
+		sq_call_note(c, r->version);
 	return ok ? MIG_OK : db_error(c, err, "could not repair the history");
 }
 
@@ -1417,7 +1426,7 @@ sq_script_part(void *ctx, int part, const mig_record *r, const mig_lock_opts *lo
 				v[5] = quoted(r->checksum_norm, r->checksum_norm ? strlen(r->checksum_norm) : 0, &oom);
 				v[6] = quoted(r->up_sql, r->up_len, &oom);
 				v[7] = quoted(r->down_sql, r->down_len, &oom);
-				v[8] = now ? sqlite3_mprintf(", %Q, %Q, %s", caller(c), mode,
+				v[8] = now ? sqlite3_mprintf(", %Q, %Q, %s", sq_caller(c), mode,
 											 r->down_sql ? line : "NULL") :
 					sqlite3_mprintf("%s", "");
 				if (v[8] == NULL)
@@ -1574,6 +1583,9 @@ sq_host_init(mig_host *h, sq_ctx *c, sqlite3 *db, const char *fn)
 	c->outside_fd = -1;
 	c->outside_version[0] = '\0';
 	c->who_set = 0;
+	c->log_fn = NULL;
+	c->log_done = 0;
+	c->skipped = 0;
 	h->ctx = c;
 	h->alloc = sq_alloc;
 	h->release = sq_release;

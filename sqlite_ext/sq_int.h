@@ -28,6 +28,16 @@ typedef struct sq_ctx {
 	char		outside_version[128];	/* its version, until recorded */
 	char		who[64];		/* the operating-system user (caller()) */
 	int			who_set;
+	/* the call log (sq_calls.c): the row of this call, when it writes */
+	const char *log_fn;			/* NULL: not logged */
+	const char *log_source;
+	const char *log_options;
+	char		log_started[32];
+	int64_t		log_count;		/* migrations applied, recorded, repaired or
+								 * rolled back */
+	char		log_versions[1024];
+	int			log_done;		/* the row is written */
+	int			skipped;		/* the lock was held (if_locked=skip) */
 } sq_ctx;
 
 /* query_canceled: sqlite3_interrupt() stopped a statement; reported as
@@ -45,6 +55,17 @@ void		sq_host_init(mig_host *h, sq_ctx *c, sqlite3 *db, const char *fn);
 char	   *sq_error_text(const char *fn, const mig_err *err);
 /* Reports err as the result of the SQL function call. */
 void		sq_report(sqlite3_context *fctx, const char *fn, const mig_err *err);
+/* The operating-system user of this process, looked up once per call. */
+const char *sq_caller(sq_ctx *c);
+
+/* The call log (sq_calls.c): begin marks the call as logged (fn, its
+ * folder and options); note counts a version it applied, recorded,
+ * repaired or rolled back; log writes the row (outcome "ok", "error" with
+ * e, or "skipped"), MIG_OK or an error in err. */
+void		sq_call_begin(sq_ctx *c, const char *fn, const char *source, const char *options);
+void		sq_call_note(sq_ctx *c, const char *version);
+int			sq_call_log(sq_ctx *c, const char *outcome, const mig_err *e, mig_err *err);
+
 /* Registers the eponymous tables migrate_status, migrate_validate and
  * migrate_plan (sq_tables.c); SQLITE_OK or an error. */
 int			sq_tables_register(sqlite3 *db);

@@ -1107,6 +1107,56 @@ check "extension: ALTER EXTENSION migrate UPDATE brings 0.1 to 0.2" v01 \
 noop_call v01 "$FX/basic" >/dev/null
 is_call "extension: after the update the shortcut works" v01 "$FX/basic" "0 0"
 
+# ---- the call log ----
+section "the call log"
+newdb calls
+q calls -c "CREATE ROLE calls_deployer" -c "GRANT pg_read_server_files TO calls_deployer" \
+	-c "GRANT EXECUTE ON FUNCTION migrate_apply(text), migrate_apply(text, text), migrate_down(bigint) TO calls_deployer" \
+	-c "GRANT CREATE ON SCHEMA public TO calls_deployer" >/dev/null
+q calls -c "SET ROLE calls_deployer" -c "SELECT migrate_apply('$FX/basic')" -c "SELECT migrate_apply('$FX/basic')" >/dev/null
+check "calls: each call has a row: who, what folder, which migrations, how it ended" calls \
+	"SELECT array_agg(function || ' ' || role || ' ' || source || ' ' || migrations || ' ' || coalesce(versions, '-') || ' ' || outcome ORDER BY id)
+	    = ARRAY['migrate_apply calls_deployer $FX/basic 3 1, 2, 3 ok', 'migrate_apply calls_deployer $FX/basic 0 - ok']
+	   FROM migrate_calls"
+# a failed call: the row outlives the failed transaction
+psql -X -q -d calls -c "SET ROLE calls_deployer" -c "SELECT migrate_apply('$FX/proc_fail')" >/dev/null 2>&1
+check "calls: a failed call's row is written though its transaction rolled back" calls \
+	"SELECT outcome = 'error' AND sqlstate = '55000' AND message LIKE '%have changed since they were applied%'
+	   FROM migrate_calls ORDER BY id DESC LIMIT 1"
+newdb calls2
+psql -X -q -d calls2 -c "SELECT migrate_apply('$FX/proc_fail')" >/dev/null 2>&1
+check "calls: a failing statement's row names its SQLSTATE, file and line, and what the call had applied" calls2 \
+	"SELECT outcome = 'error' AND sqlstate = '22012' AND message LIKE 'division by zero%migration 4 (4_p4.up.sql), line 2%'
+	    AND versions = '1, 2, 3' AND (SELECT count(*) FROM migrate_history) = 0
+	   FROM migrate_calls"
+psql -X -q -d calls2 -c "CALL migrate_run('$FX/proc_fail')" >/dev/null 2>&1
+check "calls: in procedure mode too, with the migrations that stay committed" calls2 \
+	"SELECT function = 'migrate_run' AND outcome = 'error' AND versions = '1, 2, 3'
+	    AND (SELECT count(*) FROM migrate_history) = 3
+	   FROM migrate_calls ORDER BY id DESC LIMIT 1"
+# a call that skips because the lock is held
+psql -X -q -d calls -c "SELECT pg_advisory_lock($LOCK_KEY)" -c "SELECT pg_sleep(3)" >/dev/null 2>&1 &
+HOLDER=$!
+for _ in $(seq 1 50); do
+	[ "$(q calls -c "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted")" -ge 1 ] && break
+	sleep 0.1
+done
+q calls -c "SELECT migrate_apply('$FX/basic', 'wait=0, if_locked=skip')" >/dev/null
+wait $HOLDER
+check "calls: a call that skipped says so" calls \
+	"SELECT outcome = 'skipped' AND options = 'wait=0, if_locked=skip' FROM migrate_calls ORDER BY id DESC LIMIT 1"
+q calls -c "SET ROLE calls_deployer" -c "SELECT migrate_down(1)" >/dev/null
+check "calls: a rollback names the migrations it rolled back" calls \
+	"SELECT function = 'migrate_down' AND versions = '3' AND source IS NULL FROM migrate_calls ORDER BY id DESC LIMIT 1"
+fails_with "calls: no role may write the call log by hand (42501)" calls 42501 \
+	"GRANT INSERT ON migrate_calls TO calls_deployer; SET ROLE calls_deployer;
+INSERT INTO migrate_calls (started_at, finished_at, function, role, outcome) VALUES (now(), now(), 'x', 'y', 'ok');"
+n0=$(q calls -c "SELECT count(*) FROM migrate_calls")
+q calls -c "SET migrate.call_log = changes" -c "SELECT migrate_apply('$FX/basic')" \
+	-c "SELECT migrate_apply('$FX/basic')" >/dev/null
+check "calls: migrate.call_log = changes leaves out calls that changed nothing" calls \
+	"SELECT count(*) = $n0 + 1 FROM migrate_calls"
+
 # ---- pg_dump / pg_restore ----
 section "pg_dump / pg_restore"
 newdb dumpsrc
@@ -1168,6 +1218,13 @@ q postgres -c "SELECT '#   ' || j.jobname || ' ' || d.status || ' ' || coalesce(
 	FROM cron.job_run_details d JOIN cron.job j USING (jobid) WHERE d.status <> 'succeeded'"
 check "cron: no duplicate history rows" crondb \
 	"SELECT count(*) = 3 AND count(DISTINCT version) = 3 FROM migrate_history"
+check "cron: the call log shows what each scheduled run did (the first applied 1, 2, 3, later ones nothing)" crondb \
+	"SELECT (array_agg(versions ORDER BY id))[1] = '1, 2, 3'
+	    AND count(*) >= 2 AND bool_and(function = 'migrate_apply' AND outcome = 'ok')
+	    AND bool_and(migrations = 0) FILTER (WHERE id > (SELECT min(id) FROM migrate_calls))
+	   FROM migrate_calls"
+check "cron: and the CALL job's run" crondb2 \
+	"SELECT count(*) >= 1 AND bool_and(function = 'migrate_run') FROM migrate_calls"
 q postgres -c "SELECT cron.unschedule('migrate-test')" -c "SELECT cron.unschedule('migrate-run-test')" >/dev/null
 
 echo "# $PASSED passed, $FAILED failed"

@@ -73,7 +73,7 @@ class Case:
     def tables(self):
         return sorted(r[0] for r in self.query(
             "SELECT name FROM sqlite_schema WHERE type IN ('table','view') "
-            "AND name NOT LIKE 'sqlite_%'"))
+            "AND name NOT LIKE 'sqlite_%' AND name <> 'migrate_calls'"))
 
     def history(self):
         try:
@@ -82,9 +82,19 @@ class Case:
             return None
 
     def snapshot(self):
-        """Everything a failed call must leave as it was."""
-        return (self.query("SELECT type, name, sql FROM sqlite_schema ORDER BY name"),
+        """Everything a failed call must leave as it was (but the call log,
+        which records the failed call)."""
+        return (self.query("SELECT type, name, sql FROM sqlite_schema"
+                           " WHERE tbl_name <> 'migrate_calls' ORDER BY name"),
                 self.history())
+
+    def calls(self):
+        """The call log: (function, migrations, versions, outcome, sqlstate)."""
+        try:
+            return self.query("SELECT function, migrations, versions, outcome, sqlstate"
+                              " FROM migrate_calls ORDER BY id")
+        except sqlite3.OperationalError:
+            return []
 
     def apply(self):
         return int(self.ok("SELECT migrate_apply('%s')" % self.dir))

@@ -682,5 +682,38 @@ def valgrind_no_leaks_no_errors(c):
     assert c.history() == [], "the script ended by rolling everything back"
 
 
+# ---- the call log ----
+
+@test
+def every_writing_call_has_a_row_in_the_call_log(c):
+    """main.migrate_calls: one row per call of a function that writes --
+    the folder, which migrations, how it ended -- also for a call that
+    failed (written after its rollback) or skipped."""
+    base(c)
+    assert c.apply() == 2
+    assert c.apply() == 0
+    c.put("3_bad.up.sql", "CREATE TABLE x(a);\nINSERT INTO nope VALUES (1);\n")
+    c.fails("SELECT migrate_apply('%s')" % c.dir, "no such table: nope")
+    c.rm("3_bad.up.sql")
+    assert c.ok("SELECT migrate_down(1)") == "1"
+    assert c.calls() == [("migrate_apply", 2, "1, 2", "ok", None),
+                         ("migrate_apply", 0, None, "ok", None),
+                         ("migrate_apply", 0, None, "error", "42000"),
+                         ("migrate_down", 1, "2", "ok", None)], c.calls()
+    rows = c.query("SELECT source, role IS NOT NULL, message LIKE '%no such table: nope%CONTEXT:  migration 3 (3_bad.up.sql), line 2'"
+                   " FROM migrate_calls ORDER BY id")
+    assert rows[0][:2] == (c.dir, 1) and rows[2][2] == 1, rows
+    # a call that finds the database locked and skips says so, at once
+    holder = sqlite3.connect(c.db, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    t0 = time.monotonic()
+    assert c.ok("SELECT migrate_apply('%s', 'wait=0, if_locked=skip')" % c.dir) == "0"
+    assert time.monotonic() - t0 < 3
+    holder.execute("ROLLBACK")
+    holder.close()
+    # (its row could not be written while the other held the database)
+    assert [r[3] for r in c.calls()][-1] in ("ok", "skipped")
+
+
 if __name__ == "__main__":
     sys.exit(main("sqlite"))

@@ -197,9 +197,12 @@ def dump(db):
     without its times and file identities, which differ between runs)."""
     con = connect(db, ext=False)
     try:
-        schema = con.execute("SELECT type, name, tbl_name, sql FROM sqlite_schema ORDER BY type, name").fetchall()
+        # (the call log records each call: its rows differ between runs)
+        schema = con.execute("SELECT type, name, tbl_name, sql FROM sqlite_schema"
+                             " WHERE tbl_name <> 'migrate_calls' ORDER BY type, name").fetchall()
         rows = {}
-        for (name,) in con.execute("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name").fetchall():
+        for (name,) in con.execute("SELECT name FROM sqlite_schema WHERE type = 'table'"
+                                   " AND name <> 'migrate_calls' ORDER BY name").fetchall():
             cols = HIST_COLS if name == "migrate_history" else "*"
             rows[name] = sorted(con.execute('SELECT %s FROM "%s"' % (cols, name)).fetchall(), key=repr)
         return schema, rows
@@ -212,9 +215,11 @@ def summary(db):
     history."""
     con = connect(db, ext=False)
     try:
-        schema = con.execute("SELECT type, name, sql FROM sqlite_schema ORDER BY type, name").fetchall()
+        schema = con.execute("SELECT type, name, sql FROM sqlite_schema"
+                             " WHERE tbl_name <> 'migrate_calls' ORDER BY type, name").fetchall()
         counts = {}
-        for (name,) in con.execute("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name").fetchall():
+        for (name,) in con.execute("SELECT name FROM sqlite_schema WHERE type = 'table'"
+                                   " AND name <> 'migrate_calls' ORDER BY name").fetchall():
             if name == "migrate_history":
                 counts[name] = con.execute("SELECT %s FROM migrate_history ORDER BY installed_rank"
                                            % HIST_COLS).fetchall()
@@ -743,7 +748,8 @@ def cancel_interrupts_a_long_migration(t):
     before = dump(db)
     con = connect(db, check_same_thread=False)
     err = interrupted(con, "SELECT migrate_apply(?)", (folder,), "WITH RECURSIVE")
-    assert str(err) == "migrate_apply: migration 3 (3_big.up.sql), line 2: interrupted", str(err)
+    assert str(err) == ("migrate_apply: migration 3 (3_big.up.sql), line 2: interrupted\n"
+                        "DETAIL:  The 1 migration this call applied was rolled back with it."), str(err)
     assert not con.in_transaction
     assert dump(db) == before, "changed: %s" % brief(dump(db))
     # the next call on a new connection completes ...

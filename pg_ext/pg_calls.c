@@ -1,0 +1,266 @@
+/*
+ * pg_calls.c -- the call log: one row in @extschema@.migrate_calls per call
+ * of a function that writes (migrate_apply, migrate_run, migrate_down,
+ * migrate_run_down, migrate_down_to, migrate_repair, migrate_adopt,
+ * migrate_baseline), so that a DBA can read what a scheduled job did.
+ *
+ *   a call that succeeds  writes its row in the unit of work that applies
+ *                         (pg_unlock, before the commit of procedure mode;
+ *                         in function mode the caller's transaction, so a
+ *                         caller that rolls back takes the row with it);
+ *   a call that skips     (if_locked=skip) writes it at once;
+ *   a call that fails     has its row written apart, by a short-lived
+ *                         background worker, since the failed transaction
+ *                         takes everything it wrote with it.
+ *
+ * migrate.call_log (all, changes -- calls that changed something or
+ * failed -- or off) and migrate.call_log_days (rows older are deleted as
+ * new ones are written; 0 keeps them all) say how much is kept.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "executor/spi.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "storage/dsm.h"
+#include "storage/ipc.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "pg_host.h"
+
+PGDLLEXPORT void migrate_log_worker_main(Datum main_arg);
+
+enum
+{
+	CALL_LOG_OFF,
+	CALL_LOG_CHANGES,
+	CALL_LOG_ALL
+};
+
+static const struct config_enum_entry call_log_options[] = {
+	{"all", CALL_LOG_ALL, false},
+	{"changes", CALL_LOG_CHANGES, false},
+	{"off", CALL_LOG_OFF, false},
+	{NULL, 0, false}
+};
+
+static int	call_log = CALL_LOG_ALL;
+static int	call_log_days = 90;
+
+void
+mig_pg_define_call_settings(void)
+{
+	DefineCustomEnumVariable("migrate.call_log",
+							 "Which calls of the migrate functions that write are logged in migrate_calls.",
+							 "all, changes (calls that changed something or failed) or off.",
+							 &call_log, CALL_LOG_ALL, call_log_options, PGC_SUSET, 0,
+							 NULL, NULL, NULL);
+	DefineCustomIntVariable("migrate.call_log_days",
+							"Days migrate_calls keeps a row; 0 keeps them all.",
+							NULL, &call_log_days, 90, 0, 36500, PGC_SUSET, 0,
+							NULL, NULL, NULL);
+}
+
+void
+mig_pg_call_begin(MigPg *mp, const char *fname, const char *source, const char *options)
+{
+	mp->call_fn = fname;
+	mp->call_source = source ? MemoryContextStrdup(mp->cxt, source) : NULL;
+	mp->call_options = options ? MemoryContextStrdup(mp->cxt, options) : NULL;
+	mp->call_started = GetCurrentTimestamp();
+	mp->call_count = 0;
+	mp->call_versions = NULL;
+	mp->call_logged = false;
+}
+
+void
+mig_pg_call_note(MigPg *mp, const char *version)
+{
+	MemoryContext old = MemoryContextSwitchTo(mp->cxt);
+
+	if (mp->call_versions == NULL)
+		mp->call_versions = makeStringInfo();
+	/* the first 100 versions; the count says how many in all */
+	if (mp->call_count < 100)
+		appendStringInfo(mp->call_versions, "%s%s", mp->call_count ? ", " : "", version);
+	else if (mp->call_count == 100)
+		appendStringInfoString(mp->call_versions, ", ...");
+	mp->call_count++;
+	MemoryContextSwitchTo(old);
+}
+
+/* Whether a call that ended with outcome is logged. */
+static bool
+wanted(MigPg *mp, const char *outcome)
+{
+	if (mp->call_fn == NULL || mp->call_logged || call_log == CALL_LOG_OFF ||
+		!OidIsValid(mp->calls_oid))
+		return false;
+	return call_log == CALL_LOG_ALL || strcmp(outcome, "ok") != 0 || mp->call_count > 0;
+}
+
+/* A quoted literal of UTF-8 s in the server encoding, or NULL. */
+static const char *
+literal(const char *s)
+{
+	return s ? quote_literal_cstr(mig_pg_report_text(s)) : "NULL";
+}
+
+/* The statement that writes the row (and deletes rows past their days). */
+static char *
+call_row_sql(MigPg *mp, const char *outcome, const char *sqlstate, const char *message)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	if (call_log_days > 0)
+		appendStringInfo(&buf, "WITH gone AS (DELETE FROM %s WHERE finished_at OPERATOR(pg_catalog.<) "
+						 "(pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) "
+						 "pg_catalog.make_interval(days => %d))) ", mp->calls, call_log_days);
+	appendStringInfo(&buf, "INSERT INTO %s (started_at, finished_at, function, role, source, "
+					 "options, migrations, versions, outcome, sqlstate, message, backend_pid) "
+					 "VALUES (%s::pg_catalog.timestamptz, pg_catalog.clock_timestamp(), %s, %s, %s, %s, "
+					 INT64_FORMAT ", %s, %s, %s, %s, %d)",
+					 mp->calls,
+					 quote_literal_cstr(timestamptz_to_str(mp->call_started)),
+					 quote_literal_cstr(mp->call_fn), quote_literal_cstr(mp->caller_name),
+					 literal(mp->call_source), literal(mp->call_options), mp->call_count,
+					 mp->call_versions ? literal(mp->call_versions->data) : "NULL",
+					 quote_literal_cstr(outcome), sqlstate ? quote_literal_cstr(sqlstate) : "NULL",
+					 message ? quote_literal_cstr(message) : "NULL", MyProcPid);
+	return buf.data;
+}
+
+static int
+write_row(MigPg *mp, void *arg, mig_err *err)
+{
+	int			ret = SPI_execute((const char *) arg, false, 0);
+
+	if (ret != SPI_OK_INSERT)
+	{
+		mig_err_set(err, MIG_SQLSTATE_INTERNAL, "could not write migrate_calls: %s",
+					SPI_result_code_string(ret));
+		return MIG_ERROR;
+	}
+	return MIG_OK;
+}
+
+int
+mig_pg_call_log(MigPg *mp, const char *outcome, mig_err *err)
+{
+	MemoryContext old;
+	char	   *sql;
+	int			rc;
+
+	if (!wanted(mp, outcome))
+		return MIG_OK;
+	old = MemoryContextSwitchTo(mp->scratch);
+	sql = call_row_sql(mp, outcome, NULL, NULL);
+	rc = mig_pg_as_owner(mp, write_row, sql, err);
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(mp->scratch);
+	if (rc == MIG_OK)
+		mp->call_logged = true;
+	return rc;
+}
+
+/* ---- a failed call: written apart ---- */
+
+typedef struct LogShared
+{
+	Oid			database;
+	Size		len;			/* of the statement that follows */
+	char		sql[FLEXIBLE_ARRAY_MEMBER];
+} LogShared;
+
+/*
+ * The background worker that writes the row of a failed call: it
+ * connects to the caller's database as the bootstrap superuser (a worker
+ * that names no user needs no role that may log in) and runs the one
+ * INSERT the caller built, of quoted literals only.
+ */
+void
+migrate_log_worker_main(Datum main_arg)
+{
+	dsm_segment *seg;
+	LogShared  *sh;
+	char	   *sql;
+
+	BackgroundWorkerUnblockSignals();
+	CurrentResourceOwner = ResourceOwnerCreate(NULL, "migrate log worker");
+	seg = dsm_attach(DatumGetUInt32(main_arg));
+	if (seg == NULL)
+		proc_exit(0);
+	sh = dsm_segment_address(seg);
+	BackgroundWorkerInitializeConnectionByOid(sh->database, InvalidOid, 0);
+	sql = MemoryContextStrdup(TopMemoryContext, sh->sql);
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "migrate: writing the call log");
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute(sql, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not write migrate_calls");
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	dsm_detach(seg);
+}
+
+void
+mig_pg_call_log_failed(MigPg *mp, const char *sqlstate, const char *message)
+{
+	MemoryContext old;
+	char	   *sql;
+	Size		len;
+	dsm_segment *seg;
+	LogShared  *sh;
+	BackgroundWorker worker;
+	BackgroundWorkerHandle *handle;
+	pid_t		pid;
+
+	if (!wanted(mp, "error"))
+		return;
+	old = MemoryContextSwitchTo(mp->scratch);
+	sql = call_row_sql(mp, "error", sqlstate, message);
+	len = strlen(sql) + 1;
+	seg = dsm_create(offsetof(LogShared, sql) + len, 0);
+	sh = dsm_segment_address(seg);
+	sh->database = MyDatabaseId;
+	sh->len = len;
+	memcpy(sh->sql, sql, len);
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_ConsistentState;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "migrate");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "migrate_log_worker_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "migrate log writer for PID %d", MyProcPid);
+	snprintf(worker.bgw_type, BGW_MAXLEN, "migrate log writer");
+	worker.bgw_main_arg = UInt32GetDatum(dsm_segment_handle(seg));
+	worker.bgw_notify_pid = MyProcPid;
+	/* the row is written once the worker has it: wait for that, so that
+	 * the caller who reads migrate_calls after the error finds it */
+	if (RegisterDynamicBackgroundWorker(&worker, &handle) &&
+		WaitForBackgroundWorkerStartup(handle, &pid) == BGWH_STARTED)
+		(void) WaitForBackgroundWorkerShutdown(handle);
+	else
+		ereport(LOG,
+				(errmsg("migrate: could not start a background worker to log a failed call of %s",
+						mp->call_fn)));
+	dsm_detach(seg);
+	mp->call_logged = true;
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(mp->scratch);
+}
