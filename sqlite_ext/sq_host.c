@@ -35,15 +35,34 @@ static const char history_ddl[] =
 "  down_sql       TEXT\n"
 ")";
 
-/* Every repair of a recorded checksum (migrate_repair): an audit trail. */
+/* Every repair of a recorded checksum (migrate_repair) and every migration
+ * recorded as applied without running (migrate_record, old_checksum ''):
+ * an audit trail.  action tells which; tables made before it was kept
+ * get it on first use. */
 static const char repairs_ddl[] =
 "CREATE TABLE IF NOT EXISTS main.migrate_repairs(\n"
 "  version        TEXT NOT NULL,\n"
 "  old_checksum   TEXT NOT NULL,\n"
 "  new_checksum   TEXT NOT NULL,\n"
 "  repaired_by    TEXT,\n"
-"  repaired_at    TEXT NOT NULL\n"
+"  repaired_at    TEXT NOT NULL,\n"
+"  action         TEXT NOT NULL DEFAULT 'repair'\n"
 ")";
+
+/* Makes sure migrate_repairs exists with its action column; an SQLite
+ * result code. */
+static int
+repairs_table(sqlite3 *db)
+{
+	int			rc = sqlite3_exec(db, repairs_ddl, NULL, NULL, NULL);
+
+	if (rc == SQLITE_OK &&
+		sqlite3_table_column_metadata(db, "main", "migrate_repairs", "action",
+									  NULL, NULL, NULL, NULL, NULL) != SQLITE_OK)
+		rc = sqlite3_exec(db, "ALTER TABLE main.migrate_repairs ADD COLUMN"
+						  " action TEXT NOT NULL DEFAULT 'repair'", NULL, NULL, NULL);
+	return rc;
+}
 
 /* Sets err from the connection's last error. */
 static int
@@ -631,7 +650,7 @@ sq_history_repair(void *ctx, const mig_repair_row *r, mig_err *err)
 	const char *who = os_user(pwbuf, sizeof(pwbuf));
 	int			ok;
 
-	ok = sqlite3_exec(c->db, repairs_ddl, NULL, NULL, NULL) == SQLITE_OK &&
+	ok = repairs_table(c->db) == SQLITE_OK &&
 		sqlite3_prepare_v2(c->db,
 						   "UPDATE main.migrate_history SET name = ?2, up_file = ?3,"
 						   " down_file = coalesce(?4, down_file), checksum = ?5, checksum_norm = ?6,"
@@ -639,7 +658,8 @@ sq_history_repair(void *ctx, const mig_repair_row *r, mig_err *err)
 						   " WHERE version = ?1", -1, &up, NULL) == SQLITE_OK &&
 		sqlite3_prepare_v2(c->db,
 						   "INSERT INTO main.migrate_repairs VALUES(?1, ?2, ?3, ?4,"
-						   " strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))", -1, &audit, NULL) == SQLITE_OK &&
+						   " strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), 'repair')", -1, &audit,
+						   NULL) == SQLITE_OK &&
 		sqlite3_bind_text(up, 1, r->version, -1, SQLITE_STATIC) == SQLITE_OK &&
 		sqlite3_bind_text(up, 2, r->name, -1, SQLITE_STATIC) == SQLITE_OK &&
 		sqlite3_bind_text(up, 3, r->up_file, -1, SQLITE_STATIC) == SQLITE_OK &&
@@ -658,6 +678,30 @@ sq_history_repair(void *ctx, const mig_repair_row *r, mig_err *err)
 	sqlite3_finalize(up);
 	sqlite3_finalize(audit);
 	return ok ? MIG_OK : db_error(c, err, "could not repair the history");
+}
+
+/* migrate_record: the audit row of a migration recorded as applied
+ * without running it. */
+static int
+sq_history_recorded(void *ctx, const char *version, const char *checksum, mig_err *err)
+{
+	sq_ctx	   *c = ctx;
+	sqlite3_stmt *audit = NULL;
+	char		pwbuf[1024];
+	const char *who = os_user(pwbuf, sizeof(pwbuf));
+	int			ok;
+
+	ok = repairs_table(c->db) == SQLITE_OK &&
+		sqlite3_prepare_v2(c->db,
+						   "INSERT INTO main.migrate_repairs VALUES(?1, '', ?2, ?3,"
+						   " strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), 'record')", -1, &audit,
+						   NULL) == SQLITE_OK &&
+		sqlite3_bind_text(audit, 1, version, -1, SQLITE_STATIC) == SQLITE_OK &&
+		sqlite3_bind_text(audit, 2, checksum, -1, SQLITE_STATIC) == SQLITE_OK &&
+		sqlite3_bind_text(audit, 3, who, -1, SQLITE_TRANSIENT) == SQLITE_OK &&
+		sqlite3_step(audit) == SQLITE_DONE;
+	sqlite3_finalize(audit);
+	return ok ? MIG_OK : db_error(c, err, "could not write the audit row");
 }
 
 /* ---- scripts ---- */
@@ -1219,6 +1263,7 @@ sq_host_init(mig_host *h, sq_ctx *c, sqlite3 *db, const char *fn)
 	h->history_remove = sq_history_remove;
 	h->history_down = sq_history_down;
 	h->history_repair = sq_history_repair;
+	h->history_recorded = sq_history_recorded;
 	h->check_script = sq_check_script;
 	h->exec = sq_exec;
 	h->exec_outside = sq_exec_outside;

@@ -26,7 +26,8 @@ from harness import EXT, FILTER, Case  # noqa: E402
 MAX_FILE = 64 * 1024 * 1024      # the size cap (README: at most 64 MiB)
 LAYOUT_HINT = ("HINT:  Migration files are named {version}_{name}.up.sql and .down.sql (golang-migrate), "
                "V{version}__{name}.sql and U{version}__{name}.sql (Flyway), {version}_{name}.sql "
-               "(dbmate, goose, sqlx) or {version}_{name}/up.sql (diesel), where version is a number.")
+               "(dbmate, goose, sqlx), {version}_{name}/up.sql (diesel), {engine}_{from}_{to}.sql (MongooseIM) or "
+               "{version}/{NN}__{name}.sql (version folders), where version is a number.")
 REGULAR = "DETAIL:  Migration files must be regular files."
 
 # The call, in a child process: prints {"result": ...} or {"error": text,
