@@ -370,6 +370,38 @@ pg_history_repair(void *ctx, const mig_repair_row *r, mig_err *err)
 	return MIG_OK;
 }
 
+/*
+ * migrate_record: the audit row in migrate_repairs of a migration recorded
+ * as applied without running it (no old checksum; action "record", a
+ * column that came with 0.3, as did migrate_record).
+ */
+static int
+pg_history_recorded(void *ctx, const char *version, const char *checksum, mig_err *err)
+{
+	MigPg	   *mp = (MigPg *) ctx;
+	MemoryContext old = MemoryContextSwitchTo(mp->scratch);
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		values[2];
+	char	   *sql;
+	int			ret;
+
+	values[0] = mig_pg_text_datum(version, strlen(version));
+	values[1] = mig_pg_text_datum(checksum, strlen(checksum));
+	sql = psprintf("INSERT INTO %s (version, old_checksum, new_checksum, action) "
+				   "VALUES ($1, NULL, $2, 'record')", mp->repairs);
+	ret = SPI_execute_with_args(sql, 2, types, values, NULL, false, 0);
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(mp->scratch);
+	if (ret != SPI_OK_INSERT)
+	{
+		mig_err_set(err, MIG_SQLSTATE_INTERNAL,
+					"could not insert into migrate_repairs: %s",
+					SPI_result_code_string(ret));
+		return MIG_ERROR;
+	}
+	return MIG_OK;
+}
+
 /* ---- the off-hours script (migrate_script) ---- */
 
 /* Whether sql[0..len) holds needle (a NUL-terminated string). */
@@ -720,6 +752,7 @@ mig_pg_history_host(MigPg *mp, Oid nsp)
 	mp->host.history_remove = pg_history_remove;
 	mp->host.history_down = pg_history_down;
 	mp->host.history_repair = pg_history_repair;
+	mp->host.history_recorded = pg_history_recorded;
 	mp->host.script_part = pg_script_part;
 	mp->host.table_info = pg_table_info;
 	mp->host.query_text = pg_query_text;

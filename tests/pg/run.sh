@@ -934,11 +934,11 @@ check "noop: and stored nothing" noop_ro "SELECT count(*) = 0 FROM migrate_verif
 
 # ---- versions ----
 section "versions"
-check "extension: installed version 0.2" proc \
-	"SELECT extversion = '0.2' FROM pg_extension WHERE extname = 'migrate'"
+check "extension: installed version 0.3" proc \
+	"SELECT extversion = '0.3' FROM pg_extension WHERE extname = 'migrate'"
 out=$(qn proc -c "ALTER EXTENSION migrate UPDATE" 2>&1)
-echo "$out" | grep -q 'version "0.2" of extension "migrate" is already installed'
-tap $? "extension: ALTER EXTENSION migrate UPDATE says 0.2 is already installed"
+echo "$out" | grep -q 'version "0.3" of extension "migrate" is already installed'
+tap $? "extension: ALTER EXTENSION migrate UPDATE says 0.3 is already installed"
 psql -X -q -d postgres -c "CREATE DATABASE v01"
 q v01 -c "CREATE EXTENSION migrate VERSION '0.1'"
 check "extension: 0.1 installs, without the shortcut's objects" v01 \
@@ -950,6 +950,12 @@ check "extension: ALTER EXTENSION migrate UPDATE brings 0.1 to 0.2" v01 \
 	"SELECT to_regclass('migrate_verified') IS NOT NULL AND extversion = '0.2' FROM pg_extension WHERE extname = 'migrate'"
 noop_call v01 "$FX/basic" >/dev/null
 is_call "extension: after the update the shortcut works" v01 "$FX/basic" "0 0"
+q v01 -c "ALTER EXTENSION migrate UPDATE TO '0.3'"
+check "extension: 0.2 to 0.3 adds migrate_record and migrate_repairs.action" v01 \
+	"SELECT to_regprocedure('migrate_record(text,text)') IS NOT NULL
+	        AND (SELECT column_default LIKE '%repair%' FROM information_schema.columns
+	             WHERE table_name = 'migrate_repairs' AND column_name = 'action')
+	        AND extversion = '0.3' FROM pg_extension WHERE extname = 'migrate'"
 
 # ---- pg_dump / pg_restore ----
 section "pg_dump / pg_restore"
