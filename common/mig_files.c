@@ -61,6 +61,8 @@ typedef struct scan {
 								 * layout, else bad names */
 	mig_vec		dirs;			/* char *: subfolders that are no migration */
 	mig_vec		verdirs;		/* char *: version folders */
+	mig_vec		parts;			/* char *: version folders whose versions
+								 * have another number of parts */
 	mig_vec		others;			/* char *: other engines' MongooseIM scripts */
 	mig_vec		dup;			/* char *: "3 (3_a.up.sql, 03_b.up.sql)" */
 	mig_vec		orphan;			/* char *: down files without an up file */
@@ -562,14 +564,16 @@ loose_names(scan *s)
 }
 
 /* Version folders whose versions have another number of parts than the
- * first one (1 against 0.22), which could not be ordered as one
- * sequence: moved to s->bad with a note. */
+ * first one (1 against 0.22): their files could not be ordered as one
+ * sequence (1/01 is 1.2, after 1.1/00, which is 1.1.1). */
 static int
 verdir_parts(scan *s)
 {
 	const char *first = NULL;
 	size_t		parts = 0;
 
+	if (s->verdirs.n > 1)
+		qsort(s->verdirs.items, s->verdirs.n, sizeof(char *), str_cmp);
 	for (size_t i = 0; i < s->verdirs.n; i++)
 	{
 		const char *rel = *mig_vec_at(&s->verdirs, char *, i);
@@ -587,9 +591,8 @@ verdir_parts(scan *s)
 		}
 		if (dots == parts)
 			continue;
-		snprintf(buf, sizeof(buf), "%s/ (version folders must have as many parts as %s/)",
-				 rel, first);
-		if (push_str(&s->bad, mig_arena_strdup(s->a, buf)) != MIG_OK)
+		snprintf(buf, sizeof(buf), "\"%s\" and \"%s\"", first, rel);
+		if (push_str(&s->parts, mig_arena_strdup(s->a, buf)) != MIG_OK)
 			return MIG_NOMEM;
 	}
 	return MIG_OK;
@@ -835,6 +838,7 @@ note_names(mig_arena *a, mig_vec *problems, mig_vec *v, const char *kind,
 #define MSG_ORPHAN	"down file \"%s\" has no matching up file"
 #define MSG_CHAIN	"upgrade scripts overlap: %s"
 #define MSG_GAP		"%s"
+#define MSG_PARTS	"version folders %s have versions of different numbers of parts"
 
 /* Fails when only other engines have MongooseIM scripts here. */
 static int
@@ -867,6 +871,9 @@ note_problems(scan *s, mig_vec *problems)
 	rc = note_names(a, problems, &s->bad, "bad_name", MIG_SQLSTATE_BAD_NAME, MSG_BAD, ITEM_FILE, 0);
 	if (rc == MIG_OK)
 		rc = note_names(a, problems, &s->dirs, "bad_name", MIG_SQLSTATE_BAD_NAME, MSG_DIR, ITEM_FILE, 0);
+	if (rc == MIG_OK)
+		rc = note_names(a, problems, &s->parts, "bad_name", MIG_SQLSTATE_BAD_NAME, MSG_PARTS,
+						ITEM_NO_FILE, 0);
 	if (rc == MIG_OK && only_others(s, &e) != MIG_OK)
 		rc = mig_problem_add(a, problems, NULL, NULL, "folder", 0, &e);
 	mig_err_clear(&e);
@@ -900,6 +907,11 @@ refuse(scan *s, mig_err *err)
 		(rc = refuse_names(err, &s->dirs, MIG_SQLSTATE_BAD_NAME, MSG_DIR,
 						   "%zu subfolders hold no migrations", "Subfolders: ")) != MIG_OK)
 		mig_err_hint(err, "A migration folder may hold per-engine folders (postgres/, sqlite/...), diesel migration folders ({version}_{name}/up.sql) and version folders ({version}/{NN}__{name}.sql); move other folders out of it.");
+	if (rc == MIG_OK &&
+		(rc = refuse_names(err, &s->parts, MIG_SQLSTATE_BAD_NAME, MSG_PARTS,
+						   "%zu version folders have versions of different numbers of parts",
+						   "Folders: ")) != MIG_OK)
+		mig_err_hint(err, "Name every version folder with as many parts (0.22, 0.23, 1.0), so that their migrations form one sequence.");
 	if (rc == MIG_OK)
 		rc = only_others(s, err);
 	if (rc == MIG_OK)
@@ -931,8 +943,8 @@ mig_discover(const mig_host *h, mig_arena *a, const char *dir, mig_vec *files,
 	char		folder[MIG_PATH_MAX];
 	int			rc,
 				ord = MIG_ORDER_VERSION;
-	mig_vec    *lists[] = {&s.ok, &s.bad, &s.baselines, &s.dirs, &s.verdirs, &s.others,
-	&s.dup, &s.orphan, &s.chain, &s.gaps};
+	mig_vec    *lists[] = {&s.ok, &s.bad, &s.baselines, &s.dirs, &s.verdirs, &s.parts,
+	&s.others, &s.dup, &s.orphan, &s.chain, &s.gaps};
 
 	memset(&s, 0, sizeof(s));
 	s.h = h;

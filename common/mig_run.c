@@ -473,8 +473,9 @@ mig_apply_with(const mig_host *h, const char *path, const char *options,
 	mig_arena_free(&a);
 	if (rc != MIG_OK)
 		failed(err, rc);
-	if (stopped)
+	if (stopped && *applied > 0)
 	{
+		/* commit what ran before it (where this call commits at all) */
 		mig_err		stop = *err;
 
 		mig_err_clear(err);
@@ -483,6 +484,8 @@ mig_apply_with(const mig_host *h, const char *path, const char *options,
 		*err = stop;
 		return MIG_ERROR;
 	}
+	if (stopped)
+		rc = MIG_ERROR;			/* nothing ran: nothing to keep */
 	return mig_finish(h, rc, err);
 }
 

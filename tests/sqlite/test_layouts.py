@@ -418,6 +418,7 @@ def goose_go_migrations(c):
     c.put("00002_backfill_test.go", "package migrations\n")
     err = c.fails("SELECT migrate_apply('%s')" % c.dir, "00002_backfill.go", "migrate_record")
     assert c.tables() == ["a", "migrate_history"], "the SQL migration before it was applied"
+    c.fails("SELECT migrate_apply('%s')" % c.dir, "00002_backfill.go", "migrate_record")
     st = c.ok("SELECT group_concat(version || '=' || state || '=' || file, ' ') FROM migrate_status('%s')" % c.dir)
     assert st == "1=applied=00001_a.sql 2=pending=00002_backfill.go 3=pending=00003_c.sql", st
     rows = ext_query(c, "SELECT version, file, severity FROM migrate_validate('%s')" % c.dir)
@@ -429,6 +430,24 @@ def goose_go_migrations(c):
     assert c.tables() == ["a", "c", "migrate_history", "migrate_repairs"]
     c.fails("SELECT migrate_down(2)", "migration 2 has no down script")
     c.fails("SELECT migrate_record('%s', '2')" % c.dir, "migration 2", "already applied")
+
+
+@test
+def mongooseim_fresh_install_then_baseline(c):
+    """README: a new database runs the fresh-install file, then records
+    the scripts up to its release with migrate_baseline."""
+    c.put("sqlite.sql", "CREATE TABLE m500(x); CREATE TABLE m510(x);\n")
+    c.put("sqlite_4.2.0_5.0.0.sql", "CREATE TABLE m500(x);\n")
+    c.put("sqlite_5.0.0_5.1.0.sql", "CREATE TABLE m510(x);\n")
+    c.put("sqlite_5.1.0_5.10.0.sql", "CREATE TABLE m5100(x);\n")
+    c.query("SELECT 1")
+    import sqlite3
+    con = sqlite3.connect(c.db)
+    con.executescript(open(os.path.join(c.dir, "sqlite.sql")).read())
+    con.close()
+    assert c.ok("SELECT migrate_baseline('%s', '5.1.0')" % c.dir) == "2"
+    assert c.apply() == 1
+    assert [r[0] for r in c.history()] == ["5", "5.1", "5.10"]
 
 
 if __name__ == "__main__":
