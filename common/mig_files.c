@@ -218,12 +218,11 @@ odd_name(const char *dir, const char *name, mig_err *err)
 	return MIG_OK;
 }
 
-/* Whether name ends in .sql, in any case (Flyway takes V1__x.SQL). */
+/* Whether name (len bytes) ends in .sql, in any case (Flyway takes
+ * V1__x.SQL). */
 static int
-sql_name(const char *name)
+sql_name(const char *name, size_t len)
 {
-	size_t		len = strlen(name);
-
 	return len >= 4 && strncasecmp(name + len - 4, ".sql", 4) == 0;
 }
 
@@ -246,7 +245,7 @@ holds_migrations(const listing *l)
 		const char *name = *mig_vec_at(&l->names, char *, i);
 		size_t		len = strlen(name);
 
-		if (sql_name(name) || (len > 3 && strcmp(name + len - 3, ".go") == 0))
+		if (sql_name(name, len) || (len > 3 && strcmp(name + len - 3, ".go") == 0))
 			return 1;
 	}
 	return 0;
@@ -269,10 +268,11 @@ engine_folder(const mig_host *h, const char *dir, listing *l, const char **sub,
 	for (size_t i = 0; i < l->names.n; i++)
 	{
 		const char *name = *mig_vec_at(&l->names, char *, i);
-		const char *engine = mig_engine_named(name, strlen(name));
+		const char *engine;
 		unsigned	kind;
 
-		if (engine == NULL)
+		if (name[0] < 'a' || name[0] > 'z' ||
+			(engine = mig_engine_named(name, strnlen(name, 12))) == NULL)
 			continue;
 		if ((kind = kind_of(dir, name, 0)) == S_IFLNK)
 			return refuse_link(err, dir, name);
@@ -295,13 +295,15 @@ engine_folder(const mig_host *h, const char *dir, listing *l, const char **sub,
 	return MIG_OK;
 }
 
-/* Adds migration n of file path rel to s->ok. */
+/* Adds migration n of file path rel to s->ok (a copy of rel, or rel
+ * itself when it is in the arena already: owned). */
 static int
-add_found(scan *s, const mig_name *n, const char *rel)
+add_found(scan *s, const mig_name *n, const char *rel, int owned)
 {
 	found	   *slot = mig_vec_push(&s->ok);
 
-	if (slot == NULL || (slot->file = mig_arena_strdup(s->a, rel)) == NULL)
+	if (slot == NULL ||
+		(slot->file = owned ? (char *) rel : mig_arena_strdup(s->a, rel)) == NULL)
 		return MIG_NOMEM;
 	slot->n = *n;
 	return MIG_OK;
@@ -328,7 +330,7 @@ diesel_folder(scan *s, const char *rel, const listing *l, const mig_name *n,
 		m.kind = down ? MIG_KIND_DOWN : MIG_KIND_UP;
 		if (!mig_join(path, rel, f))
 			return too_long(err, rel, f);
-		rc = add_found(s, &m, path);
+		rc = add_found(s, &m, path, 0);
 	}
 	if (rc == MIG_OK && ups == 0 && mig_join(path, rel, "up.sql (missing)"))
 		rc = push_str(&s->bad, mig_arena_strdup(s->a, path));
@@ -352,7 +354,7 @@ version_folder(scan *s, const char *path, const char *rel, const char *name,
 
 		if (!mig_join(file, rel, f))
 			return too_long(err, rel, f);
-		if (!sql_name(f))
+		if (!sql_name(f, strlen(f)))
 		{
 			if (kind_of(path, f, 1) == S_IFDIR &&
 				(rc = push_str(&s->dirs, mig_arena_strdup(s->a, file))) != MIG_OK)
@@ -361,7 +363,7 @@ version_folder(scan *s, const char *path, const char *rel, const char *name,
 		}
 		if ((fits = mig_parse_verdir_file(s->a, name, f, &n)) < 0)
 			return MIG_NOMEM;
-		rc = fits ? add_found(s, &n, file) : push_str(&s->bad, mig_arena_strdup(s->a, file));
+		rc = fits ? add_found(s, &n, file, 0) : push_str(&s->bad, mig_arena_strdup(s->a, file));
 	}
 	return rc;
 }
@@ -401,29 +403,31 @@ subfolder(scan *s, const char *folder, const char *rel, const char *name, mig_er
 }
 
 /* One entry of the folder read (folder; sub: its path inside the folder
- * given, "" for that one itself).  A name that cannot even be shown is an
- * error -- or, validating (problems not NULL), a problem noted. */
+ * given, "" for that one itself; name: in the arena).  A name that cannot
+ * even be shown is an error -- or, validating (problems not NULL), a
+ * problem noted. */
 static int
-entry(scan *s, const char *folder, const char *sub, const char *name, mig_vec *problems,
+entry(scan *s, const char *folder, const char *sub, char *name, mig_vec *problems,
 	  mig_err *err)
 {
-	char		rel[MIG_PATH_MAX];
+	char		path[MIG_PATH_MAX];
+	char	   *rel = name;		/* the path inside the folder given */
 	size_t		len = strlen(name);
 	mig_name	n;
 	int			fits;
 
-	if (sub[0] ? !mig_join(rel, sub, name) : strlen(name) >= sizeof(rel))
+	if (sub[0] && !mig_join(path, sub, name))
 		return too_long(err, sub, name);
-	if (!sub[0])
-		strcpy(rel, name);
+	if (sub[0] && (rel = mig_arena_strdup(s->a, path)) == NULL)
+		return MIG_NOMEM;
 	if (len > 3 && strcmp(name + len - 3, ".go") == 0)
 	{
 		/* goose's Go migrations; other .go files are not ours */
 		if ((fits = mig_parse_name(s->a, name, &n)) < 0)
 			return MIG_NOMEM;
-		return fits ? add_found(s, &n, rel) : MIG_OK;
+		return fits ? add_found(s, &n, rel, 1) : MIG_OK;
 	}
-	if (!sql_name(name))
+	if (!sql_name(name, len))
 	{
 		/* not .sql (README.md, x.sql~, #x.sql#, x.sql.orig): a folder, or
 		 * nothing of ours */
@@ -451,12 +455,12 @@ entry(scan *s, const char *folder, const char *sub, const char *name, mig_vec *p
 		return MIG_NOMEM;
 	if (fits && n.layout == MIG_LAYOUT_FROMTO &&
 		(s->h->engine == NULL || strcmp(n.engine, s->h->engine) != 0))
-		return push_str(&s->others, mig_arena_strdup(s->a, rel));
+		return push_str(&s->others, rel);
 	if (fits)
-		return add_found(s, &n, rel);
+		return add_found(s, &n, rel, 1);
 	if (mig_baseline_file(name, MIG_LAYOUT_FROMTO) || mig_baseline_file(name, MIG_LAYOUT_VERDIR))
-		return push_str(&s->baselines, mig_arena_strdup(s->a, rel));
-	return push_str(&s->bad, mig_arena_strdup(s->a, rel));
+		return push_str(&s->baselines, rel);
+	return push_str(&s->bad, rel);
 }
 
 /* Counts the migrations found of each layout into count[MIG_LAYOUTS];
@@ -544,11 +548,15 @@ static int
 loose_names(scan *s)
 {
 	size_t		kept = 0;
-	int			other = 0;
+	int			other = 0,
+				loose = 0;
 
-	for (size_t i = 0; i < s->ok.n && !other; i++)
-		other = mig_vec_at(&s->ok, found, i)->n.layout != MIG_LAYOUT_SINGLE;
-	if (!other)
+	for (size_t i = 0; i < s->ok.n && !(other && loose); i++)
+	{
+		other |= mig_vec_at(&s->ok, found, i)->n.layout != MIG_LAYOUT_SINGLE;
+		loose |= mig_vec_at(&s->ok, found, i)->n.dbmate;
+	}
+	if (!other || !loose)
 		return MIG_OK;
 	for (size_t i = 0; i < s->ok.n; i++)
 	{

@@ -90,17 +90,18 @@ typedef struct mig_name {
 	char	   *version;		/* canonical: no leading zeros per part;
 								 * "R__{name}" for a repeatable */
 	char	   *name;			/* description part of the file name */
-	int			kind;			/* MIG_KIND_* */
-	int			layout;			/* MIG_LAYOUT_* */
 	char	   *key;			/* diesel: the version as diesel compares it,
 								 * else NULL */
 	char	   *from;			/* MongooseIM: the release it upgrades from
 								 * (canonical), else NULL */
 	const char *engine;			/* MongooseIM: the engine of the prefix
 								 * ("postgres", "mysql"...), else NULL */
-	size_t		width;			/* digits of the version as written */
-	int			go;				/* a goose Go migration ({version}_x.go) */
-	int			dbmate;			/* a name only dbmate takes: the digits are
+	unsigned short width;		/* digits of the version as written (small:
+								 * discovery holds one per file) */
+	unsigned char kind;			/* MIG_KIND_* */
+	unsigned char layout;		/* MIG_LAYOUT_* */
+	unsigned char go;			/* a goose Go migration ({version}_x.go) */
+	unsigned char dbmate;		/* a name only dbmate takes: the digits are
 								 * not followed by '_' */
 } mig_name;
 

@@ -64,6 +64,8 @@ static const char *const engine_names[][2] = {
 const char *
 mig_engine_named(const char *word, size_t n)
 {
+	if (n == 0 || n > 11 || word[0] < 'a' || word[0] > 'z')
+		return NULL;			/* most names, at once: no engine's */
 	for (size_t i = 0; i < sizeof(engine_names) / sizeof(engine_names[0]); i++)
 		if (strlen(engine_names[i][0]) == n && memcmp(word, engine_names[i][0], n) == 0)
 			return engine_names[i][1];
@@ -326,13 +328,13 @@ mig_parse_name(mig_arena *a, const char *file, mig_name *out)
 		out->layout = MIG_LAYOUT_SINGLE;
 		out->kind = MIG_KIND_UP;
 		out->go = 1;
-		out->width = digits;
+		out->width = (unsigned short) digits;
 		out->name = mig_arena_strndup(a, file + digits + 1, len - 3 - (digits + 1));
 		return out->name ? 1 : -1;
 	}
 	if (digits == 0)
 		return parse_fromto(a, file, len, out);
-	out->width = digits;
+	out->width = (unsigned short) digits;
 	out->version = canonical(a, file, digits, "", &oom);
 	if (out->version == NULL)
 		return oom ? -1 : 0;
@@ -408,7 +410,7 @@ mig_parse_dir_name(mig_arena *a, const char *dir, mig_name *out)
 		if (dir[i] != '-')
 			out->key[k++] = dir[i];
 	out->key[k] = '\0';
-	out->width = k;
+	out->width = (unsigned short) k;
 	out->layout = MIG_LAYOUT_DIESEL;
 	out->kind = MIG_KIND_UP;
 	out->name = mig_arena_strdup(a, sep ? sep + 1 : "");
@@ -456,7 +458,7 @@ mig_parse_verdir_file(mig_arena *a, const char *dir, const char *file, mig_name 
 		return oom ? -1 : 0;
 	out->layout = MIG_LAYOUT_VERDIR;
 	out->kind = MIG_KIND_UP;
-	out->width = digits;
+	out->width = (unsigned short) digits;
 	out->name = mig_arena_strndup(a, file + digits + 2, len - 4 - (digits + 2));
 	return out->name ? 1 : -1;
 }

@@ -168,9 +168,12 @@ mig_problem_add(mig_arena *a, mig_vec *problems, const char *version, const char
 	return MIG_OK;
 }
 
-/* The history row of version (p->hist is sorted by version), or NULL. */
+/* The history row of version (p->hist is sorted by version; keys[i] is
+ * mig_version_key of row i, and key that of version: numbers compared
+ * first, as discovery sorts), or NULL. */
 static mig_hist *
-hist_of(const mig_plan *p, const char *version, size_t *at)
+hist_of(const mig_plan *p, const uint64_t *keys, const char *version, uint64_t key,
+		size_t *at)
 {
 	size_t		lo = 0,
 				hi = p->hist.n;
@@ -178,7 +181,9 @@ hist_of(const mig_plan *p, const char *version, size_t *at)
 	while (lo < hi)
 	{
 		size_t		mid = lo + (hi - lo) / 2;
-		int			c = mig_version_cmp((*mig_vec_at(&p->hist, mig_hist *, mid))->version, version);
+		int			c = keys[mid] != MIG_NO_KEY && key != MIG_NO_KEY
+			? (keys[mid] > key) - (keys[mid] < key)
+			: mig_version_cmp((*mig_vec_at(&p->hist, mig_hist *, mid))->version, version);
 
 		if (c == 0)
 		{
@@ -217,18 +222,21 @@ static int
 merge_by_key(const mig_host *h, mig_plan *p, int dirfd, mig_err *err)
 {
 	char	   *matched = p->hist.n ? mig_arena_alloc(&p->arena, p->hist.n) : NULL;
+	uint64_t   *keys = p->hist.n ? mig_arena_alloc(&p->arena, p->hist.n * sizeof(uint64_t)) : NULL;
 	size_t		last = SIZE_MAX;
 	int			rc = MIG_OK;
 
-	if (p->hist.n && matched == NULL)
+	if (p->hist.n && (matched == NULL || keys == NULL))
 		return MIG_NOMEM;
 	if (p->hist.n)
 		memset(matched, 0, p->hist.n);
+	for (size_t j = 0; j < p->hist.n; j++)
+		keys[j] = mig_version_key((*mig_vec_at(&p->hist, mig_hist *, j))->version);
 	for (size_t i = 0; rc == MIG_OK && i < p->files.n; i++)
 	{
 		mig_file   *f = mig_vec_at(&p->files, mig_file, i);
 		size_t		at = 0;
-		mig_hist   *r = hist_of(p, f->version, &at);
+		mig_hist   *r = hist_of(p, keys, f->version, mig_version_key(f->version), &at);
 
 		if (r)
 		{
@@ -255,7 +263,8 @@ merge_by_key(const mig_host *h, mig_plan *p, int dirfd, mig_err *err)
 	}
 	if (rc != MIG_OK)
 		return rc;
-	if (p->entries.n > 1)
+	/* the files are in order: only rows without a file need placing */
+	if (p->entries.n > p->files.n && p->entries.n > 1)
 		qsort(p->entries.items, p->entries.n, sizeof(mig_entry), entry_cmp);
 	for (size_t i = 0; i < p->entries.n; i++)
 	{
