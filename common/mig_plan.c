@@ -101,16 +101,6 @@ add_applied(const mig_host *h, mig_plan *p, int dirfd, const mig_file *f,
 				rc;
 	mig_entry  *e;
 
-	if (f->go)
-	{
-		/* a Go migration ran in the application: its file is not ours to
-		 * hold against what ran */
-		if ((rc = add_entry(p, f, r, MIG_APPLIED)) != MIG_OK)
-			return rc;
-		e = mig_vec_at(&p->entries, mig_entry, p->entries.n - 1);
-		snprintf(e->checksum, sizeof(e->checksum), "%s", r->checksum);
-		return MIG_OK;
-	}
 	if ((r->file_id || h->cache) && mig_file_id_now(h, dirfd, p->dir, f->up, id))
 	{
 		if (r->file_id && strcmp(id, r->file_id) == 0 &&
@@ -139,7 +129,9 @@ add_applied(const mig_host *h, mig_plan *p, int dirfd, const mig_file *f,
 		memcpy(norm, t.norm, sizeof(norm));
 		mig_text_free(h, &t);
 	}
-	if ((rc = add_entry(p, f, r, applied_state(f, r, sum, norm))) != MIG_OK)
+	/* a Go migration ran in the application: its file (code that may be
+	 * refactored since) is not held against what ran */
+	if ((rc = add_entry(p, f, r, f->go ? MIG_APPLIED : applied_state(f, r, sum, norm))) != MIG_OK)
 		return rc;
 	e = mig_vec_at(&p->entries, mig_entry, p->entries.n - 1);
 	memcpy(e->checksum, sum, sizeof(sum));

@@ -430,6 +430,10 @@ def goose_go_migrations(c):
     assert c.tables() == ["a", "c", "migrate_history", "migrate_repairs"]
     c.fails("SELECT migrate_down(2)", "migration 2 has no down script")
     c.fails("SELECT migrate_record('%s', '2')" % c.dir, "migration 2", "already applied")
+    c.put("00002_backfill.go", "package migrations\n\n// refactored since it ran\n")
+    assert c.ok("SELECT state FROM migrate_status('%s') WHERE version = '2'" % c.dir) == "applied", \
+        "an applied Go migration's file is not held against what ran"
+    assert c.apply() == 0
 
 
 @test
