@@ -358,7 +358,15 @@ mig_parse_name(mig_arena *a, const char *file, mig_name *out)
 		out->name = mig_arena_strndup(a, file + digits, len > digits ? len - digits : 0);
 		return out->name ? 1 : -1;
 	}
-	/* golang-migrate's ^([0-9]+)_(.*)\.(down|up)\.(.*)$ (source/parse.go) */
+	/*
+	 * golang-migrate's ^([0-9]+)_(.*)\.(down|up)\.(.*)$ (source/parse.go),
+	 * ordered by the uint64 version (source/migration.go keeps a sorted
+	 * index).  morph parses the same names (models/parse.go) but applies
+	 * pending ones in file-name order (morph.go: sortMigrations), the same
+	 * order for versions of one width, as Mattermost writes them (000066);
+	 * for mixed widths, which no file tells apart, golang-migrate's order
+	 * is kept.
+	 */
 	if (ends_with(file, len, ".up.sql") && len >= digits + 1 + 7)
 	{
 		out->layout = MIG_LAYOUT_UPDOWN;
