@@ -454,5 +454,18 @@ def mongooseim_fresh_install_then_baseline(c):
     assert [r[0] for r in c.history()] == ["5", "5.1", "5.10"]
 
 
+@test
+def diesel_in_per_engine_folders(c):
+    """A diesel folder per engine (its migrations read from this engine's
+    folder: the path used to name the engine's folder twice)."""
+    for eng in ("postgres", "sqlite"):
+        mkdirs(c, eng + "/2018-01-01-000000_a")
+        c.put(eng + "/2018-01-01-000000_a/up.sql", "CREATE TABLE %s_a(x);\n" % eng[:2])
+        c.put(eng + "/2018-01-01-000000_a/down.sql", "DROP TABLE %s_a;\n" % eng[:2])
+    assert c.apply() == 1
+    assert history_files(c) == ["sqlite/2018-01-01-000000_a/up.sql"]
+    assert c.tables() == ["migrate_history", "sq_a"]
+
+
 if __name__ == "__main__":
     sys.exit(main("layouts"))
