@@ -501,6 +501,13 @@ int			mig_baseline(const mig_host *h, const char *path, const char *version,
  * number. */
 int32_t		mig_flyway_checksum(const char *buf, size_t len);
 
+/* Records the pending migration version of the folder as applied without
+ * running anything (a goose Go migration the application ran, or a script
+ * run by hand), with an audit row through host->audit (action "record").  It
+ * must be the next migration to apply.  *recorded receives the count (1). */
+int			mig_record_applied(const mig_host *h, const char *path, const char *version,
+							   int64_t *recorded, mig_err *err);
+
 /* Rolls back every applied migration whose version is above version,
  * newest applied first, with the stored down scripts; refuses, changing
  * nothing, when one of them has none.  *rolled_back receives the count. */
@@ -515,10 +522,14 @@ typedef struct mig_problem {
 	const char *kind;			/* changed, reformatted, missing,
 								 * out_of_order, duplicate, bad_name,
 								 * orphan_down, mixed_layouts, bad_file,
-								 * not_allowed, syntax_error, folder */
+								 * not_allowed, syntax_error, folder,
+								 * go_migration (a pending goose Go
+								 * migration), chain (MongooseIM scripts
+								 * that overlap), gap (a release without
+								 * one) */
 	const char *severity;		/* "error": migrate_apply refuses it;
 								 * "warning": it does not (a whitespace-only
-								 * edit) */
+								 * edit, a gap) */
 	const char *sqlstate;		/* the SQLSTATE migrate_apply would give */
 	const char *message;		/* the error migrate_apply would give, with
 								 * its context ("migration 3 (f), line 2: ") */

@@ -313,6 +313,13 @@ was_applied(const adopt *ad, const char *version, const seen **row)
 		(ad->baseline && mig_version_cmp(version, ad->baseline) <= 0);
 }
 
+static int
+file_version_cmp(const void *x, const void *y)
+{
+	return mig_version_cmp((*(const mig_file *const *) x)->version,
+						   (*(const mig_file *const *) y)->version);
+}
+
 /* Checks the other tool's history against the folder. */
 static int
 check_match(const mig_host *h, adopt *ad, mig_plan *p, mig_err *err)
@@ -322,22 +329,33 @@ check_match(const mig_host *h, adopt *ad, mig_plan *p, mig_err *err)
 	char		buf[600];
 	size_t		nmissing = 0,
 				nmismatch = 0,
-				f = 0;
-	const char *last_applied = NULL;
+				f = 0,
+				last = SIZE_MAX;
+	const mig_file **by_version = mig_arena_alloc(ad->a, sizeof(mig_file *) * (p->files.n + 1));
 
-	/* every version the tool applied has a file (and Flyway's checksum) */
+	if (by_version == NULL)
+		return MIG_NOMEM;
+	/* the files by version, to walk beside the tool's rows (the folder is
+	 * in its tool's order, which may be another: diesel, dbmate) */
+	for (size_t i = 0; i < p->files.n; i++)
+		by_version[i] = mig_vec_at(&p->files, mig_file, i);
+	if (p->files.n > 1)
+		qsort(by_version, p->files.n, sizeof(mig_file *), file_version_cmp);
+
+	/* every version the tool applied has a file (and Flyway's checksum);
+	 * goose's versions include its Go migrations, files of the folder */
 	for (size_t i = 0; i < ad->seen.n; i++)
 	{
 		const seen *s = mig_vec_at(&ad->seen, seen, i);
-		const seen *last = last_of(&ad->seen, s->version);
+		const seen *last_row = last_of(&ad->seen, s->version);
 		const mig_file *file = NULL;
 
-		if (last != s || !s->applied)
+		if (last_row != s || !s->applied)
 			continue;
-		while (f < p->files.n && mig_version_cmp(mig_vec_at(&p->files, mig_file, f)->version, s->version) < 0)
+		while (f < p->files.n && mig_version_cmp(by_version[f]->version, s->version) < 0)
 			f++;
-		if (f < p->files.n && mig_version_cmp(mig_vec_at(&p->files, mig_file, f)->version, s->version) == 0)
-			file = mig_vec_at(&p->files, mig_file, f);
+		if (f < p->files.n && mig_version_cmp(by_version[f]->version, s->version) == 0)
+			file = by_version[f];
 		if (file == NULL)
 		{
 			if (nmissing < 20)
@@ -400,26 +418,27 @@ check_match(const mig_host *h, adopt *ad, mig_plan *p, mig_err *err)
 		mig_err_hint(err, "Restore the files as Flyway applied them.");
 		return MIG_ERROR;
 	}
-	/* files it did not apply must come after the ones it did */
+	/* files it did not apply must come after the ones it did, in the
+	 * folder's order */
 	for (size_t i = 0; i < p->files.n; i++)
 	{
 		const mig_file *file = mig_vec_at(&p->files, mig_file, i);
 		const seen *row;
 
 		if (was_applied(ad, file->version, &row) && !mig_is_repeatable(file->version))
-			last_applied = file->version;
+			last = i;
 	}
-	for (size_t i = 0; last_applied && i < p->files.n; i++)
+	for (size_t i = 0; last != SIZE_MAX && i < last; i++)
 	{
 		const mig_file *file = mig_vec_at(&p->files, mig_file, i);
 		const seen *row;
 
-		if (mig_version_cmp(file->version, last_applied) < 0 && !mig_is_repeatable(file->version) &&
-			!was_applied(ad, file->version, &row))
+		if (!mig_is_repeatable(file->version) && !was_applied(ad, file->version, &row))
 		{
 			mig_err_set(err, MIG_SQLSTATE_STATE,
 						"%s did not apply migration %s (%s), which is older than %s that it applied",
-						ad->t->name, file->version, file->up, last_applied);
+						ad->t->name, file->version, file->up,
+						mig_vec_at(&p->files, mig_file, last)->version);
 			mig_err_hint(err, "Apply it with %s first, or remove it from the folder.", ad->t->name);
 			return MIG_ERROR;
 		}
@@ -427,35 +446,12 @@ check_match(const mig_host *h, adopt *ad, mig_plan *p, mig_err *err)
 	return MIG_OK;
 }
 
-/* Records one adopted migration in our history, running nothing. */
+/* Records one adopted migration in our history, running nothing (a Go
+ * migration without SQL: mig_record.c). */
 static int
 record(const mig_host *h, const char *dir, const mig_file *f, mig_err *err)
 {
-	mig_text	up = {0},
-				down = {0};
-	mig_script	s,
-				ds;
-	mig_record	rec;
-	char		id[MIG_FILE_ID_MAX];
-	int			outside = 0;
-	int			rc = mig_file_scripts(h, dir, f, &up, &down, &s, &ds, err);
-
-	if (rc == MIG_OK && ds.sql)
-		rc = mig_down_outside(h, f, &up, f->down ? &down : NULL, &outside, err);
-	if (rc == MIG_OK)
-	{
-		mig_file_record(f, &up, &s, &ds, &rec);
-		rec.down_outside = outside;
-		rec.file_id = mig_file_id_of(&up, id) ? id : NULL;
-		rc = h->history_add(h->ctx, &rec, err);
-	}
-	/* recorded as applied in full: the progress of a start that stopped
-	 * half way no longer describes it */
-	if (rc == MIG_OK && h->progress_forget)
-		rc = h->progress_forget(h->ctx, f->version, 0, err);
-	mig_text_free(h, &up);
-	mig_text_free(h, &down);
-	return rc;
+	return mig_record_file(h, dir, f, NULL, err);
 }
 
 int
@@ -580,7 +576,7 @@ mig_baseline(const mig_host *h, const char *path, const char *version,
 	{
 		const mig_file *f = mig_vec_at(&p.files, mig_file, i);
 
-		if (mig_is_repeatable(f->version) || mig_version_cmp(f->version, target) > 0)
+		if (mig_is_repeatable(f->version) || mig_plan_after(&p, f, target))
 			continue;
 		if ((rc = record(h, path, f, err)) == MIG_OK)
 			(*recorded)++;

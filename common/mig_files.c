@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -45,6 +46,30 @@ typedef struct listing {
 	mig_vec		names;			/* char *: every entry but hidden ones */
 } listing;
 
+/*
+ * What discovery finds, besides the migrations: each list a kind of
+ * refusal (strings in the arena), reported together at the end.
+ */
+typedef struct scan {
+	const mig_host *h;
+	mig_arena  *a;
+	const char *dir;			/* the folder given */
+	mig_vec		ok;				/* found: migration files */
+	mig_vec		bad;			/* char *: .sql names that fit no layout */
+	mig_vec		baselines;		/* char *: fresh-install files (pg.sql,
+								 * LATEST.sql), no migrations beside their
+								 * layout, else bad names */
+	mig_vec		dirs;			/* char *: subfolders that are no migration */
+	mig_vec		verdirs;		/* char *: version folders */
+	mig_vec		parts;			/* char *: version folders whose versions
+								 * have another number of parts */
+	mig_vec		others;			/* char *: other engines' MongooseIM scripts */
+	mig_vec		dup;			/* char *: "3 (3_a.up.sql, 03_b.up.sql)" */
+	mig_vec		orphan;			/* char *: down files without an up file */
+	mig_vec		chain;			/* char *: MongooseIM scripts that overlap */
+	mig_vec		gaps;			/* char *: MongooseIM releases without one */
+} scan;
+
 static int
 collect(void *arg, const char *name)
 {
@@ -73,15 +98,16 @@ list(const mig_host *h, mig_arena *a, const char *dir, listing *l, mig_err *err)
 	return rc;
 }
 
-/* S_IFDIR, S_IFREG, S_IFLNK... of dir/name without following a link, or
- * 0 when it cannot be looked at. */
+/* S_IFDIR, S_IFREG, S_IFLNK... of dir/name without following a link (or
+ * following it, when follow is set), or 0 when it cannot be looked at. */
 static unsigned
-kind_of(const char *dir, const char *name)
+kind_of(const char *dir, const char *name, int follow)
 {
 	char		path[MIG_PATH_MAX];
 	struct stat st;
 
-	if (!mig_join(path, dir, name) || fstatat(AT_FDCWD, path, &st, AT_SYMLINK_NOFOLLOW) != 0)
+	if (!mig_join(path, dir, name) ||
+		fstatat(AT_FDCWD, path, &st, follow ? 0 : AT_SYMLINK_NOFOLLOW) != 0)
 		return 0;
 	return st.st_mode & S_IFMT;
 }
@@ -98,6 +124,17 @@ found_cmp(const void *x, const void *y)
 	if (c == 0)
 		c = a->n.kind - b->n.kind;
 	return c ? c : strcmp(a->file, b->file);
+}
+
+/* Files in the folder's text order (key), then by version. */
+static int
+file_key_cmp(const void *x, const void *y)
+{
+	const mig_file *a = x,
+			   *b = y;
+	int			c = strcmp(a->key, b->key);
+
+	return c ? c : mig_version_cmp(a->version, b->version);
 }
 
 static int
@@ -181,16 +218,45 @@ odd_name(const char *dir, const char *name, mig_err *err)
 	return MIG_OK;
 }
 
-/* The folder names each engine may have of its own, as in Mattermost's
- * db/migrations/{postgres,sqlite}. */
-static const char *const engine_dirs[][3] = {
-	{"sqlite", "sqlite", "sqlite3"},
-	{"postgres", "postgres", "postgresql"},
-};
+/* Whether name (len bytes) ends in .sql, in any case (Flyway takes
+ * V1__x.SQL). */
+static int
+sql_name(const char *name, size_t len)
+{
+	return len >= 4 && strncasecmp(name + len - 4, ".sql", 4) == 0;
+}
+
+/* Whether a listing holds name. */
+static int
+holds(const listing *l, const char *name)
+{
+	for (size_t i = 0; i < l->names.n; i++)
+		if (strcmp(*mig_vec_at(&l->names, char *, i), name) == 0)
+			return 1;
+	return 0;
+}
+
+/* Whether a listing holds a migration file name of the folder itself. */
+static int
+holds_migrations(const listing *l)
+{
+	for (size_t i = 0; i < l->names.n; i++)
+	{
+		const char *name = *mig_vec_at(&l->names, char *, i);
+		size_t		len = strlen(name);
+
+		if (sql_name(name, len) || (len > 3 && strcmp(name + len - 3, ".go") == 0))
+			return 1;
+	}
+	return 0;
+}
 
 /*
- * When dir holds per-engine folders, sets *sub to the host's one ("" when
- * there are none).  Fails when there are some but not the host's.
+ * When dir holds per-engine folders (mig_engine_named: sqlite/, postgres/,
+ * mysql/...), sets *sub to the host's one ("" when there is none: then
+ * the folder itself is read, other engines' folders left alone).  Fails
+ * when there are some but not the host's, and the folder itself holds no
+ * migration files.
  */
 static int
 engine_folder(const mig_host *h, const char *dir, listing *l, const char **sub,
@@ -202,27 +268,24 @@ engine_folder(const mig_host *h, const char *dir, listing *l, const char **sub,
 	for (size_t i = 0; i < l->names.n; i++)
 	{
 		const char *name = *mig_vec_at(&l->names, char *, i);
+		const char *engine;
+		unsigned	kind;
 
-		for (size_t e = 0; e < sizeof(engine_dirs) / sizeof(engine_dirs[0]); e++)
+		if (name[0] < 'a' || name[0] > 'z' ||
+			(engine = mig_engine_named(name, strnlen(name, 12))) == NULL)
+			continue;
+		if ((kind = kind_of(dir, name, 0)) == S_IFLNK)
+			return refuse_link(err, dir, name);
+		if (kind != S_IFDIR)
+			continue;
+		if (h->engine && strcmp(h->engine, engine) == 0)
 		{
-			unsigned	kind;
-
-			if (strcmp(name, engine_dirs[e][1]) != 0 && strcmp(name, engine_dirs[e][2]) != 0)
-				continue;
-			if ((kind = kind_of(dir, name)) == S_IFLNK)
-				return refuse_link(err, dir, name);
-			if (kind == S_IFDIR)
-			{
-				if (h->engine && strcmp(h->engine, engine_dirs[e][0]) == 0)
-				{
-					*sub = name;
-					return MIG_OK;
-				}
-				other = name;
-			}
+			*sub = name;
+			return MIG_OK;
 		}
+		other = name;
 	}
-	if (other && h->engine)
+	if (other && h->engine && !holds_migrations(l))
 	{
 		mig_err_set(err, "58P01", "\"%s\" has a folder for another engine (%s/) but none for %s",
 					dir, other, h->engine);
@@ -232,52 +295,193 @@ engine_folder(const mig_host *h, const char *dir, listing *l, const char **sub,
 	return MIG_OK;
 }
 
-/* Adds the up.sql and down.sql of a diesel folder. */
+/* Adds migration n of file path rel to s->ok (a copy of rel, or rel
+ * itself when it is in the arena already: owned). */
 static int
-diesel_folder(const mig_host *h, mig_arena *a, const char *dir, const char *name,
-			  const mig_name *n, mig_vec *ok, mig_vec *bad, mig_err *err)
+add_found(scan *s, const mig_name *n, const char *rel, int owned)
+{
+	found	   *slot = mig_vec_push(&s->ok);
+
+	if (slot == NULL ||
+		(slot->file = owned ? (char *) rel : mig_arena_strdup(s->a, rel)) == NULL)
+		return MIG_NOMEM;
+	slot->n = *n;
+	return MIG_OK;
+}
+
+/* Adds the up.sql and down.sql of diesel folder rel (its listing l). */
+static int
+diesel_folder(scan *s, const char *rel, const listing *l, const mig_name *n,
+			  mig_err *err)
 {
 	char		path[MIG_PATH_MAX];
-	listing		l;
-	int			rc,
+	int			rc = MIG_OK,
 				ups = 0;
 
-	if (!mig_join(path, dir, name))
-		return too_long(err, dir, name);
-	if ((rc = list(h, a, path, &l, err)) != MIG_OK)
+	for (size_t i = 0; rc == MIG_OK && i < l->names.n; i++)
 	{
-		mig_vec_free(&l.names);
-		return rc;
-	}
-	for (size_t i = 0; rc == MIG_OK && i < l.names.n; i++)
-	{
-		const char *f = *mig_vec_at(&l.names, char *, i);
+		const char *f = *mig_vec_at(&l->names, char *, i);
 		int			down = strcmp(f, "down.sql") == 0;
-		found	   *slot;
-		char		rel[MIG_PATH_MAX];
+		mig_name	m = *n;
 
 		if (strcmp(f, "up.sql") != 0 && !down)
 			continue;			/* diesel's metadata.toml and the like */
 		ups += !down;
-		if (!mig_join(rel, name, f))
-			rc = too_long(err, name, f);
-		else if ((slot = mig_vec_push(ok)) == NULL)
-			rc = MIG_NOMEM;
-		else
-		{
-			slot->n = *n;
-			slot->n.kind = down ? MIG_KIND_DOWN : MIG_KIND_UP;
-			slot->file = mig_arena_strdup(a, rel);
-			if (slot->file == NULL)
-				rc = MIG_NOMEM;
-		}
+		m.kind = down ? MIG_KIND_DOWN : MIG_KIND_UP;
+		if (!mig_join(path, rel, f))
+			return too_long(err, rel, f);
+		rc = add_found(s, &m, path, 0);
 	}
-	if (rc == MIG_OK && ups == 0 && mig_join(path, name, "up.sql (missing)"))
-		rc = push_str(bad, mig_arena_strdup(a, path));
-	mig_vec_free(&l.names);
-	if (rc == MIG_NOMEM)
-		mig_err_nomem(err);
+	if (rc == MIG_OK && ups == 0 && mig_join(path, rel, "up.sql (missing)"))
+		rc = push_str(&s->bad, mig_arena_strdup(s->a, path));
 	return rc;
+}
+
+/* Adds the files of version folder rel (memos: 0.22/00__x.sql), whose
+ * listing is l, in folder path. */
+static int
+version_folder(scan *s, const char *path, const char *rel, const char *name,
+			   const listing *l, mig_err *err)
+{
+	char		file[MIG_PATH_MAX];
+	int			rc = push_str(&s->verdirs, mig_arena_strdup(s->a, rel));
+
+	for (size_t i = 0; rc == MIG_OK && i < l->names.n; i++)
+	{
+		const char *f = *mig_vec_at(&l->names, char *, i);
+		mig_name	n;
+		int			fits;
+
+		if (!mig_join(file, rel, f))
+			return too_long(err, rel, f);
+		if (!sql_name(f, strlen(f)))
+		{
+			if (kind_of(path, f, 1) == S_IFDIR &&
+				(rc = push_str(&s->dirs, mig_arena_strdup(s->a, file))) != MIG_OK)
+				return rc;
+			continue;			/* a README and the like */
+		}
+		if ((fits = mig_parse_verdir_file(s->a, name, f, &n)) < 0)
+			return MIG_NOMEM;
+		rc = fits ? add_found(s, &n, file, 0) : push_str(&s->bad, mig_arena_strdup(s->a, file));
+	}
+	return rc;
+}
+
+/*
+ * A subfolder name of folder (rel: its path inside the folder given): a
+ * diesel migration ({version}_{name}, or a version with an up.sql), a
+ * version folder (0.22, without one), else no migration, which is an
+ * error rather than something skipped.
+ */
+static int
+subfolder(scan *s, const char *folder, const char *rel, const char *name, mig_err *err)
+{
+	char		path[MIG_PATH_MAX];
+	listing		l;
+	mig_name	n;
+	int			diesel = mig_parse_dir_name(s->a, name, &n),
+				rc;
+
+	if (diesel < 0)
+		return MIG_NOMEM;
+	if (!mig_join(path, folder, name))
+		return too_long(err, folder, name);
+	if (diesel == 0 && !mig_verdir_name(name))
+		return push_str(&s->dirs, mig_arena_strdup(s->a, rel));
+	if ((rc = list(s->h, s->a, path, &l, err)) == MIG_OK)
+	{
+		if (diesel && (strchr(name, '_') || holds(&l, "up.sql") || holds(&l, "down.sql")))
+			rc = diesel_folder(s, rel, &l, &n, err);
+		else if (mig_verdir_name(name))
+			rc = version_folder(s, path, rel, name, &l, err);
+		else
+			rc = push_str(&s->dirs, mig_arena_strdup(s->a, rel));
+	}
+	mig_vec_free(&l.names);
+	return rc;
+}
+
+/* One entry of the folder read (folder; sub: its path inside the folder
+ * given, "" for that one itself; name: in the arena).  A name that cannot
+ * even be shown is an error -- or, validating (problems not NULL), a
+ * problem noted. */
+static int
+entry(scan *s, const char *folder, const char *sub, char *name, mig_vec *problems,
+	  mig_err *err)
+{
+	char		path[MIG_PATH_MAX];
+	char	   *rel = name;		/* the path inside the folder given */
+	size_t		len = strlen(name);
+	mig_name	n;
+	int			fits;
+
+	if (sub[0] && !mig_join(path, sub, name))
+		return too_long(err, sub, name);
+	if (sub[0] && (rel = mig_arena_strdup(s->a, path)) == NULL)
+		return MIG_NOMEM;
+	if (len > 3 && strcmp(name + len - 3, ".go") == 0)
+	{
+		/* goose's Go migrations; other .go files are not ours */
+		if ((fits = mig_parse_name(s->a, name, &n)) < 0)
+			return MIG_NOMEM;
+		return fits ? add_found(s, &n, rel, 1) : MIG_OK;
+	}
+	if (!sql_name(name, len))
+	{
+		/* not .sql (README.md, x.sql~, #x.sql#, x.sql.orig): a folder, or
+		 * nothing of ours */
+		unsigned	kind = kind_of(folder, name, 0);
+
+		if (kind == S_IFLNK && kind_of(folder, name, 1) == S_IFDIR)
+			return refuse_link(err, folder, name);
+		if (kind != S_IFDIR)
+			return MIG_OK;
+		if (!sub[0] && mig_engine_named(name, len))
+			return MIG_OK;		/* another engine's folder (engine_folder) */
+		return subfolder(s, folder, rel, name, err);
+	}
+	if (odd_name(folder, rel, err) != MIG_OK)
+	{
+		int			rc;
+
+		if (problems == NULL)
+			return MIG_ERROR;
+		rc = mig_problem_add(s->a, problems, NULL, rel, "bad_name", 0, err);
+		mig_err_clear(err);
+		return rc;
+	}
+	if ((fits = mig_parse_name(s->a, name, &n)) < 0)
+		return MIG_NOMEM;
+	if (fits && n.layout == MIG_LAYOUT_FROMTO &&
+		(s->h->engine == NULL || strcmp(n.engine, s->h->engine) != 0))
+		return push_str(&s->others, rel);
+	if (fits)
+		return add_found(s, &n, rel, 1);
+	if (mig_baseline_file(name, MIG_LAYOUT_FROMTO) || mig_baseline_file(name, MIG_LAYOUT_VERDIR))
+		return push_str(&s->baselines, rel);
+	return push_str(&s->bad, rel);
+}
+
+/* Counts the migrations found of each layout into count[MIG_LAYOUTS];
+ * returns how many layouts there are, the first two in *first, *second. */
+static int
+layouts_of(const mig_vec *ok, size_t *count, int *first, int *second)
+{
+	int			layouts = 0;
+
+	*first = *second = MIG_LAYOUT_NONE;
+	memset(count, 0, sizeof(size_t) * MIG_LAYOUTS);
+	for (size_t i = 0; i < ok->n; i++)
+		if (count[mig_vec_at(ok, found, i)->n.layout]++ == 0)
+		{
+			layouts++;
+			if (*first == MIG_LAYOUT_NONE)
+				*first = mig_vec_at(ok, found, i)->n.layout;
+			else if (*second == MIG_LAYOUT_NONE)
+				*second = mig_vec_at(ok, found, i)->n.layout;
+		}
+	return layouts;
 }
 
 /* Fails when the migrations found use more than one layout, listing the
@@ -285,25 +489,16 @@ diesel_folder(const mig_host *h, mig_arena *a, const char *dir, const char *name
 static int
 one_layout(mig_vec *ok, mig_err *err)
 {
-	size_t		count[MIG_LAYOUT_DIESEL + 1] = {0};
-	int			layouts = 0,
-				first = MIG_LAYOUT_NONE,
-				second = MIG_LAYOUT_NONE;
+	size_t		count[MIG_LAYOUTS];
+	int			first,
+				second,
+				layouts = layouts_of(ok, count, &first, &second);
 
-	for (size_t i = 0; i < ok->n; i++)
-		if (count[mig_vec_at(ok, found, i)->n.layout]++ == 0)
-		{
-			layouts++;
-			if (first == MIG_LAYOUT_NONE)
-				first = mig_vec_at(ok, found, i)->n.layout;
-			else if (second == MIG_LAYOUT_NONE)
-				second = mig_vec_at(ok, found, i)->n.layout;
-		}
 	if (layouts <= 1)
 		return MIG_OK;
 	mig_err_set(err, MIG_SQLSTATE_BAD_NAME, "migration folder mixes the %s and %s layouts%s",
 				mig_layout_names[first], mig_layout_names[second], layouts > 2 ? ", and more" : "");
-	for (int l = MIG_LAYOUT_UPDOWN; l <= MIG_LAYOUT_DIESEL; l++)
+	for (int l = MIG_LAYOUT_UPDOWN; l < MIG_LAYOUTS; l++)
 	{
 		const char *names[20];
 		size_t		n = 0;
@@ -321,187 +516,150 @@ one_layout(mig_vec *ok, mig_err *err)
 	return MIG_ERROR;
 }
 
-/* Notes each name of v as a problem (validating) instead of failing:
- * message one with the name; version is the name up to its first space
- * when with_version is set. */
+/*
+ * The fresh-install files beside the migrations of their layout (pg.sql
+ * beside MongooseIM's scripts, LATEST.sql beside memos' version folders)
+ * are not migrations: they are left alone.  Anywhere else they are names
+ * that fit no layout.
+ */
 static int
-note_names(mig_arena *a, mig_vec *problems, mig_vec *v, const char *kind,
-		   const char *state, const char *one, int with_version)
+sort_baselines(scan *s)
 {
-	int			rc = MIG_OK;
-
-	for (size_t i = 0; rc == MIG_OK && i < v->n; i++)
+	for (size_t i = 0; i < s->baselines.n; i++)
 	{
-		const char *name = *mig_vec_at(v, char *, i);
-		const char *sp = strchr(name, ' ');
-		char	   *version = NULL,
-				   *file = NULL;
-		mig_err		e;
+		const char *rel = *mig_vec_at(&s->baselines, char *, i);
+		const char *base = strrchr(rel, '/') ? strrchr(rel, '/') + 1 : rel;
+		int			mine = 0;
 
-		mig_err_clear(&e);
-		mig_err_set(&e, state, one, name);
-		/* "3 (3_a.up.sql, 003_b.up.sql)": version 3, those files */
-		if (with_version && sp && strlen(sp) >= 3 &&
-			((version = mig_arena_strndup(a, name, (size_t) (sp - name))) == NULL ||
-			 (file = mig_arena_strndup(a, sp + 2, strlen(sp) - 3)) == NULL))
+		for (size_t k = 0; k < s->ok.n && !mine; k++)
+			mine = mig_baseline_file(base, mig_vec_at(&s->ok, found, k)->n.layout);
+		if (!mine && push_str(&s->bad, (char *) rel) != MIG_OK)
 			return MIG_NOMEM;
-		rc = mig_problem_add(a, problems, version, with_version ? file : name, kind, 0, &e);
 	}
-	return rc;
+	return MIG_OK;
 }
 
-/* Validating: notes the problems of the folder and goes on. */
+/*
+ * A name only dbmate takes (3-x.sql, 3.sql) beside migrations of another
+ * layout than dbmate's is a mistyped name of that layout rather than a
+ * dbmate migration: moved to s->bad.
+ */
 static int
-note_problems(mig_arena *a, mig_vec *problems, mig_vec *ok, mig_vec *bad,
-			  mig_vec *dup, mig_vec *orphan)
+loose_names(scan *s)
 {
-	mig_err		e;
-	int			rc;
+	size_t		kept = 0;
+	int			other = 0,
+				loose = 0;
 
-	mig_err_clear(&e);
-	rc = note_names(a, problems, bad, "bad_name", MIG_SQLSTATE_BAD_NAME,
-					"file name \"%s\" does not fit any migration layout", 0);
-	if (rc == MIG_OK && one_layout(ok, &e) != MIG_OK)
-		rc = mig_problem_add(a, problems, NULL, NULL, "mixed_layouts", 0, &e);
-	if (rc == MIG_OK)
-		rc = note_names(a, problems, dup, "duplicate", MIG_SQLSTATE_DUPLICATE,
-						"more than one file for migration version %s", 1);
-	if (rc == MIG_OK)
-		rc = note_names(a, problems, orphan, "orphan_down", MIG_SQLSTATE_BAD_NAME,
-						"down file \"%s\" has no matching up file", 0);
-	return rc;
+	for (size_t i = 0; i < s->ok.n && !(other && loose); i++)
+	{
+		other |= mig_vec_at(&s->ok, found, i)->n.layout != MIG_LAYOUT_SINGLE;
+		loose |= mig_vec_at(&s->ok, found, i)->n.dbmate;
+	}
+	if (!other || !loose)
+		return MIG_OK;
+	for (size_t i = 0; i < s->ok.n; i++)
+	{
+		found	   *f = mig_vec_at(&s->ok, found, i);
+
+		if (!f->n.dbmate)
+			*mig_vec_at(&s->ok, found, kept++) = *f;
+		else if (push_str(&s->bad, f->file) != MIG_OK)
+			return MIG_NOMEM;
+	}
+	s->ok.n = kept;
+	return MIG_OK;
 }
 
-int
-mig_discover(const mig_host *h, mig_arena *a, const char *dir, mig_vec *files,
-			 mig_vec *problems, mig_err *err)
+/* Version folders whose versions have another number of parts than the
+ * first one (1 against 0.22): their files could not be ordered as one
+ * sequence (1/01 is 1.2, after 1.1/00, which is 1.1.1). */
+static int
+verdir_parts(scan *s)
 {
-	listing		l;
-	mig_vec		ok,
-				bad,
-				dup,
-				orphan;
-	const char *sub = "";
-	char		folder[MIG_PATH_MAX];
+	const char *first = NULL;
+	size_t		parts = 0;
+
+	if (s->verdirs.n > 1)
+		qsort(s->verdirs.items, s->verdirs.n, sizeof(char *), str_cmp);
+	for (size_t i = 0; i < s->verdirs.n; i++)
+	{
+		const char *rel = *mig_vec_at(&s->verdirs, char *, i);
+		const char *name = strrchr(rel, '/') ? strrchr(rel, '/') + 1 : rel;
+		size_t		dots = 0;
+		char		buf[MIG_PATH_MAX + 64];
+
+		for (const char *p = name; *p; p++)
+			dots += *p == '.';
+		if (first == NULL)
+		{
+			first = rel;
+			parts = dots;
+			continue;
+		}
+		if (dots == parts)
+			continue;
+		snprintf(buf, sizeof(buf), "\"%s\" and \"%s\"", first, rel);
+		if (push_str(&s->parts, mig_arena_strdup(s->a, buf)) != MIG_OK)
+			return MIG_NOMEM;
+	}
+	return MIG_OK;
+}
+
+/*
+ * MongooseIM's scripts of one engine form a chain of releases: each one
+ * upgrades from a release at or after the one the previous upgraded to.
+ * A release without schema changes has no script ("There is no database
+ * migration required when upgrading from version 6.0.0 to 6.1.0",
+ * doc/migrations/6.0.0_6.1.0.md), so a gap is noted (a warning of
+ * migrate_validate) and not refused; a script that upgrades from before
+ * the previous one's target (an overlap) or to no later release is.
+ */
+static int
+check_chain(scan *s, const found *prev, const found *f)
+{
+	char		buf[MIG_PATH_MAX * 2 + 200];
+	mig_vec    *into = &s->chain;
+
+	if (mig_version_cmp(f->n.from, f->n.version) >= 0)
+		snprintf(buf, sizeof(buf), "%s (it does not upgrade to a later release)", f->file);
+	else if (prev && mig_version_cmp(f->n.from, prev->n.version) < 0)
+		snprintf(buf, sizeof(buf), "%s (it upgrades from a release before the one %s upgraded to)",
+				 f->file, prev->file);
+	else if (prev && mig_version_cmp(f->n.from, prev->n.version) > 0)
+	{
+		snprintf(buf, sizeof(buf), "no upgrade script between %s and %s: fine when the releases between them changed no schema",
+				 prev->file, f->file);
+		into = &s->gaps;
+	}
+	else
+		return MIG_OK;
+	return push_str(into, mig_arena_strdup(s->a, buf));
+}
+
+/* Groups s->ok (sorted by version) into files: one up file, at most one
+ * down file per version; notes duplicates, orphans and chain problems. */
+static int
+group(scan *s, mig_vec *files)
+{
+	const found *prev_up = NULL;
 	size_t		i,
 				j;
 	int			rc;
 
-	mig_vec_init(&ok, h, sizeof(found));
-	mig_vec_init(&bad, h, sizeof(char *));
-	mig_vec_init(&dup, h, sizeof(char *));
-	mig_vec_init(&orphan, h, sizeof(char *));
-
-	rc = list(h, a, dir, &l, err);
-	if (rc == MIG_OK)
-		rc = engine_folder(h, dir, &l, &sub, err);
-	if (rc == MIG_OK && sub[0])
+	/* room for the most there can be (untouched memory costs nothing) */
+	if ((rc = mig_vec_reserve(files, files->n + s->ok.n)) != MIG_OK)
+		return rc;
+	for (i = 0; rc == MIG_OK && i < s->ok.n; i = j)
 	{
-		mig_vec_free(&l.names);
-		rc = mig_join(folder, dir, sub) ? list(h, a, folder, &l, err) : too_long(err, dir, sub);
-	}
-	else if (strlen(dir) < sizeof(folder))
-		strcpy(folder, dir);
-	else
-		rc = too_long(err, dir, "");
-	if (rc == MIG_OK)
-		rc = mig_vec_reserve(&ok, l.names.n);
-
-	for (i = 0; rc == MIG_OK && i < l.names.n; i++)
-	{
-		char	   *name = *mig_vec_at(&l.names, char *, i);
-		size_t		len = strlen(name);
-		char	   *file = name;
-		mig_name	n;
-		int			fits;
-
-		if (sub[0])				/* files are named from the folder given */
-		{
-			char		rel[MIG_PATH_MAX];
-
-			if (!mig_join(rel, sub, name))
-			{
-				rc = too_long(err, sub, name);
-				break;
-			}
-			if ((file = mig_arena_strdup(a, rel)) == NULL)
-			{
-				rc = MIG_NOMEM;
-				break;
-			}
-		}
-		if (len < 4 || strcmp(name + len - 4, ".sql") != 0)
-		{
-			/* not .sql (README.md, x.sql~, #x.sql#, x.sql.orig): a diesel
-			 * folder, or nothing of ours */
-			unsigned	kind;
-
-			fits = mig_parse_dir_name(a, name, &n);
-			kind = fits > 0 ? kind_of(folder, name) : 0;
-			if (kind == S_IFDIR)
-				rc = diesel_folder(h, a, folder, file, &n, &ok, &bad, err);
-			else if (kind == S_IFLNK)
-				rc = refuse_link(err, folder, name);
-			else if (fits < 0)
-				rc = MIG_NOMEM;
-			continue;
-		}
-		if (odd_name(folder, file, err) != MIG_OK)
-		{
-			if (problems == NULL)
-			{
-				rc = MIG_ERROR;
-				break;
-			}
-			rc = mig_problem_add(a, problems, NULL, file, "bad_name", 0, err);
-			mig_err_clear(err);
-			continue;
-		}
-		fits = mig_parse_name(a, name, &n);
-		if (fits < 0)
-			rc = MIG_NOMEM;
-		else if (fits == 0)
-			rc = push_str(&bad, file);
-		else
-		{
-			found	   *slot = mig_vec_push(&ok);
-
-			if (slot == NULL)
-				rc = MIG_NOMEM;
-			else
-			{
-				slot->n = n;
-				slot->file = file;
-			}
-		}
-	}
-	if (rc == MIG_OK && ok.n > 1)
-	{
-		/* keys first: 10,000 migrations, 20,000 files, take some
-		 * 280,000 comparisons */
-		for (i = 0; i < ok.n; i++)
-		{
-			found	   *f = mig_vec_at(&ok, found, i);
-
-			f->key = mig_version_key(f->n.version);
-		}
-		qsort(ok.items, ok.n, sizeof(found), found_cmp);
-	}
-
-	/* group by version: one up file, at most one down file; room for
-	 * the most there can be (untouched memory costs nothing) */
-	if (rc == MIG_OK)
-		rc = mig_vec_reserve(files, files->n + ok.n);
-	for (i = 0; rc == MIG_OK && i < ok.n; i = j)
-	{
-		found	   *f = mig_vec_at(&ok, found, i);
+		found	   *f = mig_vec_at(&s->ok, found, i);
 		size_t		ups = 0,
 					downs = 0;
 		mig_file   *m;
 
-		for (j = i; j < ok.n; j++)
+		for (j = i; j < s->ok.n; j++)
 		{
-			found	   *g = mig_vec_at(&ok, found, j);
+			found	   *g = mig_vec_at(&s->ok, found, j);
 
 			if (mig_version_cmp(g->n.version, f->n.version) != 0)
 				break;
@@ -519,27 +677,24 @@ mig_discover(const mig_host *h, mig_arena *a, const char *dir, mig_vec *files,
 			used = (size_t) snprintf(item, sizeof(item), "%s (", f->n.version);
 			for (size_t k = i; k < j && used < sizeof(item); k++)
 				used += (size_t) snprintf(item + used, sizeof(item) - used, "%s%s",
-										  k == i ? "" : ", ", mig_vec_at(&ok, found, k)->file);
+										  k == i ? "" : ", ", mig_vec_at(&s->ok, found, k)->file);
 			if (used < sizeof(item))
 				snprintf(item + used, sizeof(item) - used, ")");
-			rc = push_str(&dup, mig_arena_strdup(a, item));
+			rc = push_str(&s->dup, mig_arena_strdup(s->a, item));
 			continue;
 		}
 		if (ups == 0)
 		{
-			rc = push_str(&orphan, f->file);
+			rc = push_str(&s->orphan, f->file);
 			continue;
 		}
 		if ((m = mig_vec_push(files)) == NULL)
-		{
-			rc = MIG_NOMEM;
-			break;
-		}
+			return MIG_NOMEM;
 		m->version = f->n.version;
 		m->layout = f->n.layout;
 		for (size_t k = i; k < j; k++)
 		{
-			found	   *g = mig_vec_at(&ok, found, k);
+			found	   *g = mig_vec_at(&s->ok, found, k);
 
 			if (g->n.kind == MIG_KIND_DOWN)
 				m->down = g->file;
@@ -547,48 +702,316 @@ mig_discover(const mig_host *h, mig_arena *a, const char *dir, mig_vec *files,
 			{
 				m->up = g->file;
 				m->name = g->n.name;
+				m->key = g->n.key;
+				m->go = g->n.go;
+				if (g->n.layout == MIG_LAYOUT_FROMTO)
+				{
+					rc = check_chain(s, prev_up, g);
+					prev_up = g;
+				}
 			}
 		}
 	}
+	return rc;
+}
 
+/*
+ * Whether a folder of one-file migrations is dbmate's, which runs files
+ * in the order of their names (dbmate: FindMigrations in
+ * pkg/dbmate/db.go sorts by FileName), where goose and sqlx run them by
+ * version number (goose: sorted by the int64 of NumericComponent; sqlx:
+ * migrations.sort_by_key(version) in sqlx-core's migrate/source.rs).  The
+ * orders differ only when versions are written with different widths
+ * (9_a.sql, 10_b.sql); then the first file tells whose folder it is:
+ * every dbmate file has a "-- migrate:up" line, every goose SQL file a
+ * "-- +goose Up", sqlx files neither.  A name only dbmate takes (no '_'
+ * after the digits) says dbmate; a Go file says goose.
+ */
+static int
+dbmate_folder(scan *s)
+{
+	const found *first = NULL;
+	size_t		width = 0;
+	int			mixed = 0,
+				dbmate = 0;
+	mig_text	t;
+	mig_err		ignored;
+	mig_script	where;
+	mig_sections sec;
+
+	for (size_t i = 0; i < s->ok.n; i++)
+	{
+		const found *f = mig_vec_at(&s->ok, found, i);
+
+		if (f->n.layout != MIG_LAYOUT_SINGLE)
+			continue;
+		if (f->n.go)
+			return 0;
+		if (f->n.dbmate)
+			dbmate = 1;
+		if (first == NULL)
+			first = f;
+		else if (f->n.width != width)
+			mixed = 1;
+		width = f->n.width;
+	}
+	if (dbmate || !mixed)
+		return dbmate;
+	mig_err_clear(&ignored);
+	if (mig_text_read(s->h, s->dir, first->file, &t, &ignored) != MIG_OK)
+		return 0;
+	memset(&where, 0, sizeof(where));
+	where.file = first->file;
+	where.version = first->n.version;
+	where.text = t.buf;
+	where.text_len = t.len;
+	dbmate = mig_sections_parse(t.buf, t.len, 0, MIG_LAYOUT_SINGLE, &where, &sec, &ignored) == MIG_OK &&
+		sec.format == MIG_FORMAT_DBMATE;
+	mig_text_free(s->h, &t);
+	return dbmate;
+}
+
+/* Puts files in the order their tool runs them; returns that order. */
+static int
+order_files(scan *s, mig_vec *files)
+{
+	int			order = MIG_ORDER_VERSION;
+
+	for (size_t i = 0; i < files->n && order == MIG_ORDER_VERSION; i++)
+		if (mig_vec_at(files, mig_file, i)->layout == MIG_LAYOUT_DIESEL)
+			order = MIG_ORDER_DIESEL;
+	if (order == MIG_ORDER_VERSION && dbmate_folder(s))
+		order = MIG_ORDER_NAME;
+	if (order == MIG_ORDER_VERSION)
+		return order;
+	for (size_t i = 0; i < files->n; i++)
+	{
+		mig_file   *f = mig_vec_at(files, mig_file, i);
+		const char *slash = strrchr(f->up, '/');
+
+		if (order == MIG_ORDER_NAME)
+			f->key = slash ? (char *) slash + 1 : f->up;	/* dbmate: the name */
+		else if (f->key == NULL)
+			f->key = f->version;	/* mixed layouts: refused anyway */
+	}
+	if (files->n > 1)
+		qsort(files->items, files->n, sizeof(mig_file), file_key_cmp);
+	return order;
+}
+
+/* How note_names finds the version and file of an item. */
+enum {
+	ITEM_FILE,					/* the item is the file */
+	ITEM_VERSION_FILES,			/* "3 (3_a.up.sql, 003_b.up.sql)" */
+	ITEM_FILE_NOTE,				/* "file (a note)" */
+	ITEM_NO_FILE				/* a sentence */
+};
+
+/* Notes each item of v as a problem (validating) instead of failing:
+ * message one with the item, version and file from it as how says. */
+static int
+note_names(mig_arena *a, mig_vec *problems, mig_vec *v, const char *kind,
+		   const char *state, const char *one, int how, int warning)
+{
+	int			rc = MIG_OK;
+
+	for (size_t i = 0; rc == MIG_OK && i < v->n; i++)
+	{
+		const char *name = *mig_vec_at(v, char *, i);
+		const char *sp = strchr(name, ' ');
+		char	   *version = NULL,
+				   *file = NULL;
+		mig_err		e;
+
+		mig_err_clear(&e);
+		mig_err_set(&e, state, one, name);
+		/* "3 (3_a.up.sql, 003_b.up.sql)": version 3, those files */
+		if (how == ITEM_VERSION_FILES && sp && strlen(sp) >= 3 &&
+			((version = mig_arena_strndup(a, name, (size_t) (sp - name))) == NULL ||
+			 (file = mig_arena_strndup(a, sp + 2, strlen(sp) - 3)) == NULL))
+			return MIG_NOMEM;
+		if (how == ITEM_FILE_NOTE && (sp = strstr(name, " (")) != NULL &&
+			(file = mig_arena_strndup(a, name, (size_t) (sp - name))) == NULL)
+			return MIG_NOMEM;
+		rc = mig_problem_add(a, problems, version, how == ITEM_FILE ? name : file, kind,
+							 warning, &e);
+	}
+	return rc;
+}
+
+/* The messages of the kinds of refusal, shared by errors and problems. */
+#define MSG_BAD		"file name \"%s\" does not fit any migration layout"
+#define MSG_DIR		"subfolder \"%s\" holds no migrations"
+#define MSG_DUP		"more than one file for migration version %s"
+#define MSG_ORPHAN	"down file \"%s\" has no matching up file"
+#define MSG_CHAIN	"upgrade scripts overlap: %s"
+#define MSG_GAP		"%s"
+#define MSG_PARTS	"version folders %s have versions of different numbers of parts"
+
+/* Fails when only other engines have MongooseIM scripts here. */
+static int
+only_others(scan *s, mig_err *err)
+{
+	for (size_t i = 0; i < s->ok.n; i++)
+		if (mig_vec_at(&s->ok, found, i)->n.layout == MIG_LAYOUT_FROMTO)
+			return MIG_OK;
+	if (s->others.n == 0)
+		return MIG_OK;
+	qsort(s->others.items, s->others.n, sizeof(char *), str_cmp);
+	mig_err_set(err, "58P01", "\"%s\" has upgrade scripts for other engines but none for %s",
+				s->dir, s->h->engine ? s->h->engine : "this engine");
+	mig_err_list(err, "Files: ", (const char *const *) s->others.items, s->others.n);
+	mig_err_hint(err, "Name this engine's scripts %s_{from}_{to}.sql.",
+				 s->h->engine && strcmp(s->h->engine, "postgres") == 0 ? "pgsql" :
+				 s->h->engine ? s->h->engine : "{engine}");
+	return MIG_ERROR;
+}
+
+/* Validating: notes the problems of the folder and goes on. */
+static int
+note_problems(scan *s, mig_vec *problems)
+{
+	mig_arena  *a = s->a;
+	mig_err		e;
+	int			rc;
+
+	mig_err_clear(&e);
+	rc = note_names(a, problems, &s->bad, "bad_name", MIG_SQLSTATE_BAD_NAME, MSG_BAD, ITEM_FILE, 0);
+	if (rc == MIG_OK)
+		rc = note_names(a, problems, &s->dirs, "bad_name", MIG_SQLSTATE_BAD_NAME, MSG_DIR, ITEM_FILE, 0);
+	if (rc == MIG_OK)
+		rc = note_names(a, problems, &s->parts, "bad_name", MIG_SQLSTATE_BAD_NAME, MSG_PARTS,
+						ITEM_NO_FILE, 0);
+	if (rc == MIG_OK && only_others(s, &e) != MIG_OK)
+		rc = mig_problem_add(a, problems, NULL, NULL, "folder", 0, &e);
+	mig_err_clear(&e);
+	if (rc == MIG_OK && one_layout(&s->ok, &e) != MIG_OK)
+		rc = mig_problem_add(a, problems, NULL, NULL, "mixed_layouts", 0, &e);
+	if (rc == MIG_OK)
+		rc = note_names(a, problems, &s->dup, "duplicate", MIG_SQLSTATE_DUPLICATE, MSG_DUP,
+						ITEM_VERSION_FILES, 0);
+	if (rc == MIG_OK)
+		rc = note_names(a, problems, &s->orphan, "orphan_down", MIG_SQLSTATE_BAD_NAME, MSG_ORPHAN,
+						ITEM_FILE, 0);
+	if (rc == MIG_OK)
+		rc = note_names(a, problems, &s->chain, "chain", MIG_SQLSTATE_DUPLICATE, MSG_CHAIN,
+						ITEM_FILE_NOTE, 0);
+	if (rc == MIG_OK)
+		rc = note_names(a, problems, &s->gaps, "gap", "01000", MSG_GAP, ITEM_NO_FILE, 1);
+	return rc;
+}
+
+/* Fails with the first kind of refusal the folder has. */
+static int
+refuse(scan *s, mig_err *err)
+{
+	int			rc;
+
+	rc = refuse_names(err, &s->bad, MIG_SQLSTATE_BAD_NAME, MSG_BAD,
+					  "%zu file names do not fit any migration layout", "Files: ");
+	if (rc != MIG_OK)
+		mig_err_hint(err, "%s", mig_layout_hint);
+	if (rc == MIG_OK &&
+		(rc = refuse_names(err, &s->dirs, MIG_SQLSTATE_BAD_NAME, MSG_DIR,
+						   "%zu subfolders hold no migrations", "Subfolders: ")) != MIG_OK)
+		mig_err_hint(err, "A migration folder may hold per-engine folders (postgres/, sqlite/...), diesel migration folders ({version}_{name}/up.sql) and version folders ({version}/{NN}__{name}.sql); move other folders out of it.");
+	if (rc == MIG_OK &&
+		(rc = refuse_names(err, &s->parts, MIG_SQLSTATE_BAD_NAME, MSG_PARTS,
+						   "%zu version folders have versions of different numbers of parts",
+						   "Folders: ")) != MIG_OK)
+		mig_err_hint(err, "Name every version folder with as many parts (0.22, 0.23, 1.0), so that their migrations form one sequence.");
+	if (rc == MIG_OK)
+		rc = only_others(s, err);
+	if (rc == MIG_OK)
+		rc = one_layout(&s->ok, err);
+	if (rc == MIG_OK &&
+		(rc = refuse_names(err, &s->dup, MIG_SQLSTATE_DUPLICATE, MSG_DUP,
+						   "%zu migration versions have more than one file",
+						   "Versions and files: ")) != MIG_OK)
+		mig_err_hint(err, "Give every migration a version of its own.");
+	if (rc == MIG_OK &&
+		(rc = refuse_names(err, &s->orphan, MIG_SQLSTATE_BAD_NAME, MSG_ORPHAN,
+						   "%zu down files have no matching up file", "Files: ")) != MIG_OK)
+		mig_err_hint(err, "Every down or undo file needs the up file of its version.");
+	if (rc == MIG_OK &&
+		(rc = refuse_names(err, &s->chain, MIG_SQLSTATE_DUPLICATE, MSG_CHAIN,
+						   "%zu upgrade scripts overlap the ones before them",
+						   "Scripts: ")) != MIG_OK)
+		mig_err_hint(err, "Each script must upgrade from the release the one before it upgraded to, or a later one.");
+	return rc;
+}
+
+int
+mig_discover(const mig_host *h, mig_arena *a, const char *dir, mig_vec *files,
+			 mig_vec *problems, int *order, mig_err *err)
+{
+	scan		s;
+	listing		l;
+	const char *sub = "";
+	char		folder[MIG_PATH_MAX];
+	int			rc,
+				ord = MIG_ORDER_VERSION;
+	mig_vec    *lists[] = {&s.ok, &s.bad, &s.baselines, &s.dirs, &s.verdirs, &s.parts,
+	&s.others, &s.dup, &s.orphan, &s.chain, &s.gaps};
+
+	memset(&s, 0, sizeof(s));
+	s.h = h;
+	s.a = a;
+	s.dir = dir;
+	mig_vec_init(&s.ok, h, sizeof(found));
+	for (size_t k = 1; k < sizeof(lists) / sizeof(lists[0]); k++)
+		mig_vec_init(lists[k], h, sizeof(char *));
+
+	rc = list(h, a, dir, &l, err);
+	if (rc == MIG_OK)
+		rc = engine_folder(h, dir, &l, &sub, err);
+	if (rc == MIG_OK && sub[0])
+	{
+		mig_vec_free(&l.names);
+		rc = mig_join(folder, dir, sub) ? list(h, a, folder, &l, err) : too_long(err, dir, sub);
+	}
+	else if (strlen(dir) < sizeof(folder))
+		strcpy(folder, dir);
+	else
+		rc = too_long(err, dir, "");
+	if (rc == MIG_OK)
+		rc = mig_vec_reserve(&s.ok, l.names.n);
+
+	for (size_t i = 0; rc == MIG_OK && i < l.names.n; i++)
+		rc = entry(&s, folder, sub, *mig_vec_at(&l.names, char *, i), problems, err);
+	if (rc == MIG_OK)
+		rc = loose_names(&s);
+	if (rc == MIG_OK)
+		rc = sort_baselines(&s);
+	if (rc == MIG_OK)
+		rc = verdir_parts(&s);
+	if (rc == MIG_OK && s.ok.n > 1)
+	{
+		/* keys first: 10,000 migrations, 20,000 files, take some
+		 * 280,000 comparisons */
+		for (size_t i = 0; i < s.ok.n; i++)
+		{
+			found	   *f = mig_vec_at(&s.ok, found, i);
+
+			f->key = mig_version_key(f->n.version);
+		}
+		qsort(s.ok.items, s.ok.n, sizeof(found), found_cmp);
+	}
+	if (rc == MIG_OK)
+		rc = group(&s, files);
+	if (rc == MIG_OK)
+		ord = order_files(&s, files);
 	if (rc == MIG_OK && problems)
-		rc = note_problems(a, problems, &ok, &bad, &dup, &orphan);
+		rc = note_problems(&s, problems);
 	if (rc == MIG_NOMEM)
 		mig_err_nomem(err);
 	if (rc == MIG_OK && problems == NULL)
-	{
-		rc = refuse_names(err, &bad, MIG_SQLSTATE_BAD_NAME,
-						  "file name \"%s\" does not fit any migration layout",
-						  "%zu file names do not fit any migration layout",
-						  "Files: ");
-		if (rc != MIG_OK)
-			mig_err_hint(err, "%s", mig_layout_hint);
-	}
-	if (rc == MIG_OK && problems == NULL)
-		rc = one_layout(&ok, err);
-	if (rc == MIG_OK && problems == NULL)
-	{
-		rc = refuse_names(err, &dup, MIG_SQLSTATE_DUPLICATE,
-						  "more than one file for migration version %s",
-						  "%zu migration versions have more than one file",
-						  "Versions and files: ");
-		if (rc != MIG_OK)
-			mig_err_hint(err, "Give every migration a version of its own.");
-	}
-	if (rc == MIG_OK && problems == NULL)
-	{
-		rc = refuse_names(err, &orphan, MIG_SQLSTATE_BAD_NAME,
-						  "down file \"%s\" has no matching up file",
-						  "%zu down files have no matching up file",
-						  "Files: ");
-		if (rc != MIG_OK)
-			mig_err_hint(err, "Every down or undo file needs the up file of its version.");
-	}
+		rc = refuse(&s, err);
+	if (order)
+		*order = ord;
 	mig_vec_free(&l.names);
-	mig_vec_free(&ok);
-	mig_vec_free(&bad);
-	mig_vec_free(&dup);
-	mig_vec_free(&orphan);
+	for (size_t k = 0; k < sizeof(lists) / sizeof(lists[0]); k++)
+		mig_vec_free(lists[k]);
 	return rc;
 }
 

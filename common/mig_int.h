@@ -65,25 +65,72 @@ enum {
 	MIG_LAYOUT_UPDOWN,			/* golang-migrate, morph, sqlx reversible */
 	MIG_LAYOUT_FLYWAY,
 	MIG_LAYOUT_SINGLE,			/* dbmate, goose, sqlx simple: sections */
-	MIG_LAYOUT_DIESEL
+	MIG_LAYOUT_DIESEL,
+	MIG_LAYOUT_FROMTO,			/* MongooseIM: {engine}_{from}_{to}.sql */
+	MIG_LAYOUT_VERDIR,			/* memos: {version}/{NN}__{name}.sql */
+	MIG_LAYOUTS
 };
 extern const char *const mig_layout_names[];	/* by MIG_LAYOUT_* */
 
 enum { MIG_KIND_UP = 0, MIG_KIND_DOWN = 1, MIG_KIND_REPEATABLE = 2 };
 
+/*
+ * How a folder's migrations are ordered, as its tool orders them
+ * (mig_layout.c): by canonical version (mig_version_cmp), or by an order
+ * key compared as bytes -- diesel's version as written (dashes removed,
+ * leading zeros kept), dbmate's file name.
+ */
+enum {
+	MIG_ORDER_VERSION = 0,
+	MIG_ORDER_DIESEL,
+	MIG_ORDER_NAME
+};
+
 typedef struct mig_name {
 	char	   *version;		/* canonical: no leading zeros per part;
 								 * "R__{name}" for a repeatable */
 	char	   *name;			/* description part of the file name */
-	int			kind;			/* MIG_KIND_* */
-	int			layout;			/* MIG_LAYOUT_* */
+	char	   *key;			/* diesel: the version as diesel compares it,
+								 * else NULL */
+	char	   *from;			/* MongooseIM: the release it upgrades from
+								 * (canonical), else NULL */
+	const char *engine;			/* MongooseIM: the engine of the prefix
+								 * ("postgres", "mysql"...), else NULL */
+	unsigned short width;		/* digits of the version as written (small:
+								 * discovery holds one per file) */
+	unsigned char kind;			/* MIG_KIND_* */
+	unsigned char layout;		/* MIG_LAYOUT_* */
+	unsigned char go;			/* a goose Go migration ({version}_x.go) */
+	unsigned char dbmate;		/* a name only dbmate takes: the digits are
+								 * not followed by '_' */
 } mig_name;
 
 /* Parses a file name.  Returns 1 and fills out (strings in the arena) when
  * it fits a layout, 0 when it does not, -1 when out of memory. */
 int			mig_parse_name(mig_arena *a, const char *file, mig_name *out);
-/* The same for a diesel folder name, {version}_{name}. */
+/* The same for a diesel folder name, {version}_{name} (or {version}). */
 int			mig_parse_dir_name(mig_arena *a, const char *dir, mig_name *out);
+/* 1 when dir names a version folder (memos: 0.22, digits and dots). */
+int			mig_verdir_name(const char *dir);
+/* Parses file {NN}__{name}.sql of version folder dir (memos).  1, 0 or -1
+ * as mig_parse_name. */
+int			mig_parse_verdir_file(mig_arena *a, const char *dir, const char *file,
+								  mig_name *out);
+/* The engine ("postgres", "sqlite", "mysql"...) that word (n bytes) names
+ * as a per-engine folder or MongooseIM prefix (pgsql, sqlite3...), or
+ * NULL. */
+const char *mig_engine_named(const char *word, size_t n);
+/* 1 when file is the fresh-install schema that sits beside a layout's
+ * migrations (MongooseIM's pg.sql, memos' LATEST.sql): not a migration. */
+int			mig_baseline_file(const char *file, int layout);
+/* The order key of migration file path (inside the folder read) for
+ * order (MIG_ORDER_*), in a; NULL when path gives none (or out of memory:
+ * *oom set). */
+char	   *mig_order_key(mig_arena *a, int order, const char *path, int *oom);
+/* Orders two migrations of a folder of that order: by key (NULL keys: the
+ * versions), else by canonical version. */
+int			mig_order_cmp(int order, const char *key_a, const char *version_a,
+						  const char *key_b, const char *version_b);
 /* The canonical form of a version written by another tool ("000042",
  * "1.1", "1_1", "2018-01-14-171611"); NULL when it is not a version
  * (*oom set when out of memory). */
@@ -141,22 +188,25 @@ int			mig_join(char *out, const char *a, const char *b);
 typedef struct mig_file {
 	char	   *version;
 	char	   *name;
+	char	   *key;			/* order key (mig_order_key), or NULL */
 	char	   *up;				/* paths inside the folder */
 	char	   *down;			/* NULL when there is no down file (a
 								 * one-file migration keeps its down SQL in a
 								 * section of up) */
 	int			layout;			/* MIG_LAYOUT_* */
+	int			go;				/* a goose Go migration: never run here */
 } mig_file;
 
-/* Lists the folder and returns its migrations sorted by version in files
- * (items mig_file, strings in the arena).  Hidden files, editor leftovers
- * and files not ending in .sql are ignored; a .sql name that fits no
- * layout, two files for one version, or a down file without an up file is
- * an error naming every such file -- or, when problems is not NULL (a
- * vector of mig_found), one problem each, the migration left out and the
- * discovery going on. */
+/* Lists the folder and returns its migrations in files (items mig_file,
+ * strings in the arena), in the order their tool runs them, and that
+ * order (MIG_ORDER_*) in *order when it is not NULL.  Hidden files,
+ * editor leftovers and files not ending in .sql are ignored; a .sql name
+ * that fits no layout, a subfolder that is no migration, two files for one
+ * version, or a down file without an up file is an error naming every
+ * such file -- or, when problems is not NULL (a vector of mig_found), one
+ * problem each, the migration left out and the discovery going on. */
 int			mig_discover(const mig_host *h, mig_arena *a, const char *dir,
-						 mig_vec *files, mig_vec *problems, mig_err *err);
+						 mig_vec *files, mig_vec *problems, int *order, mig_err *err);
 
 /* A file's bytes read into host memory. */
 typedef struct mig_text {
@@ -286,6 +336,8 @@ typedef struct mig_progress {
 typedef struct mig_entry {
 	const mig_file *file;		/* NULL when missing from the folder */
 	const mig_hist *hist;		/* NULL when not applied */
+	const char *key;			/* order key in a text order (a missing
+								 * migration's from its recorded file) */
 	int			state;
 	char		checksum[16];	/* of the file, when there is one */
 	char		norm[16];		/* the same normalised, or "" */
@@ -295,6 +347,8 @@ typedef struct mig_entry {
 	char		down_sum[16];	/* checksum of the down file as validated, or "" */
 	const mig_progress *partial;	/* it stopped half way: an up (pending
 									 * entries) or its down (applied ones) */
+	int			after_target;	/* comes after the option target= (set by
+								 * mig_prepare) */
 	mig_text   *up;				/* a pending migration's files as validated, */
 	mig_text   *down;			/* kept (in the arena) for the apply pass
 								 * while they fit MIG_KEEP_BUDGET, else NULL */
@@ -326,7 +380,9 @@ typedef struct mig_plan {
 	mig_vec		entries;		/* mig_entry, by version */
 	mig_vec		progress;		/* mig_progress *, scripts half way */
 	const char *dir;
-	const char *max_applied;	/* highest applied version, or NULL */
+	int			order;			/* MIG_ORDER_* of the folder */
+	const char *max_applied;	/* version of the last applied migration in
+								 * the folder's order, or NULL */
 	size_t		count[MIG_STATES];	/* entries per state */
 	size_t		kept;			/* bytes of mig_entry.up/down held */
 	int			history_read;	/* the history was read (a later failure
@@ -359,6 +415,10 @@ const mig_progress *mig_plan_partial(const mig_plan *p, int down);
  * of one applied half way (rollbacks refuse to go on); file may be NULL. */
 void		mig_partial_down_error(const mig_progress *g, mig_err *err);
 void		mig_partial_up_error(const mig_progress *g, const char *file, mig_err *err);
+/* Whether file f comes after version target in the folder's order. */
+int			mig_plan_after(const mig_plan *p, const mig_file *f, const char *target);
+/* Sets after_target of every entry with a file (target: canonical). */
+void		mig_plan_mark_target(mig_plan *p, const char *target);
 /* Fails when the plan has changed, missing or out-of-order migrations
  * (the last two unless the options accept them). */
 int			mig_plan_check(const mig_plan *p, const mig_options *o, mig_err *err);
@@ -406,7 +466,17 @@ int			mig_down_outside(const mig_host *h, const mig_file *f, const mig_text *up,
 							 const mig_text *down, int *outside, mig_err *err);
 /* Non-zero when script s holds no statement (white space and comments). */
 int			mig_script_empty(const mig_script *s);
-/* Whether a call with options o applies entry e. */
+/* Fills err for pending goose Go migration e, which stops apply (and plan
+ * and script) before it: how to go on, from folder path. */
+void		mig_go_error(const mig_plan *p, const mig_entry *e, const char *path,
+						 mig_err *err);
+/* Records migration f of folder dir as applied without running it (a Go
+ * migration with no SQL; else with its up and down SQL, as adopt and
+ * baseline do); its checksum into sum[16] when sum is not NULL. */
+int			mig_record_file(const mig_host *h, const char *dir, const mig_file *f,
+							char *sum, mig_err *err);
+/* Whether a call with options o applies entry e (after mig_prepare, which
+ * marks the entries beyond the option target=). */
 int			mig_to_apply(const mig_entry *e, const mig_options *o);
 /* What apply does before it runs anything: builds and checks the plan,
  * validates every migration to apply (keeping their texts within the

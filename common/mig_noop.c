@@ -80,7 +80,7 @@ folder_digest(const mig_host *h, const char *dir, const char *stored, mig_noop *
 	mig_arena_init(&a, h);
 	mig_vec_init(&files, h, sizeof(mig_file));
 	mig_err_clear(&ignored);
-	ok = mig_discover(h, &a, dir, &files, NULL, &ignored) == MIG_OK;
+	ok = mig_discover(h, &a, dir, &files, NULL, NULL, &ignored) == MIG_OK;
 	if (ok && files.n > 0 && h->open_dir &&
 		(dirfd = h->open_dir(h->ctx, dir, &ignored)) < 0)
 		mig_err_clear(&ignored);	/* then by whole paths */

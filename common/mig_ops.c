@@ -129,6 +129,12 @@ check_entry(const mig_host *h, mig_plan *p, mig_entry *e, mig_err *err)
 		default:
 			return MIG_OK;
 	}
+	if (e->file->go)
+	{
+		/* apply stops before it */
+		mig_go_error(p, e, p->dir, &e2);
+		return mig_problem_add(&p->arena, p->problems, version, file, "go_migration", 0, &e2);
+	}
 	all.out_of_order = 1;
 	if (!mig_to_apply(e, &all))
 		return MIG_OK;
@@ -386,6 +392,12 @@ each_pending(const mig_host *h, const char *path, const char *options,
 
 			if (!mig_to_apply(e, &o))
 				continue;
+			if (e->file->go)
+			{
+				mig_go_error(&p, e, path, err);	/* as apply stops */
+				rc = MIG_ERROR;
+				break;
+			}
 			rc = mig_entry_scripts(h, path, e, tmp, &up, &s, &ds, err);
 			if (rc == MIG_OK)
 				rc = fn(arg, e, up, &s, &ds, err);

@@ -3,7 +3,8 @@
  * one state: applied (recorded, file unchanged), changed (recorded, file
  * checksum differs), missing (recorded, no file), pending (file only, newer
  * than everything applied) or out_of_order (file only, older than the
- * newest applied migration).
+ * newest applied migration).  Files and history rows are matched by
+ * version; "older" is in the order of the folder's tool (mig_layout.c).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -219,7 +220,9 @@ add_applied(const mig_host *h, mig_plan *p, int dirfd, const mig_file *f,
 		memcpy(norm, t.norm, sizeof(norm));
 		mig_text_free(h, &t);
 	}
-	if ((rc = add_entry(p, f, r, applied_state(f, r, sum, norm))) != MIG_OK)
+	/* a Go migration ran in the application: its file (code that may be
+	 * refactored since) is not held against what ran */
+	if ((rc = add_entry(p, f, r, f->go ? MIG_APPLIED : applied_state(f, r, sum, norm))) != MIG_OK)
 		return rc;
 	e = mig_vec_at(&p->entries, mig_entry, p->entries.n - 1);
 	memcpy(e->checksum, sum, sizeof(sum));
@@ -246,6 +249,168 @@ mig_problem_add(mig_arena *a, mig_vec *problems, const char *version, const char
 	if (f->message == NULL || (version && f->version == NULL) || (file && f->file == NULL))
 		return MIG_NOMEM;
 	return MIG_OK;
+}
+
+/* The history row of version (p->hist is sorted by version; keys[i] is
+ * mig_version_key of row i, and key that of version: numbers compared
+ * first, as discovery sorts), or NULL. */
+static mig_hist *
+hist_of(const mig_plan *p, const uint64_t *keys, const char *version, uint64_t key,
+		size_t *at)
+{
+	size_t		lo = 0,
+				hi = p->hist.n;
+
+	while (lo < hi)
+	{
+		size_t		mid = lo + (hi - lo) / 2;
+		int			c = keys[mid] != MIG_NO_KEY && key != MIG_NO_KEY
+			? (keys[mid] > key) - (keys[mid] < key)
+			: mig_version_cmp((*mig_vec_at(&p->hist, mig_hist *, mid))->version, version);
+
+		if (c == 0)
+		{
+			*at = mid;
+			return *mig_vec_at(&p->hist, mig_hist *, mid);
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+/* Entries in a text order: by key (a missing migration whose recorded
+ * file gives none: its version), then version. */
+static int
+entry_cmp(const void *x, const void *y)
+{
+	const mig_entry *a = x,
+			   *b = y;
+	const char *va = a->file ? a->file->version : a->hist->version,
+			   *vb = b->file ? b->file->version : b->hist->version;
+	int			c = strcmp(a->key ? a->key : va, b->key ? b->key : vb);
+
+	return c ? c : mig_version_cmp(va, vb);
+}
+
+/*
+ * The folder against the history where the tool orders by text (diesel,
+ * dbmate): files (in that order) matched to history rows by version, the
+ * rows without a file placed by the key of the file they recorded, then
+ * pending files before the last applied one marked out of order.
+ */
+static int
+merge_by_key(const mig_host *h, mig_plan *p, int dirfd, mig_err *err)
+{
+	char	   *matched = p->hist.n ? mig_arena_alloc(&p->arena, p->hist.n) : NULL;
+	uint64_t   *keys = p->hist.n ? mig_arena_alloc(&p->arena, p->hist.n * sizeof(uint64_t)) : NULL;
+	size_t		last = SIZE_MAX;
+	int			rc = MIG_OK;
+
+	if (p->hist.n && (matched == NULL || keys == NULL))
+		return MIG_NOMEM;
+	if (p->hist.n)
+		memset(matched, 0, p->hist.n);
+	for (size_t j = 0; j < p->hist.n; j++)
+		keys[j] = mig_version_key((*mig_vec_at(&p->hist, mig_hist *, j))->version);
+	for (size_t i = 0; rc == MIG_OK && i < p->files.n; i++)
+	{
+		mig_file   *f = mig_vec_at(&p->files, mig_file, i);
+		size_t		at = 0;
+		mig_hist   *r = hist_of(p, keys, f->version, mig_version_key(f->version), &at);
+
+		if (r)
+		{
+			matched[at] = 1;
+			rc = add_applied(h, p, dirfd, f, r, err);
+		}
+		else
+			rc = add_entry(p, f, NULL, MIG_PENDING);
+		if (rc == MIG_OK)
+			mig_vec_at(&p->entries, mig_entry, p->entries.n - 1)->key = f->key;
+	}
+	for (size_t j = 0; rc == MIG_OK && j < p->hist.n; j++)
+	{
+		mig_hist   *r = *mig_vec_at(&p->hist, mig_hist *, j);
+		int			oom = 0;
+		char	   *key;
+
+		if (matched[j])
+			continue;
+		key = mig_order_key(&p->arena, p->order, r->file, &oom);
+		if (oom || (rc = add_entry(p, NULL, r, MIG_MISSING)) != MIG_OK)
+			return MIG_NOMEM;
+		mig_vec_at(&p->entries, mig_entry, p->entries.n - 1)->key = key;
+	}
+	if (rc != MIG_OK)
+		return rc;
+	/* the files are in order: only rows without a file need placing */
+	if (p->entries.n > p->files.n && p->entries.n > 1)
+		qsort(p->entries.items, p->entries.n, sizeof(mig_entry), entry_cmp);
+	for (size_t i = 0; i < p->entries.n; i++)
+	{
+		mig_entry  *e = mig_vec_at(&p->entries, mig_entry, i);
+
+		if (e->hist && !mig_is_repeatable(e->hist->version))
+			last = i;
+	}
+	if (last == SIZE_MAX)
+		return MIG_OK;
+	p->max_applied = mig_vec_at(&p->entries, mig_entry, last)->hist->version;
+	for (size_t i = 0; i < last; i++)
+	{
+		mig_entry  *e = mig_vec_at(&p->entries, mig_entry, i);
+
+		if (e->state == MIG_PENDING && !mig_is_repeatable(e->file->version))
+		{
+			e->state = MIG_OUT_OF_ORDER;
+			p->count[MIG_PENDING]--;
+			p->count[MIG_OUT_OF_ORDER]++;
+		}
+	}
+	return MIG_OK;
+}
+
+int
+mig_plan_after(const mig_plan *p, const mig_file *f, const char *target)
+{
+	if (p->order == MIG_ORDER_VERSION)
+		return mig_version_cmp(f->version, target) > 0;
+	/* the place of target's own file, if the folder has one */
+	for (size_t i = 0; i < p->files.n; i++)
+	{
+		const mig_file *t = mig_vec_at(&p->files, mig_file, i);
+
+		if (mig_version_cmp(t->version, target) == 0)
+			return mig_order_cmp(p->order, f->key, f->version, t->key, t->version) > 0;
+	}
+	return strcmp(f->key ? f->key : f->version, target) > 0;
+}
+
+void
+mig_plan_mark_target(mig_plan *p, const char *target)
+{
+	const mig_file *t = NULL;
+
+	for (size_t i = 0; p->order != MIG_ORDER_VERSION && t == NULL && i < p->files.n; i++)
+		if (mig_version_cmp(mig_vec_at(&p->files, mig_file, i)->version, target) == 0)
+			t = mig_vec_at(&p->files, mig_file, i);
+	for (size_t i = 0; i < p->entries.n; i++)
+	{
+		mig_entry  *e = mig_vec_at(&p->entries, mig_entry, i);
+		const mig_file *f = e->file;
+
+		if (f == NULL)
+			continue;
+		if (p->order == MIG_ORDER_VERSION)
+			e->after_target = mig_version_cmp(f->version, target) > 0;
+		else if (t)
+			e->after_target = mig_order_cmp(p->order, f->key, f->version, t->key, t->version) > 0;
+		else
+			e->after_target = strcmp(f->key ? f->key : f->version, target) > 0;
+	}
 }
 
 int
@@ -290,7 +455,8 @@ mig_plan_collect(const mig_host *h, const char *dir, mig_plan *p, mig_vec *probl
 	for (size_t k = p->hist.n; k > 0 && p->max_applied == NULL; k--)
 		if (!mig_is_repeatable((*mig_vec_at(&p->hist, mig_hist *, k - 1))->version))
 			p->max_applied = (*mig_vec_at(&p->hist, mig_hist *, k - 1))->version;
-	if (dir && (rc = mig_discover(h, &p->arena, dir, &p->files, p->problems, err)) != MIG_OK)
+	if (dir && (rc = mig_discover(h, &p->arena, dir, &p->files, p->problems, &p->order,
+								   err)) != MIG_OK)
 		return rc;
 	if ((rc = mig_vec_reserve(&p->entries, p->files.n + p->hist.n)) != MIG_OK)
 	{
@@ -301,7 +467,14 @@ mig_plan_collect(const mig_host *h, const char *dir, mig_plan *p, mig_vec *probl
 		(dirfd = h->open_dir(h->ctx, dir, err)) < 0)
 		mig_err_clear(err);		/* then by whole paths */
 
-	while (rc == MIG_OK && (i < p->files.n || j < p->hist.n))
+	if (p->order != MIG_ORDER_VERSION)
+	{
+		p->max_applied = NULL;
+		rc = merge_by_key(h, p, dirfd, err);
+		if (rc == MIG_NOMEM)
+			mig_err_nomem(err);
+	}
+	while (p->order == MIG_ORDER_VERSION && rc == MIG_OK && (i < p->files.n || j < p->hist.n))
 	{
 		mig_file   *f = i < p->files.n ? mig_vec_at(&p->files, mig_file, i) : NULL;
 		mig_hist   *r = j < p->hist.n ? *mig_vec_at(&p->hist, mig_hist *, j) : NULL;

@@ -239,9 +239,11 @@ mig_check_pending(const mig_host *h, mig_plan *p, mig_entry *e, mig_err *err)
 {
 	const mig_file *f = e->file;
 	mig_text	t;
-	int			rc = read_file_of(h, p->dir, f, 0, &t, err);
+	int			rc;
 
-	if (rc != MIG_OK)
+	if (f->go)
+		return MIG_OK;			/* never run here: apply stops before it */
+	if ((rc = read_file_of(h, p->dir, f, 0, &t, err)) != MIG_OK)
 		return rc;
 	memcpy(e->checksum, t.checksum, sizeof(t.checksum));
 	memcpy(e->norm, t.norm, sizeof(t.norm));
@@ -450,8 +452,40 @@ mig_to_apply(const mig_entry *e, const mig_options *o)
 		return 1;				/* repeatables run whatever the target */
 	if (e->state != MIG_PENDING && !(e->state == MIG_OUT_OF_ORDER && o->out_of_order))
 		return 0;
-	return o->target == NULL || mig_is_repeatable(e->file->version) ||
-		mig_version_cmp(e->file->version, o->target) <= 0;
+	return o->target == NULL || mig_is_repeatable(e->file->version) || !e->after_target;
+}
+
+/*
+ * goose runs Go migrations compiled into the application (goose: Go
+ * sources are registered with goose.AddMigration, provider_collect.go);
+ * migrate runs SQL only.  So a pending Go migration stops apply before
+ * it: the application runs it, migrate_record records it, and the next
+ * apply goes on after it.
+ */
+void
+mig_go_error(const mig_plan *p, const mig_entry *e, const char *path, mig_err *err)
+{
+	const char *before = NULL;
+
+	for (size_t i = 0; i < p->entries.n; i++)
+	{
+		const mig_entry *b = mig_vec_at(&p->entries, mig_entry, i);
+
+		if (b == e)
+			break;
+		if (b->file && !mig_is_repeatable(b->file->version))
+			before = b->file->version;
+	}
+	mig_err_set(err, MIG_SQLSTATE_STATE,
+				"migration %s (%s) is a goose Go migration, which migrate cannot run",
+				e->file->version, e->file->up);
+	mig_err_detail(err, "Applying stops before it: Go migrations run in the application.");
+	if (before && e->state == MIG_PENDING)
+		mig_err_hint(err, "Apply the migrations before it (with the option target=%s if this error rolled them back), run it with the application, record it as applied with migrate_record('%s', '%s'), then apply again.",
+					 before, path, e->file->version);
+	else
+		mig_err_hint(err, "Run it with the application, record it as applied with migrate_record('%s', '%s'), then apply again.",
+					 path, e->file->version);
 }
 
 int
@@ -460,6 +494,8 @@ mig_prepare(const mig_host *h, const char *path, const mig_options *o, mig_plan 
 {
 	int			rc = mig_plan_build(h, path, p, err);
 
+	if (rc == MIG_OK && o->target)
+		mig_plan_mark_target(p, o->target);
 	if (rc == MIG_OK)
 		rc = mig_plan_check(p, o, err);
 	for (size_t i = 0; rc == MIG_OK && i < p->entries.n; i++)
@@ -500,7 +536,8 @@ mig_apply_with(const mig_host *h, const char *path, const char *options,
 	mig_options o;
 	mig_noop	noop;
 	int64_t		committed = 0;	/* of *applied, those committed for good */
-	int			rc;
+	int			rc,
+				stopped = 0;
 	size_t		i;
 
 	mig_err_clear(err);
@@ -535,6 +572,13 @@ mig_apply_with(const mig_host *h, const char *path, const char *options,
 
 		if (!mig_to_apply(e, &o))
 			continue;
+		if (e->file->go)
+		{
+			/* keep what ran before it, and say why it stopped */
+			mig_go_error(&p, e, path, err);
+			stopped = 1;
+			break;
+		}
 		if (e->state == MIG_OUTDATED &&
 			(rc = h->history_remove(h->ctx, e->file->version, err)) != MIG_OK)
 			break;
@@ -555,6 +599,19 @@ mig_apply_with(const mig_host *h, const char *path, const char *options,
 		undone_detail(*applied, committed, err);
 		*applied = committed;
 	}
+	if (stopped && *applied > 0)
+	{
+		/* commit what ran before it (where this call commits at all) */
+		mig_err		stop = *err;
+
+		mig_err_clear(err);
+		if ((rc = mig_finish(h, MIG_OK, err)) != MIG_OK)
+			return rc;
+		*err = stop;
+		return MIG_ERROR;
+	}
+	if (stopped)
+		rc = MIG_ERROR;			/* nothing ran: nothing to keep */
 	return mig_finish(h, rc, err);
 }
 
@@ -824,9 +881,10 @@ mig_status(const mig_host *h, const char *path, mig_status_cb cb, void *arg,
 				break;
 			memcpy(e->checksum, t.checksum, sizeof(t.checksum));
 			/* a one-file migration's down section, or its tool's rule for
-			 * none; a file that cannot be read as one is reported by
-			 * apply, not here */
-			if (!has_down && down_script(e->file, &t, NULL, &ds, &ignored) == MIG_OK && ds.sql)
+			 * none (a Go migration has none); a file that cannot be read as
+			 * one is reported by apply, not here */
+			if (!has_down && !e->file->go &&
+				down_script(e->file, &t, NULL, &ds, &ignored) == MIG_OK && ds.sql)
 			{
 				has_down = 1;
 				noop = mig_script_empty(&ds);

@@ -11,6 +11,7 @@
  *   SELECT migrate_baseline('/srv/app/migrations', '42');  -- already at 42
  *   SELECT * FROM migrate_validate('/srv/app/migrations');  -- every problem
  *   SELECT migrate_repair('/srv/app/migrations');  -- accept edited files
+ *   SELECT migrate_record('/srv/app/migrations', '5');  -- ran elsewhere
  *   SELECT * FROM migrate_plan('/srv/app/migrations');      -- a dry run
  *   SELECT migrate_script('/srv/app/migrations');  -- SQL for psql, off-hours
  *   SELECT * FROM migrate_lock_holder();           -- who holds the lock
@@ -207,6 +208,12 @@ static int
 op_baseline(const mig_host *h, CoreCall *call, mig_err *err)
 {
 	return mig_baseline(h, call->path, call->version, &call->count, err);
+}
+
+static int
+op_record(const mig_host *h, CoreCall *call, mig_err *err)
+{
+	return mig_record_applied(h, call->path, call->version, &call->count, err);
 }
 
 static int
@@ -491,6 +498,25 @@ check_procedure_mode(FunctionCallInfo fcinfo, const char *fname, const char *ins
 				 errdetail("%s commits after each migration, which is possible only in a CALL that is not inside BEGIN, a multi-statement query string or a function.", fname),
 				 errhint("CALL %s(...) as a statement of its own, or use SELECT %s everything in the caller's transaction.",
 						 fname, instead)));
+}
+
+/*
+ * migrate_record(path text, version text) RETURNS bigint
+ *
+ * Records the folder's next pending migration, which ran elsewhere (a
+ * goose Go migration run by the application), as applied without running
+ * it, in the caller's transaction, with an audit row in migrate_repairs;
+ * returns 1.
+ */
+PG_FUNCTION_INFO_V1(migrate_record);
+Datum
+migrate_record(PG_FUNCTION_ARGS)
+{
+	CoreCall   *call = folder_call(fcinfo, "migrate_record", op_record);
+
+	call->version = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	run_core(fcinfo, call, false);
+	PG_RETURN_INT64(call->count);
 }
 
 /*

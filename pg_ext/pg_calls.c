@@ -101,8 +101,11 @@ mig_pg_call_note(MigPg *mp, const char *version)
 static bool
 wanted(MigPg *mp, const char *outcome)
 {
-	if (mp->call_fn == NULL || mp->call_logged || call_log == CALL_LOG_OFF ||
-		!OidIsValid(mp->calls_oid))
+	/* in function mode a row written with what the call did goes when the
+	 * call fails after all (a goose Go migration stops it): write the
+	 * failure's */
+	if (mp->call_fn == NULL || call_log == CALL_LOG_OFF || !OidIsValid(mp->calls_oid) ||
+		(mp->call_logged && (mp->procedure || strcmp(outcome, "error") != 0)))
 		return false;
 	return call_log == CALL_LOG_ALL || strcmp(outcome, "ok") != 0 || mp->call_count > 0;
 }

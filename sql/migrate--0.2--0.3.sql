@@ -43,9 +43,13 @@ ALTER TABLE @extschema@.migrate_progress
 -- action: repair (migrate_repair brought the row in line with an edited
 -- file), discard_partial (migrate_repair 'partial=discard' forgot the
 -- progress of a script that stopped half way), record (a migration
--- recorded as applied without running it).
+-- recorded as applied without running it, by migrate_record).
 ALTER TABLE @extschema@.migrate_repairs
-	ADD COLUMN action pg_catalog.text NOT NULL DEFAULT 'repair';
+	ADD COLUMN action pg_catalog.text NOT NULL DEFAULT 'repair'
+	CHECK (action OPERATOR(pg_catalog.=) ANY (ARRAY['repair', 'discard_partial', 'record']::pg_catalog.text[]));
+
+COMMENT ON TABLE @extschema@.migrate_repairs IS
+'audit of migrate_repair (history rows brought in line with edited migration files, progress discarded) and migrate_record (migrations recorded as applied without running them)';
 
 -- ---- written only through the functions ----
 
@@ -269,3 +273,16 @@ CREATE TRIGGER migrate_guard
 	BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON @extschema@.migrate_calls
 	FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.migrate_guard();
 ALTER TABLE @extschema@.migrate_calls ENABLE ALWAYS TRIGGER migrate_guard;
+
+-- ---- migrate_record: a migration that ran elsewhere ----
+
+CREATE FUNCTION @extschema@.migrate_record(path pg_catalog.text, version pg_catalog.text)
+RETURNS pg_catalog.int8
+AS 'MODULE_PATHNAME', 'migrate_record'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.migrate_record(pg_catalog.text, pg_catalog.text) IS
+'records the next pending migration of a server folder, which ran elsewhere (a goose Go migration run by the application), as applied without running it, with an audit row in migrate_repairs; returns 1';
+
+-- It reads server files and writes the history: as migrate_repair.
+REVOKE ALL ON FUNCTION @extschema@.migrate_record(pg_catalog.text, pg_catalog.text) FROM PUBLIC;

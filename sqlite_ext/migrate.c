@@ -14,6 +14,7 @@
  *   SELECT migrate_baseline('db/migrations', '42');  -- mark as at 42
  *   SELECT * FROM migrate_validate('db/migrations'); -- every problem
  *   SELECT migrate_repair('db/migrations');          -- accept edits
+ *   SELECT migrate_record('db/migrations', '5');     -- ran elsewhere
  *   SELECT * FROM migrate_plan('db/migrations');     -- dry run
  *   SELECT migrate_script('db/migrations');          -- off-hours script
  *
@@ -210,6 +211,22 @@ fn_baseline(sqlite3_context *fctx, int argc, sqlite3_value **argv)
 	run_path_fn(fctx, argc, argv, "migrate_baseline", baseline_entry, NULL);
 }
 
+/* migrate_record(path, version) -> 1: the next pending migration, which
+ * ran elsewhere (a goose Go migration run by the application), recorded
+ * as applied without running it, with an audit row */
+static int
+record_entry(const mig_host *h, const char *path, const char *version, int64_t *n,
+			 mig_err *err)
+{
+	return mig_record_applied(h, path, version, n, err);
+}
+
+static void
+fn_record(sqlite3_context *fctx, int argc, sqlite3_value **argv)
+{
+	run_path_fn(fctx, argc, argv, "migrate_record", record_entry, NULL);
+}
+
 /* migrate_down([n = 1]) -> number of migrations rolled back */
 static void
 fn_down(sqlite3_context *fctx, int argc, sqlite3_value **argv)
@@ -310,6 +327,8 @@ sqlite3_migrate_init(sqlite3 *db, char **pzErrMsg, const sqlite3_api_routines *p
 		rc = sqlite3_create_function(db, "migrate_repair", 1, flags, NULL, fn_repair, NULL, NULL);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_create_function(db, "migrate_repair", 2, flags, NULL, fn_repair, NULL, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_create_function(db, "migrate_record", 2, flags, NULL, fn_record, NULL, NULL);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_create_function(db, "migrate_script", 1, flags, NULL, fn_script, NULL, NULL);
 	if (rc == SQLITE_OK)

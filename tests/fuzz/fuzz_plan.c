@@ -47,8 +47,10 @@
  *  - status: versions strictly increasing by mig_version_cmp (the core's
  *    order, mig_layout.c: canonical versions part by dotted part, a longer
  *    part being the larger number, equal lengths by bytes, fewer parts
- *    first; repeatables "R__name" after every version, by name), known
- *    states,
+ *    first; repeatables "R__name" after every version, by name) -- or,
+ *    in a folder whose tool orders by text (diesel, dbmate: mig_discover
+ *    says which), unique and in the order discovery gives the files --,
+ *    known states,
  *    "applied" exactly when history and file agree on the checksum,
  *    "missing" exactly when there is no file, the file's checksum shown;
  *  - validate: always MIG_OK (problems are reported, not returned), known
@@ -59,7 +61,9 @@
  *    error and plan fails too (but with target=, which reads fewer
  *    files); when validate reports no error, plan and apply must not fail
  *    with 55000/42710/42602;
- *  - apply: fails as plan did when plan failed, running nothing; else runs
+ *  - apply: fails as plan did when plan failed, running nothing (but
+ *    the migrations before a pending goose Go migration, where both
+ *    stop); else runs
  *    what plan listed, in order (a prefix ending at FAIL if exec fails);
  *    after it succeeded a second plan lists nothing.
  * FUZZ_PLAN_DEBUG=1 prints what each call gave, to study a seed.
@@ -887,7 +891,7 @@ problem_cb(void *arg, const mig_problem *p)
 	static const char *const kinds[] = {
 		"changed", "reformatted", "missing", "out_of_order", "duplicate",
 		"bad_name", "orphan_down", "mixed_layouts", "bad_file", "not_allowed",
-		"folder", "syntax_error"
+		"folder", "syntax_error", "go_migration", "chain", "gap"
 	};
 	problems   *ps = arg;
 	int			known = 0;
@@ -904,7 +908,7 @@ problem_cb(void *arg, const mig_problem *p)
 	else
 	{
 		ps->warnings++;
-		CHECK(strcmp(p->kind, "reformatted") == 0);
+		CHECK(strcmp(p->kind, "reformatted") == 0 || strcmp(p->kind, "gap") == 0);
 	}
 	return MIG_OK;
 }
@@ -931,8 +935,71 @@ state_known(const char *s)
 	return 0;
 }
 
+/* The folder's order and its files' versions and keys, as discovery
+ * gives them (plain malloc: not the fake host's counted memory). */
+typedef struct folder_order {
+	int			order;
+	int			n;
+	char	   *version[MAX_LIST];
+	char	   *key[MAX_LIST];
+} folder_order;
+
 static void
-check_status(const fz *f, const list *st)
+discover_order(const mig_host *h, folder_order *fo)
+{
+	mig_arena	a;
+	mig_vec		files;
+	mig_err		err;
+
+	memset(fo, 0, sizeof(*fo));
+	mig_arena_init(&a, h);
+	mig_vec_init(&files, h, sizeof(mig_file));
+	if (mig_discover(h, &a, FOLDER, &files, NULL, &fo->order, &err) != MIG_OK)
+		fo->order = MIG_ORDER_VERSION;
+	for (size_t i = 0; i < files.n && fo->n < MAX_LIST; i++)
+	{
+		const mig_file *m = mig_vec_at(&files, mig_file, i);
+
+		fo->version[fo->n] = strdup(m->version);
+		fo->key[fo->n] = m->key ? strdup(m->key) : NULL;
+		fo->n++;
+	}
+	mig_vec_free(&files);
+	mig_arena_free(&a);
+}
+
+static void
+order_free(folder_order *fo)
+{
+	for (int i = 0; i < fo->n; i++)
+	{
+		free(fo->version[i]);
+		free(fo->key[i]);
+	}
+	fo->n = 0;
+}
+
+/* Place of version among the files discovery gave, or -1. */
+static int
+place_of(const folder_order *fo, const char *version)
+{
+	for (int i = 0; i < fo->n; i++)
+		if (mig_version_cmp(fo->version[i], version) == 0)
+			return i;
+	return -1;
+}
+
+/* Whether file is a goose Go migration's. */
+static int
+is_go(const char *file)
+{
+	size_t		n = strlen(file);
+
+	return n > 3 && strcmp(file + n - 3, ".go") == 0;
+}
+
+static void
+check_status(const fz *f, const list *st, const folder_order *fo)
 {
 	for (int i = 0; i < st->n; i++)
 	{
@@ -940,8 +1007,14 @@ check_status(const fz *f, const list *st)
 		int			applied = strcmp(it->state, "applied") == 0;
 
 		CHECK(state_known(it->state));
-		if (i > 0)
+		if (i > 0 && fo->order == MIG_ORDER_VERSION)
 			CHECK(mig_version_cmp(st->it[i - 1].version, it->version) < 0);
+		for (int j = 0; j < i && fo->order != MIG_ORDER_VERSION; j++)
+		{
+			CHECK(mig_version_cmp(st->it[j].version, it->version) != 0);
+			if (st->it[j].file && it->file)
+				CHECK(place_of(fo, st->it[j].version) < place_of(fo, it->version));
+		}
 		CHECK(mig_is_repeatable(it->version) || mig_version_valid(it->version));
 		CHECK((it->file == NULL) == (strcmp(it->state, "missing") == 0));
 		CHECK((it->applied == NULL) ==
@@ -956,8 +1029,12 @@ check_status(const fz *f, const list *st)
 			CHECK(v != NULL);
 			mig_checksum(v->data, v->len, sum);
 			CHECK(strcmp(sum, it->checksum) == 0);
-			if (it->applied)	/* in both: applied exactly when equal */
+			/* in both: applied exactly when equal (a goose Go migration:
+			 * always, its file is not held against what ran) */
+			if (it->applied && !is_go(it->file))
 				CHECK(applied == (strcmp(sum, it->applied) == 0));
+			else if (it->applied)
+				CHECK(applied);
 		}
 		else
 			CHECK(!applied);
@@ -965,18 +1042,32 @@ check_status(const fz *f, const list *st)
 }
 
 static int
-to_apply(const item *it, int opt)
+to_apply(const item *it, int opt, const folder_order *fo)
 {
+	int			at,
+				t;
+
 	if (strcmp(it->state, "outdated") == 0)
 		return 1;
 	if (strcmp(it->state, "pending") != 0 &&
 		!(opt == 2 && strcmp(it->state, "out_of_order") == 0))
 		return 0;
-	return opt != 1 || mig_is_repeatable(it->version) || mig_version_cmp(it->version, "3") <= 0;
+	if (opt != 1 || mig_is_repeatable(it->version))
+		return 1;
+	if (fo->order == MIG_ORDER_VERSION)
+		return mig_version_cmp(it->version, "3") <= 0;
+	/* a text order: up to the place of version 3's file, else by key */
+	at = place_of(fo, it->version);
+	t = place_of(fo, "3");
+	CHECK(at >= 0);
+	if (t >= 0)
+		return mig_order_cmp(fo->order, fo->key[at], fo->version[at], fo->key[t],
+							 fo->version[t]) <= 0;
+	return strcmp(fo->key[at] ? fo->key[at] : fo->version[at], "3") <= 0;
 }
 
 static void
-check_plan(const fz *f, const list *st, const list *pl, int opt)
+check_plan(const fz *f, const list *st, const list *pl, int opt, const folder_order *fo)
 {
 	int			k = 0;
 
@@ -987,7 +1078,7 @@ check_plan(const fz *f, const list *st, const list *pl, int opt)
 		char		sum[16];
 		const vfile *v;
 
-		if (!to_apply(s, opt))
+		if (!to_apply(s, opt, fo))
 			continue;
 		CHECK(k < pl->n);
 		p = &pl->it[k++];
@@ -1030,6 +1121,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	list		st = {0},
 				pl = {0},
 				again = {0};
+	static folder_order fo;
 	problems	ps = {0, 0};
 	int			flags,
 				opt,
@@ -1104,8 +1196,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (!oom)
 	{
+		f.phase = PH_READ;
+		discover_order(&h, &fo);
+		CHECK(f.live == 0 && f.fds == 0);
 		if (rc_st == MIG_OK)
-			check_status(&f, &st);
+			check_status(&f, &st, &fo);
 		CHECK(rc_v == MIG_OK);
 		/* status reads every pending file; plan with a target only
 		 * those up to it */
@@ -1114,8 +1209,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (ps.errors == 0)
 			CHECK(rc_pl == MIG_OK || !plan_error(perr.sqlstate));
 		if (rc_pl == MIG_OK && rc_st == MIG_OK)
-			check_plan(&f, &st, &pl, opt);
-		if (rc_pl != MIG_OK)
+			check_plan(&f, &st, &pl, opt, &fo);
+		if (rc_pl != MIG_OK && strstr(perr.message, "is a goose Go migration"))
+		{
+			/* apply stops where plan did, after the migrations before */
+			CHECK(rc_ap == rc_pl && strcmp(err.message, perr.message) == 0);
+		}
+		else if (rc_pl != MIG_OK)
 		{
 			/* apply refuses as the dry run did, running nothing */
 			CHECK(rc_ap == rc_pl && f.nran == 0 && applied == 0);
@@ -1157,6 +1257,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		for (int i = 0; i < f.nran; i++)
 			fprintf(stderr, "  ran %s\n", f.ran[i]);
 	}
+	order_free(&fo);
 	list_free(&st);
 	list_free(&pl);
 	list_free(&again);

@@ -161,6 +161,7 @@ make_fixtures() {
 	encoding_fixtures
 	operator_fixtures
 	attack_fixtures
+	order_fixtures
 }
 
 # wq FOLDER FILE <<'EOS': writes the here-document to FOLDER/FILE verbatim
@@ -564,4 +565,62 @@ attack_fixtures() {
 	# a Flyway folder to adopt
 	w att_flyway V1__one.sql "CREATE TABLE att_fw (id int);\n"
 	w att_flyway V2__two.sql "CREATE TABLE att_fw2 (id int);\n"
+}
+
+# Each tool's own order and names (tests/pg/t/06_layouts_pg.sql) and
+# adoption where they matter (07_adopt_tools.sql).
+order_fixtures() {
+	local e
+	# diesel orders by version text: 2024-03-13_170000 (20240313) runs
+	# after 2024-03-06-170000, and uses its table
+	w ly_diesel_text/00000000000000_diesel_initial_setup up.sql "CREATE TABLE dt_setup (x int);\n"
+	w ly_diesel_text/00000000000000_diesel_initial_setup down.sql "DROP TABLE dt_setup;\n"
+	w ly_diesel_text/2024-03-06-170000_add_users up.sql "CREATE TABLE dt_users (id int PRIMARY KEY);\n"
+	w ly_diesel_text/2024-03-06-170000_add_users down.sql "DROP TABLE dt_users;\n"
+	w ly_diesel_text/2024-03-13_170000_users_cascade up.sql \
+		"CREATE TABLE dt_posts (user_id int REFERENCES dt_users ON DELETE CASCADE);\n"
+	w ly_diesel_text/2024-03-13_170000_users_cascade down.sql "DROP TABLE dt_posts;\n"
+	# dbmate takes ^(\d+).*\.sql$
+	w ly_dbmate_names 00000000000000-initial-schema.sql \
+		"-- migrate:up\nCREATE TABLE dn_schema (x int);\n-- migrate:down\nDROP TABLE dn_schema;\n"
+	w ly_dbmate_names 20240101120000.sql \
+		"-- migrate:up\nCREATE TABLE dn_next (x int);\n-- migrate:down\nDROP TABLE dn_next;\n"
+	# MongooseIM: priv/migrations with every engine's scripts, a gap (no
+	# script for 5.10.0 to 6.1.0) and the fresh-install files beside them
+	w ly_mongooseim pg.sql "CREATE TABLE mi_fresh_never (x int);\n"
+	w ly_mongooseim mysql.sql "CREATE TABLE mi_fresh_never (x int) ENGINE=InnoDB;\n"
+	w ly_mongooseim pgsql_4.2.0_5.0.0.sql "CREATE TABLE mi_500 (x int);\n"
+	w ly_mongooseim pgsql_5.0.0_5.1.0.sql "ALTER TABLE mi_500 ADD COLUMN y int;\n"
+	w ly_mongooseim pgsql_5.1.0_5.10.0.sql "CREATE TABLE mi_5100 (x int);\n"
+	w ly_mongooseim pgsql_6.1.0_6.2.0.sql "CREATE TABLE mi_620 (x int);\n"
+	for e in mysql mssql cockroachdb; do
+		w ly_mongooseim "${e}_4.2.0_5.0.0.sql" "CREATE TABLE mi_500 (x int) ENGINE=InnoDB;\n"
+		w ly_mongooseim "${e}_5.0.0_5.1.0.sql" "ALTER TABLE mi_500 ADD y int;\n"
+	done
+	w ly_mongooseim_other mysql_4.2.0_5.0.0.sql "CREATE TABLE mi_never (x int) ENGINE=InnoDB;\n"
+	w ly_mongooseim_other sqlite_4.2.0_5.0.0.sql "CREATE TABLE mi_never (x int);\n"
+	w ly_mongooseim_overlap pgsql_5.0.0_5.1.0.sql "CREATE TABLE mi_never (x int);\n"
+	w ly_mongooseim_overlap pgsql_5.0.0_5.2.0.sql "CREATE TABLE mi_never2 (x int);\n"
+	# memos: store/migration/{mysql,postgres,sqlite}/{version}/NN__x.sql
+	for e in mysql postgres sqlite; do
+		w ly_memos/$e LATEST.sql "CREATE TABLE mm_fresh_never (x int);\n"
+		w ly_memos/$e/0.9 00__memo.sql "CREATE TABLE mm_${e}_memo (id int);\n"
+		w ly_memos/$e/0.10 00__tag.sql "CREATE TABLE mm_${e}_tag (id int);\n"
+		w ly_memos/$e/0.10 01__tag_memo.sql "ALTER TABLE mm_${e}_tag ADD COLUMN memo_id int;\n"
+	done
+	# a subfolder that is no migration
+	w ly_subdir 1_a.up.sql "CREATE TABLE sd_never (x int);\n"
+	w ly_subdir/archive 2_b.up.sql "CREATE TABLE sd_never2 (x int);\n"
+	# goose with a Go migration between SQL ones
+	w ly_goose_go 00001_users.sql "-- +goose Up\nCREATE TABLE gg_users (id int);\n-- +goose Down\nDROP TABLE gg_users;\n"
+	w ly_goose_go 00002_backfill.go "package migrations\n"
+	w ly_goose_go 00003_posts.sql "-- +goose Up\nCREATE TABLE gg_posts (id int);\n-- +goose Down\nDROP TABLE gg_posts;\n"
+	w ly_goose_go helpers.go "package migrations\n"
+	# adoption: goose applied a Go migration; diesel in its own order
+	w ad_goose_go 00001_a.sql "-- +goose Up\nCREATE TABLE aog_a (x int);\n"
+	w ad_goose_go 00002_b.go "package migrations\n"
+	w ad_goose_go 00003_c.sql "-- +goose Up\nCREATE TABLE aog_c (x int);\n"
+	w ad_diesel_text/00000000000000_diesel_initial_setup up.sql "CREATE TABLE aet_setup (x int);\n"
+	w ad_diesel_text/2024-03-06-170000_users up.sql "CREATE TABLE aet_users (id int PRIMARY KEY);\n"
+	w ad_diesel_text/2024-03-13_170000_posts up.sql "CREATE TABLE aet_posts (user_id int REFERENCES aet_users);\n"
 }

@@ -1106,6 +1106,12 @@ check "extension: ALTER EXTENSION migrate UPDATE brings 0.1 to 0.2" v01 \
 	"SELECT to_regclass('migrate_verified') IS NOT NULL AND extversion = '0.2' FROM pg_extension WHERE extname = 'migrate'"
 noop_call v01 "$FX/basic" >/dev/null
 is_call "extension: after the update the shortcut works" v01 "$FX/basic" "0 0"
+q v01 -c "ALTER EXTENSION migrate UPDATE TO '0.3'"
+check "extension: 0.2 to 0.3 adds migrate_record and migrate_repairs.action" v01 \
+	"SELECT to_regprocedure('migrate_record(text,text)') IS NOT NULL
+	        AND (SELECT column_default LIKE '%repair%' FROM information_schema.columns
+	             WHERE table_name = 'migrate_repairs' AND column_name = 'action')
+	        AND extversion = '0.3' FROM pg_extension WHERE extname = 'migrate'"
 
 # ---- the call log ----
 section "the call log"

@@ -266,5 +266,41 @@ def refusals(c):
     assert c.ok("SELECT migrate_adopt('%s')" % c.dir) == "2"
 
 
+GOOSE_TABLE = ("CREATE TABLE goose_db_version (id INTEGER PRIMARY KEY AUTOINCREMENT, version_id INTEGER NOT NULL,"
+               " is_applied INTEGER NOT NULL, tstamp TIMESTAMP DEFAULT (datetime('now')));")
+
+
+@test
+def goose_with_go_migrations(c):
+    """goose records the versions of its Go migrations too: they are files
+    of the folder, adopted as applied without SQL."""
+    setup(c, {"00001_a.sql": "-- +goose Up\nCREATE TABLE a(x);\n-- +goose Down\nDROP TABLE a;\n",
+              "00002_backfill.go": "package migrations\n",
+              "00003_c.go": "package migrations\n",
+              "00004_d.sql": "-- +goose Up\nCREATE TABLE d(x);\n",
+              "main.go": "package main\n"},
+          "CREATE TABLE a(x);", GOOSE_TABLE,
+          "INSERT INTO goose_db_version(version_id, is_applied) VALUES (0, 1), (1, 1), (2, 1), (3, 1);")
+    adopt_then_apply(c, "goose_db_version", 3, 1, ["1", "2", "3", "4"])
+    assert c.query("SELECT up_file, up_sql, down_sql FROM migrate_history WHERE version = '2'") == \
+        [("00002_backfill.go", "", None)]
+
+
+@test
+def diesel_in_its_own_order(c):
+    """diesel ran 2024-03-06-170000 then 00000000000000 before it; the
+    folder's 2024-03-13_170000 comes after both in diesel's order (text),
+    though its version 20240313 is the smaller number."""
+    setup(c, {"00000000000000_diesel_initial_setup/up.sql": "CREATE TABLE s(x);",
+              "2024-03-06-170000_users/up.sql": "CREATE TABLE users(id INTEGER PRIMARY KEY);",
+              "2024-03-06-170000_users/down.sql": "DROP TABLE users;",
+              "2024-03-13_170000_cascade/up.sql": "CREATE INDEX users_id ON users(id);"},
+          "CREATE TABLE s(x); CREATE TABLE users(id INTEGER PRIMARY KEY);",
+          "CREATE TABLE __diesel_schema_migrations (version VARCHAR(50) PRIMARY KEY NOT NULL,"
+          " run_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP);",
+          "INSERT INTO __diesel_schema_migrations(version) VALUES ('00000000000000'), ('20240306170000');")
+    adopt_then_apply(c, "__diesel_schema_migrations", 2, 1, ["0", "20240306170000", "20240313"])
+
+
 if __name__ == "__main__":
     sys.exit(main("adopt"))

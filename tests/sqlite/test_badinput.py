@@ -25,7 +25,8 @@ from harness import EXT, FILTER, Case  # noqa: E402
 MAX_FILE = 64 * 1024 * 1024      # the size cap (README: at most 64 MiB)
 LAYOUT_HINT = ("HINT:  Migration files are named {version}_{name}.up.sql and .down.sql (golang-migrate), "
                "V{version}__{name}.sql and U{version}__{name}.sql (Flyway), {version}_{name}.sql "
-               "(dbmate, goose, sqlx) or {version}_{name}/up.sql (diesel), where version is a number.")
+               "(dbmate, goose, sqlx), {version}_{name}/up.sql (diesel), {engine}_{from}_{to}.sql (MongooseIM) or "
+               "{version}/{NN}__{name}.sql (version folders), where version is a number.")
 REGULAR = "DETAIL:  Migration files must be regular files."
 
 # The call, in a child process: prints {"result": ...} or {"error": text,
@@ -641,6 +642,89 @@ def _(c):
 def _(c):
     first(c)
     c.null = True
+
+
+# folders and names of other tools' layouts
+
+@case("subfolder_that_holds_no_migrations",
+      Refused('migrate_apply: subfolder "archive" holds no migrations',
+              "HINT:  A migration folder may hold per-engine folders"))
+def _(c):
+    first(c)
+    put_at(c, "migrations/archive/2_b.up.sql", "CREATE TABLE b(x);\n")
+
+
+@case("version_folders_of_different_parts",
+      Refused('migrate_apply: version folders "0.2" and "1" have versions of different numbers of parts'))
+def _(c):
+    put_at(c, "migrations/0.2/00__a.sql", "CREATE TABLE a(x);\n")
+    put_at(c, "migrations/1/00__b.sql", "CREATE TABLE b(x);\n")
+
+
+@case("version_folder_file_without_its_number",
+      Refused('migrate_apply: file name "0.2/init.sql" does not fit any migration layout'))
+def _(c):
+    put_at(c, "migrations/0.2/00__a.sql", "CREATE TABLE a(x);\n")
+    put_at(c, "migrations/0.2/init.sql", "CREATE TABLE b(x);\n")
+
+
+@case("mongooseim_overlapping_scripts",
+      Refused("migrate_apply: upgrade scripts overlap: sqlite_5.0.0_5.2.0.sql (it upgrades from a release "
+              "before the one sqlite_5.0.0_5.1.0.sql upgraded to)",
+              "HINT:  Each script must upgrade from the release the one before it upgraded to"))
+def _(c):
+    c.put("sqlite_5.0.0_5.1.0.sql", "CREATE TABLE a(x);\n")
+    c.put("sqlite_5.0.0_5.2.0.sql", "CREATE TABLE b(x);\n")
+
+
+@case("mongooseim_script_to_no_later_release",
+      Refused("migrate_apply: upgrade scripts overlap: sqlite_5.1.0_5.0.0.sql (it does not upgrade to a "
+              "later release)"))
+def _(c):
+    c.put("sqlite_5.1.0_5.0.0.sql", "CREATE TABLE a(x);\n")
+
+
+@case("mongooseim_scripts_of_other_engines_only",
+      Refused('migrate_apply: "{dir}" has upgrade scripts for other engines but none for sqlite',
+              "DETAIL:  Files: mysql_4.2.0_5.0.0.sql and pgsql_4.2.0_5.0.0.sql."))
+def _(c):
+    c.put("pgsql_4.2.0_5.0.0.sql", "CREATE TABLE a(x);\n")
+    c.put("mysql_4.2.0_5.0.0.sql", "CREATE TABLE a(x) ENGINE=InnoDB;\n")
+
+
+@case("mongooseim_baseline_file_alone",
+      Refused('migrate_apply: file name "pg.sql" does not fit any migration layout'))
+def _(c):
+    c.put("pg.sql", "CREATE TABLE fresh(x);\n")
+
+
+@case("goose_go_migration_first_pending",
+      Refused("migrate_apply: migration 1 (00001_backfill.go) is a goose Go migration, which migrate "
+              "cannot run", "migrate_record("))
+def _(c):
+    c.put("00001_backfill.go", "package migrations\n")
+    c.put("00002_b.sql", "-- +goose Up\nCREATE TABLE b(x);\n")
+
+
+@case("record_a_migration_that_is_not_the_next",
+      Refused("migrate_record: migration 2 (2_b.up.sql) is not the next migration to apply",
+              "DETAIL:  Migration 1 (1_first.up.sql) comes before it and is pending."),
+      sql="SELECT migrate_record(?, '2')")
+def _(c):
+    first(c)
+    c.put("2_b.up.sql", "CREATE TABLE b(x);\n")
+
+
+@case("record_a_version_the_folder_lacks",
+      Refused('migrate_record: "{dir}" has no migration 9'), sql="SELECT migrate_record(?, '9')")
+def _(c):
+    first(c)
+
+
+@case("record_something_that_is_no_version",
+      Refused('migrate_record: "x.y" is not a migration version'), sql="SELECT migrate_record(?, 'x.y')")
+def _(c):
+    first(c)
 
 
 # ---- runner ----

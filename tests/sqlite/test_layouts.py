@@ -11,7 +11,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import main, test  # noqa: E402
+from harness import EXT, main, test  # noqa: E402
 
 TRIGGER = ("CREATE TABLE audit(msg TEXT);\n"
            "CREATE TRIGGER users_ins AFTER INSERT ON users BEGIN\n"
@@ -228,6 +228,242 @@ def mixed_layouts_refused(c):
             "migration folder mixes the golang-migrate and Flyway layouts",
             "DETAIL:  golang-migrate: 1_a.up.sql and 1_a.down.sql. Flyway: V2__b.sql and V3__c.sql.")
     assert c.tables() == []
+
+
+# ---- each tool's own order and names ----
+
+def mkdirs(c, *names):
+    for d in names:
+        os.makedirs(os.path.join(c.dir, d), exist_ok=True)
+
+
+def ext_query(c, sql):
+    """Rows of sql on a connection with the extension loaded."""
+    import sqlite3
+    con = sqlite3.connect(c.db)
+    try:
+        con.enable_load_extension(True)
+        con.load_extension(EXT)
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def history_files(c):
+    return [r[0] for r in c.query("SELECT up_file FROM migrate_history ORDER BY installed_rank")]
+
+
+@test
+def diesel_orders_versions_as_text(c):
+    """diesel sorts migrations by version text (the folder name up to its
+    first '_', dashes removed) compared as strings: 20240313 comes after
+    20240306170000, 10 before 9, 0002 before 0010; the history keeps the
+    version text as before (leading zeros dropped)."""
+    dirs = [("00000000000000_diesel_initial_setup", "CREATE TABLE setup(x);"),
+            ("2024-03-06-170000_add_users", "CREATE TABLE users(id INTEGER PRIMARY KEY);"),
+            ("2024-03-13_170000_users_cascade", "CREATE INDEX users_id ON users(id);")]
+    for d, up in dirs:
+        mkdirs(c, d)
+        c.put(d + "/up.sql", up + "\n")
+        c.put(d + "/down.sql", "SELECT 1;\n")
+    assert c.apply() == 3
+    assert [r[0] for r in c.history()] == ["0", "20240306170000", "20240313"], c.history()
+    st = c.ok("SELECT group_concat(version, ' ') FROM migrate_status('%s')" % c.dir)
+    assert st == "0 20240306170000 20240313", st
+    c.put("2024-03-13_170000_users_cascade/up.sql", "CREATE INDEX users_id ON users(id);\n")
+    assert c.apply() == 0
+
+
+@test
+def diesel_text_order_of_short_versions(c):
+    for d in ("9_nine", "10_ten", "0002_two", "0030_thirty"):
+        mkdirs(c, d)
+        c.put(d + "/up.sql", "CREATE TABLE t_%s(x);\n" % d.split("_", 1)[1])
+    assert c.apply() == 4
+    assert history_files(c) == ["0002_two/up.sql", "0030_thirty/up.sql", "10_ten/up.sql",
+                                "9_nine/up.sql"], history_files(c)
+    mkdirs(c, "11_eleven")
+    c.put("11_eleven/up.sql", "CREATE TABLE t_eleven(x);\n")
+    st = c.ok("SELECT group_concat(file || '=' || state, ' ') FROM migrate_status('%s')" % c.dir)
+    assert st.endswith("10_ten/up.sql=applied 11_eleven/up.sql=out_of_order 9_nine/up.sql=applied"), st
+    c.fails("SELECT migrate_apply('%s')" % c.dir, "pending migration 11 (11_eleven/up.sql) is older than")
+    assert c.ok("SELECT migrate_apply('%s', 'out_of_order=true')" % c.dir) == "1"
+
+
+@test
+def dbmate_names_and_order(c):
+    """dbmate takes any name matching ^(\\d+).*\\.sql$ and runs files in
+    the order of their names."""
+    c.put("00000000000000-initial-schema.sql", "-- migrate:up\nCREATE TABLE s(x);\n-- migrate:down\nDROP TABLE s;\n")
+    c.put("20240101120000_a.sql", "-- migrate:up\nCREATE TABLE a(x);\n")
+    c.put("20240102000000.sql", "-- migrate:up\nCREATE TABLE b(x);\n-- migrate:down\nDROP TABLE b;\n")
+    assert c.apply() == 3
+    assert history_files(c) == ["00000000000000-initial-schema.sql", "20240101120000_a.sql",
+                                "20240102000000.sql"], history_files(c)
+    assert [r[0] for r in c.history()] == ["0", "20240101120000", "20240102000000"]
+    assert c.ok("SELECT migrate_down(1)") == "1" and "b" not in c.tables()
+
+
+@test
+def dbmate_mixed_widths_run_in_name_order(c):
+    for n in ("1_a", "9_b", "10_c"):
+        c.put(n + ".sql", "-- migrate:up\nCREATE TABLE t%s(x);\n" % n)
+    assert c.apply() == 3
+    assert history_files(c) == ["10_c.sql", "1_a.sql", "9_b.sql"], history_files(c)
+
+
+@test
+def goose_mixed_widths_run_in_number_order(c):
+    for n in ("1_a", "9_b", "10_c"):
+        c.put(n + ".sql", "-- +goose Up\nCREATE TABLE t%s(x);\n" % n)
+    assert c.apply() == 3
+    assert history_files(c) == ["1_a.sql", "9_b.sql", "10_c.sql"], history_files(c)
+
+
+PG_ONLY = "CREATE TABLE never(x);\n"
+
+
+@test
+def mongooseim_upgrade_scripts(c):
+    """{engine}_{from}_{to}.sql: this engine's scripts by target release,
+    other engines' twins and the fresh-install files left alone."""
+    c.put("pg.sql", PG_ONLY)
+    c.put("mysql.sql", PG_ONLY)
+    c.put("sqlite.sql", "CREATE TABLE fresh(x);\n")
+    for eng in ("pgsql", "mysql", "mssql", "cockroachdb"):
+        for f, t in (("4.2.0", "5.0.0"), ("5.0.0", "5.1.0"), ("5.1.0", "5.10.0")):
+            c.put("%s_%s_%s.sql" % (eng, f, t), PG_ONLY)
+    c.put("sqlite_4.2.0_5.0.0.sql", "CREATE TABLE m500(x);\n")
+    c.put("sqlite_5.1.0_5.10.0.sql", "CREATE TABLE m5100(x);\n")
+    c.put("sqlite_5.0.0_5.1.0.sql", "CREATE TABLE m510(x);\n")
+    assert c.apply() == 3
+    assert history_files(c) == ["sqlite_4.2.0_5.0.0.sql", "sqlite_5.0.0_5.1.0.sql", "sqlite_5.1.0_5.10.0.sql"]
+    assert [r[0] for r in c.history()] == ["5", "5.1", "5.10"], c.history()
+    assert c.tables() == ["m500", "m510", "m5100", "migrate_history"], c.tables()
+    # a release without schema changes has no script: a gap is fine (a warning)
+    c.put("sqlite_6.1.0_6.2.0.sql", "CREATE TABLE m620(x);\n")
+    rows = ext_query(c, "SELECT problem, severity, message FROM migrate_validate('%s')" % c.dir)
+    assert [r[:2] for r in rows] == [("gap", "warning")], rows
+    assert "sqlite_5.1.0_5.10.0.sql" in rows[0][2] and "sqlite_6.1.0_6.2.0.sql" in rows[0][2], rows
+    assert c.apply() == 1
+    # overlapping scripts are an error naming both
+    c.put("sqlite_6.1.0_6.3.0.sql", "CREATE TABLE bad(x);\n")
+    c.fails("SELECT migrate_apply('%s')" % c.dir, "sqlite_6.1.0_6.2.0.sql", "sqlite_6.1.0_6.3.0.sql",
+            "upgrade scripts overlap")
+    c.rm("sqlite_6.1.0_6.3.0.sql")
+    c.put("sqlite_6.3.0_6.2.5.sql", "CREATE TABLE bad(x);\n")
+    c.fails("SELECT migrate_apply('%s')" % c.dir, "sqlite_6.3.0_6.2.5.sql")
+
+
+@test
+def mongooseim_other_engines_only(c):
+    c.put("pgsql_4.2.0_5.0.0.sql", PG_ONLY)
+    c.put("mysql_4.2.0_5.0.0.sql", PG_ONLY)
+    c.fails("SELECT migrate_apply('%s')" % c.dir, "upgrade scripts for other engines",
+            "pgsql_4.2.0_5.0.0.sql", "none for sqlite")
+
+
+@test
+def version_folders(c):
+    """memos: {version}/{NN}__{name}.sql, ordered by folder version then
+    number; the fresh-install LATEST.sql is not a migration."""
+    mkdirs(c, "0.2", "0.10", "0.31")
+    c.put("LATEST.sql", "CREATE TABLE fresh(x);\n")
+    c.put("0.2/00__init.sql", "CREATE TABLE a(x);\n")
+    c.put("0.2/01__x.sql", "CREATE TABLE b(x);\n")
+    c.put("0.10/00__y.sql", "CREATE TABLE c(x);\n")
+    c.put("0.31/00__z.sql", "CREATE TABLE d(x);\n")
+    c.put("0.31/02__w.sql", "CREATE TABLE e(x);\n")
+    c.put("0.31/notes.md", "ignored\n")
+    assert c.apply() == 5
+    assert [r[0] for r in c.history()] == ["0.2.1", "0.2.2", "0.10.1", "0.31.1", "0.31.3"], c.history()
+    assert history_files(c) == ["0.2/00__init.sql", "0.2/01__x.sql", "0.10/00__y.sql", "0.31/00__z.sql",
+                                "0.31/02__w.sql"]
+    assert "fresh" not in c.tables()
+    assert c.ok("SELECT migrate_apply('%s', 'target=0.31.1')" % c.dir) == "0"
+    mkdirs(c, "1.0.0")
+    c.put("1.0.0/00__v.sql", "CREATE TABLE v(x);\n")
+    c.fails("SELECT migrate_apply('%s')" % c.dir, "1.0.0", "0.2")
+
+
+@test
+def version_folders_per_engine(c):
+    for eng in ("mysql", "postgres", "sqlite"):
+        mkdirs(c, eng + "/0.22", eng + "/0.23")
+        c.put(eng + "/LATEST.sql", "CREATE TABLE fresh(x);\n")
+        c.put(eng + "/0.22/00__a.sql", "CREATE TABLE t_%s_a(x);\n" % eng)
+        c.put(eng + "/0.23/00__b.sql", "CREATE TABLE t_%s_b(x);\n" % eng)
+    assert c.apply() == 2
+    assert history_files(c) == ["sqlite/0.22/00__a.sql", "sqlite/0.23/00__b.sql"]
+
+
+@test
+def subfolder_never_skipped_silently(c):
+    c.put("1_a.up.sql", "CREATE TABLE a(x);\n")
+    mkdirs(c, "archive")
+    c.put("archive/2_b.up.sql", "CREATE TABLE b(x);\n")
+    c.fails("SELECT migrate_apply('%s')" % c.dir, "archive")
+    rows = ext_query(c, "SELECT problem, file FROM migrate_validate('%s')" % c.dir)
+    assert rows and "archive" in rows[0][1], rows
+    assert c.tables() == []
+
+
+@test
+def goose_go_migrations(c):
+    c.put("00001_a.sql", "-- +goose Up\nCREATE TABLE a(x);\n-- +goose Down\nDROP TABLE a;\n")
+    c.put("00002_backfill.go", "package migrations\n")
+    c.put("00003_c.sql", "-- +goose Up\nCREATE TABLE c(x);\n-- +goose Down\nDROP TABLE c;\n")
+    c.put("helpers.go", "package migrations\n")
+    c.put("00002_backfill_test.go", "package migrations\n")
+    err = c.fails("SELECT migrate_apply('%s')" % c.dir, "00002_backfill.go", "migrate_record")
+    assert c.tables() == ["a", "migrate_history"], "the SQL migration before it was applied"
+    c.fails("SELECT migrate_apply('%s')" % c.dir, "00002_backfill.go", "migrate_record")
+    st = c.ok("SELECT group_concat(version || '=' || state || '=' || file, ' ') FROM migrate_status('%s')" % c.dir)
+    assert st == "1=applied=00001_a.sql 2=pending=00002_backfill.go 3=pending=00003_c.sql", st
+    rows = ext_query(c, "SELECT version, file, severity FROM migrate_validate('%s')" % c.dir)
+    assert rows == [("2", "00002_backfill.go", "error")], rows
+    c.fails("SELECT migrate_record('%s', '3')" % c.dir, "migration 3", "is not the next")
+    assert c.ok("SELECT migrate_record('%s', '2')" % c.dir) == "1"
+    assert c.query("SELECT version, new_checksum IS NOT NULL, action FROM migrate_repairs") == [("2", 1, "record")]
+    assert c.apply() == 1
+    assert c.tables() == ["a", "c", "migrate_history", "migrate_repairs"]
+    c.fails("SELECT migrate_down(2)", "migration 2 has no down script")
+    c.fails("SELECT migrate_record('%s', '2')" % c.dir, "migration 2", "already applied")
+    c.put("00002_backfill.go", "package migrations\n\n// refactored since it ran\n")
+    assert c.ok("SELECT state FROM migrate_status('%s') WHERE version = '2'" % c.dir) == "applied", \
+        "an applied Go migration's file is not held against what ran"
+    assert c.apply() == 0
+
+
+@test
+def mongooseim_fresh_install_then_baseline(c):
+    """README: a new database runs the fresh-install file, then records
+    the scripts up to its release with migrate_baseline."""
+    c.put("sqlite.sql", "CREATE TABLE m500(x); CREATE TABLE m510(x);\n")
+    c.put("sqlite_4.2.0_5.0.0.sql", "CREATE TABLE m500(x);\n")
+    c.put("sqlite_5.0.0_5.1.0.sql", "CREATE TABLE m510(x);\n")
+    c.put("sqlite_5.1.0_5.10.0.sql", "CREATE TABLE m5100(x);\n")
+    c.query("SELECT 1")
+    import sqlite3
+    con = sqlite3.connect(c.db)
+    con.executescript(open(os.path.join(c.dir, "sqlite.sql")).read())
+    con.close()
+    assert c.ok("SELECT migrate_baseline('%s', '5.1.0')" % c.dir) == "2"
+    assert c.apply() == 1
+    assert [r[0] for r in c.history()] == ["5", "5.1", "5.10"]
+
+
+@test
+def diesel_in_per_engine_folders(c):
+    """A diesel folder per engine (its migrations read from this engine's
+    folder: the path used to name the engine's folder twice)."""
+    for eng in ("postgres", "sqlite"):
+        mkdirs(c, eng + "/2018-01-01-000000_a")
+        c.put(eng + "/2018-01-01-000000_a/up.sql", "CREATE TABLE %s_a(x);\n" % eng[:2])
+        c.put(eng + "/2018-01-01-000000_a/down.sql", "DROP TABLE %s_a;\n" % eng[:2])
+    assert c.apply() == 1
+    assert history_files(c) == ["sqlite/2018-01-01-000000_a/up.sql"]
+    assert c.tables() == ["migrate_history", "sq_a"]
 
 
 if __name__ == "__main__":

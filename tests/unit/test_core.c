@@ -611,6 +611,140 @@ apply(mig_host *h, int64_t *n)
 	return mig_apply(h, dir, n, &err);
 }
 
+/* Each tool's names and order (mig_layout.c): dbmate's loose names, goose
+ * Go files, MongooseIM's scripts, memos' version folders, diesel's text
+ * keys. */
+static void
+test_layout_rules(void)
+{
+	mig_arena	a;
+	mig_host	h;
+	fake		f;
+	mig_name	n;
+	int			oom;
+	char	   *k;
+
+	host_init(&h, &f);
+	mig_arena_init(&a, &h);
+	CHECK(mig_parse_name(&a, "00000000000000-initial-schema.sql", &n) == 1 &&
+		  n.layout == MIG_LAYOUT_SINGLE && n.dbmate && strcmp(n.version, "0") == 0 &&
+		  strcmp(n.name, "initial-schema") == 0 && n.width == 14,
+		  "dbmate takes ^(\\d+).*\\.sql$: 00000000000000-initial-schema.sql is version 0");
+	CHECK(mig_parse_name(&a, "20240101120000.sql", &n) == 1 && n.dbmate && strcmp(n.name, "") == 0,
+		  "and a bare 20240101120000.sql");
+	CHECK(mig_parse_name(&a, "2-b.up.sql", &n) == 0 && mig_parse_name(&a, "2.down.sql", &n) == 0,
+		  "a mistyped golang-migrate name is not taken as dbmate's");
+	CHECK(mig_parse_name(&a, "V1_1__x.SQL", &n) == 1 && n.layout == MIG_LAYOUT_FLYWAY &&
+		  strcmp(n.version, "1.1") == 0, "Flyway's .sql suffix in any case");
+	CHECK(mig_parse_name(&a, "00005_backfill.go", &n) == 1 && n.go && n.layout == MIG_LAYOUT_SINGLE &&
+		  strcmp(n.version, "5") == 0 && strcmp(n.name, "backfill") == 0, "goose Go migration");
+	CHECK(mig_parse_name(&a, "0_x.go", &n) == 0 && mig_parse_name(&a, "00005_x_test.go", &n) == 0 &&
+		  mig_parse_name(&a, "helpers.go", &n) == 0 && mig_parse_name(&a, "5x.go", &n) == 0,
+		  "goose's version 0, test files and helpers are not migrations");
+	CHECK(mig_parse_name(&a, "pgsql_4.2.0_5.0.0.sql", &n) == 1 && n.layout == MIG_LAYOUT_FROMTO &&
+		  strcmp(n.version, "5") == 0 && strcmp(n.from, "4.2") == 0 &&
+		  strcmp(n.engine, "postgres") == 0, "MongooseIM: pgsql_4.2.0_5.0.0.sql upgrades to 5.0.0");
+	CHECK(mig_parse_name(&a, "mssql_5.1.0_5.10.0.sql", &n) == 1 && strcmp(n.version, "5.10") == 0 &&
+		  strcmp(n.engine, "mssql") == 0, "an mssql_ twin");
+	CHECK(mig_parse_name(&a, "pgsql_6.2.0_x.x.x.sql", &n) == 0 &&
+		  mig_parse_name(&a, "notes_1.0_2.0.sql", &n) == 0 && mig_parse_name(&a, "pgsql_1.0.sql", &n) == 0,
+		  "an unknown release, an unknown engine, no from: not MongooseIM scripts");
+	CHECK(mig_version_cmp("5.1", "5.10") < 0 && mig_version_cmp("5", "5.1") < 0,
+		  "releases in order: 5.0.0 < 5.1.0 < 5.10.0");
+	CHECK(mig_baseline_file("pg.sql", MIG_LAYOUT_FROMTO) && mig_baseline_file("azuresql.sql", MIG_LAYOUT_FROMTO) &&
+		  mig_baseline_file("LATEST.sql", MIG_LAYOUT_VERDIR) && !mig_baseline_file("pg.sql", MIG_LAYOUT_UPDOWN) &&
+		  !mig_baseline_file("LATEST.sql", MIG_LAYOUT_FROMTO), "fresh-install files, beside their layout only");
+	CHECK(mig_verdir_name("0.22") && mig_verdir_name("1") && !mig_verdir_name("0.22a") &&
+		  !mig_verdir_name("0..2") && !mig_verdir_name(".2"), "version folder names");
+	CHECK(mig_parse_verdir_file(&a, "0.22", "01__memo_tags.sql", &n) == 1 &&
+		  n.layout == MIG_LAYOUT_VERDIR && strcmp(n.version, "0.22.2") == 0 &&
+		  strcmp(n.name, "memo_tags") == 0, "memos: 0.22/01__memo_tags.sql is 0.22.2");
+	CHECK(mig_parse_verdir_file(&a, "1.0", "00__x.sql", &n) == 1 && strcmp(n.version, "1.0.1") == 0,
+		  "a version folder's zero part stays (no trailing zero: it round-trips)");
+	CHECK(mig_parse_verdir_file(&a, "0.22", "1_x.sql", &n) == 0 &&
+		  mig_parse_verdir_file(&a, "0.22", "x__y.sql", &n) == 0, "not NN__name.sql");
+	CHECK(mig_parse_dir_name(&a, "2024-03-13_170000_users_cascade", &n) == 1 &&
+		  strcmp(n.version, "20240313") == 0 && strcmp(n.key, "20240313") == 0,
+		  "diesel: the version is the name up to its first '_'");
+	CHECK(mig_parse_dir_name(&a, "00000000000000_diesel_initial_setup", &n) == 1 &&
+		  strcmp(n.version, "0") == 0 && strcmp(n.key, "00000000000000") == 0,
+		  "diesel's key keeps the zeros; its version, as ever, does not");
+	CHECK(mig_order_cmp(MIG_ORDER_DIESEL, "20240313", "20240313", "20240306170000", "20240306170000") > 0 &&
+		  mig_version_cmp("20240313", "20240306170000") < 0,
+		  "diesel compares text: 20240313 after 20240306170000, the larger number");
+	CHECK(mig_order_cmp(MIG_ORDER_VERSION, "x", "9", "a", "10") < 0, "other tools compare numbers");
+	k = mig_order_key(&a, MIG_ORDER_DIESEL, "postgres/2024-03-13_170000_x/up.sql", &oom);
+	CHECK(k && strcmp(k, "20240313") == 0 && !oom, "a recorded diesel file gives its key");
+	k = mig_order_key(&a, MIG_ORDER_NAME, "sqlite/10_b.sql", &oom);
+	CHECK(k && strcmp(k, "10_b.sql") == 0, "a recorded dbmate file gives its name");
+	CHECK(mig_order_key(&a, MIG_ORDER_DIESEL, "10_b.sql", &oom) == NULL && !oom &&
+		  mig_order_key(&a, MIG_ORDER_VERSION, "x/up.sql", &oom) == NULL,
+		  "no key from a file that gives none");
+	CHECK(mig_engine_named("pgsql", 5) && strcmp(mig_engine_named("pgsql", 5), "postgres") == 0 &&
+		  strcmp(mig_engine_named("sqlite3", 7), "sqlite") == 0 && mig_engine_named("docs", 4) == NULL,
+		  "engine names");
+	mig_arena_free(&a);
+	CHECK(f.live == 0, "arena gave back every byte");
+}
+
+/* The same through the planner and apply, against the fake host. */
+static void
+test_layout_folders(void)
+{
+	mig_host	h;
+	fake		f;
+	int64_t		n = -1;
+	char		sub[600];
+
+	fresh();
+	host_init(&h, &f);
+	h.engine = "sqlite";
+	/* diesel: text order, and a version missing from the folder placed by
+	 * the key of the file it recorded */
+	snprintf(sub, sizeof(sub), "%s/2024-03-06-170000_a", dir);
+	mkdir(sub, 0755);
+	snprintf(sub, sizeof(sub), "%s/2024-03-13_170000_b", dir);
+	mkdir(sub, 0755);
+	PUT("2024-03-06-170000_a/up.sql", "SELECT 1;");
+	PUT("2024-03-13_170000_b/up.sql", "SELECT 2;");
+	CHECK(apply(&h, &n) == MIG_OK && n == 2 && strcmp(f.log, "20240306170000:up|20240313:up|") == 0,
+		  "diesel runs 20240306170000 before 20240313: %s", f.log);
+	snprintf(sub, sizeof(sub), "%s/2024-03-10-000000_c", dir);
+	mkdir(sub, 0755);
+	PUT("2024-03-10-000000_c/up.sql", "SELECT 3;");
+	CHECK(apply(&h, &n) == MIG_ERROR && strstr(err.message, "pending migration 20240310000000") &&
+		  strstr(err.message, "older than the latest applied migration 20240313"),
+		  "a pending one before the last applied, in diesel's order, is out of order: %s", err.message);
+	host_done(&f);
+
+	/* goose: apply stops before a Go migration, keeping what it ran */
+	fresh();
+	host_init(&h, &f);
+	PUT("00001_a.sql", "-- +goose Up\nSELECT 1;\n");
+	PUT("00002_b.go", "package m\n");
+	PUT("00003_c.sql", "-- +goose Up\nSELECT 3;\n");
+	f.log[0] = '\0';
+	CHECK(apply(&h, &n) == MIG_ERROR && strcmp(f.log, "1:up|") == 0 && f.commits == 1 &&
+		  f.rollbacks == 0 && f.n == 1,
+		  "apply ran 1, committed it, and stopped before the Go migration: %s", f.log);
+	CHECK(strstr(err.message, "migration 2 (00002_b.go) is a goose Go migration") &&
+		  strstr(err.hint, "migrate_record") && strcmp(err.sqlstate, "55000") == 0,
+		  "naming it and how to go on: %s / %s", err.message, err.hint);
+	CHECK(apply(&h, &n) == MIG_ERROR && f.n == 1, "and again, running nothing");
+	host_done(&f);
+
+	/* MongooseIM with no engine: every script is another engine's */
+	fresh();
+	host_init(&h, &f);
+	PUT("sqlite_1.0_2.0.sql", "SELECT 1;");
+	CHECK(apply(&h, &n) == MIG_ERROR && strstr(err.message, "upgrade scripts for other engines"),
+		  "a host with no engine has no MongooseIM scripts of its own: %s", err.message);
+	h.engine = "sqlite";
+	CHECK(apply(&h, &n) == MIG_OK && n == 1, "with its engine, they are its own");
+	CHECK(f.live == 0, "no memory held");
+	host_done(&f);
+}
+
 static void
 test_apply_and_down(void)
 {
@@ -1220,6 +1354,8 @@ main(void)
 	test_flyway_checksum();
 	test_sql_helpers();
 	test_apply_and_down();
+	test_layout_rules();
+	test_layout_folders();
 	test_refusals();
 	test_missing_folder();
 	test_status();

@@ -2,7 +2,7 @@
 -- PostgreSQL host (Flyway with a repeatable, dbmate and goose sections,
 -- per-engine folders) and migrate_adopt taking over another tool's table.
 BEGIN;
-SELECT plan(26);
+SELECT plan(28);
 
 CREATE FUNCTION pg_temp.fx(folder text) RETURNS text LANGUAGE sql
 AS $$ SELECT pg_catalog.current_setting('migrate_test.dir') || '/' || folder $$;
@@ -66,6 +66,22 @@ SELECT is(migrate_apply(pg_temp.fx('golang')), 1::bigint, 'then migrate_apply ru
 SELECT throws_ok(format('SELECT migrate_adopt(%L)', pg_temp.fx('golang')), '55000', NULL,
                  'adopt refuses when migrate_history is not empty');
 SELECT is((SELECT count(*)::int FROM schema_migrations), 1, 'the other tool''s table is left as it was');
+
+-- migrate_record has migrate_repair's privilege rules: not PUBLIC, and
+-- EXECUTE alone does not let a role read server files
+CREATE ROLE migrate_rec_plain;
+CREATE TEMP TABLE rec_paths AS SELECT pg_temp.fx('golang') AS p;
+GRANT SELECT ON rec_paths TO migrate_rec_plain;
+SET ROLE migrate_rec_plain;
+SELECT throws_ok($$SELECT migrate_record((SELECT p FROM rec_paths), '1')$$, '42501', NULL,
+                 'a plain user may not execute migrate_record');
+RESET ROLE;
+GRANT EXECUTE ON FUNCTION migrate_record(text, text) TO migrate_rec_plain;
+SET ROLE migrate_rec_plain;
+SELECT throws_ok($$SELECT migrate_record((SELECT p FROM rec_paths), '1')$$, '42501',
+                 'permission denied to read migration files',
+                 'granted EXECUTE alone, migrate_record still refuses a plain user');
+RESET ROLE;
 
 SELECT * FROM finish();
 ROLLBACK;

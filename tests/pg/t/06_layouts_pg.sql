@@ -5,7 +5,7 @@
 -- semicolons inside, DO blocks, semicolons and quotes in comments, files
 -- without a final newline, empty and comment-only downs, and CRLF.
 BEGIN;
-SELECT plan(65);
+SELECT plan(107);
 
 CREATE FUNCTION pg_temp.fx(folder text) RETURNS text LANGUAGE sql
 AS $$ SELECT pg_catalog.current_setting('migrate_test.dir') || '/' || folder $$;
@@ -109,6 +109,79 @@ SELECT is(pg_temp.versions(), '{20210422143411,20210422143412}', 'ly_sqlx: and c
 DROP TABLE sx_notes;
 SELECT pg_temp.reset();
 SELECT is(migrate_apply(pg_temp.fx('ly_sqlx')), 2::bigint, 'ly_sqlx: applies again on an empty history');
+SELECT pg_temp.reset();
+
+-- Each tool's own order and names.  diesel orders by version text:
+-- 2024-03-13_170000 (20240313) runs after 2024-03-06-170000, whose table
+-- it references; the history keeps the version text (leading zeros
+-- dropped) as before.
+SELECT * FROM pg_temp.up('ly_diesel_text', '{0,20240306170000,20240313}');
+SELECT * FROM pg_temp.down_up('ly_diesel_text', 3, '{dt_setup,dt_users,dt_posts}');
+
+-- dbmate takes any name matching ^(\d+).*\.sql$
+SELECT * FROM pg_temp.up('ly_dbmate_names', '{0,20240101120000}');
+SELECT * FROM pg_temp.down_up('ly_dbmate_names', 2, '{dn_schema,dn_next}');
+
+-- MongooseIM: this engine's scripts by target release (5.1 < 5.10), the
+-- other engines' twins and the fresh-install pg.sql left alone
+SELECT * FROM pg_temp.up('ly_mongooseim', '{5,5.1,5.10,6.2}');
+SELECT is((SELECT array_agg(up_file ORDER BY installed_rank) FROM migrate_history),
+          '{pgsql_4.2.0_5.0.0.sql,pgsql_5.0.0_5.1.0.sql,pgsql_5.1.0_5.10.0.sql,pgsql_6.1.0_6.2.0.sql}',
+          'ly_mongooseim: the pgsql_ scripts, in release order');
+SELECT ok(to_regclass('mi_fresh_never') IS NULL, 'ly_mongooseim: pg.sql is not a migration');
+SELECT is((SELECT array_agg(problem || ' ' || severity) FROM migrate_validate(pg_temp.fx('ly_mongooseim'))),
+          '{"gap warning"}', 'ly_mongooseim: a release without a script is a warning of migrate_validate');
+SELECT pg_temp.reset();
+SELECT throws_like(format('SELECT migrate_apply(%L)', pg_temp.fx('ly_mongooseim_other')),
+                   '%has upgrade scripts for other engines but none for postgres%',
+                   'ly_mongooseim_other: only other engines'' scripts are refused');
+SELECT throws_like(format('SELECT migrate_apply(%L)', pg_temp.fx('ly_mongooseim_overlap')),
+                   '%upgrade scripts overlap: pgsql_5.0.0_5.2.0.sql (it upgrades from a release before the one pgsql_5.0.0_5.1.0.sql upgraded to)%',
+                   'ly_mongooseim_overlap: overlapping scripts are refused, naming both');
+
+-- memos: per-engine folders of version folders; 0.9 before 0.10
+SELECT * FROM pg_temp.up('ly_memos', '{0.9.1,0.10.1,0.10.2}');
+SELECT is((SELECT array_agg(up_file ORDER BY installed_rank) FROM migrate_history),
+          '{postgres/0.9/00__memo.sql,postgres/0.10/00__tag.sql,postgres/0.10/01__tag_memo.sql}',
+          'ly_memos: file names are paths inside the folder');
+SELECT is(migrate_apply(pg_temp.fx('ly_memos'), 'target=0.10.1'), 0::bigint,
+          'ly_memos: a version round-trips as target=');
+SELECT pg_temp.reset();
+
+-- a subfolder is never skipped without a word
+SELECT throws_like(format('SELECT migrate_apply(%L)', pg_temp.fx('ly_subdir')),
+                   '%subfolder "archive" holds no migrations%', 'ly_subdir: a subfolder that is no migration is refused');
+SELECT is((SELECT array_agg(problem || ' ' || file) FROM migrate_validate(pg_temp.fx('ly_subdir'))),
+          '{"bad_name archive"}', 'ly_subdir: migrate_validate names it');
+
+-- goose: a Go migration stops apply before it (in function mode the error
+-- rolls the call back); target= applies the SQL before it; status and
+-- validate show it; migrate_record records it after the application ran it
+SELECT throws_like(format('SELECT migrate_apply(%L)', pg_temp.fx('ly_goose_go')),
+                   'migration 2 (00002_backfill.go) is a goose Go migration, which migrate cannot run',
+                   'ly_goose_go: apply stops at the Go migration, naming it');
+SELECT is(migrate_apply(pg_temp.fx('ly_goose_go'), 'target=1'), 1::bigint,
+          'ly_goose_go: the SQL migration before it applies with target=');
+SELECT is((SELECT array_agg(version || '=' || state || '=' || file ORDER BY version)
+           FROM migrate_status(pg_temp.fx('ly_goose_go'))),
+          '{1=applied=00001_users.sql,2=pending=00002_backfill.go,3=pending=00003_posts.sql}',
+          'ly_goose_go: migrate_status shows the Go migration pending');
+SELECT is((SELECT array_agg(problem || ' ' || file) FROM migrate_validate(pg_temp.fx('ly_goose_go'))),
+          '{"go_migration 00002_backfill.go"}', 'ly_goose_go: migrate_validate reports it');
+SELECT throws_like(format('SELECT migrate_record(%L, %L)', pg_temp.fx('ly_goose_go'), '3'),
+                   'migration 3 (00003_posts.sql) is not the next migration to apply',
+                   'ly_goose_go: migrate_record takes only the next migration');
+SELECT is(migrate_record(pg_temp.fx('ly_goose_go'), '2'), 1::bigint, 'ly_goose_go: migrate_record records it');
+SELECT is((SELECT array_agg(version || ' ' || action || ' ' || (old_checksum IS NULL)::text
+                            || ' ' || (repaired_by = current_user)::text)
+           FROM migrate_repairs), '{"2 record true true"}', 'ly_goose_go: with an audit row');
+SELECT is((SELECT up_sql || coalesce(down_sql, '(none)') FROM migrate_history WHERE version = '2'), '(none)',
+          'ly_goose_go: no SQL kept for it');
+SELECT is(migrate_apply(pg_temp.fx('ly_goose_go')), 1::bigint, 'ly_goose_go: apply goes on after it');
+SELECT throws_like('SELECT migrate_down(2)', '%migration 2 has no down script%',
+                   'ly_goose_go: rolling back stops at the Go migration');
+SELECT throws_like(format('SELECT migrate_record(%L, %L)', pg_temp.fx('ly_goose_go'), '2'),
+                   'migration 2 (00002_backfill.go) is already applied', 'ly_goose_go: and it is recorded once');
 
 SELECT * FROM finish();
 ROLLBACK;

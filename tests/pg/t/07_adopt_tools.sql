@@ -4,7 +4,7 @@
 -- our history and that the other table is untouched, then migrate_apply
 -- applies exactly the rest.  Folders: tests/pg/fixtures.sh, adopt_fixtures.
 BEGIN;
-SELECT plan(65);
+SELECT plan(80);
 
 CREATE FUNCTION pg_temp.fx(folder text) RETURNS text LANGUAGE sql
 AS $$ SELECT pg_catalog.current_setting('migrate_test.dir') || '/' || folder $$;
@@ -151,6 +151,29 @@ INSERT INTO __diesel_schema_migrations (version) VALUES ('20180114171611');
 CREATE TABLE ae_a (x int);
 SELECT * FROM pg_temp.adopt_then_apply('ad_diesel', '__diesel_schema_migrations', 1, 1,
                                        '{20180114171611,20180115000000}');
+
+-- goose recorded the version of a Go migration it ran: a file of the
+-- folder, adopted without SQL
+CREATE TABLE goose_db_version (id serial NOT NULL PRIMARY KEY, version_id bigint NOT NULL,
+                               is_applied boolean NOT NULL, tstamp timestamp NULL DEFAULT now());
+INSERT INTO goose_db_version (version_id, is_applied) VALUES (0, true), (1, true), (2, true);
+CREATE TABLE aog_a (x int);
+SELECT * FROM pg_temp.adopt_then_apply('ad_goose_go', 'goose_db_version', 2, 1, '{1,2,3}', false);
+SELECT is((SELECT up_file || ' ' || up_sql || ' ' || coalesce(down_sql, '(no down)')
+           FROM migrate_history WHERE version = '2'), '00002_b.go  (no down)',
+          'goose: the Go migration is adopted without SQL');
+DROP TABLE goose_db_version;
+SELECT pg_temp.reset();
+
+-- diesel ran 00000000000000 and 2024-03-06-170000; 2024-03-13_170000
+-- (version 20240313, the smaller number) comes after them in its order
+CREATE TABLE __diesel_schema_migrations (version varchar(50) PRIMARY KEY NOT NULL,
+                                         run_on timestamp NOT NULL DEFAULT CURRENT_TIMESTAMP);
+INSERT INTO __diesel_schema_migrations (version) VALUES ('00000000000000'), ('20240306170000');
+CREATE TABLE aet_setup (x int);
+CREATE TABLE aet_users (id int PRIMARY KEY);
+SELECT * FROM pg_temp.adopt_then_apply('ad_diesel_text', '__diesel_schema_migrations', 2, 1,
+                                       '{0,20240306170000,20240313}');
 
 SELECT * FROM finish();
 ROLLBACK;
