@@ -224,11 +224,17 @@ enum {
 	MIG_PART_FORGET,			/* remove rec->version from the history (a
 								 * repeatable about to run again) */
 	MIG_PART_END,				/* commit */
-	MIG_PART_BODY				/* rec->up_sql as the script runs it; fails
+	MIG_PART_BODY,				/* rec->up_sql as the script runs it; fails
 								 * (naming the file) when the text would
 								 * swallow what follows it in the script, as
 								 * a comment or string left open does */
-
+	MIG_PART_BEGIN_RUN,			/* mode=run: as BEGIN, under a lock that
+								 * outlives the commits that follow */
+	MIG_PART_END_RUN,			/* mode=run: commit and release that lock */
+	MIG_PART_LEAVE,				/* mode=run: commit what came before; the
+								 * statements that follow run outside a
+								 * transaction, one at a time */
+	MIG_PART_REENTER			/* mode=run: open the transaction again */
 };
 
 typedef int (*mig_row_cb) (void *arg, const mig_hist_row *row);
@@ -313,6 +319,12 @@ typedef struct mig_host {
 	 */
 	int			(*script_part) (void *ctx, int part, const mig_record *rec,
 								const mig_lock_opts *lock, char **sql, mig_err *err);
+
+	/* Optional: a dry run (migrate_plan, migrate_script, migrate_validate)
+	 * describes what the procedure form (CALL migrate_run) would do: the
+	 * host checks scripts as that form would, accepting statements that
+	 * run outside a transaction.  NULL: its apply already runs them. */
+	void		(*dry_run_as_run) (void *ctx);
 
 	/* Optional: shows a notice to the caller (PostgreSQL NOTICE, SQLite
 	 * sqlite3_log): a migration applied and its duration, a lock skipped,

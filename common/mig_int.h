@@ -279,12 +279,15 @@ typedef struct mig_options {
 									 * migrations that stopped half way */
 	const char *schema;			/* migrate_adopt: where the other tool's
 								 * table is, or NULL */
+	int			mode_run;		/* dry runs: describe CALL migrate_run
+								 * (mode=run), not SELECT migrate_apply */
 } mig_options;
 
 /* Which entry points an option is for (mig_options_parse_for). */
 #define MIG_USE_APPLY	1u		/* apply, run, plan, script */
 #define MIG_USE_REPAIR	2u
 #define MIG_USE_ADOPT	4u
+#define MIG_USE_DRYRUN	8u		/* plan, script (mode=) */
 
 /* The defaults: every field 0 or NULL, lock fields -1 (the host's). */
 void		mig_options_default(mig_options *o);
@@ -388,6 +391,9 @@ typedef struct mig_plan {
 	int			history_read;	/* the history was read (a later failure
 								 * is the folder's) */
 	int			keeps_file_id;	/* the host's history keeps file identities */
+	int			run_mode;		/* checks as CALL migrate_run makes them:
+								 * statements outside a transaction can run
+								 * (a dry run with mode=run, or validate) */
 } mig_plan;
 
 /* Reads the history (and, when dir is not NULL, the folder, checksumming

@@ -145,8 +145,16 @@ check_entry(const mig_host *h, mig_plan *p, mig_entry *e, mig_err *err)
 		return rc;
 	}
 	if (rc != MIG_OK)
-		rc = mig_problem_add(&p->arena, p->problems, version, file, file_problem(&e2), 0, &e2);
-	return rc;
+		return mig_problem_add(&p->arena, p->problems, version, file, file_problem(&e2), 0, &e2);
+	if (e->outside && h->exec_outside == NULL && h->dry_run_as_run)
+	{
+		/* this form cannot run it; the procedure form can */
+		mig_err_set(&e2, "01000",
+					"migration %s (%s) runs outside a transaction, statement by statement: it needs CALL migrate_run",
+					version, file);
+		return mig_problem_add(&p->arena, p->problems, version, file, "needs_migrate_run", 1, &e2);
+	}
+	return MIG_OK;
 }
 
 int
@@ -162,6 +170,11 @@ mig_validate(const mig_host *h, const char *path, mig_problem_cb cb, void *arg,
 		return MIG_ERROR;
 	mig_vec_init(&problems, h, sizeof(mig_found));
 	rc = mig_plan_collect(h, path, &p, &problems, err);
+	/* checked as CALL migrate_run would: a migration that only it can
+	 * apply is noted, not an error */
+	p.run_mode = 1;
+	if (h->dry_run_as_run)
+		h->dry_run_as_run(h->ctx);
 	if (rc == MIG_ERROR && p.history_read)
 	{
 		/* the folder itself cannot be used: that is the one problem */
@@ -376,7 +389,7 @@ each_pending(const mig_host *h, const char *path, const char *options,
 	if (!mig_path_given(path, err))
 		return MIG_ERROR;
 	mig_arena_init(&a, h);
-	rc = mig_options_parse(&a, options, &o, err);
+	rc = mig_options_parse_for(&a, options, MIG_USE_APPLY | MIG_USE_DRYRUN, &o, err);
 	if (rc == MIG_OK && begin)
 		rc = begin(arg, &o, err);
 	if (rc == MIG_OK)
@@ -459,6 +472,7 @@ typedef struct strbuf {
 	char	   *buf;
 	size_t		len,
 				cap;
+	int			run_mode;		/* mode=run: as CALL migrate_run would */
 } strbuf;
 
 static int
@@ -513,18 +527,24 @@ script_one(void *arg, const mig_entry *e, const mig_text *up, const mig_script *
 	char		head[1200];
 	int			rc;
 
-	if (e->outside || e->partial)
+	if (e->partial || (e->outside && !b->run_mode))
 	{
 		if (e->partial)
+		{
 			mig_err_set(err, MIG_SQLSTATE_STATE,
 						"migration %s (%s) stopped half way: %lld of its statements ran outside a transaction",
 						e->file->version, e->file->up, (long long) e->partial->statements_done);
+			mig_err_detail(err, "A script cannot resume half way, so it would not do what applying does.");
+			mig_err_hint(err, "Complete it by applying (it resumes at the failed statement), or write the script only up to the migration before it with the option target=.");
+		}
 		else
+		{
 			mig_err_set(err, MIG_SQLSTATE_TXN_CONTROL,
 						"migration %s (%s) must run outside a transaction, statement by statement",
 						e->file->version, e->file->up);
-		mig_err_detail(err, "An off-hours script runs every migration in one transaction and cannot resume half way, so it would not do what applying does.");
-		mig_err_hint(err, "Apply it with migrate_apply (SQLite) or CALL migrate_run (PostgreSQL), or write the script only up to the migration before it with the option target=.");
+			mig_err_detail(err, "By default the script runs every migration in one transaction, as SELECT migrate_apply does.");
+			mig_err_hint(err, "Write the script with the option mode=run: it runs such a migration's statements outside a transaction, as CALL migrate_run does (or write it only up to the migration before with target=).");
+		}
 		return MIG_ERROR;
 	}
 	mig_file_record(e->file, up, s, ds, &rec);
@@ -533,6 +553,25 @@ script_one(void *arg, const mig_entry *e, const mig_text *up, const mig_script *
 	rc = put(b, head, strlen(head));
 	if (rc == MIG_OK && e->state == MIG_OUTDATED)
 		rc = put_part(b, MIG_PART_FORGET, &rec, NULL, err);
+	if (e->outside)
+	{
+		/* mode=run: its statements run one at a time outside a
+		 * transaction, then it is recorded in a transaction of its own
+		 * (recorded first, a failure would leave it recorded undone) */
+		if (rc == MIG_OK)
+			rc = put_part(b, MIG_PART_LEAVE, &rec, NULL, err);
+		if (rc == MIG_OK)
+			rc = put_part(b, MIG_PART_BODY, &rec, NULL, err);
+		if (rc == MIG_OK)
+			rc = put(b, "\n;\n", 3);
+		if (rc == MIG_OK)
+			rc = put_part(b, MIG_PART_REENTER, &rec, NULL, err);
+		if (rc == MIG_OK)
+			rc = put_part(b, MIG_PART_RECORD, &rec, NULL, err);
+		if (rc == MIG_NOMEM && err->code != MIG_NOMEM)
+			mig_err_nomem(err);
+		return rc;
+	}
 	/* recorded first: run a second time, the script stops before the
 	 * migration does anything */
 	if (rc == MIG_OK)
@@ -552,14 +591,17 @@ script_one(void *arg, const mig_entry *e, const mig_text *up, const mig_script *
 static int
 script_begin(void *arg, const mig_options *o, mig_err *err)
 {
-	return put_part(arg, MIG_PART_BEGIN, NULL, &o->lock, err);
+	strbuf	   *b = arg;
+
+	b->run_mode = o->mode_run;
+	return put_part(b, o->mode_run ? MIG_PART_BEGIN_RUN : MIG_PART_BEGIN, NULL, &o->lock, err);
 }
 
 int
 mig_script_text(const mig_host *h, const char *path, const char *options,
 				char **text, size_t *len, mig_err *err)
 {
-	strbuf		b = {h, NULL, 0, 0};
+	strbuf		b = {h, NULL, 0, 0, 0};
 	int			rc;
 
 	*text = NULL;
@@ -572,7 +614,7 @@ mig_script_text(const mig_host *h, const char *path, const char *options,
 	}
 	rc = each_pending(h, path, options, script_begin, script_one, &b, err);
 	if (rc == MIG_OK)
-		rc = put_part(&b, MIG_PART_END, NULL, NULL, err);
+		rc = put_part(&b, b.run_mode ? MIG_PART_END_RUN : MIG_PART_END, NULL, NULL, err);
 	if (rc != MIG_OK)
 	{
 		if (b.buf)

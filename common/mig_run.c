@@ -176,14 +176,14 @@ read_file_of(const mig_host *h, const char *dir, const mig_file *f, int down,
  * run in a transaction; rolling back decides.
  */
 static int
-check_script(const mig_host *h, const mig_text *t, const mig_file *f, int down,
-			 int *down_outside, mig_err *err)
+check_script(const mig_host *h, const mig_plan *p, const mig_text *t, const mig_file *f,
+			 int down, int *down_outside, mig_err *err)
 {
 	mig_script	s;
 	int			rc = mig_text_script(t, f, down, &s, err);
 
-	if (rc != MIG_OK || s.sql == NULL)
-		return rc;
+	if (rc != MIG_OK || s.sql == NULL || (down && mig_script_empty(&s)))
+		return rc;				/* (an empty down script runs nothing anywhere) */
 	if (h->check_script && s.len > 0)
 		rc = mig_run_script(h, h->check_script, &s, err);
 	if (down)
@@ -197,7 +197,7 @@ check_script(const mig_host *h, const mig_text *t, const mig_file *f, int down,
 	}
 	if ((rc == MIG_OK && s.nontransactional) || rc == MIG_OUTSIDE)
 	{
-		if (h->exec_outside == NULL)
+		if (h->exec_outside == NULL && !(p && p->run_mode))
 			return refuse_outside(&s, h->outside_hint, err);
 		rc = MIG_OUTSIDE;
 	}
@@ -210,9 +210,9 @@ mig_down_outside(const mig_host *h, const mig_file *f, const mig_text *up,
 {
 	*outside = 0;
 	if (f->down && down)
-		return check_script(h, down, f, 1, outside, err);
+		return check_script(h, NULL, down, f, 1, outside, err);
 	if (f->layout == MIG_LAYOUT_SINGLE)
-		return check_script(h, up, f, 1, outside, err);
+		return check_script(h, NULL, up, f, 1, outside, err);
 	return MIG_OK;
 }
 
@@ -248,14 +248,14 @@ mig_check_pending(const mig_host *h, mig_plan *p, mig_entry *e, mig_err *err)
 	memcpy(e->checksum, t.checksum, sizeof(t.checksum));
 	memcpy(e->norm, t.norm, sizeof(t.norm));
 	e->down_outside = 0;
-	rc = check_script(h, &t, f, 0, NULL, err);
+	rc = check_script(h, p, &t, f, 0, NULL, err);
 	if (rc == MIG_OUTSIDE)
 	{
 		e->outside = 1;
 		rc = MIG_OK;
 	}
 	if (rc == MIG_OK && f->layout == MIG_LAYOUT_SINGLE)
-		rc = check_script(h, &t, f, 1, &e->down_outside, err);	/* its down section */
+		rc = check_script(h, p, &t, f, 1, &e->down_outside, err);	/* its down section */
 	if (rc != MIG_OK)
 	{
 		mig_text_free(h, &t);
@@ -267,7 +267,7 @@ mig_check_pending(const mig_host *h, mig_plan *p, mig_entry *e, mig_err *err)
 	if ((rc = read_file_of(h, p->dir, f, 1, &t, err)) != MIG_OK)
 		return rc;
 	memcpy(e->down_sum, t.checksum, sizeof(t.checksum));
-	rc = check_script(h, &t, f, 1, &e->down_outside, err);
+	rc = check_script(h, p, &t, f, 1, &e->down_outside, err);
 	if (rc == MIG_OK)
 		keep(h, p, &t, &e->down);
 	else
@@ -494,6 +494,13 @@ mig_prepare(const mig_host *h, const char *path, const mig_options *o, mig_plan 
 {
 	int			rc = mig_plan_build(h, path, p, err);
 
+	/* a dry run of CALL migrate_run checks as that form would */
+	if (o->mode_run)
+	{
+		p->run_mode = 1;
+		if (h->dry_run_as_run)
+			h->dry_run_as_run(h->ctx);
+	}
 	if (rc == MIG_OK && o->target)
 		mig_plan_mark_target(p, o->target);
 	if (rc == MIG_OK)

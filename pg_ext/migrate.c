@@ -145,6 +145,8 @@ typedef struct CoreCall
 	ReturnSetInfo *rsinfo;		/* migrate_validate's and migrate_plan's rows */
 	MemoryContext result_cxt;	/* where migrate_script's text goes */
 	bool		runs_scripts;	/* apply or roll back: under the rail */
+	const char *fname;			/* the function's name, for messages (else
+								 * logged_as) */
 	const char *logged_as;		/* the function's name when its calls are
 								 * logged in migrate_calls (it writes) */
 	const mig_record *record;	/* migrate_script_record's row */
@@ -360,6 +362,7 @@ run_core(FunctionCallInfo fcinfo, CoreCall *call, bool procedure)
 		elog(ERROR, "SPI_connect_ext failed");
 	if (call->op == op_status)
 		mp->want_applied_at = true;
+	mp->fname = call->fname ? call->fname : call->logged_as;
 	if (call->logged_as)
 		mig_pg_call_begin(mp, call->logged_as, call->path, call->options);
 	PG_TRY();
@@ -771,6 +774,7 @@ migrate_plan(PG_FUNCTION_ARGS)
 {
 	CoreCall   *call = new_call(CurrentMemoryContext, op_plan);
 
+	call->fname = "migrate_plan";
 	check_read_privilege("migrate_plan");
 	call->path = folder_arg(PG_GETARG_TEXT_PP(0));
 	call->options = options_arg(fcinfo, CurrentMemoryContext);
@@ -793,6 +797,7 @@ migrate_script(PG_FUNCTION_ARGS)
 {
 	CoreCall   *call = new_call(CurrentMemoryContext, op_script);
 
+	call->fname = "migrate_script";
 	check_read_privilege("migrate_script");
 	call->path = folder_arg(PG_GETARG_TEXT_PP(0));
 	call->options = options_arg(fcinfo, CurrentMemoryContext);

@@ -782,6 +782,33 @@ pg_script_part(void *ctx, int part, const mig_record *rec,
 		case MIG_PART_END:
 			appendStringInfoString(&buf, "COMMIT;\n");
 			break;
+		case MIG_PART_BEGIN_RUN:
+			/* as CALL migrate_run: a session lock (released when psql
+			 * ends, also after an error), a transaction per migration */
+			mig_pg_rail_set(mp, lock);
+			appendStringInfo(&buf, "-- Written by migrate_script with mode=run: what CALL migrate_run would do.\n"
+							 "-- Run it with psql -v ON_ERROR_STOP=1 -f.  A migration that runs outside a\n"
+							 "-- transaction runs statement by statement, without the resume of\n"
+							 "-- CALL migrate_run: after a failure there, its statements before the\n"
+							 "-- failed one stay done.\n"
+							 "-- the migration lock, held by this session until the end\n"
+							 "SELECT pg_catalog.pg_advisory_lock(" INT64_FORMAT ");\n"
+							 "BEGIN;\n", (int64) MIGRATE_LOCK_KEY);
+			if (mp->rail_timeout_ms > 0)
+				appendStringInfo(&buf, "SET LOCAL lock_timeout = '%dms';\n", mp->rail_timeout_ms);
+			break;
+		case MIG_PART_END_RUN:
+			appendStringInfo(&buf, "COMMIT;\nSELECT pg_catalog.pg_advisory_unlock(" INT64_FORMAT ");\n",
+							 (int64) MIGRATE_LOCK_KEY);
+			break;
+		case MIG_PART_LEAVE:
+			appendStringInfoString(&buf, "COMMIT;\n-- outside a transaction, one statement at a time, as CALL migrate_run runs them\n");
+			break;
+		case MIG_PART_REENTER:
+			appendStringInfoString(&buf, "BEGIN;\n");
+			if (mp->rail_timeout_ms > 0)
+				appendStringInfo(&buf, "SET LOCAL lock_timeout = '%dms';\n", mp->rail_timeout_ms);
+			break;
 	}
 	if (buf.len == 0)
 	{

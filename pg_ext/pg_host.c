@@ -1185,15 +1185,27 @@ pg_check_script(void *ctx, const mig_script *s, mig_err *err)
 	}
 	/* a down script that must run outside a transaction is recorded so;
 	 * rolling it back decides where it can run */
-	if (outside != NULL && (mp->host.exec_outside != NULL || s->down))
+	if (outside != NULL && (mp->host.exec_outside != NULL || mp->dry_run_procedure || s->down))
 		rc = MIG_OUTSIDE;
 	else if (outside != NULL)
 	{
 		mig_err_set(err, MIG_SQLSTATE_TXN_CONTROL,
 					"%s cannot run in migration file \"%s\"", outside, s->file);
-		mig_err_detail(err, "SELECT %s runs migrations inside the caller's transaction, in which this statement cannot run; nothing was applied.",
-					   "migrate_apply");
-		mig_err_hint(err, "%s", mp->host.outside_hint);
+		if (mp->fname && (strcmp(mp->fname, "migrate_plan") == 0 ||
+						  strcmp(mp->fname, "migrate_script") == 0))
+		{
+			/* a dry run names itself, and the form that can run it */
+			mig_err_detail(err, "%s describes what SELECT migrate_apply would do, which runs migrations inside the caller's transaction, in which this statement cannot run.",
+						   mp->fname);
+			mig_err_hint(err, "With the option mode=run, %s describes CALL migrate_run, which runs such a migration outside a transaction, one statement at a time.",
+						 mp->fname);
+		}
+		else
+		{
+			mig_err_detail(err, "%s runs migrations inside the caller's transaction, in which this statement cannot run; nothing was applied.",
+						   mp->fname ? mp->fname : "migrate_apply");
+			mig_err_hint(err, "%s", mp->host.outside_hint);
+		}
 		err->offset = script_offset(mp, mig_pg_statement_start(mp, outside_at));
 		rc = MIG_ERROR;
 	}
@@ -1380,6 +1392,14 @@ qualified(MemoryContext cxt, const char *schema, const char *name)
 											 quote_identifier(name)));
 }
 
+/* host->dry_run_as_run: a dry run (plan, script, validate) checks scripts
+ * as CALL migrate_run would. */
+static void
+pg_dry_run_as_run(void *ctx)
+{
+	((MigPg *) ctx)->dry_run_procedure = true;
+}
+
 MigPg *
 mig_pg_begin(Oid fn_oid, bool procedure)
 {
@@ -1426,6 +1446,7 @@ mig_pg_begin(Oid fn_oid, bool procedure)
 	mig_pg_history_host(mp, nsp);
 	mp->host.notice = pg_notice;
 	mp->host.check_script = pg_check_script;
+	mp->host.dry_run_as_run = procedure ? NULL : pg_dry_run_as_run;
 	mp->host.exec = pg_exec;
 	/* outside a transaction: only a CALL can commit around each statement */
 	mp->host.exec_outside = procedure ? mig_pg_exec_outside : NULL;

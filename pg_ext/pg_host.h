@@ -80,6 +80,8 @@ typedef struct MigPg
 	StringInfo	call_versions;	/* their versions, "1, 2, 3" */
 	bool		call_logged;	/* the row is written */
 	bool		skipped;		/* the lock was held: if_locked=skip */
+	bool		dry_run_procedure;	/* a dry run checks as CALL migrate_run */
+	const char *fname;			/* the SQL function called, for messages */
 	char	   *calls;			/* quoted, schema-qualified migrate_calls */
 	Oid			calls_oid;		/* InvalidOid before 0.3 */
 

@@ -1365,7 +1365,25 @@ sq_script_part(void *ctx, int part, const mig_record *r, const mig_lock_opts *lo
 								   "BEGIN IMMEDIATE;\n%s;\n", history_ddl);
 			break;
 		case MIG_PART_END:
+		case MIG_PART_END_RUN:
 			*sql = sqlite3_mprintf("\nCOMMIT;\n");
+			break;
+		case MIG_PART_BEGIN_RUN:
+			*sql = sqlite3_mprintf("-- Written by migrate_script with mode=run.  Run it with the sqlite3 shell's\n"
+								   "-- -bail option (sqlite3 -bail app.db < this.sql).  The statements of a\n"
+								   "-- migration marked to run outside a transaction run one at a time, as\n"
+								   "-- migrate_apply runs them; while they run no transaction holds the\n"
+								   "-- database, so run it when nothing else migrates it.  A failure there\n"
+								   "-- leaves the statements before it done: apply the rest with migrate_apply\n"
+								   "-- after undoing them, or fix and go on by hand.\n"
+								   "BEGIN IMMEDIATE;\n%s;\n", history_ddl);
+			break;
+		case MIG_PART_LEAVE:
+			*sql = sqlite3_mprintf("COMMIT;\n-- outside a transaction, one statement at a time (%s)\n",
+								   r->up_file);
+			break;
+		case MIG_PART_REENTER:
+			*sql = sqlite3_mprintf("BEGIN IMMEDIATE;\n");
 			break;
 		case MIG_PART_FORGET:
 			*sql = sqlite3_mprintf("DELETE FROM main.migrate_history WHERE version = %Q;\n", r->version);
@@ -1408,12 +1426,12 @@ sq_script_part(void *ctx, int part, const mig_record *r, const mig_lock_opts *lo
 				const char *mode = down_mode(r->down_sql, r->down_noop, r->down_outside);
 				char		line[16];
 
-				if (r->down_outside)
+				if (r->down_outside && !now)
 				{
 					mig_err_set(err, MIG_SQLSTATE_TXN_CONTROL,
 								"the down script of migration %s (%s) must run outside a transaction",
 								r->version, r->up_file);
-					mig_err_detail(err, "A script records migrations as a plain INSERT, which cannot say so.");
+					mig_err_detail(err, "This database's history, made by an earlier build, cannot say so until a call of this build has taken the lock once.");
 					mig_err_hint(err, "Apply it with migrate_apply, or write the script only up to the migration before it with the option target=.");
 					return MIG_ERROR;
 				}

@@ -714,6 +714,30 @@ wait "$READER" 2>/dev/null
 
 # ---- the off-hours script, run by psql ----
 section "the off-hours script, run by psql"
+# dry runs of a folder that only CALL migrate_run can apply (out_mixed: a
+# concurrent index build and a marked migration among plain ones)
+newdb dryrun
+fails_with "dry run: migrate_plan of such a folder names itself and the option mode=run" dryrun 0A000 \
+	"SELECT * FROM migrate_plan('$FX/out_mixed');"
+out=$(psql -X -q -At -d dryrun -c "SELECT * FROM migrate_plan('$FX/out_mixed')" 2>&1)
+echo "$out" | grep -q "DETAIL:  migrate_plan describes what SELECT migrate_apply would do" &&
+	echo "$out" | grep -q "HINT:  With the option mode=run, migrate_plan describes CALL migrate_run"
+tap_show $? "dry run: the error says which function was called and what to do" "$out"
+check "dry run: migrate_plan(..., 'mode=run') describes what CALL migrate_run would do" dryrun \
+	"SELECT array_agg(version || ':' || outside ORDER BY version) = '{1:false,2:true,3:true,4:false}'
+	   FROM migrate_plan('$FX/out_mixed', 'mode=run')"
+check "dry run: migrate_validate reports such migrations as needing CALL migrate_run, not as errors" dryrun \
+	"SELECT array_agg(version || ':' || problem || ':' || severity ORDER BY version)
+	        = '{2:needs_migrate_run:warning,3:needs_migrate_run:warning}'
+	   FROM migrate_validate('$FX/out_mixed')"
+q dryrun -c "SELECT migrate_script('$FX/out_mixed', 'mode=run')" >"$PG_TMP/run_script.sql"
+out=$(psql -X -q -At -v ON_ERROR_STOP=1 -d dryrun -f "$PG_TMP/run_script.sql" 2>&1)
+tap_show $? "dry run: the script of mode=run runs through psql, concurrent index build included" "$out"
+check "dry run: and records every migration, so CALL migrate_run then applies nothing" dryrun \
+	"SELECT count(*) = 4 AND bool_and(applied_by = current_user) FROM migrate_history"
+out=$(qn dryrun -c "CALL migrate_run('$FX/out_mixed')" 2>&1)
+[ "$(echo "$out" | last)" = "NOTICE:  applied 0 migrations" ]
+tap_show $? "dry run: CALL migrate_run after the script applies 0" "$out"
 newdb script
 q script -c "SELECT migrate_apply('$FX/ops_base')" >/dev/null
 q script -c "SELECT migrate_script('$FX/ops_more')" >"$PG_TMP/ops.sql"
@@ -1229,8 +1253,9 @@ check "cron: the call log shows what each scheduled run did (the first applied 1
 	    AND count(*) >= 2 AND bool_and(function = 'migrate_apply' AND outcome = 'ok')
 	    AND bool_and(migrations = 0) FILTER (WHERE id > (SELECT min(id) FROM migrate_calls))
 	   FROM migrate_calls"
-check "cron: and the CALL job's run" crondb2 \
-	"SELECT count(*) >= 1 AND bool_and(function = 'migrate_run') FROM migrate_calls"
+out=$(q crondb2 -c "SELECT string_agg(function || ' ' || outcome || ' ' || coalesce(sqlstate, '') || ' ' || coalesce(message, ''), E'\n' ORDER BY id) FROM migrate_calls")
+echo "$out" | grep -q "^migrate_run ok" && ! echo "$out" | grep -qv "^migrate_run"
+tap_show $? "cron: and the CALL job's runs" "$out"
 q postgres -c "SELECT cron.unschedule('migrate-test')" -c "SELECT cron.unschedule('migrate-run-test')" >/dev/null
 
 echo "# $PASSED passed, $FAILED failed"

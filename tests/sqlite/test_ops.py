@@ -509,6 +509,15 @@ def script_refuses_what_it_could_not_do_as_apply_would(c):
             "target=")
     out = c.ok("SELECT migrate_script('%s', 'target=1')" % c.dir)
     assert "CREATE TABLE a(x);" in out and "journal_mode" not in out
+    # mode=run: the marked migration's statements run outside a transaction
+    c.put("3_t.sql", "-- +goose Up\nCREATE TABLE t(x);\n")
+    script = c.ok("SELECT migrate_script('%s', 'mode=run')" % c.dir)
+    assert "COMMIT;\n-- outside a transaction, one statement at a time (2_wal.sql)" in script, script
+    p = subprocess.run(["sqlite3", "-bail", c.db], input=script, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert [r[0] for r in c.history()] == ["1", "2", "3"]
+    assert c.query("PRAGMA journal_mode") == [("wal",)], "it ran outside a transaction"
+    assert c.apply() == 0
 
 
 if __name__ == "__main__":
