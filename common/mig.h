@@ -196,6 +196,9 @@ typedef struct mig_lock_opts {
 	int			lock_retries;	/* times a migration that hit that timeout
 								 * is tried again, with backoff: -1 the
 								 * server's migrate.lock_retries */
+	int			verbose;		/* verbose=: 1 show each migration to a
+								 * person (SQLite: a line on standard
+								 * error), 0 never, -1 the host's default */
 } mig_lock_opts;
 
 /* A history row brought in line with its file by mig_repair. */

@@ -21,11 +21,11 @@
 #include "mig_int.h"
 
 enum { O_TARGET, O_OUT_OF_ORDER, O_IGNORE_MISSING, O_WAIT, O_IF_LOCKED,
-O_LOCK_TIMEOUT, O_LOCK_RETRIES, O_PARTIAL, O_SCHEMA, O_MODE, O_COUNT };
+O_LOCK_TIMEOUT, O_LOCK_RETRIES, O_PARTIAL, O_SCHEMA, O_MODE, O_VERBOSE, O_COUNT };
 
 static const char *const keys[O_COUNT] = {
 	"target", "out_of_order", "ignore_missing", "wait", "if_locked",
-	"lock_timeout", "lock_retries", "partial", "schema", "mode"
+	"lock_timeout", "lock_retries", "partial", "schema", "mode", "verbose"
 };
 
 /* Which entry points take each option (MIG_USE_*). */
@@ -33,7 +33,7 @@ static const char *const keys[O_COUNT] = {
 static const unsigned uses[O_COUNT] = {
 	APPLY_LIKE, APPLY_LIKE, APPLY_LIKE, APPLY_LIKE | MIG_USE_REPAIR | MIG_USE_ADOPT,
 	APPLY_LIKE | MIG_USE_REPAIR | MIG_USE_ADOPT, APPLY_LIKE, APPLY_LIKE, MIG_USE_REPAIR,
-	MIG_USE_ADOPT, MIG_USE_DRYRUN
+	MIG_USE_ADOPT, MIG_USE_DRYRUN, APPLY_LIKE | MIG_USE_REPAIR | MIG_USE_ADOPT
 };
 
 /* The options an entry point takes, for the hint of an unknown one. */
@@ -193,6 +193,10 @@ set_option(mig_arena *a, int k, const char *val, size_t vlen, mig_options *o,
 				return MIG_NOMEM;
 			}
 			return MIG_OK;
+		case O_VERBOSE:
+			if (!boolean(val, vlen, &o->lock.verbose))
+				return bad_value(err, keys[k], "true or false", val, vlen);
+			return MIG_OK;
 		case O_MODE:
 			if (is(val, vlen, "run"))
 				o->mode_run = 1;
@@ -221,6 +225,7 @@ mig_options_default(mig_options *o)
 	o->lock.skip_if_locked = 0;
 	o->lock.lock_timeout_ms = -1;
 	o->lock.lock_retries = -1;
+	o->lock.verbose = -1;
 }
 
 int

@@ -51,7 +51,7 @@ failed(mig_err *err, int rc)
 int
 mig_lock(const mig_host *h, const mig_lock_opts *o, mig_err *err)
 {
-	mig_lock_opts defaults = {-1, 0, -1, -1};
+	mig_lock_opts defaults = {-1, 0, -1, -1, -1};
 	int			rc = h->lock(h->ctx, o ? o : &defaults, err);
 
 	if (rc == MIG_BUSY && o && o->skip_if_locked)

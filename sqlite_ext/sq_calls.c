@@ -1,5 +1,7 @@
 /*
- * sq_calls.c -- the call log of the SQLite extension: one row in
+ * sq_calls.c -- what happened, for people: the lines a person at the
+ * sqlite3 shell sees as migrations run (sq_show), and the call log of the
+ * SQLite extension: one row in
  * main.migrate_calls per call of a function that writes (migrate_apply,
  * migrate_down, migrate_down_to, migrate_repair, migrate_adopt,
  * migrate_baseline): when, which operating-system user, what folder and
@@ -135,4 +137,16 @@ sq_call_log(sq_ctx *c, const char *outcome, const mig_err *e, mig_err *err)
 	}
 	c->log_done = 1;
 	return MIG_OK;
+}
+
+void
+sq_show(sq_ctx *c, const char *message)
+{
+	int			show = c->verbose >= 0 ? c->verbose : isatty(0) && isatty(2);
+
+	if (show)
+	{
+		fprintf(stderr, "%s: %s\n", c->fn, message);
+		fflush(stderr);
+	}
 }

@@ -362,6 +362,8 @@ sq_lock(void *ctx, const mig_lock_opts *o, mig_err *err)
 	double		deadline;
 	char		who[LOCK_WHO_MAX] = "";
 
+	if (o->verbose >= 0)
+		c->verbose = o->verbose;
 	if (check_caller(c, err) != MIG_OK)
 		return MIG_ERROR;
 	/* honour the connection's busy timeout; without one, wait a while (and
@@ -1317,7 +1319,8 @@ sq_exec_outside(void *ctx, const mig_script *s, mig_err *err)
 /* ---- notices and the off-hours script ---- */
 
 /* Notices go to SQLite's error log (sqlite3_config SQLITE_CONFIG_LOG),
- * which an application may route to its own log. */
+ * which an application may route to its own log, and to a person at a
+ * terminal (sq_show). */
 static void
 sq_notice(void *ctx, const char *message, const char *detail)
 {
@@ -1325,6 +1328,7 @@ sq_notice(void *ctx, const char *message, const char *detail)
 
 	sqlite3_log(SQLITE_NOTICE, "%s: %s%s%s", c->fn, message,
 				detail ? "\nDETAIL:  " : "", detail ? detail : "");
+	sq_show(c, message);
 }
 
 /* A copy of s[0..len) quoted as an SQL literal ('it''s'), or NULL. */
@@ -1602,6 +1606,7 @@ sq_host_init(mig_host *h, sq_ctx *c, sqlite3 *db, const char *fn)
 	c->outside_version[0] = '\0';
 	c->who_set = 0;
 	c->log_fn = NULL;
+	c->verbose = -1;
 	c->log_done = 0;
 	c->skipped = 0;
 	h->ctx = c;

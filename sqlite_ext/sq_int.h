@@ -38,6 +38,7 @@ typedef struct sq_ctx {
 	char		log_versions[1024];
 	int			log_done;		/* the row is written */
 	int			skipped;		/* the lock was held (if_locked=skip) */
+	int			verbose;		/* verbose=: 1, 0, or -1 (a terminal decides) */
 } sq_ctx;
 
 /* query_canceled: sqlite3_interrupt() stopped a statement; reported as
@@ -65,6 +66,11 @@ const char *sq_caller(sq_ctx *c);
 void		sq_call_begin(sq_ctx *c, const char *fn, const char *source, const char *options);
 void		sq_call_note(sq_ctx *c, const char *version);
 int			sq_call_log(sq_ctx *c, const char *outcome, const mig_err *e, mig_err *err);
+
+/* Shows a notice to a person at the terminal: a line on standard error
+ * when the session is interactive (standard input and error are
+ * terminals) or verbose=true, never with verbose=false. */
+void		sq_show(sq_ctx *c, const char *message);
 
 /* Registers the eponymous tables migrate_status, migrate_validate and
  * migrate_plan (sq_tables.c); SQLITE_OK or an error. */

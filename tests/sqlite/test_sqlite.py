@@ -10,6 +10,7 @@ rows in migrate_history, and the exact error text.  Prints TAP.
 """
 import multiprocessing
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -713,6 +714,43 @@ def every_writing_call_has_a_row_in_the_call_log(c):
     holder.close()
     # (its row could not be written while the other held the database)
     assert [r[3] for r in c.calls()][-1] in ("ok", "skipped")
+
+
+# ---- what a person at the shell sees ----
+
+@test
+def the_shell_shows_each_migration_to_a_person(c):
+    """At the sqlite3 shell (standard input and error are a terminal) each
+    migration shows a line as it starts and as it ends, with its duration;
+    an application (no terminal) sees nothing unless it asks with
+    verbose=true."""
+    import pty
+    base(c)
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execvp("sqlite3", ["sqlite3", c.db])
+    os.write(fd, (".load %s\nSELECT migrate_apply('%s');\nSELECT migrate_down(1);\n.quit\n"
+                  % (EXT, c.dir)).encode())
+    out = b""
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.waitpid(pid, 0)
+    text = out.decode(errors="replace")
+    assert "migrate_apply: applying migration 1 (1_users.up.sql)" in text, text
+    assert re.search(r"migrate_apply: applied migration 2 \(2_posts.up.sql\) in [0-9.]+ ms", text), text
+    assert re.search(r"migrate_down: rolled back migration 2 \(posts\) in [0-9.]+ ms", text), text
+    # no terminal: quiet
+    rc, out, err = c.shell("SELECT migrate_apply('%s')" % c.dir)
+    assert rc == 0 and err == "", err
+    assert c.ok("SELECT migrate_down(1)") == "1"
+    rc, out, err = c.shell("SELECT migrate_apply('%s', 'verbose=true')" % c.dir)
+    assert rc == 0 and "migrate_apply: applied migration 2 (2_posts.up.sql) in" in err, err
 
 
 if __name__ == "__main__":
