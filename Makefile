@@ -74,6 +74,7 @@ stress:
 	@tests/stress/pg_stress.sh --long
 
 pg:
+	@tests/deps.sh pg
 	$(MAKE) -C pg_ext PG_CONFIG=$(PG_CONFIG)
 
 deps:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the project needs, only those missing.
 #   tests/deps.sh demo   what `make demo` needs (compiler, SQLite, zlib)
+#   tests/deps.sh pg     what `make pg` needs (the server and its headers)
 #   tests/deps.sh all    everything `make check` and `make bench` need
 set -euo pipefail
 PGVER=${PGVER:-15}
@@ -9,10 +10,12 @@ all=("${demo[@]}" python3 valgrind procps time clang libclang-rt-14-dev
      "postgresql-$PGVER" "postgresql-client-$PGVER" "postgresql-server-dev-$PGVER"
      "postgresql-$PGVER-pgtap" "postgresql-$PGVER-cron"
      libtap-parser-sourcehandler-pgtap-perl libipc-run-perl)
+pg=(gcc make libc6-dev zlib1g-dev "postgresql-$PGVER" "postgresql-server-dev-$PGVER")
 case "${1:-all}" in
   demo) want=("${demo[@]}") ;;
+  pg) want=("${pg[@]}") ;;
   all) want=("${all[@]}") ;;
-  *) echo "usage: $0 demo|all" >&2; exit 2 ;;
+  *) echo "usage: $0 demo|pg|all" >&2; exit 2 ;;
 esac
 missing=()
 for p in "${want[@]}"; do
