@@ -57,8 +57,9 @@ class Refused:
     {root} and {arg} stand for the folder, the case's temporary folder and
     the path given."""
 
-    def __init__(self, first, *more, absent=(), exact=True):
+    def __init__(self, first, *more, absent=(), exact=True, check_after=None):
         self.first, self.more, self.absent, self.exact = first, more, absent, exact
+        self.check_after = check_after
 
 
 class Accepted:
@@ -639,6 +640,57 @@ def _(c):
     c.null = True
 
 
+# a planted lock file ("{db}-migrate-lock", held while a migration runs
+# outside a transaction): one that cannot be looked at is never taken as
+# free, so every call refuses, changing nothing, and nothing is written
+# through it
+
+LOCK_HINT = "HINT:  Make it a regular file that every user who applies migrations can read"
+
+
+def outside_second(c):
+    first(c)
+    c.put("2_b.up.sql", "-- no-transaction\nCREATE TABLE b(x);\n")
+
+
+@case("lock_file_is_a_symlink",
+      Refused('migrate_apply: could not open lock file "{root}/app.db-migrate-lock": it is a symbolic link',
+              LOCK_HINT))
+def _(c):
+    outside_second(c)
+    os.symlink(put_at(c, "outside/target", "keep me\n"), c.db + "-migrate-lock")
+
+
+@case("lock_file_is_a_dangling_symlink",
+      Refused('migrate_apply: could not open lock file "{root}/app.db-migrate-lock": it is a symbolic link'))
+def _(c):
+    outside_second(c)
+    os.symlink(os.path.join(c.root, "nowhere"), c.db + "-migrate-lock")
+
+
+@case("lock_file_is_a_fifo",
+      Refused('migrate_apply: lock file "{root}/app.db-migrate-lock" is not a regular file with a single link'),
+      max_seconds=10)
+def _(c):
+    outside_second(c)
+    os.mkfifo(c.db + "-migrate-lock")
+
+
+@case("lock_file_is_a_directory",
+      Refused('migrate_apply: could not open lock file "{root}/app.db-migrate-lock": Is a directory'))
+def _(c):
+    outside_second(c)
+    os.mkdir(c.db + "-migrate-lock")
+
+
+@case("lock_file_is_a_hard_link_to_another_file",
+      Refused('migrate_apply: lock file "{root}/app.db-migrate-lock" is not a regular file with a single link',
+              check_after=lambda c: open(os.path.join(c.root, "outside", "target")).read() == "keep me\n"))
+def _(c):
+    outside_second(c)
+    os.link(put_at(c, "outside/target", "keep me\n"), c.db + "-migrate-lock")
+
+
 # ---- runner ----
 
 def fill(text, fmt):
@@ -672,6 +724,8 @@ def run_case(c, k, arg):
         assert after[:3] == before[:3], "the database changed: tables %s, history %s" % (
             user_tables(c.db), versions(c.db))
         assert after[3] == before[3], "the database file's bytes changed"
+        if e.check_after:
+            assert e.check_after(c), "check_after failed"
     else:
         assert "result" in out, "refused: %s" % out.get("error")
         assert out["result"] == [[e.count]], out
