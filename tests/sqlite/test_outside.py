@@ -698,5 +698,28 @@ def scripts_of_many_statements_run_in_linear_time(c):
     assert all(r < 5 for r in ratios), "not linear: %s times the floor" % ", ".join("%.1f" % r for r in ratios)
 
 
+@test
+def checking_a_big_file_holds_it_once(c):
+    """The memory shape: migrate_validate checks each statement of a file
+    through SQLite's tokenizer holding the file and one statement at a
+    time (it copied the whole file first: twice the file).  Measured with
+    SQLite's own allocator high-water mark, which counts the extension's
+    memory too."""
+    import ctypes
+    lib = ctypes.CDLL("libsqlite3.so.0")
+    lib.sqlite3_memory_highwater.restype = ctypes.c_int64
+    lib.sqlite3_memory_used.restype = ctypes.c_int64
+    text = "CREATE TABLE big(v);\n" + "".join("INSERT INTO big VALUES ('%s');\n" % ("v" * 2000)
+                                           for _ in range(2000))
+    c.put("1_big.up.sql", text)
+    con = connect(c)
+    base = lib.sqlite3_memory_used()
+    lib.sqlite3_memory_highwater(1)
+    assert con.execute("SELECT count(*) FROM migrate_validate(?)", (c.dir,)).fetchone() == (0,)
+    peak = lib.sqlite3_memory_highwater(0) - base
+    con.close()
+    assert peak < 1.3 * len(text), "peak %.1f MB for a %.1f MB file" % (peak / 1e6, len(text) / 1e6)
+
+
 if __name__ == "__main__":
     sys.exit(main("outside"))
