@@ -316,5 +316,30 @@ def databases_without_a_file_get_no_lock_file(c):
             os.unlink("/%s-migrate-lock" % name)
 
 
+@test
+def nothing_is_written_through_a_planted_lock_file(c):
+    """Whoever can write the database's folder can plant the lock file as
+    a hard link to another file of the caller's (where protected_hardlinks
+    does not stop it): the previous build truncated that file and wrote
+    "migration 2 (...) in process N" into it.  A lock file with another
+    link is refused, and the file is as it was."""
+    secret = os.path.join(c.root, "secret.txt")
+    with open(secret, "w") as f:
+        f.write("the caller's own file\n")
+    os.link(secret, c.db + "-migrate-lock")
+    c.put("1_a.up.sql", "-- no-transaction\nCREATE TABLE a(x);\n")
+    con, _ = connect(c)
+    try:
+        con.execute("SELECT migrate_apply(?)", (c.dir,)).fetchone()
+        raise AssertionError("applied through a planted lock file")
+    except sqlite3.OperationalError as e:
+        assert str(e).startswith('migrate_apply: lock file "%s-migrate-lock" is not a regular file with a'
+                                 ' single link' % c.db), str(e)
+    con.close()
+    with open(secret) as f:
+        assert f.read() == "the caller's own file\n", "written through the link"
+    assert "a" not in c.tables()
+
+
 if __name__ == "__main__":
     sys.exit(main("attacks"))
