@@ -305,7 +305,8 @@ def databases_without_a_file_get_no_lock_file(c):
                 assert str(e).startswith(
                     "migrate_apply: migration 2 (2_b.up.sql): it cannot run outside a transaction in an"
                     " in-memory database that other connections share"), str(e)
-            assert [r[0] for r in other.execute("SELECT name FROM sqlite_schema")] == ["mine"], uri
+            names = {r[0] for r in other.execute("SELECT name FROM sqlite_schema")}
+            assert "mine" in names and not names & {"a", "b", "migrate_history"}, (uri, names)
             con.close()
             other.close()
         assert not os.path.exists("/%s-migrate-lock" % name), "a lock file at the root"
