@@ -60,7 +60,11 @@ typedef struct mig_err {
 /* One script the core asks the host to check or run. */
 typedef struct mig_script {
 	const char *sql;			/* not NUL-terminated; no BOM, no NUL bytes,
-								 * valid UTF-8 */
+								 * valid UTF-8; sql[len] can be read: the
+								 * NUL ending the file's text (or a down
+								 * script history_down returned, which
+								 * hosts end with a NUL), or the byte of
+								 * the file that follows a section */
 	size_t		len;
 	const char *file;			/* file name inside the folder, or "history"
 								 * for a down script read back from history */
@@ -133,7 +137,8 @@ typedef struct mig_record {
 
 /* A down script read back from the history (host->history_down). */
 typedef struct mig_down {
-	char	   *sql;			/* from host->alloc, or NULL when none */
+	char	   *sql;			/* from host->alloc, with a NUL at sql[len],
+								 * or NULL when none */
 	size_t		len;
 	char	   *file;			/* from host->alloc: the file it was read
 								 * from when applied, or NULL */
@@ -653,6 +658,12 @@ int			mig_status(const mig_host *h, const char *path, mig_status_cb cb,
 
 /* Writes "crc32:xxxxxxxx" of buf[0..len) into out[16] (zlib's CRC-32). */
 void		mig_checksum(const char *buf, size_t len, char out[16]);
+/* The same in pieces, for a text that grows (how far a script got, after
+ * each statement): crc starts at 0, mig_checksum_add returns it with
+ * buf[0..len) added, mig_checksum_of writes what mig_checksum would write
+ * for everything added. */
+uint32_t	mig_checksum_add(uint32_t crc, const char *buf, size_t len);
+void		mig_checksum_of(uint32_t crc, char out[16]);
 
 /* 1-based line number of byte offset off in sql[0..len). */
 int			mig_line_at(const char *sql, size_t len, size_t off);

@@ -1020,9 +1020,19 @@ mig_discover(const mig_host *h, mig_arena *a, const char *dir, mig_vec *files,
 void
 mig_checksum(const char *buf, size_t len, char out[16])
 {
-	unsigned long crc = crc32_z(0L, (const Bytef *) buf, len);
+	mig_checksum_of(mig_checksum_add(0, buf, len), out);
+}
 
-	snprintf(out, 16, "crc32:%08lx", crc & 0xffffffffUL);
+uint32_t
+mig_checksum_add(uint32_t crc, const char *buf, size_t len)
+{
+	return (uint32_t) (crc32_z(crc, (const Bytef *) buf, len) & 0xffffffffUL);
+}
+
+void
+mig_checksum_of(uint32_t crc, char out[16])
+{
+	snprintf(out, 16, "crc32:%08lx", (unsigned long) crc);
 }
 
 /*

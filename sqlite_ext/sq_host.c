@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -268,8 +269,9 @@ restore_timeout(sq_ctx *c)
 }
 
 static int	sq_unlock(void *ctx, int commit, mig_err *err);
+static void sq_notice(void *ctx, const char *message, const char *detail);
 static void release_outside(sq_ctx *c);
-static int	outside_running(sq_ctx *c, char *who, size_t size);
+static int	outside_running(sq_ctx *c, char *who, size_t size, mig_err *err);
 static void finalize_undo(sq_ctx *c);
 
 /* Room for the lock file's path ("{db}-migrate-lock") and for the text its
@@ -277,6 +279,16 @@ static void finalize_undo(sq_ctx *c);
  * wait. */
 #define LOCK_PATH_MAX (4096 + sizeof("-migrate-lock"))
 #define LOCK_WHO_MAX 160
+
+/* Where the migration lock is kept while a migration runs outside a
+ * transaction (lock_target). */
+enum
+{
+	LOCK_NONE,					/* nowhere: the database is this connection's */
+	LOCK_FILE,					/* in a lock file beside the database */
+	LOCK_SHARED_MEMORY,			/* nowhere it could be: refused */
+	LOCK_TOO_LONG				/* the lock file's path does not fit */
+};
 
 static double
 now_ms(void)
@@ -389,7 +401,7 @@ sq_lock(void *ctx, const mig_lock_opts *o, mig_err *err)
 			break;
 		/* the write lock held, a free lock file means that no migration is
 		 * half-way through outside a transaction */
-		if (!(running = outside_running(c, who, sizeof(who))))
+		if (!(running = outside_running(c, who, sizeof(who), err)))
 		{
 			if (effective >= 0 && left != effective)
 				set_timeout(c, timeout, effective);
@@ -398,7 +410,7 @@ sq_lock(void *ctx, const mig_lock_opts *o, mig_err *err)
 		abandon_lock(c);
 		/* inside the caller's transaction its write lock stays: waiting
 		 * would stop that migration */
-		while (!c->in_txn && (running = outside_running(c, who, sizeof(who))))
+		while (running > 0 && !c->in_txn && (running = outside_running(c, who, sizeof(who), err)) > 0)
 		{
 			double		rest = deadline < 0 ? nap : deadline - now_ms();
 
@@ -409,6 +421,13 @@ sq_lock(void *ctx, const mig_lock_opts *o, mig_err *err)
 		}
 		if (running)
 			break;
+	}
+	if (running < 0)
+	{
+		/* a lock file that cannot be looked at: err says which */
+		abandon_lock(c);
+		restore_timeout(c);
+		return MIG_ERROR;
 	}
 	if (running)
 	{
@@ -677,7 +696,8 @@ sq_history_remove(void *ctx, const char *version, mig_err *err)
 		return db_error(c, err, "could not remove the migration from the history");
 	sq_call_note(c, version);
 	/* rolled back: the progress of a down script that ran outside a
-	 * transaction is done with */
+	 * transaction is done with, and so is the lock file it held (given
+	 * back with the write lock held, as in history_add) */
 	if (progress_exists(c))
 	{
 		char	   *sql = sqlite3_mprintf("DELETE FROM main.migrate_progress WHERE version = %Q",
@@ -685,8 +705,11 @@ sq_history_remove(void *ctx, const char *version, mig_err *err)
 		int			rc = sql ? run(c, sql, err) : (mig_err_nomem(err), MIG_NOMEM);
 
 		sqlite3_free(sql);
-		return rc;
+		if (rc != MIG_OK)
+			return rc;
 	}
+	if (c->outside_version[0] && strcmp(c->outside_version, version) == 0)
+		release_outside(c);
 	return MIG_OK;
 }
 
@@ -831,6 +854,85 @@ sq_history_repair(void *ctx, const mig_repair_row *r, mig_err *err)
 
 /* ---- scripts ---- */
 
+/*
+ * A NUL-terminated view of s with the same offsets: s->sql itself when a
+ * NUL follows it (mig.h: sql[len] can be read), else a copy in *copy (from
+ * sqlite3_malloc64, freed by the caller).  NULL when out of memory.
+ *
+ * Statements are prepared with a length that takes in that NUL.  Given a
+ * length whose last byte is not a NUL, sqlite3_prepare parses a copy of
+ * the text it was given (prepare.c), so preparing the statements of a
+ * script one after the other copied the rest of the script each time:
+ * quadratic in the size of the file (a 48 MB file of 1,215 INSERTs took
+ * 65 s against 0.2 s in the sqlite3 shell).  A section that another
+ * follows (the up section of a dbmate or goose file) is copied once.
+ */
+static const char *
+script_text(const mig_script *s, char **copy)
+{
+	*copy = NULL;
+	if (s->sql[s->len] == '\0')
+		return s->sql;
+	if ((*copy = sqlite3_malloc64(s->len + 1)) == NULL)
+		return NULL;
+	memcpy(*copy, s->sql, s->len);
+	(*copy)[s->len] = '\0';
+	return *copy;
+}
+
+/* Room for one statement at a time, NUL-terminated, for statement_end
+ * (from sqlite3_malloc64; free buf with sqlite3_free). */
+typedef struct scratch
+{
+	char	   *buf;
+	size_t		size;
+} scratch;
+
+/*
+ * The offset just past the statement that starts at sql[start]: the first
+ * ';' at which sqlite3_complete() -- SQLite's own tokenizer, which knows
+ * strings, comments and trigger bodies -- finds the text from start
+ * complete, or len when none does (a copy of each candidate, NUL-ended,
+ * goes through sc).  Nothing is prepared, so this works on statements
+ * that no longer would.  0 when out of memory.
+ */
+static size_t
+statement_end(const char *sql, size_t start, size_t len, scratch *sc)
+{
+	const char *semi;
+
+	for (size_t i = start; i < len; i = (size_t) (semi - sql) + 1)
+	{
+		size_t		n;
+
+		if ((semi = memchr(sql + i, ';', len - i)) == NULL)
+			break;
+		n = (size_t) (semi - sql) + 1 - start;
+		if (n + 1 > sc->size)
+		{
+			size_t		size = n + 1 > 2 * sc->size ? n + 1 : 2 * sc->size;
+			char	   *grown = sqlite3_realloc64(sc->buf, size);
+
+			if (grown == NULL)
+				return 0;
+			sc->buf = grown;
+			sc->size = size;
+		}
+		memcpy(sc->buf, sql + start, n);
+		sc->buf[n] = '\0';
+		if (sqlite3_complete(sc->buf))
+			return start + n;
+	}
+	return len;
+}
+
+/* 1 when the word at w (wlen bytes) is kw, in any case. */
+static int
+word_is(const char *w, size_t wlen, const char *kw)
+{
+	return strlen(kw) == wlen && sqlite3_strnicmp(w, kw, (int) wlen) == 0;
+}
+
 /* Refuses the statement at sql[0..len) when it controls transactions. */
 static int
 refuse_txn_control(const mig_script *s, size_t start, size_t len, mig_err *err)
@@ -848,23 +950,30 @@ refuse_txn_control(const mig_script *s, size_t start, size_t len, mig_err *err)
 	return MIG_ERROR;
 }
 
+static int	refuse_shared_memory(sq_ctx *c, const mig_script *s, mig_err *err);
+static int	lock_target(sq_ctx *c, char *path, size_t size);
+
 /*
- * Finds each statement's end with sqlite3_complete() (SQLite's own
- * tokenizer, which knows strings, comments and trigger bodies) and checks
- * its leading keyword, before anything runs.
+ * Finds each statement's end with the tokenizer (statement_end) and checks
+ * its leading keyword, before anything runs.  A script marked to run
+ * outside a transaction may hold any statement; an up script so marked is
+ * refused here inside the caller's transaction and where no lock can be
+ * had (a shared in-memory database), while a down script so marked only
+ * runs when its migration is rolled back, and is refused then, if at all.
  */
 static int
 sq_check_script(void *ctx, const mig_script *s, mig_err *err)
 {
 	sq_ctx	   *c = ctx;
-	char	   *buf;
-	size_t		start = 0;
+	scratch		sc = {NULL, 0};
+	size_t		start,
+				end;
 	int			rc = MIG_OK;
 
 	if (s->nontransactional)
 	{
-		/* every statement may run, a table rebuild's BEGIN and COMMIT too;
-		 * but not inside the caller's transaction */
+		if (s->down)
+			return MIG_OUTSIDE;
 		if (c->locked ? c->in_txn : !sqlite3_get_autocommit(c->db))
 		{
 			mig_err_set(err, "25001",
@@ -874,94 +983,107 @@ sq_check_script(void *ctx, const mig_script *s, mig_err *err)
 			mig_err_hint(err, "Call %s in autocommit mode, with no transaction open.", c->fn);
 			return MIG_ERROR;
 		}
+		if (lock_target(c, NULL, 0) == LOCK_SHARED_MEMORY)
+			return refuse_shared_memory(c, s, err);
 		return MIG_OUTSIDE;
 	}
-	if ((buf = sqlite3_malloc64(s->len + 1)) == NULL)
+	for (start = 0; rc == MIG_OK && start < s->len; start = end)
+	{
+		if ((end = statement_end(s->sql, start, s->len, &sc)) == 0)
+		{
+			mig_err_nomem(err);
+			rc = MIG_NOMEM;
+		}
+		else
+			rc = refuse_txn_control(s, start, end - start, err);
+	}
+	sqlite3_free(sc.buf);
+	return rc;
+}
+
+/* Fills err for statement at s->sql[at] that failed with SQLite result rc
+ * (its message, the offset of the failing token or of the statement). */
+static int
+stmt_failed(sq_ctx *c, const mig_script *s, size_t at, int rc, mig_err *err)
+{
+	int			off = sqlite3_error_offset(c->db);
+	size_t		wlen,
+				kw = mig_first_word(s->sql + at, s->len - at, 0, &wlen);
+
+	if ((rc & 0xff) == SQLITE_NOMEM)
+		mig_err_nomem(err);
+	else
+		mig_err_set(err, (rc & 0xff) == SQLITE_INTERRUPT ? SQ_SQLSTATE_CANCELED : "42000",
+					"%s", sqlite3_errmsg(c->db));
+	err->offset = (long) at + (off >= 0 ? off : (long) kw);
+	return err->code;
+}
+
+/* Prepares the statement at text[at] (text: script_text of s) into *st,
+ * NULL when only white space and comments are left, and sets *next to the
+ * offset past it. */
+static int
+prepare_at(sq_ctx *c, const mig_script *s, const char *text, size_t at,
+		   sqlite3_stmt **st, size_t *next, mig_err *err)
+{
+	const char *tail = NULL;
+	int			rc = sqlite3_prepare_v3(c->db, text + at, (int) (s->len - at + 1), 0, st,
+										&tail);
+
+	if (rc != SQLITE_OK)
+	{
+		sqlite3_finalize(*st);
+		*st = NULL;
+		return stmt_failed(c, s, at, rc, err);
+	}
+	/* no progress cannot happen: NUL bytes are refused */
+	*next = tail && tail > text + at && tail <= text + s->len ? (size_t) (tail - text) : s->len;
+	return MIG_OK;
+}
+
+/* Steps st to its end and resets it: SQLITE_OK or the error code (the
+ * connection's error message stays the statement's). */
+static int
+step_all(sqlite3_stmt *st)
+{
+	int			rc;
+
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		;
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* Runs the script in the transaction lock() opened, one statement at a
+ * time, refusing transaction control. */
+static int
+sq_exec(void *ctx, const mig_script *s, mig_err *err)
+{
+	sq_ctx	   *c = ctx;
+	char	   *copy;
+	const char *text = script_text(s, &copy);
+	size_t		at = 0,
+				next = 0;
+	int			rc = MIG_OK,
+				src;
+
+	if (text == NULL)
 	{
 		mig_err_nomem(err);
 		return MIG_NOMEM;
 	}
-	memcpy(buf, s->sql, s->len);
-	buf[s->len] = '\0';
-	for (size_t i = 0; rc == MIG_OK && i < s->len; i++)
+	for (; rc == MIG_OK && at < s->len; at = next)
 	{
-		char		saved;
-		int			done;
+		sqlite3_stmt *st = NULL;
 
-		if (buf[i] != ';')
-			continue;
-		saved = buf[i + 1];
-		buf[i + 1] = '\0';
-		done = sqlite3_complete(buf + start);
-		buf[i + 1] = saved;
-		if (done)
-		{
-			rc = refuse_txn_control(s, start, i + 1 - start, err);
-			start = i + 1;
-		}
-	}
-	if (rc == MIG_OK && start < s->len)
-		rc = refuse_txn_control(s, start, s->len - start, err);
-	sqlite3_free(buf);
-	return rc;
-}
-
-/* Runs the statement at *p (up to end) and moves *p past it; *ran is 0
- * when there was only white space or comments.  With in_txn set, a
- * statement that controls transactions is refused first. */
-static int
-step_one(sq_ctx *c, const mig_script *s, const char **p, const char *end, int in_txn,
-		 int *ran, mig_err *err)
-{
-	sqlite3_stmt *st = NULL;
-	const char *tail = *p;
-	size_t		wlen,
-				at = mig_first_word(*p, (size_t) (end - *p), 0, &wlen);
-	int			rc = sqlite3_prepare_v3(c->db, *p, (int) (end - *p), 0, &st, &tail);
-
-	*ran = st != NULL;
-	if (rc == SQLITE_OK && st && in_txn &&
-		refuse_txn_control(s, (size_t) (*p - s->sql), (size_t) (tail - *p), err) != MIG_OK)
-	{
+		rc = prepare_at(c, s, text, at, &st, &next, err);
+		if (rc == MIG_OK && st)
+			rc = refuse_txn_control(s, at, next - at, err);
+		if (rc == MIG_OK && st && (src = step_all(st)) != SQLITE_OK)
+			rc = stmt_failed(c, s, at, src, err);
 		sqlite3_finalize(st);
-		return MIG_ERROR;
 	}
-	if (rc == SQLITE_OK && st)
-	{
-		while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-			;
-		if (rc == SQLITE_DONE)
-			rc = SQLITE_OK;
-	}
-	if (rc != SQLITE_OK)
-	{
-		int			off = sqlite3_error_offset(c->db);
-
-		if ((rc & 0xff) == SQLITE_NOMEM)
-			mig_err_nomem(err);
-		else
-			mig_err_set(err, (rc & 0xff) == SQLITE_INTERRUPT ? SQ_SQLSTATE_CANCELED : "42000",
-						"%s", sqlite3_errmsg(c->db));
-		err->offset = (long) (*p - s->sql) + (off >= 0 ? off : (long) at);
-		sqlite3_finalize(st);
-		return err->code;
-	}
-	sqlite3_finalize(st);
-	*p = tail > *p ? tail : end;	/* no progress cannot happen: NUL bytes
-									 * are refused */
-	return MIG_OK;
-}
-
-static int
-sq_exec(void *ctx, const mig_script *s, mig_err *err)
-{
-	const char *p = s->sql,
-			   *end = s->sql + s->len;
-	int			ran,
-				rc = MIG_OK;
-
-	while (rc == MIG_OK && p < end)
-		rc = step_one(ctx, s, &p, end, 1, &ran, err);
+	sqlite3_free(copy);
 	return rc;
 }
 
@@ -969,20 +1091,24 @@ sq_exec(void *ctx, const mig_script *s, mig_err *err)
 
 /*
  * A migration marked non-transactional (goose NO TRANSACTION, dbmate
- * transaction:false, sqlx -- no-transaction, morph) runs statement by
- * statement in autocommit mode, so that PRAGMA foreign_keys=off and the
- * documented table rebuild (with its own BEGIN and COMMIT) work.  While it
- * runs, no transaction holds the write lock, so the migration lock is a
- * lock file beside the database ("{db}-migrate-lock", flock: released by
- * the kernel when the process dies, so it cannot go stale), which the
- * runner takes while it holds the write lock and gives back only once it
- * holds it again; so a caller that holds the write lock and finds the
- * lock file free knows that no migration is half-way through, and one that
- * finds it held lets go of the write lock and waits (sq_lock).  After each
- * statement, main.migrate_progress records how far it got and the
- * checksum of the statements done: a later call resumes at the failed
- * statement when those are unchanged, running the PRAGMAs among them
- * again first, since connection settings do not outlive a connection.
+ * transaction:false, sqlx -- no-transaction, morph), and the down script
+ * of one recorded so, runs statement by statement outside the unit of
+ * work, so that PRAGMA foreign_keys=off and the documented table rebuild
+ * (with its own BEGIN and COMMIT) work.  While it runs, no transaction of
+ * ours holds the write lock, so the migration lock is a lock file beside
+ * the database ("{db}-migrate-lock", flock: released by the kernel when the
+ * process dies, so it cannot go stale), which the runner takes while it
+ * holds the write lock and gives back only once it holds it again; so a
+ * caller that holds the write lock and finds the lock file free knows
+ * that no migration is half way through, and one that finds it held lets
+ * go of the write lock and waits (sq_lock).
+ *
+ * main.migrate_progress records how far it got: the offset past the last
+ * statement done, how many, and the checksum of the bytes before that
+ * offset.  A later call resumes at the failed statement when those bytes
+ * are unchanged.  No statement runs twice (outside_step): a statement and
+ * the progress that covers it commit together wherever the statement
+ * allows it.
  */
 static const char progress_ddl[] =
 "CREATE TABLE IF NOT EXISTS main.migrate_progress(\n"
@@ -1066,6 +1192,8 @@ sq_progress_forget(void *ctx, const char *version, int down, mig_err *err)
 	return rc;
 }
 
+/* -- the lock file -- */
+
 static void
 release_outside(sq_ctx *c)
 {
@@ -1075,37 +1203,181 @@ release_outside(sq_ctx *c)
 	c->outside_version[0] = '\0';
 }
 
-/* The lock file of the database, "{db}-migrate-lock", into path: 1, or 0
- * for a private (temporary or in-memory) database, which has none, or -1
- * when the path does not fit. */
+/*
+ * Where the migration lock of the main database is kept while a migration
+ * runs outside a transaction, with the lock file's path in path (when
+ * path is not NULL):
+ * - LOCK_FILE: "{db}-migrate-lock" beside the database file;
+ * - LOCK_NONE: a database private to this connection, which no other can
+ *   change between the statements: ":memory:", a temporary database, or a
+ *   memdb database whose name does not start with "/";
+ * - LOCK_SHARED_MEMORY: an in-memory database that other connections of
+ *   this process can open -- memdb's "/name" (memdb.c shares those), or an
+ *   in-memory database whose cache another connection shares right now
+ *   (shared-cache mode: SQLITE_DBSTATUS_CACHE_USED_SHARED is the cache
+ *   divided among the connections that share it).  There is no file to
+ *   lock and no way to reach the others; such migrations are refused;
+ * - LOCK_TOO_LONG: the path does not fit.
+ */
 static int
-lock_file_path(sq_ctx *c, char *path, size_t size)
+lock_target(sq_ctx *c, char *path, size_t size)
+{
+	const char *db = sqlite3_db_filename(c->db, "main");
+	sqlite3_vfs *vfs = NULL;
+	int			used = 0,
+				shared = 0,
+				high;
+
+	if (sqlite3_file_control(c->db, "main", SQLITE_FCNTL_VFS_POINTER, &vfs) == SQLITE_OK &&
+		vfs && vfs->zName && strcmp(vfs->zName, "memdb") == 0)
+		return db && db[0] == '/' ? LOCK_SHARED_MEMORY : LOCK_NONE;
+	if (db == NULL || db[0] == '\0')
+	{
+		if (sqlite3_db_status(c->db, SQLITE_DBSTATUS_CACHE_USED, &used, &high, 0) == SQLITE_OK &&
+			sqlite3_db_status(c->db, SQLITE_DBSTATUS_CACHE_USED_SHARED, &shared, &high, 0) == SQLITE_OK &&
+			shared < used)
+			return LOCK_SHARED_MEMORY;
+		return LOCK_NONE;
+	}
+	if (path == NULL)
+		return LOCK_FILE;
+	return (size_t) snprintf(path, size, "%s-migrate-lock", db) < size ? LOCK_FILE : LOCK_TOO_LONG;
+}
+
+/* Refuses to run s outside a transaction in a shared in-memory database. */
+static int
+refuse_shared_memory(sq_ctx *c, const mig_script *s, mig_err *err)
 {
 	const char *db = sqlite3_db_filename(c->db, "main");
 
-	if (db == NULL || db[0] == '\0')
-		return 0;
-	return (size_t) snprintf(path, size, "%s-migrate-lock", db) < size ? 1 : -1;
+	mig_err_set(err, MIG_SQLSTATE_TXN_CONTROL,
+				"%s cannot run outside a transaction in an in-memory database that other connections share",
+				s->down ? "its down script" : "it");
+	mig_err_detail(err, "Outside a transaction its statements run one at a time under a lock file beside the database, and \"%s\" has no file: other connections could change the database between them. Nothing was %s.",
+				   db && db[0] ? db : ":memory:", s->down ? "rolled back" : "applied");
+	mig_err_hint(err, "Run it on a database file, or on an in-memory database of this connection alone (\":memory:\" without shared cache, or a memdb name that does not start with \"/\").");
+	return MIG_ERROR;
+}
+
+/* Fills err for lock file path that could not be opened, checked or
+ * created (what) with errno e. */
+static void
+lock_file_error(mig_err *err, int e, const char *what, const char *path)
+{
+	mig_err_set(err, e == EACCES || e == EPERM || e == ELOOP ? MIG_SQLSTATE_UNSAFE_FILE : "58030",
+				"could not %s lock file \"%s\": %s", what, path,
+				e == ELOOP ? "it is a symbolic link" : strerror(e));
+	mig_err_detail(err, "A migration that runs outside a transaction holds this file while its statements run; a lock file that cannot be looked at is never taken as free, and nothing was changed.");
+	mig_err_hint(err, "Make it a regular file that every user who applies migrations can read, as the database file (an earlier build created it readable by its owner only), or remove it while no migration runs.");
+	err->sys_errno = e;
+}
+
+/*
+ * Opens the lock file at path: read-write where it can, else read-only
+ * (flock needs neither); *writable says which.  With create, a missing
+ * file is created with the permission bits of the database file and, when
+ * running as root, its owner and group, as SQLite creates the journal and
+ * WAL files of a database (os_unix.c: findCreateFileMode, robust_open,
+ * robustFchown), so that whoever can write the database can also take
+ * the lock.  Returns the descriptor, -2 when the file does not exist and
+ * create is not set, -1 with err filled when it cannot be opened or is not
+ * a regular file with one link.
+ */
+static int
+open_lock_file(sq_ctx *c, const char *path, int create, int *writable, mig_err *err)
+{
+	const int	flags = O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK;
+	struct stat st;
+	int			fd,
+				e;
+
+	*writable = 0;
+	if (create && stat(sqlite3_db_filename(c->db, "main"), &st) == 0)
+	{
+		mode_t		mode = st.st_mode & 0666;
+
+		if ((fd = open(path, O_RDWR | O_CREAT | O_EXCL | flags, mode)) >= 0)
+		{
+			/* the umask must not take bits away */
+			if (fchmod(fd, mode) != 0 ||
+				(geteuid() == 0 && fchown(fd, st.st_uid, st.st_gid) != 0))
+			{
+				e = errno;
+				close(fd);
+				unlink(path);
+				lock_file_error(err, e, "create", path);
+				return -1;
+			}
+			*writable = 1;
+			return fd;
+		}
+		if (errno != EEXIST)
+		{
+			lock_file_error(err, errno, "create", path);
+			return -1;
+		}
+	}
+	if ((fd = open(path, O_RDWR | flags)) >= 0)
+		*writable = 1;
+	else if (errno == EACCES || errno == EPERM || errno == EROFS)
+		fd = open(path, O_RDONLY | flags);
+	if (fd < 0)
+	{
+		if (errno == ENOENT && !create)
+			return -2;
+		lock_file_error(err, errno, "open", path);
+		return -1;
+	}
+	if (fstat(fd, &st) != 0)
+	{
+		lock_file_error(err, errno, "look at", path);
+		close(fd);
+		return -1;
+	}
+	/* never write through a link to another file */
+	if (!S_ISREG(st.st_mode) || st.st_nlink != 1)
+	{
+		close(fd);
+		mig_err_set(err, MIG_SQLSTATE_UNSAFE_FILE,
+					"lock file \"%s\" is not a regular file with a single link", path);
+		mig_err_detail(err, "A migration that runs outside a transaction holds this file while its statements run, and writes in it which one runs; nothing was changed.");
+		mig_err_hint(err, "Remove it while no migration runs.");
+		return -1;
+	}
+	return fd;
 }
 
 /* 1 when another connection holds the lock file, running a migration
  * outside a transaction; who then says which, as its holder wrote it (or
- * is empty).  A lock file that cannot be looked at counts as free: taking
- * it then reports why. */
+ * is empty).  0 when it is free or there is none (a database without a
+ * lock file).  -1 with err filled when it cannot be looked at: that is
+ * never taken as free. */
 static int
-outside_running(sq_ctx *c, char *who, size_t size)
+outside_running(sq_ctx *c, char *who, size_t size, mig_err *err)
 {
 	char		path[LOCK_PATH_MAX];
 	int			fd,
-				held;
+				held,
+				writable;
 	ssize_t		n;
 
 	who[0] = '\0';
-	if (lock_file_path(c, path, sizeof(path)) != 1 ||
-		(fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+	/* no file: no other connection can run one here (LOCK_SHARED_MEMORY
+	 * and LOCK_TOO_LONG are refused to a runner) */
+	if (lock_target(c, path, sizeof(path)) != LOCK_FILE)
 		return 0;
+	if ((fd = open_lock_file(c, path, 0, &writable, err)) == -2)
+		return 0;
+	if (fd < 0)
+		return -1;
 	/* a shared lock for an instant: the holder retries its own meanwhile */
-	held = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+	held = flock(fd, LOCK_SH | LOCK_NB) != 0;
+	if (held && errno != EWOULDBLOCK)
+	{
+		lock_file_error(err, errno, "lock", path);
+		close(fd);
+		return -1;
+	}
 	if (held && (n = pread(fd, who, size - 1, 0)) > 0)
 	{
 		who[n] = '\0';
@@ -1124,25 +1396,26 @@ take_outside_lock(sq_ctx *c, const mig_script *s, mig_err *err)
 {
 	char		path[LOCK_PATH_MAX],
 				who[LOCK_WHO_MAX];
-	int			fd,
-				rc = lock_file_path(c, path, sizeof(path));
+	int			fd = c->outside_fd,
+				writable = 1;
 
-	if (rc == 0)
-		return MIG_OK;
-	if (rc < 0)
+	switch (lock_target(c, path, sizeof(path)))
 	{
-		mig_err_set(err, MIG_SQLSTATE_TOO_BIG, "database path \"%s\" is too long",
-					sqlite3_db_filename(c->db, "main"));
-		return MIG_ERROR;
+		case LOCK_NONE:
+			return MIG_OK;
+		case LOCK_SHARED_MEMORY:
+			return refuse_shared_memory(c, s, err);
+		case LOCK_TOO_LONG:
+			mig_err_set(err, MIG_SQLSTATE_TOO_BIG, "database path \"%s\" is too long",
+						sqlite3_db_filename(c->db, "main"));
+			return MIG_ERROR;
 	}
-	if ((fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600)) < 0)
-	{
-		mig_err_errno(err, errno, "open lock file", path);
+	/* held already by this call (the migration before it) */
+	if (fd < 0 && (fd = open_lock_file(c, path, 1, &writable, err)) < 0)
 		return MIG_ERROR;
-	}
 	/* a caller that waits looks at it for an instant, holding the write
 	 * lock or not; only a caller that breaks the rules holds it longer */
-	for (int tries = 0; flock(fd, LOCK_EX | LOCK_NB) != 0; tries++)
+	for (int tries = 0; fd != c->outside_fd && flock(fd, LOCK_EX | LOCK_NB) != 0; tries++)
 	{
 		int			e = errno;
 
@@ -1154,51 +1427,431 @@ take_outside_lock(sq_ctx *c, const mig_script *s, mig_err *err)
 		close(fd);
 		if (e != EWOULDBLOCK)
 		{
-			mig_err_errno(err, e, "lock file", path);
+			lock_file_error(err, e, "lock", path);
 			return MIG_ERROR;
 		}
 		mig_err_set(err, MIG_SQLSTATE_LOCK,
 					"another connection is applying it outside a transaction");
 		mig_err_detail(err, "Its statements run one at a time under the lock file \"%s\".", path);
-		mig_err_hint(err, "Call migrate_apply again when it is done.");
+		mig_err_hint(err, "Call %s again when it is done.", c->fn);
 		return MIG_ERROR;
 	}
 	/* which migration runs, for the messages of callers that wait; not
-	 * written, it is only missing from them */
-	snprintf(who, sizeof(who), "migration %s (%s) in process %ld",
-			 s->version, s->file, (long) getpid());
-	if (ftruncate(fd, 0) == 0 && pwrite(fd, who, strlen(who), 0) < 0)
+	 * written (a lock file this user can only read), it is only missing
+	 * from them */
+	snprintf(who, sizeof(who), "%s %s (%s) in process %ld",
+			 s->down ? "the rollback of migration" : "migration", s->version, s->file,
+			 (long) getpid());
+	if (writable && ftruncate(fd, 0) == 0 && pwrite(fd, who, strlen(who), 0) < 0)
 		who[0] = '\0';
 	c->outside_fd = fd;
 	return MIG_OK;
 }
 
-/* Reads how far an earlier attempt got into *start (0 for none), or
- * records that this one starts. */
+/* -- connection settings -- */
+
+/*
+ * Connection settings a migration may change with a PRAGMA (SQLite's
+ * pragma list): those that live in the connection, not in the database
+ * file, and can be read back.  After a script that ran outside a
+ * transaction, failed or not, each one it changed is put back as the
+ * caller had it (restore_settings): a table rebuild must not leave the
+ * caller's connection with foreign_keys off.  Settings kept in the
+ * database (journal_mode WAL, user_version, application_id, page_size,
+ * auto_vacuum, encoding) stay as the migration set them.  Left alone:
+ * case_sensitive_like, which cannot be read back, and the process-wide
+ * soft_heap_limit, hard_heap_limit, temp_store_directory and
+ * data_store_directory.  per_schema: read and set for main (cache_size
+ * of an attached database is not put back).
+ */
+static const struct
+{
+	const char *name;
+	int			per_schema;
+	int			table;			/* readable as a table-valued function */
+}			settings[] = {
+	{"foreign_keys", 0, 1}, {"defer_foreign_keys", 0, 1}, {"recursive_triggers", 0, 1},
+	{"legacy_alter_table", 0, 1}, {"ignore_check_constraints", 0, 1},
+	{"writable_schema", 0, 1}, {"trusted_schema", 0, 1}, {"cell_size_check", 0, 1},
+	{"query_only", 0, 1}, {"reverse_unordered_selects", 0, 1}, {"automatic_index", 0, 1},
+	{"read_uncommitted", 0, 1}, {"count_changes", 0, 1}, {"empty_result_callbacks", 0, 1},
+	{"full_column_names", 0, 1}, {"short_column_names", 0, 1},
+	{"checkpoint_fullfsync", 0, 1}, {"fullfsync", 0, 1}, {"busy_timeout", 0, 1},
+	{"threads", 0, 1}, {"analysis_limit", 0, 1}, {"temp_store", 0, 1},
+	{"cache_size", 1, 1}, {"cache_spill", 1, 1}, {"synchronous", 1, 1},
+	{"secure_delete", 1, 0}, {"locking_mode", 1, 1}, {"journal_size_limit", 1, 1},
+	{"wal_autocheckpoint", 0, 0}, {"mmap_size", 1, 0},
+};
+
+#define N_SETTINGS (sizeof(settings) / sizeof(settings[0]))
+#define SETTING_MAX 32
+
+/* The value of each setting, "" where it cannot be read (a pragma
+ * compiled out, mmap_size of an in-memory database). */
+typedef struct saved_settings
+{
+	char		value[N_SETTINGS][SETTING_MAX];
+} saved_settings;
+
+/* Copies column col of st (a row) into out[SETTING_MAX]; an SQLite result
+ * code. */
 static int
-progress_start(sq_ctx *c, const mig_script *s, size_t *start, int64_t *done, mig_err *err)
+setting_value(sqlite3_stmt *st, int col, char *out)
+{
+	const char *v = (const char *) sqlite3_column_text(st, col);
+
+	out[0] = '\0';
+	if (v)
+		snprintf(out, SETTING_MAX, "%s", v);
+	return v || sqlite3_column_type(st, col) == SQLITE_NULL ? SQLITE_OK : SQLITE_NOMEM;
+}
+
+/*
+ * Reads every setting into *out: those readable as table-valued functions
+ * in one statement, the others with a PRAGMA each (a handful of statements
+ * in all, since each is traced and costs a prepare); an SQLite result
+ * code.
+ */
+static int
+read_settings(sq_ctx *c, saved_settings *out)
+{
+	char	   *sql = sqlite3_mprintf("SELECT 0");
+	sqlite3_stmt *st = NULL;
+	int			rc,
+				col = 1;
+
+	for (size_t i = 0; sql && i < N_SETTINGS; i++)
+	{
+		char	   *more;
+
+		if (!settings[i].table)
+			continue;
+		more = sqlite3_mprintf("%s, (SELECT * FROM pragma_%s%s)", sql, settings[i].name,
+							   settings[i].per_schema ? " WHERE schema = 'main'" : "");
+		sqlite3_free(sql);
+		sql = more;
+	}
+	if (sql == NULL)
+		return SQLITE_NOMEM;
+	rc = sqlite3_prepare_v2(c->db, sql, -1, &st, NULL);
+	sqlite3_free(sql);
+	if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW)
+		rc = SQLITE_OK;
+	for (size_t i = 0; rc == SQLITE_OK && i < N_SETTINGS; i++)
+		if (settings[i].table)
+			rc = setting_value(st, col++, out->value[i]);
+	sqlite3_finalize(st);
+	for (size_t i = 0; rc == SQLITE_OK && i < N_SETTINGS; i++)
+	{
+		if (settings[i].table)
+			continue;
+		out->value[i][0] = '\0';
+		if ((sql = sqlite3_mprintf("PRAGMA %s%s", settings[i].per_schema ? "main." : "",
+								   settings[i].name)) == NULL)
+			return SQLITE_NOMEM;
+		rc = sqlite3_prepare_v2(c->db, sql, -1, &st, NULL);
+		sqlite3_free(sql);
+		if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW)
+			rc = setting_value(st, 0, out->value[i]);
+		else if (rc == SQLITE_DONE)
+			rc = SQLITE_OK;
+		sqlite3_finalize(st);
+	}
+	return rc;
+}
+
+static int
+save_settings(sq_ctx *c, saved_settings *saved, mig_err *err)
+{
+	if (read_settings(c, saved) != SQLITE_OK)
+		return db_error(c, err, "could not read the connection's settings");
+	return MIG_OK;
+}
+
+/*
+ * Puts back each setting that differs from saved (in autocommit mode:
+ * foreign_keys cannot change inside a transaction), with a notice for one
+ * SQLite does not take back (locking_mode stays exclusive in a database
+ * that entered WAL mode under it); now is room for the values read.
+ */
+static int
+restore_settings(sq_ctx *c, const saved_settings *saved, saved_settings *now, mig_err *err)
+{
+	int			changed = 0;
+
+	if (read_settings(c, now) != SQLITE_OK)
+		return db_error(c, err, "could not read the connection's settings");
+	for (size_t i = 0; i < N_SETTINGS; i++)
+	{
+		char	   *sql;
+		int			rc;
+
+		if (saved->value[i][0] == '\0' || strcmp(now->value[i], saved->value[i]) == 0)
+			continue;
+		sql = sqlite3_mprintf("PRAGMA %s%s = %s", settings[i].per_schema ? "main." : "",
+							  settings[i].name, saved->value[i]);
+		rc = sql ? run(c, sql, err) : (mig_err_nomem(err), MIG_NOMEM);
+		sqlite3_free(sql);
+		if (rc != MIG_OK)
+			return rc;
+		changed = 1;
+	}
+	if (!changed)
+		return MIG_OK;
+	if (read_settings(c, now) != SQLITE_OK)
+		return db_error(c, err, "could not read the connection's settings");
+	for (size_t i = 0; i < N_SETTINGS; i++)
+		if (saved->value[i][0] != '\0' && strcmp(now->value[i], saved->value[i]) != 0)
+		{
+			char	   *msg = sqlite3_mprintf("could not put back PRAGMA %s = %s of this connection: it stays %s",
+											  settings[i].name, saved->value[i], now->value[i]);
+
+			if (msg)
+				sq_notice(c, msg, NULL);
+			sqlite3_free(msg);
+		}
+	/* an exclusive lock kept by locking_mode=exclusive goes at the next
+	 * read of the database file */
+	return run(c, "PRAGMA main.schema_version", err);
+}
+
+/* 1 when the statement sql[0..len) is a PRAGMA that a resume replays:
+ * one of the settings above, journal_mode (which lives in the connection
+ * in the rollback-journal modes) or case_sensitive_like. */
+static int
+replayed_pragma(const char *sql, size_t len)
+{
+	size_t		wlen,
+				at = mig_first_word(sql, len, 0, &wlen),
+				dlen,
+				dot;
+
+	if (!word_is(sql + at, wlen, "PRAGMA"))
+		return 0;
+	at += wlen;
+	at += mig_first_word(sql + at, len - at, 0, &wlen);
+	/* schema.name */
+	dot = at + wlen + mig_first_word(sql + at + wlen, len - at - wlen, 0, &dlen);
+	if (dot < len && sql[dot] == '.')
+		at = dot + 1 + mig_first_word(sql + dot + 1, len - dot - 1, 0, &wlen);
+	if (word_is(sql + at, wlen, "journal_mode") || word_is(sql + at, wlen, "case_sensitive_like"))
+		return 1;
+	for (size_t i = 0; i < N_SETTINGS; i++)
+		if (word_is(sql + at, wlen, settings[i].name))
+			return 1;
+	return 0;
+}
+
+/* -- running the statements -- */
+
+/* How the runner treats a statement, by its leading keyword. */
+enum
+{
+	KIND_PLAIN,					/* shares a transaction with its progress */
+	KIND_TXN,					/* BEGIN, COMMIT, END, ROLLBACK, SAVEPOINT,
+								 * RELEASE: the migration's own transaction */
+	KIND_AUTOCOMMIT				/* PRAGMA, VACUUM: as they come */
+};
+
+static int
+statement_kind(const char *sql, size_t len)
+{
+	static const char *const txn[] = {"BEGIN", "COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE"};
+	size_t		wlen,
+				at = mig_first_word(sql, len, 0, &wlen);
+
+	for (size_t i = 0; i < sizeof(txn) / sizeof(txn[0]); i++)
+		if (word_is(sql + at, wlen, txn[i]))
+			return KIND_TXN;
+	if (word_is(sql + at, wlen, "PRAGMA") || word_is(sql + at, wlen, "VACUUM"))
+		return KIND_AUTOCOMMIT;
+	return KIND_PLAIN;
+}
+
+/* A script running outside a transaction. */
+typedef struct outside_run
+{
+	sq_ctx	   *c;
+	const mig_script *s;
+	const char *text;			/* script_text of s */
+	size_t		at;				/* offset of the next statement */
+	int64_t		done;			/* statements done */
+	uint32_t	crc;			/* mig_checksum_add of the bytes before at */
+	sqlite3_stmt *mark;			/* UPDATE of its progress row */
+	sqlite3_stmt *begin;		/* BEGIN IMMEDIATE, COMMIT, ROLLBACK */
+	sqlite3_stmt *commit;
+	sqlite3_stmt *rollback;
+} outside_run;
+
+/* Records in the progress row that the statements up to offset next are
+ * done (done of them, sum the checksum of those bytes). */
+static int
+mark(outside_run *r, size_t next, int64_t done, const char *sum, mig_err *err)
+{
+	sqlite3_stmt *m = r->mark;
+
+	if (sqlite3_bind_text(m, 1, r->s->version, -1, SQLITE_STATIC) != SQLITE_OK ||
+		sqlite3_bind_text(m, 2, sum, -1, SQLITE_TRANSIENT) != SQLITE_OK ||
+		sqlite3_bind_int64(m, 3, (sqlite3_int64) next) != SQLITE_OK ||
+		sqlite3_bind_int64(m, 4, done) != SQLITE_OK ||
+		step_all(m) != SQLITE_OK)
+		return db_error(r->c, err, "could not record progress");
+	return MIG_OK;
+}
+
+/*
+ * Runs the statement at r->at and records it as done so that no statement
+ * runs twice, whatever moment the process dies at:
+ * - an ordinary statement in autocommit mode runs as BEGIN IMMEDIATE;
+ *   statement; progress; COMMIT: both or neither;
+ * - inside the migration's own transaction (BEGIN ... COMMIT, as in the
+ *   table rebuild), the progress is written inside it after each
+ *   statement, and the progress that covers a statement ending it is
+ *   written before it: they commit together, and a rollback (or a crash)
+ *   takes the progress back with the statements, so a resume never lands
+ *   inside that transaction;
+ * - a PRAGMA or VACUUM outside that transaction runs in autocommit mode,
+ *   as some must (PRAGMA foreign_keys is ignored inside a transaction,
+ *   journal_mode=WAL and VACUUM fail in one, and defer_foreign_keys ends
+ *   at the next COMMIT), with its progress committed after it: a crash
+ *   between the two runs it again on resume, which is safe: a PRAGMA sets
+ *   a value (setting it again changes nothing), reads, or does upkeep that
+ *   leaves every row as it was (wal_checkpoint, incremental_vacuum,
+ *   optimize), and every resume replays the setting PRAGMAs before it
+ *   anyway; VACUUM rebuilds the file with the same content.  (VACUUM
+ *   INTO a file fails when the file exists: run again, it stops with that
+ *   error rather than doing anything twice.)
+ */
+static int
+outside_step(outside_run *r, mig_err *err)
+{
+	sq_ctx	   *c = r->c;
+	const mig_script *s = r->s;
+	sqlite3_stmt *st = NULL;
+	size_t		next;
+	uint32_t	crc;
+	char		sum[16];
+	int			wrapped,
+				kind,
+				src,
+				rc;
+
+	if ((rc = prepare_at(c, s, r->text, r->at, &st, &next, err)) != MIG_OK)
+		return rc;
+	if (st == NULL)
+	{
+		r->at = next;			/* comments only: nothing to record */
+		return MIG_OK;
+	}
+	crc = mig_checksum_add(r->crc, r->text + r->at, next - r->at);
+	mig_checksum_of(crc, sum);
+	kind = statement_kind(s->sql + r->at, next - r->at);
+	wrapped = kind == KIND_PLAIN && sqlite3_get_autocommit(c->db);
+	if (wrapped && step_all(r->begin) != SQLITE_OK)
+		rc = db_error(c, err, "BEGIN IMMEDIATE");
+	else if (kind == KIND_TXN && !sqlite3_get_autocommit(c->db))
+		rc = mark(r, next, r->done + 1, sum, err);
+	if (rc == MIG_OK && (src = step_all(st)) != SQLITE_OK)
+		rc = stmt_failed(c, s, r->at, src, err);
+	/* after a statement that ended the transaction, again: a ROLLBACK took
+	 * the progress written before it back */
+	if (rc == MIG_OK)
+		rc = mark(r, next, r->done + 1, sum, err);
+	if (rc == MIG_OK && wrapped && step_all(r->commit) != SQLITE_OK)
+		rc = db_error(c, err, "COMMIT");
+	if (rc != MIG_OK && wrapped && !sqlite3_get_autocommit(c->db))
+		step_all(r->rollback);
+	sqlite3_finalize(st);
+	if (rc == MIG_OK)
+	{
+		r->at = next;
+		r->done++;
+		r->crc = crc;
+	}
+	return rc;
+}
+
+/*
+ * On a resume: does again to this connection what the statements done
+ * did to theirs, which did not outlive it -- the PRAGMAs among them that
+ * set a connection setting (replayed_pragma), with the transaction
+ * statements around them, so that a PRAGMA that had no effect inside the
+ * migration's own transaction (foreign_keys) has none again.  The
+ * statements are found with the tokenizer (statement_end); no other is
+ * prepared: a statement that ran may not prepare any more (CREATE TABLE
+ * of the table it created), and skipping everything after such a failure
+ * once lost a PRAGMA foreign_keys=OFF and let a DROP TABLE cascade.
+ */
+static int
+replay(outside_run *r, mig_err *err)
+{
+	sq_ctx	   *c = r->c;
+	const char *sql = r->s->sql;
+	scratch		sc = {NULL, 0};
+	size_t		start,
+				end;
+	int			rc = MIG_OK;
+
+	for (start = 0; rc == MIG_OK && start < r->at; start = end)
+	{
+		sqlite3_stmt *st = NULL;
+		int			src;
+
+		if ((end = statement_end(sql, start, r->at, &sc)) == 0)
+		{
+			mig_err_nomem(err);
+			rc = MIG_NOMEM;
+			break;
+		}
+		if (statement_kind(sql + start, end - start) != KIND_TXN &&
+			!replayed_pragma(sql + start, end - start))
+			continue;
+		/* its own length: SQLite copies this statement alone */
+		src = sqlite3_prepare_v3(c->db, sql + start, (int) (end - start), 0, &st, NULL);
+		if (src == SQLITE_OK && st)
+			src = step_all(st);
+		if (src != SQLITE_OK)
+			rc = stmt_failed(c, r->s, start, src, err);
+		sqlite3_finalize(st);
+	}
+	sqlite3_free(sc.buf);
+	return rc;
+}
+
+/* Reads how far an earlier attempt at s got (*start, *done, *crc: 0 for
+ * none), refusing when the bytes it ran have changed since, or records
+ * that this one starts. */
+static int
+progress_start(sq_ctx *c, const mig_script *s, size_t *start, int64_t *done, uint32_t *crc,
+			   mig_err *err)
 {
 	sqlite3_stmt *st = NULL;
 	int			rc = MIG_OK;
 
 	*start = 0;
 	*done = 0;
+	*crc = 0;
 	if (progress_ready(c, err) != MIG_OK)
 		return err->code;
 	if (sqlite3_prepare_v2(c->db, "SELECT done_checksum, next_offset, statements_done"
-						   " FROM main.migrate_progress WHERE version = ?1", -1, &st, NULL) != SQLITE_OK ||
-		sqlite3_bind_text(st, 1, s->version, -1, SQLITE_STATIC) != SQLITE_OK)
+						   " FROM main.migrate_progress WHERE version = ?1 AND down = ?2",
+						   -1, &st, NULL) != SQLITE_OK ||
+		sqlite3_bind_text(st, 1, s->version, -1, SQLITE_STATIC) != SQLITE_OK ||
+		sqlite3_bind_int(st, 2, s->down != 0) != SQLITE_OK)
 		rc = db_error(c, err, "could not read migrate_progress");
 	else if (sqlite3_step(st) == SQLITE_ROW)
 	{
 		const char *sum = (const char *) sqlite3_column_text(st, 0);
 		int64_t		off = sqlite3_column_int64(st, 1);
-		char		now[16];
+		char		now[16] = "";
 
 		*done = sqlite3_column_int64(st, 2);
 		if (off >= 0 && (uint64_t) off <= s->len)
-			mig_checksum(s->sql, (size_t) off, now);
-		if (sum == NULL || off < 0 || (uint64_t) off > s->len || strcmp(now, sum) != 0)
+		{
+			*crc = mig_checksum_add(0, s->sql, (size_t) off);
+			mig_checksum_of(*crc, now);
+		}
+		if (sum == NULL || strcmp(now, sum) != 0)
 		{
 			mig_err_set(err, MIG_SQLSTATE_STATE,
 						"its statements that ran outside a transaction have changed since");
@@ -1216,7 +1869,8 @@ progress_start(sq_ctx *c, const mig_script *s, size_t *start, int64_t *done, mig
 		char		empty[16];
 		char	   *sql;
 
-		mig_checksum("", 0, empty);
+		mig_checksum_of(0, empty);
+		*done = 0;
 		sql = sqlite3_mprintf("INSERT OR REPLACE INTO main.migrate_progress(version, done_checksum,"
 							  " next_offset, statements_done, updated_at, last_error, down)"
 							  " VALUES(%Q, %Q, 0, 0, strftime('%%Y-%%m-%%dT%%H:%%M:%%fZ', 'now'), NULL, %d)",
@@ -1227,67 +1881,91 @@ progress_start(sq_ctx *c, const mig_script *s, size_t *start, int64_t *done, mig
 	return rc;
 }
 
+/* Prepares the statements the runner steps for every statement of the
+ * script (before the unit of work ends: SQLite may prepare nothing more
+ * after an out-of-memory error until the calling statement ends). */
+static int
+prepare_runner(outside_run *r, mig_err *err)
+{
+	sqlite3 *db = r->c->db;
+
+	if (sqlite3_prepare_v3(db, "UPDATE main.migrate_progress SET done_checksum = ?2,"
+						   " next_offset = ?3, statements_done = ?4, last_error = NULL,"
+						   " updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE version = ?1",
+						   -1, SQLITE_PREPARE_PERSISTENT, &r->mark, NULL) != SQLITE_OK ||
+		sqlite3_prepare_v2(db, "BEGIN IMMEDIATE", -1, &r->begin, NULL) != SQLITE_OK ||
+		sqlite3_prepare_v2(db, "COMMIT", -1, &r->commit, NULL) != SQLITE_OK ||
+		sqlite3_prepare_v2(db, "ROLLBACK", -1, &r->rollback, NULL) != SQLITE_OK)
+		return db_error(r->c, err, "could not record progress");
+	return MIG_OK;
+}
+
+/* Refuses to run s outside a transaction inside the caller's. */
+static int
+refuse_in_txn(sq_ctx *c, const mig_script *s, mig_err *err)
+{
+	mig_err_set(err, "25001", "%s must run outside a transaction, and %s was called inside one",
+				s->down ? "its down script" : "it", c->fn);
+	mig_err_detail(err, "It %s to run outside a transaction (%s); nothing was %s.",
+				   s->down ? "was recorded" : "is marked",
+				   s->nontransactional ? s->nontransactional : "a statement that cannot run in one",
+				   s->down ? "rolled back" : "applied");
+	mig_err_hint(err, "Call %s in autocommit mode, with no transaction open.", c->fn);
+	return MIG_ERROR;
+}
+
+/*
+ * Runs s (an up script, or with s->down a down script) outside a
+ * transaction: takes the lock file, records the start (or finds where an
+ * earlier attempt stopped) and commits it with what came before, replays
+ * the connection settings of the statements done, runs the rest one at a
+ * time (outside_step), puts back the connection settings the script
+ * changed, and opens the unit of work again for the core to record it.
+ * On error the statements done stay done and last_error says why.
+ */
 static int
 sq_exec_outside(void *ctx, const mig_script *s, mig_err *err)
 {
 	sq_ctx	   *c = ctx;
-	const char *p,
-			   *end = s->sql + s->len;
-	sqlite3_stmt *mark = NULL;
-	size_t		start = 0;
-	int64_t		done = 0;
+	outside_run r;
+	saved_settings *saved = NULL;	/* [0] the caller's, [1] room */
+	char	   *copy = NULL;
 	int			rc;
 
+	if (c->in_txn)
+		return refuse_in_txn(c, s, err);
+	memset(&r, 0, sizeof(r));
+	r.c = c;
+	r.s = s;
 	rc = take_outside_lock(c, s, err);
 	if (rc == MIG_OK)
-		rc = progress_start(c, s, &start, &done, err);
+		rc = progress_start(c, s, &r.at, &r.done, &r.crc, err);
+	if (rc == MIG_OK && ((r.text = script_text(s, &copy)) == NULL ||
+						 (saved = sqlite3_malloc64(2 * sizeof(*saved))) == NULL))
+	{
+		mig_err_nomem(err);
+		rc = MIG_NOMEM;
+	}
+	if (rc == MIG_OK)
+		rc = save_settings(c, saved, err);
+	if (rc == MIG_OK)
+		rc = prepare_runner(&r, err);
 	/* commit what came before (and the progress row): from here on no
 	 * transaction is ours */
 	if (rc == MIG_OK && (rc = run(c, "COMMIT", err)) == MIG_OK)
 		c->locked = 0;
-	if (rc == MIG_OK &&
-		sqlite3_prepare_v2(c->db, "UPDATE main.migrate_progress SET done_checksum = ?2,"
-						   " next_offset = ?3, statements_done = ?4, last_error = NULL,"
-						   " updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE version = ?1",
-						   -1, &mark, NULL) != SQLITE_OK)
-		rc = db_error(c, err, "could not record progress");
-	/* resuming: the connection settings the statements done had made */
-	for (p = s->sql; rc == MIG_OK && p < s->sql + start;)
+	if (rc == MIG_OK && r.at > 0)
+		rc = replay(&r, err);
+	while (rc == MIG_OK && r.at < s->len)
+		rc = outside_step(&r, err);
+	if (rc == MIG_OK && !sqlite3_get_autocommit(c->db))
 	{
-		size_t		wlen,
-					at = mig_first_word(p, start - (size_t) (p - s->sql), 0, &wlen);
-		const char *tail = p;
-		sqlite3_stmt *st = NULL;
-		int			ran;
-
-		if (wlen == 6 && sqlite3_strnicmp(p + at, "PRAGMA", 6) == 0)
-			rc = step_one(c, s, &p, s->sql + start, 0, &ran, err);
-		else if (sqlite3_prepare_v3(c->db, p, (int) (start - (size_t) (p - s->sql)), 0, &st, &tail) == SQLITE_OK)
-			p = tail > p ? tail : s->sql + start;
-		else
-			p = s->sql + start;	/* it ran before; the schema has moved on */
-		sqlite3_finalize(st);
+		mig_err_set(err, "25000", "it ends inside the transaction it opened");
+		mig_err_detail(err, "The statements of that transaction were rolled back; the next call runs them again.");
+		mig_err_hint(err, "End the transaction with COMMIT.");
+		err->offset = (long) s->len;
+		rc = MIG_ERROR;
 	}
-	for (p = s->sql + start; rc == MIG_OK && p < end;)
-	{
-		int			ran;
-		char		sum[16];
-
-		if ((rc = step_one(c, s, &p, end, 0, &ran, err)) != MIG_OK)
-			break;
-		if (!ran)
-			continue;
-		done++;
-		mig_checksum(s->sql, (size_t) (p - s->sql), sum);
-		if (sqlite3_bind_text(mark, 1, s->version, -1, SQLITE_STATIC) != SQLITE_OK ||
-			sqlite3_bind_text(mark, 2, sum, -1, SQLITE_TRANSIENT) != SQLITE_OK ||
-			sqlite3_bind_int64(mark, 3, (sqlite3_int64) (p - s->sql)) != SQLITE_OK ||
-			sqlite3_bind_int64(mark, 4, done) != SQLITE_OK ||
-			sqlite3_step(mark) != SQLITE_DONE)
-			rc = db_error(c, err, "could not record progress");
-		sqlite3_reset(mark);
-	}
-	sqlite3_finalize(mark);
 	if (rc != MIG_OK && !c->locked)
 	{
 		mig_err		ignored;
@@ -1296,7 +1974,7 @@ sq_exec_outside(void *ctx, const mig_script *s, mig_err *err)
 		/* a transaction the script opened itself is rolled back, and the
 		 * error noted beside the progress */
 		if (!sqlite3_get_autocommit(c->db))
-			sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+			step_all(r.rollback);
 		sql = sqlite3_mprintf("UPDATE main.migrate_progress SET last_error = %Q WHERE version = %Q",
 							  err->message, s->version);
 		mig_err_clear(&ignored);
@@ -1304,6 +1982,20 @@ sq_exec_outside(void *ctx, const mig_script *s, mig_err *err)
 			run(c, sql, &ignored);
 		sqlite3_free(sql);
 	}
+	if (!c->locked && saved)
+	{
+		mig_err		ignored;
+		int			back = restore_settings(c, &saved[0], &saved[1], rc == MIG_OK ? err : &ignored);
+
+		if (rc == MIG_OK)
+			rc = back;
+	}
+	sqlite3_finalize(r.mark);
+	sqlite3_finalize(r.begin);
+	sqlite3_finalize(r.commit);
+	sqlite3_finalize(r.rollback);
+	sqlite3_free(saved);
+	sqlite3_free(copy);
 	if (rc == MIG_OK)
 	{
 		/* the lock again, for the history row and what follows */

@@ -152,5 +152,195 @@ def history_records_who_applied_each_migration(c):
     assert con.execute("SELECT DISTINCT applied_by FROM migrate_history").fetchall() == [(me,)]
 
 
+# ---- the lock file of migrations outside a transaction, across OS users ----
+
+AS_OTHER = r"""
+import json, sqlite3, sys
+ext, db, sql, args = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+con = sqlite3.connect(db, isolation_level=None, timeout=2)
+con.enable_load_extension(True)
+con.load_extension(ext)
+try:
+    out = {"result": con.execute(sql, args).fetchall()}
+except sqlite3.Error as e:
+    out = {"error": str(e)}
+print(json.dumps(out))
+"""
+
+OTHER = "nobody"          # a second OS user, in the group the database is shared with
+
+
+def as_other(c, sql, *args):
+    """Runs sql as the other OS user on c.db: {"result": rows} or {"error": text}."""
+    import json
+    import subprocess
+    p = subprocess.run(["runuser", "-u", OTHER, "--", sys.executable, "-c", AS_OTHER, EXT, c.db, sql,
+                        json.dumps(list(args))], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and p.stdout.strip(), "as %s: exit %d: %s" % (OTHER, p.returncode, p.stderr)
+    return json.loads(p.stdout)
+
+
+def shared_with_other(c):
+    """A database folder and file writable by a group the other user is in
+    (as a deployment shares them between a deploy user and the
+    application's); False when the test does not run as root."""
+    import grp
+    import pwd
+    if os.geteuid() != 0:
+        return False
+    gid = pwd.getpwnam(OTHER).pw_gid
+    grp.getgrgid(gid)
+    for path in (c.root, c.dir):
+        os.chown(path, 0, gid)
+    os.chmod(c.root, 0o2775)
+    os.chmod(c.dir, 0o755)
+    con = sqlite3.connect(c.db)
+    con.execute("CREATE TABLE IF NOT EXISTS keep(x)")
+    con.commit()
+    con.close()
+    os.chown(c.db, 0, gid)
+    os.chmod(c.db, 0o664)
+    return gid
+
+
+NO_TXN = "-- +goose NO TRANSACTION\n-- +goose Up\nCREATE TABLE %s(x);\n-- +goose Down\nDROP TABLE %s;\n"
+
+
+@test
+def lock_file_is_created_like_the_database_so_another_user_can_migrate(c):
+    """After root ran a migration outside a transaction, the lock file it
+    created let no other user take it (0600): every later such migration of
+    another user with write access to the database failed for good.  It is
+    created as SQLite creates the journal: the database file's permission
+    bits and, for root, its owner and group."""
+    gid = shared_with_other(c)
+    if gid is False:
+        return
+    c.put("1_a.sql", NO_TXN % ("a", "a"))
+    con, _ = connect(c)
+    assert con.execute("SELECT migrate_apply(?)", (c.dir,)).fetchone()[0] == 1
+    con.close()
+    c.put("2_b.sql", NO_TXN % ("b", "b"))
+    out = as_other(c, "SELECT migrate_apply(?)", c.dir)
+    assert out == {"result": [[1]]}, out
+    st = os.stat(c.db + "-migrate-lock")
+    assert (oct(st.st_mode & 0o777), st.st_uid, st.st_gid) == (oct(0o664), 0, gid), \
+        (oct(st.st_mode & 0o777), st.st_uid, st.st_gid)
+    out = as_other(c, "SELECT migrate_down(2)")
+    assert out == {"result": [[2]]}, out
+    assert c.tables() == ["keep", "migrate_history", "migrate_progress"]
+
+
+@test
+def a_lock_file_another_user_cannot_open_is_never_free(c):
+    """A lock file that could not be opened counted as free: while root's
+    migration ran outside a transaction (holding a lock file left 0600 by an
+    earlier build), another user's migrate_down(1) dropped the table it was
+    working on.  A lock that cannot be checked is never free: the call
+    fails, naming the file, and changes nothing."""
+    import fcntl
+    if shared_with_other(c) is False:
+        return
+    c.put("1_work.up.sql", "CREATE TABLE work(x);\n")
+    c.put("1_work.down.sql", "DROP TABLE work;\n")
+    con, _ = connect(c)
+    assert con.execute("SELECT migrate_apply(?)", (c.dir,)).fetchone()[0] == 1
+    con.close()
+    lock = c.db + "-migrate-lock"
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    os.fchmod(fd, 0o600)
+    for held in (True, False):
+        if held:        # root's migration 2 runs statement by statement
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.write(fd, b"migration 2 (2_fill.up.sql) in process 4242")
+        out = as_other(c, "SELECT migrate_down(1)")
+        assert "error" in out, "migrate_down ran under a lock it could not check: %s" % out
+        assert out["error"].startswith('migrate_down: could not open lock file "%s": Permission denied' % lock), out
+        assert "never taken as free" in out["error"], out
+        assert "work" in c.tables(), "the table of the running migration was dropped"
+        assert c.history() == [("1", "work")]
+        out = as_other(c, "SELECT migrate_apply(?)", c.dir)
+        assert out["error"].startswith('migrate_apply: could not open lock file "%s"' % lock), out
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)
+    # readable is enough (flock works on a read-only descriptor)
+    os.chmod(lock, 0o644)
+    assert as_other(c, "SELECT migrate_down(1)") == {"result": [[1]]}
+    assert "work" not in c.tables()
+
+
+@test
+def databases_without_a_file_get_no_lock_file(c):
+    """A database with no file must not get a lock file at a path made of
+    its name (file:/name?vfs=memdb got /name-migrate-lock): ":memory:", a
+    temporary database and a memdb database whose name does not start with
+    "/" are this connection's alone and need no lock; a memdb "/name"
+    database, or an in-memory one whose shared cache another connection
+    shares, can be changed by other connections of the process between the
+    statements, and no lock file reaches them: such migrations are refused
+    there, before anything runs."""
+    c.put("1_a.up.sql", "CREATE TABLE a(x);\n")
+    c.put("2_b.up.sql", "-- no-transaction\nCREATE TABLE b(x);\nINSERT INTO b VALUES (1);\n")
+    cwd = os.getcwd()
+    os.chdir(c.root)
+    name = "mig-attack-%d" % os.getpid()
+    try:
+        for uri in (":memory:", "", "file:%s?vfs=memdb" % name):
+            con = sqlite3.connect(uri, uri=uri.startswith("file:"), isolation_level=None)
+            con.enable_load_extension(True)
+            con.load_extension(EXT)
+            assert con.execute("SELECT migrate_apply(?)", (c.dir,)).fetchone()[0] == 2, uri
+            assert con.execute("SELECT x FROM b").fetchall() == [(1,)]
+            con.close()
+        for uri in ("file:/%s?vfs=memdb" % name, "file:%s-shm?mode=memory&cache=shared" % name):
+            con = sqlite3.connect(uri, uri=True, isolation_level=None)
+            other = sqlite3.connect(uri, uri=True, isolation_level=None)
+            other.execute("CREATE TABLE mine(x)")
+            con.enable_load_extension(True)
+            con.load_extension(EXT)
+            try:
+                con.execute("SELECT migrate_apply(?)", (c.dir,)).fetchone()
+                raise AssertionError("applied in a shared in-memory database: %s" % uri)
+            except sqlite3.OperationalError as e:
+                assert str(e).startswith(
+                    "migrate_apply: migration 2 (2_b.up.sql): it cannot run outside a transaction in an"
+                    " in-memory database that other connections share"), str(e)
+            names = {r[0] for r in other.execute("SELECT name FROM sqlite_schema")}
+            assert "mine" in names and not names & {"a", "b", "migrate_history"}, (uri, names)
+            con.close()
+            other.close()
+        assert not os.path.exists("/%s-migrate-lock" % name), "a lock file at the root"
+        assert sorted(os.listdir(c.root)) == ["migrations"], os.listdir(c.root)
+    finally:
+        os.chdir(cwd)
+        if os.path.exists("/%s-migrate-lock" % name):
+            os.unlink("/%s-migrate-lock" % name)
+
+
+@test
+def nothing_is_written_through_a_planted_lock_file(c):
+    """Whoever can write the database's folder can plant the lock file as
+    a hard link to another file of the caller's (where protected_hardlinks
+    does not stop it): the previous build truncated that file and wrote
+    "migration 2 (...) in process N" into it.  A lock file with another
+    link is refused, and the file is as it was."""
+    secret = os.path.join(c.root, "secret.txt")
+    with open(secret, "w") as f:
+        f.write("the caller's own file\n")
+    os.link(secret, c.db + "-migrate-lock")
+    c.put("1_a.up.sql", "-- no-transaction\nCREATE TABLE a(x);\n")
+    con, _ = connect(c)
+    try:
+        con.execute("SELECT migrate_apply(?)", (c.dir,)).fetchone()
+        raise AssertionError("applied through a planted lock file")
+    except sqlite3.OperationalError as e:
+        assert str(e).startswith('migrate_apply: lock file "%s-migrate-lock" is not a regular file with a'
+                                 ' single link' % c.db), str(e)
+    con.close()
+    with open(secret) as f:
+        assert f.read() == "the caller's own file\n", "written through the link"
+    assert "a" not in c.tables()
+
+
 if __name__ == "__main__":
     sys.exit(main("attacks"))

@@ -615,6 +615,56 @@ def _(c):
     c.put("2_b.up.sql", "CREATE TABLE b(x);\n")
 
 
+# a planted lock file ("{db}-migrate-lock", held while a migration runs
+# outside a transaction): one that cannot be looked at is never taken as
+# free, so every call refuses, changing nothing, and nothing is written
+# through it
+
+LOCK_HINT = "HINT:  Make it a regular file that every user who applies migrations can read"
+
+
+def outside_second(c):
+    first(c)
+    c.put("2_b.up.sql", "-- no-transaction\nCREATE TABLE b(x);\n")
+
+
+@case("lock_file_is_a_symlink",
+      Refused('migrate_apply: could not open lock file "{root}/app.db-migrate-lock": it is a symbolic link',
+              LOCK_HINT))
+def _(c):
+    outside_second(c)
+    os.symlink(put_at(c, "outside/target", "keep me\n"), c.db + "-migrate-lock")
+
+
+@case("lock_file_is_a_dangling_symlink",
+      Refused('migrate_apply: could not open lock file "{root}/app.db-migrate-lock": it is a symbolic link'))
+def _(c):
+    outside_second(c)
+    os.symlink(os.path.join(c.root, "nowhere"), c.db + "-migrate-lock")
+
+
+@case("lock_file_is_a_fifo",
+      Refused('migrate_apply: lock file "{root}/app.db-migrate-lock" is not a regular file with a single link'),
+      max_seconds=10)
+def _(c):
+    outside_second(c)
+    os.mkfifo(c.db + "-migrate-lock")
+
+
+@case("lock_file_is_a_directory",
+      Refused('migrate_apply: could not open lock file "{root}/app.db-migrate-lock": Is a directory'))
+def _(c):
+    outside_second(c)
+    os.mkdir(c.db + "-migrate-lock")
+
+
+@case("lock_file_is_a_hard_link_to_another_file",
+      Refused('migrate_apply: lock file "{root}/app.db-migrate-lock" is not a regular file with a single link'))
+def _(c):
+    outside_second(c)
+    os.link(put_at(c, "outside/target", "keep me\n"), c.db + "-migrate-lock")
+
+
 @case("failing_script",
       Refused("migrate_apply: migration 2 (2_bad.up.sql), line 4: no such table: nope"))
 def _(c):

@@ -7,6 +7,7 @@ statement, the lock file, and the refusals.
 import fcntl
 import multiprocessing
 import os
+import signal
 import sqlite3
 import sys
 import threading
@@ -337,15 +338,387 @@ def a_waiting_caller_takes_over_when_the_runner_is_killed(c):
     assert c.query("PRAGMA integrity_check") == [("ok",)]
 
 
+def down(c, n=1, con=None):
+    own = con is None
+    con = con or connect(c)
+    try:
+        return con.execute("SELECT migrate_down(?)", (n,)).fetchone()[0]
+    finally:
+        if own:
+            con.close()
+
+
+def down_fails(c, *needles, con=None, n=1):
+    try:
+        down(c, n, con)
+    except sqlite3.OperationalError as e:
+        for needle in needles:
+            assert needle in str(e), "expected %r in %s" % (needle, e)
+        return str(e)
+    raise AssertionError("migrate_down succeeded")
+
+
+def columns(c, table):
+    return [r[1] for r in c.query("PRAGMA table_info(%s)" % table)]
+
+
 @test
-def down_sections_of_marked_migrations_run_in_a_transaction(c):
+def down_sections_of_goose_no_transaction_files_run_outside_a_transaction(c):
+    """goose runs both sections of a NO TRANSACTION file without a
+    transaction (https://pressly.github.io/goose/documentation/annotations/)."""
     c.put("1_a.sql", "-- +goose NO TRANSACTION\n-- +goose Up\nCREATE TABLE a(x);\n"
                      "-- +goose Down\nDROP TABLE a;\n")
     assert apply(c) == 1
+    assert c.query("SELECT down_mode FROM migrate_history") == [("outside",)]
+    assert down(c) == 1
+    assert "a" not in c.tables()
+    assert progress(c) == []
+    assert not lock_file_held(c)
+
+
+REBUILD_BOTH_WAYS = """-- +goose NO TRANSACTION
+-- +goose Up
+PRAGMA foreign_keys=off;
+BEGIN;
+CREATE TABLE parent_new(id INTEGER PRIMARY KEY, name TEXT DEFAULT 'x');
+INSERT INTO parent_new(id) SELECT id FROM parent;
+DROP TABLE parent;
+ALTER TABLE parent_new RENAME TO parent;
+PRAGMA foreign_key_check;
+COMMIT;
+PRAGMA foreign_keys=on;
+-- +goose Down
+PRAGMA foreign_keys=off;
+BEGIN;
+CREATE TABLE parent_old(id INTEGER PRIMARY KEY);
+INSERT INTO parent_old(id) SELECT id FROM parent;
+DROP TABLE parent;
+ALTER TABLE parent_old RENAME TO parent;
+PRAGMA foreign_key_check;
+COMMIT;
+PRAGMA foreign_keys=on;
+"""
+
+
+@test
+def rolling_back_a_table_rebuild_keeps_child_rows(c):
+    """The down script of a NO TRANSACTION rebuild runs outside a
+    transaction too, so its PRAGMA foreign_keys=off takes effect: the
+    DROP TABLE of the parent does not cascade to the child."""
+    c.put("1_init.sql", INIT)
+    c.put("2_rebuild.sql", REBUILD_BOTH_WAYS)
+    con = connect(c, fk=True)
+    assert apply(c, con) == 2
+    assert columns(c, "parent") == ["id", "name"]
+    assert down(c, 1, con) == 1
+    assert c.query("SELECT id, p FROM child") == [(10, 1)], "the rollback cascaded"
+    assert columns(c, "parent") == ["id"]
+    assert c.history() == [("1", "init")]
+    assert progress(c) == []
+    assert con.execute("PRAGMA foreign_keys").fetchone() == (1,), "foreign keys left off"
+    con.close()
+    assert c.query("PRAGMA integrity_check") == [("ok",)]
+    assert c.query("PRAGMA foreign_key_check") == []
+
+
+FAILING_DOWN = """-- migrate:up
+CREATE TABLE a(x);
+CREATE TABLE b(x);
+-- migrate:down transaction:false
+DROP TABLE b;
+INSERT INTO audit_log VALUES ('rolled back');
+DROP TABLE a;
+"""
+
+
+def status(c):
     con = connect(c)
-    assert con.execute("SELECT migrate_down(1)").fetchone()[0] == 1
+    try:
+        return con.execute("SELECT version, state, statements_done, last_error IS NOT NULL"
+                           " FROM migrate_status(?)", (c.dir,)).fetchall()
+    finally:
+        con.close()
+
+
+@test
+def a_failing_down_resumes_at_the_failed_statement(c):
+    c.put("20240101000000_ab.sql", FAILING_DOWN)
+    assert apply(c) == 1
+    assert c.query("SELECT down_mode FROM migrate_history") == [("outside",)]
+    down_fails(c, "migrate_down: rollback of migration 20240101000000 (20240101000000_ab.sql),"
+                  " line 6: no such table: audit_log")
+    # the statement before the failure stays done, nothing after it ran
+    assert "b" not in c.tables() and "a" in c.tables()
+    assert c.history() == [("20240101000000", "ab")]
+    assert status(c) == [("20240101000000", "partial_down", 1, 1)]
+    # applying now would skip what the half rollback undid: refused
+    fails(c, "migration 20240101000000 is half rolled back: 1 statement of its down script ran"
+             " outside a transaction", "HINT:  Finish rolling it back first")
+    c.query("CREATE TABLE audit_log(msg)")
+    # DROP TABLE b would fail if it ran again
+    assert down(c) == 1
+    assert c.query("SELECT msg FROM audit_log") == [("rolled back",)]
+    assert "a" not in c.tables()
+    assert c.history() == []
+    assert progress(c) == []
+    assert status(c) == [("20240101000000", "pending", None, 0)]
+    assert apply(c) == 1
+
+
+@test
+def two_downs_outside_a_transaction_in_one_call(c):
+    for v in (1, 2):
+        c.put("%d_t%d.sql" % (v, v), "-- +goose NO TRANSACTION\n-- +goose Up\nCREATE TABLE t%d(x);\n"
+                                     "-- +goose Down\nDROP TABLE t%d;\n" % (v, v))
+    c.put("3_t3.sql", "-- +goose Up\nCREATE TABLE t3(x);\n-- +goose Down\nDROP TABLE t3;\n")
+    assert apply(c) == 3
+    assert down(c, 3) == 3
+    assert c.tables() == ["migrate_history", "migrate_progress"]
+    assert c.history() == [] and progress(c) == []
+    assert apply(c) == 3
+
+
+@test
+def rolling_back_inside_a_callers_transaction_is_refused(c):
+    c.put("1_a.sql", "-- +goose NO TRANSACTION\n-- +goose Up\nCREATE TABLE a(x);\n"
+                     "-- +goose Down\nDROP TABLE a;\n")
+    c.put("2_b.sql", "-- +goose Up\nCREATE TABLE b(x);\n-- +goose Down\nDROP TABLE b;\n")
+    assert apply(c) == 2
+    con = connect(c)
+    con.execute("BEGIN")
+    con.execute("CREATE TABLE mine(x)")
+    down_fails(c, "migrate_down: rollback of migration 1 (1_a.sql): its down script must run outside"
+                  " a transaction, and migrate_down was called inside one",
+               "nothing was rolled back", "HINT:  Call migrate_down in autocommit mode", con=con, n=2)
+    assert con.in_transaction, "the caller's transaction was ended"
+    con.execute("COMMIT")
+    con.close()
+    # migration 2's rollback, before it in the same call, was undone too
+    assert c.tables() == ["a", "b", "migrate_history", "migrate_progress", "mine"]
+    assert c.history() == [("1", "a"), ("2", "b")]
+
+
+@test
+def a_marked_down_section_is_recorded_inside_a_callers_transaction(c):
+    """Whether a down script can run is decided when it runs: applying a
+    migration whose down section is marked transaction:false inside the
+    caller's transaction is fine."""
+    c.put("20240101000000_a.sql", "-- migrate:up\nCREATE TABLE a(x);\n"
+                                  "-- migrate:down transaction:false\nDROP TABLE a;\n")
+    con = connect(c)
+    con.execute("BEGIN")
+    assert apply(c, con) == 1
+    con.execute("COMMIT")
+    assert c.query("SELECT down_mode FROM migrate_history") == [("outside",)]
+    assert down(c, 1, con) == 1
     con.close()
     assert "a" not in c.tables()
+
+
+SETTINGS = ["foreign_keys", "recursive_triggers", "legacy_alter_table", "reverse_unordered_selects",
+            "automatic_index", "cache_size", "busy_timeout", "locking_mode", "defer_foreign_keys",
+            "ignore_check_constraints", "cell_size_check", "synchronous", "temp_store"]
+
+# journal_mode first: a database that enters WAL mode under
+# locking_mode=exclusive keeps it until it leaves WAL mode (SQLite's rule)
+SETTING_PRAGMAS = ("PRAGMA journal_mode=wal;\nPRAGMA foreign_keys=off;\nPRAGMA recursive_triggers=on;\n"
+                   "PRAGMA legacy_alter_table=on;\nPRAGMA reverse_unordered_selects=on;\n"
+                   "PRAGMA automatic_index=off;\nPRAGMA cache_size=123;\nPRAGMA busy_timeout=1;\n"
+                   "PRAGMA main.locking_mode=exclusive;\nPRAGMA ignore_check_constraints=on;\n"
+                   "PRAGMA cell_size_check=on;\nPRAGMA synchronous=off;\nPRAGMA temp_store=memory;\n"
+                   "PRAGMA user_version=7;\n")
+
+
+def settings(con):
+    return {name: con.execute("PRAGMA %s" % name).fetchone()[0] for name in SETTINGS}
+
+
+@test
+def the_callers_connection_settings_are_put_back(c):
+    """After a migration outside a transaction, failed or not, every
+    connection setting it changed is as the caller had it; what it set in
+    the database (journal_mode=wal, user_version) stays."""
+    c.put("1_init.sql", INIT)
+    c.put("2_settings.sql", "-- +goose NO TRANSACTION\n-- +goose Up\n" + SETTING_PRAGMAS +
+          "INSERT INTO nosuch VALUES (1);\nCREATE TABLE after(x);\n")
+    con = connect(c, fk=True)
+    before = settings(con)
+    fails(c, "no such table: nosuch", con=con)
+    assert settings(con) == before, "changed: %s" % {
+        k: v for k, v in settings(con).items() if before[k] != v}
+    assert c.query("PRAGMA user_version") == [(7,)]
+    assert c.query("PRAGMA journal_mode") == [("wal",)]
+    # the exclusive lock is gone: another connection writes
+    c.query("CREATE TABLE nosuch(x)")
+    # resumed on the same connection: the PRAGMAs are replayed, then put back
+    assert apply(c, con) == 1
+    assert "after" in c.tables()
+    assert settings(con) == before
+    con.close()
+    # and a migration that succeeds at once, on a new connection
+    c.put("3_more.sql", "-- +goose NO TRANSACTION\n-- +goose Up\n" + SETTING_PRAGMAS +
+          "CREATE TABLE three(x);\n")
+    con = connect(c, fk=True)
+    before = settings(con)
+    assert apply(c, con) == 1
+    assert settings(con) == before
+    con.close()
+
+
+@test
+def resume_replays_pragmas_after_statements_that_no_longer_prepare(c):
+    """The statements before the resume point are found with SQLite's
+    tokenizer, not by preparing them again: CREATE TABLE p_new no longer
+    prepares once it ran, and the PRAGMA foreign_keys=OFF after it must
+    still be replayed, or the DROP TABLE cascades."""
+    c.put("1_init.sql", INIT)
+    rebuild = ("-- +goose NO TRANSACTION\n-- +goose Up\n"
+               "CREATE TABLE p_new(id INTEGER PRIMARY KEY, name TEXT);\n"
+               "PRAGMA foreign_keys=OFF;\n"
+               "INSERT INTO p_new(id) SELECT %s FROM parent;\n"
+               "DROP TABLE parent;\n"
+               "ALTER TABLE p_new RENAME TO parent;\n"
+               "PRAGMA foreign_keys=ON;\n")
+    c.put("2_rebuild.sql", rebuild % "idd")
+    fails(c, "migration 2 (2_rebuild.sql), line 5: no such column: idd")
+    assert progress(c) == [("2", 2, 1)]
+    c.put("2_rebuild.sql", rebuild % "id")
+    con = connect(c, fk=True)
+    assert apply(c, con) == 1
+    assert con.execute("PRAGMA foreign_keys").fetchone() == (1,)
+    con.close()
+    assert c.query("SELECT id, p FROM child") == [(10, 1)], "DROP TABLE cascaded"
+    assert columns(c, "parent") == ["id", "name"]
+
+
+@test
+def a_script_that_leaves_its_transaction_open_fails(c):
+    c.put("1_a.up.sql", "-- no-transaction\nCREATE TABLE a(x);\nBEGIN;\nINSERT INTO a VALUES (1);\n")
+    fails(c, "migration 1 (1_a.up.sql), line 5: it ends inside the transaction it opened")
+    assert c.query("SELECT count(*) FROM a") == [(0,)]
+    assert progress(c) == [("1", 1, 1)]
+    c.put("1_a.up.sql", "-- no-transaction\nCREATE TABLE a(x);\nBEGIN;\nINSERT INTO a VALUES (1);\n"
+                        "COMMIT;\n")
+    assert apply(c) == 1
+    assert c.query("SELECT x FROM a") == [(1,)]
+
+
+def kill_when(c, folder_call, trigger):
+    """Runs migrate_apply in a child process whose statement trace calls
+    trigger(sql) for each statement; the child SIGKILLs itself when it
+    returns True.  Returns how the child ended (-9: killed)."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            con = connect(c)
+            con.set_trace_callback(lambda sql: os.kill(os.getpid(), signal.SIGKILL) if trigger(sql) else None)
+            con.execute(folder_call, (c.dir,)).fetchall()
+            os._exit(0)
+        except BaseException:
+            os._exit(3)
+    _, st = os.waitpid(pid, 0)
+    return -os.WTERMSIG(st) if os.WIFSIGNALED(st) else os.WEXITSTATUS(st)
+
+
+EXACTLY_ONCE = ("-- no-transaction\nINSERT INTO t VALUES (1);\nALTER TABLE t ADD COLUMN y;\n"
+                "INSERT INTO t VALUES (2, 2);\nINSERT INTO t VALUES (3, 3);\n")
+
+
+@test
+def a_kill_after_a_statement_before_its_progress_does_not_run_it_again(c):
+    """Each statement and the progress that covers it commit together: a
+    kill -9 when the progress row is about to be written (a statement done,
+    its progress not) leaves neither, and the next call runs the statement
+    once."""
+    c.put("1_t.up.sql", "CREATE TABLE t(x);\n")
+    c.put("2_ins.up.sql", EXACTLY_ONCE)
+    for after in ("INSERT INTO t VALUES (1)", "ALTER TABLE t ADD COLUMN y", "INSERT INTO t VALUES (2, 2)"):
+        seen = [False]
+
+        def trigger(sql, after=after, seen=seen):
+            if after in sql:
+                seen[0] = True
+                return False
+            return seen[0] and "UPDATE main.migrate_progress SET done_checksum" in sql
+        for suffix in ("", "-journal", "-migrate-lock"):
+            if os.path.exists(c.db + suffix):
+                os.unlink(c.db + suffix)
+        assert kill_when(c, "SELECT migrate_apply(?)", trigger) == -signal.SIGKILL, after
+        assert c.history() == [("1", "t")], after
+        assert apply(c) == 1, after
+        assert c.query("SELECT * FROM t ORDER BY x") == [(1, None), (2, 2), (3, 3)], \
+            "killed after %s: %s" % (after, c.query("SELECT * FROM t"))
+        assert progress(c) == []
+
+
+def cpu(fn):
+    t0 = time.process_time()
+    fn()
+    return time.process_time() - t0
+
+
+@test
+def scripts_of_many_statements_run_in_linear_time(c):
+    """Preparing statement after statement must not copy the rest of the
+    script each time (quadratic: 160,000 INSERTs took 18 s, a 48 MB file
+    65 s).  The shape, not the time: applying a file of 12,000 statements (7 MB)
+    costs a small multiple of running the same SQL with executescript in
+    this process (the quadratic build: 10-16x), in a transaction, in a
+    goose section (followed by its Down section: copied once) and outside
+    a transaction (where each statement commits: against the same
+    statements in autocommit mode)."""
+    n = 12000
+    body = "".join("INSERT INTO big VALUES (%d, '%s');\n" % (i, "v" * 600) for i in range(n))
+    cases = [
+        ("1_big.up.sql", "CREATE TABLE big(i, v);\n" + body, "BEGIN;\n%sCOMMIT;\n"),
+        ("1_big.sql", "-- +goose Up\nCREATE TABLE big(i, v);\n" + body + "-- +goose Down\nDROP TABLE big;\n",
+         "BEGIN;\n%sCOMMIT;\n"),
+        ("1_big.sql", "-- +goose NO TRANSACTION\n-- +goose Up\nCREATE TABLE big(i, v);\n" + body, "%s"),
+    ]
+    ratios = []
+    for name, text, floor_sql in cases:
+        for f in os.listdir(c.dir):
+            os.unlink(os.path.join(c.dir, f))
+        for db in (c.db, c.db + ".floor"):
+            for suffix in ("", "-journal", "-wal"):
+                if os.path.exists(db + suffix):
+                    os.unlink(db + suffix)
+        c.put(name, text)
+        con = connect(c)
+        con.execute("PRAGMA synchronous=off")     # both sides: CPU, not fsync
+        ours = cpu(lambda: apply(c, con))
+        con.close()
+        floor = sqlite3.connect(c.db + ".floor", isolation_level=None)
+        floor.execute("PRAGMA synchronous=off")
+        floor.execute("CREATE TABLE big(i, v)")
+        base = cpu(lambda: floor.executescript(floor_sql % body))
+        floor.close()
+        assert c.query("SELECT count(*) FROM big") == [(n,)]
+        ratios.append(ours / max(base, 0.005))
+    assert all(r < 5 for r in ratios), "not linear: %s times the floor" % ", ".join("%.1f" % r for r in ratios)
+
+
+@test
+def checking_a_big_file_holds_it_once(c):
+    """The memory shape: migrate_validate checks each statement of a file
+    through SQLite's tokenizer holding the file and one statement at a
+    time (it copied the whole file first: twice the file).  Measured with
+    SQLite's own allocator high-water mark, which counts the extension's
+    memory too."""
+    import ctypes
+    lib = ctypes.CDLL("libsqlite3.so.0")
+    lib.sqlite3_memory_highwater.restype = ctypes.c_int64
+    lib.sqlite3_memory_used.restype = ctypes.c_int64
+    text = "CREATE TABLE big(v);\n" + "".join("INSERT INTO big VALUES ('%s');\n" % ("v" * 2000)
+                                           for _ in range(2000))
+    c.put("1_big.up.sql", text)
+    con = connect(c)
+    base = lib.sqlite3_memory_used()
+    lib.sqlite3_memory_highwater(1)
+    assert con.execute("SELECT count(*) FROM migrate_validate(?)", (c.dir,)).fetchone() == (0,)
+    peak = lib.sqlite3_memory_highwater(0) - base
+    con.close()
+    assert peak < 1.3 * len(text), "peak %.1f MB for a %.1f MB file" % (peak / 1e6, len(text) / 1e6)
 
 
 if __name__ == "__main__":

@@ -684,6 +684,150 @@ def kill_at_random_moments_down_wal(t):
     return random_kills(t, "wal", down=True)
 
 
+# ---- exactly once, outside a transaction ----
+
+# Migration 2 runs outside a transaction, statement by statement: plain
+# statements (an ALTER TABLE among them, which fails if it runs twice), a
+# PRAGMA, and a BEGIN ... COMMIT of its own; its down script too.  Killed
+# at any moment, the next call resumes it, and every statement has run
+# exactly once.
+def once_migrations(slow=0):
+    work = ("" if not slow else
+            " WHERE (WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r WHERE i < %d)"
+            " SELECT count(*) FROM r) > 0" % slow)
+    ins = lambda *v: "INSERT INTO t SELECT %s%s;\n" % (", ".join(map(str, v)), work)
+    return [
+        ("t", "CREATE TABLE t(x);\nCREATE TABLE log(msg);\n", "DROP TABLE log;\nDROP TABLE t;\n"),
+        ("once",
+         "-- no-transaction\n" + ins(1) + "ALTER TABLE t ADD COLUMN y;\n" + ins(2, 2) +
+         "PRAGMA user_version = 5;\n" + ins(3, 3) + "BEGIN;\n" + ins(4, 4) + ins(5, 5) + "COMMIT;\n" +
+         ins(6, 6),
+         "-- no-transaction\nINSERT INTO log VALUES ('down');\nDELETE FROM t WHERE x > 1;\n"
+         "ALTER TABLE t DROP COLUMN y;\nPRAGMA user_version = 0;\n"),
+        ("after", "CREATE TABLE after(x);\n", "DROP TABLE after;\n"),
+    ]
+
+
+def once_state(db):
+    """The logical content and user_version; an outside migration's
+    progress must be gone."""
+    con = connect(db, ext=False)
+    try:
+        version = con.execute("PRAGMA user_version").fetchone()[0]
+    finally:
+        con.close()
+    return dump(db), version
+
+
+def exactly_once(t, journal, down, slow=0, kills=None):
+    """Kills the child at every statement boundary of an apply (or, with
+    down, of a migrate_down(2) after it) -- or, with kills, at that many
+    random moments -- then calls again until done: the result equals an
+    undisturbed run, so no statement ran twice or was skipped."""
+    folder = os.path.join(t, "m")
+    write_folder(folder, once_migrations(slow))
+    template = os.path.join(t, "template.db")
+    new_db(template, journal)
+    if down:
+        assert call(template, "SELECT migrate_apply(?)", (folder,)) == [(3,)]
+        steps = [("SELECT migrate_down(2)", ())]
+    else:
+        steps = [("SELECT migrate_apply(?)", (folder,))]
+    db = os.path.join(t, "app.db")
+    copy_db(template, db)
+    t0 = time.monotonic()
+    trace = traced(db, steps)
+    total = len(trace)
+    duration = time.monotonic() - t0
+    want = once_state(db)
+    rows = [(1,)] if down else [(1, None), (2, 2), (3, 3), (4, 4), (5, 5), (6, 6)]
+    assert call(db, "SELECT * FROM t ORDER BY x") == rows
+    rng = random.Random(SEED * 77 + down + (2 if journal == "wal" else 0))
+    # --short: not inside the reads of the connection's settings (a
+    # statement that reads them all, and the PRAGMAs it runs nested),
+    # where a kill leaves what a kill before them leaves
+    reads = [k for k, sql in enumerate(trace, 1)
+             if sql.startswith("-- SELECT 0, (SELECT * FROM pragma_") or
+             (sql.startswith("-- PRAGMA ") and "=" not in sql)]
+    moments = ([k for k in range(1, total + 2) if LONG or k not in reads] if kills is None
+               else [None] * kills)
+    resumed = 0
+    for k in moments:
+        copy_db(template, db)
+        if k is not None:
+            rc = wait_child(run_child(db, steps, kill_at=k))
+            where = "%s, kill at statement %d of %d" % (journal, k, total)
+            assert rc == (0 if k > total else -signal.SIGKILL), "%s: exit %s" % (where, rc)
+        else:
+            r, w = os.pipe()
+            pid = run_child(db, steps, go=w)
+            os.close(w)
+            assert os.read(r, 1) == b"g"
+            os.close(r)
+            delay = rng.uniform(0.0, 1.0) * duration
+            time.sleep(delay)
+            os.kill(pid, signal.SIGKILL)
+            rc = wait_child(pid)
+            where = "%s, kill after %.1f ms (exit %s)" % (journal, delay * 1000, rc)
+        assert integrity(db) == [("ok",)], where
+        if once_state(db) != want:
+            resumed += 1
+            try:
+                if down:        # what is left to roll back down to migration 1
+                    left = call(db, "SELECT count(*) FROM migrate_history")[0][0] - 1
+                    run_steps(db, [("SELECT migrate_down(?)", (left,))])
+                else:
+                    run_steps(db, steps)
+            except sqlite3.Error as e:
+                raise AssertionError("%s: the next call failed: %s" % (where, e))
+        got = once_state(db)
+        assert got == want, "%s: after the next call: t %s, user_version %s, %s" % (
+            where, call(db, "SELECT * FROM t ORDER BY x"), got[1], brief(got[0]))
+    remove_db(db)
+    return "%d %s of a %d-statement %s, %d resumed; every statement ran once" % (
+        len(moments), "boundaries" if kills is None else "random kills", total,
+        "migrate_down(2)" if down else "migrate_apply", resumed)
+
+
+ONCE_KILLS = 40 if LONG else 3
+
+
+@test
+def exactly_once_outside_a_transaction_kill_at_every_statement_delete(t):
+    return exactly_once(t, "delete", down=False)
+
+
+@test
+def exactly_once_rollback_outside_a_transaction_kill_at_every_statement_wal(t):
+    return exactly_once(t, "wal", down=True)
+
+
+if LONG:
+    @test
+    def exactly_once_outside_a_transaction_kill_at_every_statement_wal(t):
+        return exactly_once(t, "wal", down=False)
+
+    @test
+    def exactly_once_rollback_outside_a_transaction_kill_at_every_statement_delete(t):
+        return exactly_once(t, "delete", down=True)
+
+
+@test
+def exactly_once_outside_a_transaction_kill_at_random_moments_delete(t):
+    return exactly_once(t, "delete", down=False, slow=30000, kills=ONCE_KILLS)
+
+
+@test
+def exactly_once_outside_a_transaction_kill_at_random_moments_wal(t):
+    return exactly_once(t, "wal", down=False, slow=30000, kills=ONCE_KILLS)
+
+
+if LONG:
+    @test
+    def exactly_once_rollback_outside_a_transaction_kill_at_random_moments_delete(t):
+        return exactly_once(t, "delete", down=True, slow=30000, kills=ONCE_KILLS)
+
+
 # ---- cancel ----
 
 BIG_ROWS = 2000000
