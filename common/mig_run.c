@@ -216,12 +216,14 @@ mig_down_outside(const mig_host *h, const mig_file *f, const mig_text *up,
 	return MIG_OK;
 }
 
-/* Keeps t in *slot (a copy in the plan's arena) when the budget allows,
- * else frees it. */
+/* Keeps t in *slot (a copy in the plan's arena) when the budget allows
+ * -- the first file always: memory is bounded by the largest file anyway,
+ * and a single big migration is then read once, not twice -- else frees
+ * it. */
 static void
 keep(const mig_host *h, mig_plan *p, mig_text *t, mig_text **slot)
 {
-	if (p->kept + t->len <= MIG_KEEP_BUDGET &&
+	if ((p->kept == 0 || p->kept + t->len <= MIG_KEEP_BUDGET) &&
 		(*slot = mig_arena_alloc(&p->arena, sizeof(mig_text))) != NULL)
 	{
 		p->kept += t->len;
