@@ -2,11 +2,12 @@
 -- transaction, as far as one session in one transaction can see them:
 -- SELECT migrate_apply (function mode) refuses them before anything runs,
 -- with the file and a hint naming CALL migrate_run; what can never run
--- outside a transaction is refused in both modes; the progress table.
--- Running them (CALL migrate_run, background workers, cancels, a writer
--- beside a concurrent index build): run.sh.
+-- outside a transaction is refused in both modes; a down script recorded
+-- to run outside one is refused by migrate_down; the progress table.
+-- Running them (CALL migrate_run, migrate_run_down, background workers,
+-- cancels, a writer beside a concurrent index build): run.sh.
 BEGIN;
-SELECT plan(14);
+SELECT plan(18);
 
 CREATE FUNCTION pg_temp.fx(folder text) RETURNS text LANGUAGE sql
 AS $$ SELECT pg_catalog.current_setting('migrate_test.dir') || '/' || folder $$;
@@ -64,6 +65,19 @@ SELECT throws_ok(format('SELECT migrate_apply(%L)', pg_temp.fx('out_copy')), '0A
 SELECT is((SELECT array_agg(version || ' ' || problem || ' ' || sqlstate)
              FROM migrate_validate(pg_temp.fx('out_mixed'))),
           '{"2 not_allowed 0A000","3 not_allowed 0A000"}', 'migrate_validate lists the migrations SELECT migrate_apply refuses');
+
+-- a down script that must run outside a transaction: applied in one, the
+-- migration records it so, and migrate_down refuses it before anything runs
+SELECT is(migrate_apply(pg_temp.fx('out_down_dbmate')), 1::bigint,
+          'a dbmate migration whose down section is marked transaction:false applies in a transaction');
+SELECT is((SELECT down_mode FROM migrate_history WHERE version = '20240101000000'), 'outside',
+          'its down script is recorded to run outside a transaction');
+SELECT throws_ok('SELECT migrate_down(1)', '0A000',
+                 'the down script of migration 20240101000000 (20240101000000_dd.sql) must run outside a transaction',
+                 'migrate_down refuses it (0A000), naming the migration and the file');
+SELECT is((pg_temp.err('SELECT migrate_down(1)')).hint,
+          'Use CALL migrate_run_down(n), which runs such a down script outside a transaction, one statement at a time.',
+          'its hint names CALL migrate_run_down');
 
 -- the progress table
 SELECT has_table('migrate_progress', 'migrate_progress exists');
