@@ -908,11 +908,11 @@ mig_pg_script_done(MigPg *mp, ErrorContextCallback *cb, MemoryContext old)
 /*
  * Returns the name of a statement that cannot run in a migration run
  * through SPI inside a transaction, or NULL; *top_level says whether it can
- * run outside one (by a background worker, pg_outside.c).  Transaction
+ * run outside one (by a background worker, pg_worker.c).  Transaction
  * control never can: each statement outside a transaction is its own
- * transaction, whose progress is recorded after it, and a block spanning
- * several would break resuming at the failed one.  Nor can COPY from or to
- * the client, which a worker does not have.
+ * transaction, committed with its progress, and a block spanning several
+ * would break resuming at the failed one.  Nor can COPY from or to the
+ * client, which a worker does not have.
  */
 static const char *
 refused_statement(Node *stmt, bool *top_level)
@@ -960,6 +960,16 @@ refused_statement(Node *stmt, bool *top_level)
 				}
 				break;
 			}
+		case T_AlterTableStmt:
+			foreach(lc, ((AlterTableStmt *) stmt)->cmds)
+			{
+				AlterTableCmd *cmd = lfirst_node(AlterTableCmd, lc);
+
+				if (cmd->subtype == AT_DetachPartition &&
+					((PartitionCmd *) cmd->def)->concurrent)
+					return "ALTER TABLE ... DETACH PARTITION CONCURRENTLY";
+			}
+			break;
 		case T_AlterDatabaseStmt:
 			foreach(lc, ((AlterDatabaseStmt *) stmt)->options)
 			{

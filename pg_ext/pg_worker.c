@@ -537,15 +537,62 @@ set_rail(int ms)
 							 GUC_ACTION_LOCAL, true, 0, false);
 }
 
+/* Writes the mark of statement m, which commits by itself, in a
+ * transaction of its own (see maybe_done). */
+static void
+mark_running(WorkerState *ws, const MigStmtMsg *m)
+{
+	begin_step(ws);
+	write_progress(ws, m->prev_offset, m->prev_done, m->prev_sum,
+				   psprintf(MIG_INTERRUPTED_MARK "the call ended while the statement at line %d ran",
+							m->line));
+	commit_step(ws, true);
+}
+
+/*
+ * Runs trees (sql) in the implicit transaction block begun: true, or
+ * false when the statement refused to run in a transaction block (25001,
+ * PreventInTransactionBlock: a form the caller could not tell from its
+ * text, such as CLUSTER of a partitioned table), after rolling the block
+ * back.  Any other error is raised.
+ */
+static bool
+run_in_block(WorkerState *ws, List *trees, const char *sql)
+{
+	volatile bool ok = true;
+
+	PG_TRY();
+	{
+		run_trees(ws, trees, sql);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *e;
+
+		MemoryContextSwitchTo(ws->stmt_cxt);
+		e = CopyErrorData();
+		if (e->sqlerrcode != ERRCODE_ACTIVE_SQL_TRANSACTION)
+			PG_RE_THROW();
+		FlushErrorState();
+		/* the block's abort puts the user and the settings back */
+		AbortCurrentTransaction();
+		MemoryContextSwitchTo(ws->stmt_cxt);
+		ok = false;
+	}
+	PG_END_TRY();
+	return ok;
+}
+
 /*
  * Runs one statement m (its text sql) and records it in the progress row:
  *
  * - one that can run in a transaction block runs in one (the implicit
  *   block of a multi-statement query), with its progress row written after
  *   it in the same transaction;
- * - one that cannot (MIG_STMT_ALONE) runs as the only statement of a
- *   simple query, committing by itself (CREATE INDEX CONCURRENTLY commits
- *   several times), between the mark before it and the progress after it.
+ * - one that cannot (MIG_STMT_ALONE, or refusing the block when tried)
+ *   runs as the only statement of a simple query, committing by itself
+ *   (CREATE INDEX CONCURRENTLY commits several times), between the mark
+ *   before it and the progress after it.
  *
  * Then tells the caller ('C').  Crash points: before the statement, before
  * each commit that writes progress.
@@ -567,13 +614,7 @@ run_statement(WorkerState *ws, const MigStmtMsg *m, const char *sql)
 	pgstat_report_activity(STATE_RUNNING, sql);
 
 	if (alone)
-	{
-		begin_step(ws);
-		write_progress(ws, m->prev_offset, m->prev_done, m->prev_sum,
-					   psprintf(MIG_INTERRUPTED_MARK "the call ended while the statement at line %d ran",
-								m->line));
-		commit_step(ws, true);
-	}
+		mark_running(ws, m);
 	drop_invalid_indexes(ws, stmt);
 	if (m->flags & MIG_STMT_MAYBE_DONE)
 	{
@@ -593,26 +634,38 @@ run_statement(WorkerState *ws, const MigStmtMsg *m, const char *sql)
 		}
 	}
 
-	begin_step(ws);
 	if (!alone)
+	{
+		begin_step(ws);
 		BeginImplicitTransactionBlock();
+		if (m->flags & MIG_STMT_RAIL)
+			set_rail(m->rail_ms);
+		user_on(ws);
+		crash_point(ws);
+		if (run_in_block(ws, trees, sql))
+		{
+			user_off(ws);
+			CommandCounterIncrement();
+			write_progress(ws, m->next_offset, m->done, m->sum, NULL);
+			EndImplicitTransactionBlock();
+			commit_step(ws, true);
+			goto reply;
+		}
+		mark_running(ws, m);
+	}
+
+	begin_step(ws);
 	if (m->flags & MIG_STMT_RAIL)
 		set_rail(m->rail_ms);
 	user_on(ws);
-	crash_point(ws);
+	if (alone)
+		crash_point(ws);
 	run_trees(ws, trees, sql);
 	user_off(ws);
-	if (alone)
-	{
-		/* it committed (itself); its progress is the next transaction */
-		commit_step(ws, false);
-		begin_step(ws);
-	}
-	else
-		CommandCounterIncrement();
+	/* it committed (itself); its progress is the next transaction */
+	commit_step(ws, false);
+	begin_step(ws);
 	write_progress(ws, m->next_offset, m->done, m->sum, NULL);
-	if (!alone)
-		EndImplicitTransactionBlock();
 	commit_step(ws, true);
 
 reply:

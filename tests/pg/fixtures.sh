@@ -556,6 +556,11 @@ EOS
 	w out_unnamed 1_ou_idx.up.sql "CREATE INDEX CONCURRENTLY ON ob_big (v, id);\n"
 	# a DO block that commits: each statement commits with its progress
 	w out_do_commit 1_do.sql "-- +goose NO TRANSACTION\n-- +goose Up\nCREATE TABLE dc (a int);\nDO \$\$BEGIN INSERT INTO dc VALUES (1); COMMIT; END\$\$;\n"
+	# statements that refuse a transaction block: DETACH PARTITION
+	# CONCURRENTLY (told by its text), CLUSTER of a partitioned table (only
+	# when it runs)
+	w out_block 1_b.sql "-- +goose NO TRANSACTION\n-- +goose Up\nCREATE TABLE pd (a int) PARTITION BY LIST (a);\nCREATE TABLE pd1 PARTITION OF pd FOR VALUES IN (1);\nCREATE INDEX pd_a ON pd (a);\nCLUSTER pd USING pd_a;\nALTER TABLE pd DETACH PARTITION pd1 CONCURRENTLY;\n"
+	w out_detach 1_d.up.sql "ALTER TABLE pd DETACH PARTITION pd1 CONCURRENTLY;\n"
 	# many small statements outside a transaction (the cost per statement)
 	{
 		printf -- '-- +goose NO TRANSACTION\n-- +goose Up\nCREATE TABLE om_t (a int);\n'

@@ -611,6 +611,18 @@ tap_show $? "outside: a DO block that commits fails with 2D000 and says why" "$o
 check "outside: its insert was rolled back; the statement before it is done" out_do_commit \
 	"SELECT NOT EXISTS (SELECT FROM dc) AND (SELECT statements_done = 1 FROM migrate_progress)"
 
+# statements that refuse a transaction block run alone: DETACH PARTITION
+# CONCURRENTLY, told by its text, and CLUSTER of a partitioned table, told
+# only when it refuses the block
+newdb out_block
+out=$(qn out_block -c "CALL migrate_run('$FX/out_block')" 2>&1)
+[ "$(echo "$out" | last)" = "NOTICE:  applied 1 migration" ]
+tap_show $? "outside: CLUSTER of a partitioned table and DETACH PARTITION CONCURRENTLY run, alone" "$out"
+check "outside: pd1 is detached, clustered first, the migration recorded" out_block \
+	"SELECT NOT EXISTS (SELECT FROM pg_inherits WHERE inhrelid = 'pd1'::regclass)
+	    AND (SELECT indisclustered FROM pg_index WHERE indexrelid = 'pd1_a_idx'::regclass)
+	    AND (SELECT count(*) = 1 FROM migrate_history) AND NOT EXISTS (SELECT FROM migrate_progress)"
+
 # a LATIN1 database: offsets of the UTF-8 script, names in notices
 psql -X -q -d postgres -c "CREATE DATABASE out_latin1 TEMPLATE template0 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C'" &&
 	q out_latin1 -c "CREATE EXTENSION migrate" -c "CREATE TABLE ol_t (a int)" -c "INSERT INTO ol_t VALUES (1), (1)"

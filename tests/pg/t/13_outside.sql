@@ -7,7 +7,7 @@
 -- Running them (CALL migrate_run, migrate_run_down, background workers,
 -- cancels, a writer beside a concurrent index build): run.sh.
 BEGIN;
-SELECT plan(18);
+SELECT plan(19);
 
 CREATE FUNCTION pg_temp.fx(folder text) RETURNS text LANGUAGE sql
 AS $$ SELECT pg_catalog.current_setting('migrate_test.dir') || '/' || folder $$;
@@ -52,6 +52,10 @@ SELECT throws_ok(format('SELECT migrate_apply(%L)', pg_temp.fx('out_mixed')), '0
 SELECT ok(to_regclass('mx') IS NULL AND to_regtype('color') IS NULL
           AND NOT EXISTS (SELECT FROM migrate_history),
           'before anything ran: no table, no type, no history');
+
+SELECT throws_ok(format('SELECT migrate_apply(%L)', pg_temp.fx('out_detach')), '0A000',
+                 'ALTER TABLE ... DETACH PARTITION CONCURRENTLY cannot run in migration file "1_d.up.sql"',
+                 'function mode refuses DETACH PARTITION CONCURRENTLY before anything runs');
 
 -- never, in either mode
 SELECT throws_ok(format('SELECT migrate_apply(%L)', pg_temp.fx('out_commit')), '0A000',
