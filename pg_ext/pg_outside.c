@@ -960,7 +960,10 @@ mig_pg_exec_outside(void *ctx, const mig_script *s, mig_err *err)
 			flight[tail].cost = MAXALIGN(1 + sizeof(MigStmtMsg) + strlen(stmt) + 1) + sizeof(Size);
 			while (head < tail && queued + flight[tail].cost > MIG_QUEUE_SIZE / 2 &&
 				   (error = await_statement(w, mp, &flight[head])) == NULL)
-				queued -= flight[head++].cost;
+			{
+				queued -= flight[head].cost;
+				pfree(flight[head++].stmt);
+			}
 			if (error == NULL && (error = send_statement(w, &m, stmt)) == NULL)
 				queued += flight[tail++].cost;
 			if (error != NULL)
