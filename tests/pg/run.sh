@@ -267,8 +267,8 @@ obdb() {
 }
 # A writer inserts and updates ob_big continuously, each in its own
 # transaction, logging how long each took and whether the CALL's backend
-# advertised a snapshot (backend_xmin) while a worker ran, until the index
-# is recorded (at most 60 s).
+# advertised a snapshot (backend_xmin) while a worker ran a statement, until
+# the index is recorded (at most 60 s).
 obdb outside
 q outside -c "CREATE TABLE lat (ms float8, worker bool, caller_xmin bool)" \
 	-c "CREATE PROCEDURE writer() LANGUAGE plpgsql AS \$p\$
@@ -280,7 +280,7 @@ BEGIN
 		INSERT INTO ob_big VALUES (-i, i % 1000);
 		UPDATE ob_big SET v = v + 1 WHERE ctid = '(0,1)';
 		INSERT INTO lat SELECT extract(epoch FROM clock_timestamp() - t0) * 1000,
-			EXISTS (SELECT FROM pg_stat_activity WHERE backend_type = 'migrate worker'),
+			EXISTS (SELECT FROM pg_stat_activity WHERE backend_type = 'migrate worker' AND state = 'active'),
 			EXISTS (SELECT FROM pg_stat_activity WHERE application_name = 'cic-caller'
 			        AND backend_type = 'client backend' AND backend_xmin IS NOT NULL);
 		COMMIT;
