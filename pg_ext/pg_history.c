@@ -1186,6 +1186,7 @@ load_progress(MigPg *mp, void *arg, mig_err *err)
 		MemoryContextSwitchTo(old);
 		return spi_failed(err, "read", ret);
 	}
+	mp->no_progress = SPI_processed == 0;
 	for (uint64 i = 0; i < SPI_processed && rc == MIG_OK; i++)
 	{
 		mig_progress_row r;

@@ -350,8 +350,9 @@ release_session_lock(MigPg *mp)
 
 /*
  * Ends the unit of work.  Function mode: nothing, the caller's transaction
- * decides (an error from the core aborts it).  Procedure mode: commits or
- * rolls back what follows the last checkpoint and releases the lock.
+ * decides (an error from the core aborts it).  Procedure mode: ends the
+ * worker of migrations outside a transaction, if one ran, commits or rolls
+ * back what follows the last checkpoint and releases the lock.
  */
 static int
 pg_unlock(void *ctx, int commit, mig_err *err)
@@ -363,6 +364,7 @@ pg_unlock(void *ctx, int commit, mig_err *err)
 		return MIG_ERROR;
 	if (!mp->procedure)
 		return MIG_OK;
+	mig_pg_outside_end(mp, commit != 0);
 	if (commit)
 	{
 		mig_pg_crash_point(mp);
@@ -791,8 +793,8 @@ char_to_byte(const char *s, int len, int chars)
  * Maps an offset in mp->text to an offset in the script's own bytes: equal
  * unless the text was converted, then the start of the same line.
  */
-static long
-script_offset(const MigPg *mp, int off)
+long
+mig_pg_script_offset(const MigPg *mp, int off)
 {
 	const mig_script *s = mp->script;
 	int			line;
@@ -862,7 +864,7 @@ script_error_callback(void *arg)
 	if (off >= 0)
 		errcontext("%smigration %s (%s), line %d", what,
 				   mig_pg_report_text(s->version), mig_pg_report_text(s->file),
-				   mig_script_line(s, (size_t) script_offset(mp, off)));
+				   mig_script_line(s, (size_t) mig_pg_script_offset(mp, off)));
 	else
 		errcontext("%smigration %s (%s)", what, mig_pg_report_text(s->version),
 				   mig_pg_report_text(s->file));
@@ -939,11 +941,11 @@ mig_pg_script_done(MigPg *mp, ErrorContextCallback *cb, MemoryContext old)
 /*
  * Returns the name of a statement that cannot run in a migration run
  * through SPI inside a transaction, or NULL; *top_level says whether it can
- * run outside one (by a background worker, pg_outside.c).  Transaction
+ * run outside one (by a background worker, pg_worker.c).  Transaction
  * control never can: each statement outside a transaction is its own
- * transaction, whose progress is recorded after it, and a block spanning
- * several would break resuming at the failed one.  Nor can COPY from or to
- * the client, which a worker does not have.
+ * transaction, committed with its progress, and a block spanning several
+ * would break resuming at the failed one.  Nor can COPY from or to the
+ * client, which a worker does not have.
  */
 static const char *
 refused_statement(Node *stmt, bool *top_level)
@@ -991,6 +993,16 @@ refused_statement(Node *stmt, bool *top_level)
 				}
 				break;
 			}
+		case T_AlterTableStmt:
+			foreach(lc, ((AlterTableStmt *) stmt)->cmds)
+			{
+				AlterTableCmd *cmd = lfirst_node(AlterTableCmd, lc);
+
+				if (cmd->subtype == AT_DetachPartition &&
+					((PartitionCmd *) cmd->def)->concurrent)
+					return "ALTER TABLE ... DETACH PARTITION CONCURRENTLY";
+			}
+			break;
 		case T_AlterDatabaseStmt:
 			foreach(lc, ((AlterDatabaseStmt *) stmt)->options)
 			{
@@ -1018,6 +1030,14 @@ refused_statement(Node *stmt, bool *top_level)
 			break;
 	}
 	return NULL;
+}
+
+bool
+mig_pg_outside_only(Node *stmt)
+{
+	bool		top_level;
+
+	return refused_statement(stmt, &top_level) != NULL && top_level;
 }
 
 /*
@@ -1071,7 +1091,7 @@ check_error(MigPg *mp, const ErrorData *edata, mig_err *err)
 	if (edata->hint)
 		mig_err_hint(err, "%s", from_server(edata->hint, true));
 	if (mp->check_pos > 0 && mp->text != NULL)
-		err->offset = script_offset(mp, char_to_byte(mp->text, mp->text_len,
+		err->offset = mig_pg_script_offset(mp, char_to_byte(mp->text, mp->text_len,
 													 mp->check_pos - 1));
 }
 
@@ -1178,7 +1198,7 @@ pg_check_script(void *ctx, const mig_script *s, mig_err *err)
 					"%s cannot run in migration file \"%s\"", what, s->file);
 		mig_err_detail(err, "Migrations may not end a transaction, and have no client to copy from or to.");
 		mig_err_hint(err, "Remove the statement from the migration; COPY from a server file works.");
-		err->offset = script_offset(mp, mig_pg_statement_start(mp, rs->stmt_location));
+		err->offset = mig_pg_script_offset(mp, mig_pg_statement_start(mp, rs->stmt_location));
 		rc = MIG_ERROR;
 		outside = NULL;
 		break;
@@ -1206,13 +1226,17 @@ pg_check_script(void *ctx, const mig_script *s, mig_err *err)
 						   mp->fname ? mp->fname : "migrate_apply");
 			mig_err_hint(err, "%s", mp->host.outside_hint);
 		}
-		err->offset = script_offset(mp, mig_pg_statement_start(mp, outside_at));
+		err->offset = mig_pg_script_offset(mp, mig_pg_statement_start(mp, outside_at));
 		rc = MIG_ERROR;
 	}
 	mp->script = NULL;
 	mp->text = NULL;
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(mp->scratch);
+	/* an up script CALL migrate_run will run outside a transaction: its
+	 * worker can start now */
+	if (mp->procedure && !s->down && (rc == MIG_OUTSIDE || (rc == MIG_OK && s->nontransactional)))
+		mig_pg_outside_prestart(mp);
 	return rc;
 }
 
@@ -1251,7 +1275,7 @@ run_statements(MigPg *mp, void *arg, mig_err *err)
 			mig_err_set(err, MIG_SQLSTATE_TXN_CONTROL,
 						"statement cannot run in migration file \"%s\": %s",
 						s->file, SPI_result_code_string(ret));
-			err->offset = script_offset(mp, off);
+			err->offset = mig_pg_script_offset(mp, off);
 			return MIG_ERROR;
 		}
 		pfree(stmt);
@@ -1465,6 +1489,7 @@ mig_pg_begin(Oid fn_oid, bool procedure)
 void
 mig_pg_end(MigPg *mp)
 {
+	mig_pg_outside_end(mp, false);
 	release_session_lock(mp);
 	MemoryContextDelete(mp->cxt);
 }

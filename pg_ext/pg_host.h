@@ -53,6 +53,8 @@ typedef struct MigPg
 	char	   *outside_version;	/* version whose statements just ran
 									 * outside a transaction (its progress
 									 * row goes with history_add), or NULL */
+	bool		no_progress;	/* progress_load found no script half way
+								 * (exec_outside need not look again) */
 	bool		want_applied_at;	/* history_load formats applied_at
 									 * (migrate_status only) */
 
@@ -210,6 +212,12 @@ extern int	mig_pg_statement_start(const MigPg *mp, int off);
  * where it starts and ends in mp->text in *off and *end. */
 extern char *mig_pg_statement_text(const MigPg *mp, const RawStmt *rs, int *off,
 								   int *end);
+/* The offset in the script's own bytes (s->sql) of the line holding
+ * offset off of mp->text (off itself when the text was not converted). */
+extern long mig_pg_script_offset(const MigPg *mp, int off);
+/* Whether stmt can run only outside a transaction block (CREATE INDEX
+ * CONCURRENTLY, VACUUM...: what check_script answers MIG_OUTSIDE for). */
+extern bool mig_pg_outside_only(Node *stmt);
 
 /* ---- pg_calls.c: the call log ---- */
 
@@ -231,6 +239,18 @@ extern void mig_pg_call_log_failed(MigPg *mp, const char *sqlstate, const char *
 
 /* host->exec_outside of procedure mode. */
 extern int	mig_pg_exec_outside(void *ctx, const mig_script *s, mig_err *err);
+
+/* Starts the background worker of mp's call ahead of its first migration
+ * outside a transaction, when check_script finds one will run (procedure
+ * mode, under the migration lock), so that its start overlaps the work
+ * before; does nothing when it cannot (exec_outside then starts it or
+ * says why). */
+extern void mig_pg_outside_prestart(MigPg *mp);
+
+/* Ends the background worker of mp's call, if it has one: lets it exit
+ * when clean is set (the call's end), else terminates it (an error).
+ * Safe on error paths. */
+extern void mig_pg_outside_end(MigPg *mp, bool clean);
 
 /* history_add: forgets the progress of version when its statements just
  * ran outside a transaction; history_remove: the progress of its down

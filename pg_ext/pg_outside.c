@@ -1,48 +1,51 @@
 /*
- * pg_outside.c -- migrations that run outside a transaction (CALL
- * migrate_run only).
+ * pg_outside.c -- migrations that run outside a transaction, the caller's
+ * side (CALL migrate_run and CALL migrate_run_down only; the worker's side
+ * is pg_worker.c, the messages between them pg_outside.h).
  *
  * A migration marked non-transactional (goose NO TRANSACTION, dbmate
- * transaction:false, sqlx -- no-transaction, morph:nontransactional), or one
+ * transaction:false, sqlx -- no-transaction, morph:nontransactional), one
  * holding statements that cannot run inside a transaction (CREATE INDEX
- * CONCURRENTLY, VACUUM...), runs one top-level statement at a time, each in a
- * dynamic background worker that executes it as the server does a simple
- * query: its own transaction, isTopLevel, as pg_cron's workers do.  The
- * statements are split by raw_parser, as for every other migration.
+ * CONCURRENTLY, VACUUM...), or a down script recorded so, runs one
+ * top-level statement at a time in a dynamic background worker, which
+ * executes each as the server does a simple query, as pg_cron's workers
+ * do.  The statements are split by raw_parser, as for every other
+ * migration.  One worker serves the whole call: it becomes the caller's
+ * session afresh for each migration (pg_worker.c), and a statement costs
+ * no worker start.
  *
- * The calling backend (the CALL) commits what came before, then holds no
+ * The caller (the CALL's backend) commits what came before, then holds no
  * snapshot and no relation lock while the worker runs -- CREATE INDEX
  * CONCURRENTLY waits for every older transaction holding a snapshot, so a
  * caller keeping one would wait for itself -- only its session advisory
- * lock, which stays held throughout.  It waits on its latch for the
- * worker's messages (shm_mq, as parallel workers send theirs: notices are
- * passed on, an error is raised again with its SQLSTATE and the
- * migration's file and line), and terminates the worker when it is
- * cancelled or fails (PG_FINALLY) or exits (before_shmem_exit).  After each
- * statement, @extschema@.migrate_progress records how far the migration got
- * and the checksum of the text done, and is committed: the next call
- * resumes at the failed statement, first dropping (DROP INDEX CONCURRENTLY,
- * in a worker) the invalid indexes a failed CREATE INDEX CONCURRENTLY or
- * REINDEX CONCURRENTLY left.
+ * lock, which stays held throughout.  It feeds the worker the statements
+ * through one queue, ahead of their results, and waits on its latch for
+ * the worker's messages on another (notices are passed on, an error is
+ * raised again with its SQLSTATE and the migration's file and line); it
+ * terminates the worker when it is cancelled or fails (PG_CATCH,
+ * mig_pg_end) or exits (before_shmem_exit).
+ *
+ * Progress: @extschema@.migrate_progress records how far the migration
+ * got: the statements done, the resume point (the offset, in bytes of the
+ * script's own UTF-8, where the next statement begins) and the checksum of
+ * every byte before it.  The worker writes it with each statement (in the
+ * same transaction wherever the statement allows; see pg_worker.c); the
+ * next call checks the bytes before the resume point are unchanged and
+ * resumes there.
  */
 #include "postgres.h"
 
-#include <signal.h>
+#include <zlib.h>
 
 #include "access/xact.h"
-#include "catalog/index.h"
-#include "catalog/namespace.h"
-#include "catalog/pg_index.h"
-#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
-#include "commands/defrem.h"
 #include "executor/spi.h"
+#include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "libpq/pqformat.h"
 #include "libpq/pqmq.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
-#include "parser/analyze.h"
 #include "parser/parser.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -52,176 +55,77 @@
 #include "storage/proc.h"
 #include "storage/shm_mq.h"
 #include "storage/shm_toc.h"
-#include "tcop/pquery.h"
-#include "tcop/tcopprot.h"
-#include "tcop/utility.h"
 #include "utils/backend_status.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
-#include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/resowner.h"
 #include "utils/snapmgr.h"
-#include "utils/syscache.h"
 
 #include "pg_host.h"
+#include "pg_outside.h"
 
-PGDLLEXPORT void migrate_worker_main(Datum main_arg);
-
-#define WORKER_MAGIC	0x6d696777	/* "migw" */
-#define KEY_FIXED		1
-#define KEY_SQL			2
-#define KEY_PATH		3
-#define KEY_QUEUE		4
-#define QUEUE_SIZE		16384
-#define WORKER_TYPE		"migrate worker"
-/* how long a call waits for a worker a cancelled call left to go away */
+/* how long a call waits for a worker an earlier call left to go away (a
+ * cancelled call's, stopping; an ended call's, exiting), looking every
+ * ORPHAN_POLL_MS */
 #define ORPHAN_WAIT_MS	5000
+#define ORPHAN_POLL_MS	5
 
-/* What the caller hands its worker, in the DSM segment. */
-typedef struct WorkerShared
+/* The worker of a call, as the caller sees it. */
+typedef struct Worker
 {
-	Oid			database;
-	Oid			session_user;
-	char		role[NAMEDATALEN];	/* SET ROLE to this; "" for none */
-	char		lock_timeout[32];
-	bool		done;			/* set by the worker once it committed */
-} WorkerShared;
+	MigPg	   *mp;				/* the call it serves */
+	dsm_segment *seg;
+	MigWorkerFixed *fixed;
+	BackgroundWorkerHandle *handle;
+	shm_mq_handle *out;			/* messages to it */
+	shm_mq_handle *in;			/* its messages */
+	ErrorData  *error;			/* the error it sent, once it did */
+	int64		reported;		/* statements of the migration it reported
+								 * done */
+	bool		gone;			/* it detached (exited), or was told to */
+	char	   *last_guc;		/* the settings sent it last (mp->cxt) */
+	Size		last_guc_len;
+} Worker;
 
-/* The worker of this backend while one runs, for the exit callback. */
-static BackgroundWorkerHandle *running_worker = NULL;
+/* The worker of the call running in this backend, if any (a backend runs
+ * one call at a time). */
+static Worker *call_worker = NULL;
 static bool exit_callback_set = false;
 
-/* Terminates the running worker when this backend exits (a FATAL error,
- * pg_terminate_backend of the caller), where PG_FINALLY does not run. */
+/* Terminates the worker when this backend exits (a FATAL error,
+ * pg_terminate_backend of the caller), where PG_CATCH does not run. */
 static void
 terminate_on_exit(int code, Datum arg)
 {
-	if (running_worker != NULL)
-		TerminateBackgroundWorker(running_worker);
-	running_worker = NULL;
+	if (call_worker != NULL && !call_worker->gone)
+		TerminateBackgroundWorker(call_worker->handle);
+	call_worker = NULL;
 }
 
-/* ---- the worker ---- */
-
 /*
- * Runs sql (one statement) as a simple query does: parsed, analysed and
- * planned in a context that outlives the transactions a multi-transaction
- * utility command (CREATE INDEX CONCURRENTLY, VACUUM) commits inside
- * itself, run at top level through a portal, rows discarded.
+ * Whether stmt must run alone, outside a transaction block, committing by
+ * itself: what pg_host.c finds can run only outside a transaction, and the
+ * subscription commands, which may or may not (create_slot, a slot to drop,
+ * copy_data) as their options or the catalog say.  Every other statement
+ * runs in a transaction block with its progress row.  CALL and DO run in
+ * one too: a procedure that commits fails there, as it does inside a
+ * transaction (raise_worker_error says why).
  */
-static void
-worker_run(const char *sql)
+static bool
+runs_alone(Node *stmt)
 {
-	MemoryContext cxt = AllocSetContextCreate(TopMemoryContext,
-											  "migrate statement",
-											  ALLOCSET_DEFAULT_SIZES);
-	List	   *trees;
-	ListCell   *lc;
-
-	SetCurrentStatementStartTimestamp();
-	debug_query_string = sql;
-	pgstat_report_activity(STATE_RUNNING, sql);
-	StartTransactionCommand();
-	MemoryContextSwitchTo(cxt);
-	trees = pg_parse_query(sql);
-	foreach(lc, trees)
+	switch (nodeTag(stmt))
 	{
-		RawStmt    *raw = lfirst_node(RawStmt, lc);
-		bool		snapshot_set = false;
-		List	   *queries;
-		List	   *plans;
-		Portal		portal;
-		DestReceiver *receiver;
-		QueryCompletion qc;
-		int16		format = 0;
-
-		if (analyze_requires_snapshot(raw))
-		{
-			PushActiveSnapshot(GetTransactionSnapshot());
-			snapshot_set = true;
-		}
-		queries = pg_analyze_and_rewrite_fixedparams(raw, sql, NULL, 0, NULL);
-		plans = pg_plan_queries(queries, sql, CURSOR_OPT_PARALLEL_OK, NULL);
-		if (snapshot_set)
-			PopActiveSnapshot();
-		CHECK_FOR_INTERRUPTS();
-
-		portal = CreatePortal("", true, true);
-		portal->visible = false;
-		PortalDefineQuery(portal, NULL, sql, CreateCommandTag(raw->stmt),
-						  plans, NULL);
-		PortalStart(portal, NULL, 0, InvalidSnapshot);
-		PortalSetResultFormat(portal, 1, &format);
-		receiver = CreateDestReceiver(DestNone);
-		(void) PortalRun(portal, FETCH_ALL, true, true, receiver, receiver,
-						 &qc);
-		receiver->rDestroy(receiver);
-		PortalDrop(portal, false);
+		case T_CreateSubscriptionStmt:
+		case T_AlterSubscriptionStmt:
+		case T_DropSubscriptionStmt:
+			return true;
+		default:
+			return mig_pg_outside_only(stmt);
 	}
-	CommitTransactionCommand();
-	pgstat_report_activity(STATE_IDLE, NULL);
-	debug_query_string = NULL;
 }
 
-/*
- * Entry point of the dynamic background worker: attaches to the caller's
- * segment, sends every message (errors, notices) into its queue, connects
- * to the caller's database as the caller's role, takes its search_path
- * and lock_timeout, and runs the statement.  An error ends the process
- * (the worker's top-level handler reports it through the queue and exits);
- * a SIGTERM (TerminateBackgroundWorker, pg_terminate_backend) cancels the
- * statement as it would a client's.
- */
-void
-migrate_worker_main(Datum main_arg)
-{
-	dsm_segment *seg;
-	shm_toc    *toc;
-	WorkerShared *sh;
-	shm_mq	   *mq;
-	shm_mq_handle *mqh;
-	char	   *sql;
-	char	   *path;
-
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-
-	CurrentResourceOwner = ResourceOwnerCreate(NULL, "migrate worker");
-	seg = dsm_attach(DatumGetUInt32(main_arg));
-	if (seg == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("could not map dynamic shared memory segment")));
-	toc = shm_toc_attach(WORKER_MAGIC, dsm_segment_address(seg));
-	if (toc == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("bad magic number in dynamic shared memory segment")));
-	sh = shm_toc_lookup(toc, KEY_FIXED, false);
-	sql = shm_toc_lookup(toc, KEY_SQL, false);
-	path = shm_toc_lookup(toc, KEY_PATH, false);
-	mq = shm_toc_lookup(toc, KEY_QUEUE, false);
-	shm_mq_set_sender(mq, MyProc);
-	mqh = shm_mq_attach(mq, seg, NULL);
-	pq_redirect_to_shm_mq(seg, mqh);
-
-	BackgroundWorkerInitializeConnectionByOid(sh->database, sh->session_user, 0);
-
-	StartTransactionCommand();
-	if (sh->role[0] != '\0')
-		SetConfigOption("role", sh->role, PGC_USERSET, PGC_S_SESSION);
-	SetConfigOption("search_path", path, PGC_USERSET, PGC_S_SESSION);
-	SetConfigOption("lock_timeout", sh->lock_timeout, PGC_USERSET, PGC_S_SESSION);
-	CommitTransactionCommand();
-
-	worker_run(MemoryContextStrdup(TopMemoryContext, sql));
-
-	pg_write_barrier();
-	sh->done = true;
-}
-
-/* ---- the caller ---- */
+/* ---- the worker, from the caller's side ---- */
 
 /* An error of our own, shaped as one a worker would send. */
 static ErrorData *
@@ -237,15 +141,15 @@ make_error(int code, const char *message, const char *detail)
 }
 
 /*
- * Waits for the worker's messages until it detaches: notices are raised
- * here (with the migration's context), the error is returned.  NULL when
- * the worker committed its statement.
+ * Waits for the worker's messages until it reports the statement that
+ * makes done statements committed ('C': returns NULL) or has exited
+ * (returns the error it sent, or one saying it exited; done < 0: waits for
+ * that).  Notices are raised here, with the migration's context (the
+ * callback of script_begin).
  */
 static ErrorData *
-receive(shm_mq_handle *mqh, volatile WorkerShared *sh)
+await_worker(Worker *w, int64 done)
 {
-	ErrorData  *error = NULL;
-
 	for (;;)
 	{
 		Size		nbytes;
@@ -255,7 +159,7 @@ receive(shm_mq_handle *mqh, volatile WorkerShared *sh)
 		char		type;
 
 		CHECK_FOR_INTERRUPTS();
-		res = shm_mq_receive(mqh, &nbytes, &data, true);
+		res = shm_mq_receive(w->in, &nbytes, &data, true);
 		if (res == SHM_MQ_WOULD_BLOCK)
 		{
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_EXIT_ON_PM_DEATH, -1,
@@ -264,7 +168,10 @@ receive(shm_mq_handle *mqh, volatile WorkerShared *sh)
 			continue;
 		}
 		if (res == SHM_MQ_DETACHED)
+		{
+			w->gone = true;
 			break;
+		}
 		initStringInfo(&msg);
 		appendBinaryStringInfo(&msg, data, (int) nbytes);
 		type = pq_getmsgbyte(&msg);
@@ -278,74 +185,95 @@ receive(shm_mq_handle *mqh, volatile WorkerShared *sh)
 				e->elevel = Min(e->elevel, WARNING);
 				ThrowErrorData(e);
 			}
-			else if (error == NULL)
-				error = e;
+			else if (w->error == NULL)
+				w->error = e;
+		}
+		else if (type == 'C' && w->error == NULL)
+		{
+			w->reported = (int64) pq_getmsgint64(&msg);
+			if (done >= 0)
+			{
+				if (w->reported != done)
+					elog(ERROR, "migrate worker reported " INT64_FORMAT " statements done, not " INT64_FORMAT,
+						 w->reported, done);
+				pfree(msg.data);
+				return NULL;
+			}
 		}
 		pfree(msg.data);
 	}
-	pg_read_barrier();
-	if (error == NULL && !sh->done)
-		error = make_error(ERRCODE_ADMIN_SHUTDOWN,
-						   "background worker running the statement exited before it completed",
-						   "The worker was terminated or could not start.");
-	return error;
+	if (w->error == NULL)
+		w->error = make_error(ERRCODE_ADMIN_SHUTDOWN,
+							  "background worker running the statements exited before it completed",
+							  "The worker was terminated or could not start.");
+	if (w->error->elevel > ERROR)
+		w->error->elevel = ERROR;	/* its death does not end this backend */
+	return w->error;
+}
+
+/* Sends a message of iov's parts; when the worker is gone, returns what it
+ * said before it went, else NULL. */
+static ErrorData *
+send_parts(Worker *w, shm_mq_iovec *iov, int n)
+{
+	if (shm_mq_sendv(w->out, iov, n, false, true) == SHM_MQ_SUCCESS)
+		return NULL;
+	while (!w->gone)
+		(void) await_worker(w, -1);
+	return w->error;
 }
 
 /*
- * Runs one statement in a new background worker and waits for it; returns
- * NULL on success, else the error (any level above ERROR brought down to
- * ERROR: the worker's death does not end this backend).  A cancel of this
- * backend terminates the worker.
+ * Starts the worker of mp's call, in a DSM segment with its two queues,
+ * all of it kept (mp->cxt, a pinned mapping) until mig_pg_outside_end.
+ * When no worker slot is free, fails with 53400, or returns NULL when
+ * quiet.  Looks nothing up: the caller may hold no snapshot.
  */
-static ErrorData *
-run_in_worker(const char *sql, const char *lock_timeout)
+static Worker *
+start_worker(MigPg *mp, bool quiet)
 {
-	Size		sql_len = strlen(sql) + 1;
-	const char *path = namespace_search_path ? namespace_search_path : "";
-	Size		path_len = strlen(path) + 1;
+	MemoryContext old = MemoryContextSwitchTo(mp->cxt);
+	Worker	   *w = palloc0(sizeof(Worker));
 	shm_toc_estimator est;
 	Size		size;
-	dsm_segment *seg;
 	shm_toc    *toc;
-	WorkerShared *sh;
-	shm_mq	   *mq;
-	shm_mq_handle *mqh;
+	shm_mq	   *to_worker,
+			   *to_caller;
 	BackgroundWorker worker;
-	BackgroundWorkerHandle *handle;
-	ErrorData  *volatile error = NULL;
-	char	   *p;
+	const char *at = GetConfigOption("migrate.crash_at", true, false);
 
+	if (call_worker != NULL)
+	{
+		/* one that failed before: gone */
+		dsm_detach(call_worker->seg);
+		call_worker = NULL;
+	}
 	shm_toc_initialize_estimator(&est);
-	shm_toc_estimate_chunk(&est, sizeof(WorkerShared));
-	shm_toc_estimate_chunk(&est, sql_len);
-	shm_toc_estimate_chunk(&est, path_len);
-	shm_toc_estimate_chunk(&est, QUEUE_SIZE);
-	shm_toc_estimate_keys(&est, 4);
+	shm_toc_estimate_chunk(&est, sizeof(MigWorkerFixed));
+	shm_toc_estimate_chunk(&est, MIG_QUEUE_SIZE);
+	shm_toc_estimate_chunk(&est, MIG_QUEUE_SIZE);
+	shm_toc_estimate_keys(&est, 3);
 	size = shm_toc_estimate(&est);
 
-	seg = dsm_create(size, 0);
-	toc = shm_toc_create(WORKER_MAGIC, dsm_segment_address(seg), size);
-	sh = shm_toc_allocate(toc, sizeof(WorkerShared));
-	memset(sh, 0, sizeof(WorkerShared));
-	sh->database = MyDatabaseId;
-	sh->session_user = GetSessionUserId();
-	if (GetUserId() != GetSessionUserId())
-	{
-		char	   *role = GetUserNameFromId(GetUserId(), false);
-
-		strlcpy(sh->role, role, sizeof(sh->role));
-	}
-	strlcpy(sh->lock_timeout, lock_timeout, sizeof(sh->lock_timeout));
-	shm_toc_insert(toc, KEY_FIXED, sh);
-	p = shm_toc_allocate(toc, sql_len);
-	memcpy(p, sql, sql_len);
-	shm_toc_insert(toc, KEY_SQL, p);
-	p = shm_toc_allocate(toc, path_len);
-	memcpy(p, path, path_len);
-	shm_toc_insert(toc, KEY_PATH, p);
-	mq = shm_mq_create(shm_toc_allocate(toc, QUEUE_SIZE), QUEUE_SIZE);
-	shm_toc_insert(toc, KEY_QUEUE, mq);
-	shm_mq_set_receiver(mq, MyProc);
+	w->mp = mp;
+	w->seg = dsm_create(size, 0);
+	dsm_pin_mapping(w->seg);	/* it outlives the call's commits */
+	toc = shm_toc_create(MIG_WORKER_MAGIC, dsm_segment_address(w->seg), size);
+	w->fixed = shm_toc_allocate(toc, sizeof(MigWorkerFixed));
+	memset(w->fixed, 0, sizeof(MigWorkerFixed));
+	w->fixed->database = MyDatabaseId;
+	w->fixed->authenticated_user = GetAuthenticatedUserId();
+	w->fixed->owner = mp->owner;
+	w->fixed->v03 = mp->v03;
+	strlcpy(w->fixed->progress, mp->progress, sizeof(w->fixed->progress));
+	w->fixed->crash_at = at ? atoi(at) : 0;
+	shm_toc_insert(toc, MIG_KEY_FIXED, w->fixed);
+	to_worker = shm_mq_create(shm_toc_allocate(toc, MIG_QUEUE_SIZE), MIG_QUEUE_SIZE);
+	shm_toc_insert(toc, MIG_KEY_TO_WORKER, to_worker);
+	shm_mq_set_sender(to_worker, MyProc);
+	to_caller = shm_mq_create(shm_toc_allocate(toc, MIG_QUEUE_SIZE), MIG_QUEUE_SIZE);
+	shm_toc_insert(toc, MIG_KEY_TO_CALLER, to_caller);
+	shm_mq_set_receiver(to_caller, MyProc);
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
@@ -354,45 +282,90 @@ run_in_worker(const char *sql, const char *lock_timeout)
 	snprintf(worker.bgw_library_name, BGW_MAXLEN, "migrate");
 	snprintf(worker.bgw_function_name, BGW_MAXLEN, "migrate_worker_main");
 	snprintf(worker.bgw_name, BGW_MAXLEN, "migrate worker for PID %d", MyProcPid);
-	snprintf(worker.bgw_type, BGW_MAXLEN, WORKER_TYPE);
-	worker.bgw_main_arg = UInt32GetDatum(dsm_segment_handle(seg));
+	snprintf(worker.bgw_type, BGW_MAXLEN, MIG_WORKER_TYPE);
+	worker.bgw_main_arg = UInt32GetDatum(dsm_segment_handle(w->seg));
 	worker.bgw_notify_pid = MyProcPid;
 
-	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+	if (!RegisterDynamicBackgroundWorker(&worker, &w->handle))
 	{
-		dsm_detach(seg);
-		return make_error(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
-						  "could not start a background worker to run the statement",
-						  psprintf("Statements of a migration that runs outside a transaction run in a background worker each, and all max_worker_processes = %d slots are in use.",
-								   max_worker_processes));
+		dsm_detach(w->seg);
+		MemoryContextSwitchTo(old);
+		if (quiet)
+			return NULL;
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("could not start a background worker to run the statements"),
+				 errdetail("The statements of a migration that runs outside a transaction run in a background worker, and all max_worker_processes = %d slots are in use.",
+						   max_worker_processes)));
 	}
-	mqh = shm_mq_attach(mq, seg, handle);
-
+	w->out = shm_mq_attach(to_worker, w->seg, w->handle);
+	w->in = shm_mq_attach(to_caller, w->seg, w->handle);
 	if (!exit_callback_set)
 	{
 		before_shmem_exit(terminate_on_exit, (Datum) 0);
 		exit_callback_set = true;
 	}
-	running_worker = handle;
-	PG_TRY();
+	call_worker = w;
+	MemoryContextSwitchTo(old);
+	return w;
+}
+
+/*
+ * The pid of a migrate worker of this database that is not this call's,
+ * or 0: read from the backends' status, as pg_stat_activity does, without
+ * a query (and so without a snapshot).
+ */
+static pid_t
+orphan_worker(void)
+{
+	pid_t		mine = 0;
+	int			n;
+
+	if (call_worker != NULL && !call_worker->gone)
+		(void) GetBackgroundWorkerPid(call_worker->handle, &mine);
+	pgstat_clear_backend_activity_snapshot();
+	n = pgstat_fetch_stat_numbackends();
+	for (int i = 1; i <= n; i++)
 	{
-		error = receive(mqh, sh);
+		LocalPgBackendStatus *local = pgstat_fetch_stat_local_beentry(i);
+		PgBackendStatus *be = local ? &local->backendStatus : NULL;
+		const char *type;
+
+		if (be == NULL || be->st_backendType != B_BG_WORKER ||
+			be->st_databaseid != MyDatabaseId || be->st_procpid == mine)
+			continue;
+		type = GetBackgroundWorkerTypeByPid(be->st_procpid);
+		if (type != NULL && strcmp(type, MIG_WORKER_TYPE) == 0)
+			return be->st_procpid;
 	}
-	PG_CATCH();
-	{
-		/* a cancel or any error here: the worker must stop with us */
-		running_worker = NULL;
-		TerminateBackgroundWorker(handle);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-	running_worker = NULL;
-	/* gone before the next one starts or the progress commits */
-	(void) WaitForBackgroundWorkerShutdown(handle);
-	dsm_detach(seg);
-	if (error != NULL && error->elevel > ERROR)
-		error->elevel = ERROR;
-	return error;
+	return 0;
+}
+
+void
+mig_pg_outside_prestart(MigPg *mp)
+{
+	if (call_worker != NULL || !mp->procedure || !mp->session_locked ||
+		orphan_worker() != 0)
+		return;
+	(void) start_worker(mp, true);
+}
+
+void
+mig_pg_outside_end(MigPg *mp, bool clean)
+{
+	Worker	   *w = call_worker;
+
+	if (w == NULL || w->mp != mp)
+		return;
+	call_worker = NULL;
+	/*
+	 * At the end of the call the worker, idle, exits by itself once its
+	 * queue is detached (the next call's wait_for_orphans waits the few
+	 * milliseconds that takes, if need be); after an error it is told to.
+	 */
+	if (!clean && !w->gone)
+		TerminateBackgroundWorker(w->handle);
+	dsm_detach(w->seg);
 }
 
 /* ---- progress ---- */
@@ -407,164 +380,219 @@ spi_check(int ret, int expected, const char *what)
 
 /*
  * Waits (up to ORPHAN_WAIT_MS) for workers of this database that an
- * earlier call left running (its backend was terminated or cancelled while
- * the worker was stopping); fails with 55P03 if one remains.
+ * earlier call left (exiting after the call ended, or stopping after it was
+ * cancelled or terminated); fails with 55P03 if one remains.  Once this
+ * call has a worker of its own, there is none: it looked before.
  */
 static int
 wait_for_orphans(mig_err *err)
 {
-	char	   *sql = psprintf("SELECT pid FROM pg_catalog.pg_stat_activity "
-							   "WHERE backend_type OPERATOR(pg_catalog.=) '%s' "
-							   "AND datid OPERATOR(pg_catalog.=) %u", WORKER_TYPE,
-							   MyDatabaseId);
 	long		waited = 0;
+	pid_t		pid;
 
-	for (;;)
+	/* this call's own worker: it looked before it started it */
+	if (call_worker != NULL && !call_worker->gone)
+		return MIG_OK;
+	while ((pid = orphan_worker()) != 0)
 	{
-		int			ret;
-
-		CHECK_FOR_INTERRUPTS();
-		pgstat_clear_backend_activity_snapshot();
-		ret = SPI_execute(sql, true, 0);
-		spi_check(ret, SPI_OK_SELECT, "look for workers for");
-		if (SPI_processed == 0)
-			return MIG_OK;
 		if (waited >= ORPHAN_WAIT_MS)
-			break;
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 50, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		waited += 50;
-	}
-	mig_err_set(err, MIG_SQLSTATE_LOCK,
-				"another connection is applying it outside a transaction");
-	mig_err_detail(err, "Background worker %s is still running a migration statement in this database.",
-				   SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
-	mig_err_hint(err, "Call migrate_run again when it is done.");
-	return MIG_ERROR;
-}
-
-/*
- * Reads how far an earlier call got with this migration: *start receives
- * the offset in mp->text after the last statement done (0 for none),
- * *done how many ran, *resuming whether a row was there.  Verifies that
- * the text done is unchanged; else records that this call starts.
- */
-static int
-progress_start_owner(MigPg *mp, const mig_script *s, int *start, int64 *done,
-					 bool *resuming, mig_err *err)
-{
-	Oid			types[2] = {TEXTOID, TEXTOID};
-	Datum		values[2];
-	char	   *sql;
-	int			ret;
-
-	*start = 0;
-	*done = 0;
-	*resuming = false;
-	values[0] = CStringGetTextDatum(s->version);
-	sql = psprintf("SELECT done_checksum, next_offset, statements_done FROM %s "
-				   "WHERE version OPERATOR(pg_catalog.=) $1", mp->progress);
-	ret = SPI_execute_with_args(sql, 1, types, values, NULL, false, 0);
-	spi_check(ret, SPI_OK_SELECT, "read");
-	if (SPI_processed == 1)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[0];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		char	   *sum = SPI_getvalue(tup, desc, 1);
-		bool		isnull;
-		int64		off = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
-		char		now[16];
-
-		*done = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
-		if (off >= 0 && off <= mp->text_len)
-			mig_checksum(mp->text, (size_t) off, now);
-		if (sum == NULL || off < 0 || off > mp->text_len || strcmp(now, sum) != 0)
 		{
-			mig_err_set(err, MIG_SQLSTATE_STATE,
-						"its statements that ran outside a transaction have changed since");
-			mig_err_detail(err, INT64_FORMAT " of its statements ran (its first " INT64_FORMAT " bytes).",
-						   *done, off);
-			mig_err_hint(err, "Restore those statements as they ran; the failed statement and those after it may change.");
+			mig_err_set(err, MIG_SQLSTATE_LOCK,
+						"another connection is applying it outside a transaction");
+			mig_err_detail(err, "Background worker %d is still running a migration statement in this database.",
+						   (int) pid);
+			mig_err_hint(err, "Call migrate_run again when it is done.");
 			return MIG_ERROR;
 		}
-		*start = (int) off;
-		*resuming = true;
-		return MIG_OK;
-	}
-	{
-		char		empty[16];
-
-		mig_checksum("", 0, empty);
-		values[1] = CStringGetTextDatum(empty);
-		sql = psprintf(mp->v03 ?
-					   "INSERT INTO %s (version, done_checksum, next_offset, statements_done, down) "
-					   "VALUES ($1, $2, 0, 0, %s)" :
-					   "INSERT INTO %s (version, done_checksum, next_offset, statements_done) "
-					   "VALUES ($1, $2, 0, 0)", mp->progress, s->down ? "true" : "false");
-		ret = SPI_execute_with_args(sql, 2, types, values, NULL, false, 0);
-		spi_check(ret, SPI_OK_INSERT, "insert into");
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 ORPHAN_POLL_MS, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		waited += ORPHAN_POLL_MS;
 	}
 	return MIG_OK;
 }
 
-/* progress_start_owner as the owner of the extension's tables. */
+/*
+ * Offsets of the script (bytes of s->sql, UTF-8) and of mp->text (in the
+ * server encoding) at resume points, which are 0, the end, or just after
+ * a semicolon: every server encoding keeps ASCII bytes as they are and
+ * uses none inside a character of its own, so the k-th ';' of one text is
+ * the k-th of the other.  A PosMap walks both from the start, forwards.
+ */
+typedef struct PosMap
+{
+	const MigPg *mp;
+	const mig_script *s;
+	int			tpos;			/* in mp->text */
+	size_t		spos;			/* the same point in s->sql */
+} PosMap;
+
+/* The offset in s->sql of resume point off of mp->text (at or after the
+ * last one asked). */
+static size_t
+script_pos(PosMap *m, int off)
+{
+	if (!m->mp->converted)
+		return (size_t) off;
+	if (off >= m->mp->text_len)
+		return m->s->len;
+	Assert(off == 0 || m->mp->text[off - 1] == ';');
+	while (m->tpos < off)
+	{
+		if (m->mp->text[m->tpos++] == ';')
+		{
+			const char *semi = memchr(m->s->sql + m->spos, ';', m->s->len - m->spos);
+
+			m->spos = semi ? (size_t) (semi - m->s->sql) + 1 : m->s->len;
+		}
+	}
+	return m->spos;
+}
+
+/* The offset in mp->text of script offset off, or -1 when off is not a
+ * resume point of the script. */
 static int
-progress_start(MigPg *mp, const mig_script *s, int *start, int64 *done,
-			   bool *resuming, mig_err *err)
+text_pos(const MigPg *mp, const mig_script *s, int64 off)
 {
-	MigPgSave	save;
-	int			rc;
+	size_t		semis = 0;
+	int			t = 0;
 
-	mig_pg_owner_enter(mp, mp->owner, true, &save);
-	rc = progress_start_owner(mp, s, start, done, resuming, err);
-	mig_pg_owner_leave(&save);
-	return rc;
+	if (off < 0 || (uint64) off > s->len)
+		return -1;
+	if ((uint64) off == s->len)
+		return mp->text_len;
+	if (off > 0 && s->sql[off - 1] != ';')
+		return -1;
+	if (!mp->converted)
+		return (int) off;
+	for (int64 i = 0; i < off; i++)
+		if (s->sql[i] == ';')
+			semis++;
+	while (semis > 0 && t < mp->text_len)
+		if (mp->text[t++] == ';')
+			semis--;
+	return t;
 }
 
-/* Records that the statements of s up to offset end of mp->text ran. */
+/*
+ * The resume point after statement rs (next is the one after it, or
+ * NULL): where the next statement begins, or just after the semicolon
+ * that ends the last one (so that every byte of the statement and the
+ * semicolon are covered: an edit before it is an edit of what ran).
+ */
+static int
+resume_point(const MigPg *mp, const RawStmt *rs, const RawStmt *next)
+{
+	int			end;
+
+	if (next != NULL)
+		return next->stmt_location;
+	if (rs->stmt_len == 0)
+		return mp->text_len;
+	end = rs->stmt_location + rs->stmt_len;
+	return end < mp->text_len && mp->text[end] == ';' ? end + 1 : mp->text_len;
+}
+
+/* "crc32:xxxxxxxx" of crc into out[16], as mig_checksum writes it. */
 static void
-progress_mark(MigPg *mp, const mig_script *s, int end, int64 done)
+crc_text(unsigned long crc, char out[16])
 {
-	MigPgSave	save;
-	Oid			types[4] = {TEXTOID, TEXTOID, INT8OID, INT8OID};
-	Datum		values[4];
-	char		sum[16];
-	int			ret;
-
-	mig_pg_owner_enter(mp, mp->owner, true, &save);
-	mig_checksum(mp->text, (size_t) end, sum);
-	values[0] = CStringGetTextDatum(s->version);
-	values[1] = CStringGetTextDatum(sum);
-	values[2] = Int64GetDatum((int64) end);
-	values[3] = Int64GetDatum(done);
-	ret = SPI_execute_with_args(psprintf("UPDATE %s SET done_checksum = $2, next_offset = $3, "
-										 "statements_done = $4, last_error = NULL, "
-										 "updated_at = pg_catalog.now() "
-										 "WHERE version OPERATOR(pg_catalog.=) $1",
-										 mp->progress),
-								4, types, values, NULL, false, 0);
-	spi_check(ret, SPI_OK_UPDATE, "update");
-	mig_pg_owner_leave(&save);
+	snprintf(out, 16, "crc32:%08lx", crc & 0xffffffffUL);
 }
 
-/* Notes the error beside the progress. */
+/* How far an earlier call got with a script (progress_start). */
+typedef struct Resume
+{
+	bool		found;			/* a progress row was there */
+	bool		interrupted;	/* the call that ran it ended while a
+								 * statement that commits by itself ran */
+	int64		offset;			/* resume point, bytes of s->sql */
+	int			start;			/* the same in mp->text */
+	int64		done;			/* statements done */
+	unsigned long crc;			/* of s->sql[0..offset) */
+} Resume;
+
+/*
+ * Reads how far an earlier call got with s, as the owner of the
+ * extension's tables, and checks that every byte of the script before the
+ * point it resumes at is unchanged (55000 when not).
+ */
+static int
+progress_start_owner(MigPg *mp, void *arg, mig_err *err)
+{
+	Resume	   *r = (Resume *) arg;
+	const mig_script *s = mp->script;
+	Oid			types[2] = {TEXTOID, BOOLOID};
+	Datum		values[2];
+	int			ret;
+	HeapTuple	tup;
+	TupleDesc	desc;
+	char	   *sum;
+	char	   *last;
+	bool		isnull;
+	char		now[16];
+
+	memset(r, 0, sizeof(*r));
+	r->crc = crc32_z(0L, Z_NULL, 0);
+	values[0] = mig_pg_text_datum(s->version, strlen(s->version));
+	values[1] = BoolGetDatum(s->down != 0);
+	ret = SPI_execute_with_args(psprintf(mp->v03 ?
+										 "SELECT done_checksum, next_offset, statements_done, last_error FROM %s "
+										 "WHERE version OPERATOR(pg_catalog.=) $1 AND down OPERATOR(pg_catalog.=) $2" :
+										 "SELECT done_checksum, next_offset, statements_done, last_error FROM %s "
+										 "WHERE version OPERATOR(pg_catalog.=) $1", mp->progress),
+								mp->v03 ? 2 : 1, types, values, NULL, true, 0);
+	spi_check(ret, SPI_OK_SELECT, "read");
+	if (SPI_processed != 1)
+		return MIG_OK;
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	sum = SPI_getvalue(tup, desc, 1);
+	last = SPI_getvalue(tup, desc, 4);
+	r->found = true;
+	r->offset = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+	r->done = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
+	r->interrupted = last != NULL && strncmp(last, MIG_INTERRUPTED_MARK, strlen(MIG_INTERRUPTED_MARK)) == 0;
+	r->start = text_pos(mp, s, r->offset);
+	if (r->start >= 0)
+	{
+		r->crc = crc32_z(r->crc, (const Bytef *) s->sql, (size_t) r->offset);
+		crc_text(r->crc, now);
+	}
+	if (sum == NULL || r->start < 0 || strcmp(now, sum) != 0)
+	{
+		mig_err_set(err, MIG_SQLSTATE_STATE,
+					"its statements that ran outside a transaction have changed since");
+		mig_err_detail(err, INT64_FORMAT " of its statements ran (its first " INT64_FORMAT " bytes).",
+					   r->done, r->offset);
+		mig_err_hint(err, "Restore those statements as they ran; the failed statement and those after it may change.");
+		return MIG_ERROR;
+	}
+	return MIG_OK;
+}
+
+/* Notes the error e beside the progress of s (when it has a row: a
+ * statement that failed in its transaction before any ran left nothing). */
 static void
 progress_error(MigPg *mp, const mig_script *s, const ErrorData *e)
 {
-	Oid			types[2] = {TEXTOID, TEXTOID};
-	Datum		values[2];
+	Oid			types[3] = {TEXTOID, TEXTOID, BOOLOID};
+	Datum		values[3];
 	int			ret;
 	MigPgSave	save;
 
 	mig_pg_owner_enter(mp, mp->owner, true, &save);
-	values[0] = CStringGetTextDatum(s->version);
+	values[0] = mig_pg_text_datum(s->version, strlen(s->version));
 	values[1] = CStringGetTextDatum(psprintf("%s: %s", unpack_sql_state(e->sqlerrcode),
 											 e->message ? e->message : "?"));
-	ret = SPI_execute_with_args(psprintf("UPDATE %s SET last_error = $2, updated_at = pg_catalog.now() "
-										 "WHERE version OPERATOR(pg_catalog.=) $1",
-										 mp->progress),
-								2, types, values, NULL, false, 0);
+	values[2] = BoolGetDatum(s->down != 0);
+	ret = SPI_execute_with_args(psprintf(mp->v03 ?
+										 "UPDATE %s SET last_error = $2, updated_at = pg_catalog.now() "
+										 "WHERE version OPERATOR(pg_catalog.=) $1 AND down OPERATOR(pg_catalog.=) $3" :
+										 "UPDATE %s SET last_error = $2, updated_at = pg_catalog.now() "
+										 "WHERE version OPERATOR(pg_catalog.=) $1", mp->progress),
+								mp->v03 ? 3 : 2, types, values, NULL, false, 0);
 	spi_check(ret, SPI_OK_UPDATE, "update");
 	mig_pg_owner_leave(&save);
 }
@@ -576,7 +604,7 @@ mig_pg_forget_down_progress(MigPg *mp, const char *version, mig_err *err)
 	Datum		values[1];
 	int			ret;
 
-	values[0] = CStringGetTextDatum(version);
+	values[0] = mig_pg_text_datum(version, strlen(version));
 	ret = SPI_execute_with_args(psprintf("DELETE FROM %s WHERE version OPERATOR(pg_catalog.=) $1 "
 										 "AND down", mp->progress),
 								1, types, values, NULL, false, 0);
@@ -593,7 +621,7 @@ mig_pg_forget_progress(MigPg *mp, const char *version, mig_err *err)
 
 	if (mp->outside_version == NULL || strcmp(mp->outside_version, version) != 0)
 		return MIG_OK;
-	values[0] = CStringGetTextDatum(version);
+	values[0] = mig_pg_text_datum(version, strlen(version));
 	ret = SPI_execute_with_args(psprintf("DELETE FROM %s WHERE version OPERATOR(pg_catalog.=) $1",
 										 mp->progress),
 								1, types, values, NULL, false, 0);
@@ -606,140 +634,15 @@ mig_pg_forget_progress(MigPg *mp, const char *version, mig_err *err)
 /* ---- running the script ---- */
 
 /*
- * The invalid index a CREATE INDEX CONCURRENTLY that failed left behind,
- * schema-qualified and quoted, in a list; NIL when there is none (an
- * unnamed one's name is the server's choice).
+ * The lock_timeout a statement runs with, in ms, or -1 for the session's:
+ * the rail's for statements whose locks would queue the application's
+ * queries behind them; the session's for those that take only SHARE
+ * UPDATE EXCLUSIVE and then wait for older transactions by design
+ * (CREATE/DROP INDEX CONCURRENTLY, REINDEX CONCURRENTLY, VACUUM), which
+ * the rail would only make fail.
  */
-static List *
-invalid_created_index(IndexStmt *is)
-{
-	Oid			relid;
-	Oid			nsp;
-	Oid			idx;
-	HeapTuple	tup;
-	bool		invalid;
-
-	if (!is->concurrent || is->idxname == NULL)
-		return NIL;
-	relid = RangeVarGetRelid(is->relation, NoLock, true);
-	if (!OidIsValid(relid))
-		return NIL;
-	nsp = get_rel_namespace(relid);
-	idx = get_relname_relid(is->idxname, nsp);
-	if (!OidIsValid(idx))
-		return NIL;
-	tup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(idx));
-	if (!HeapTupleIsValid(tup))
-		return NIL;
-	invalid = !((Form_pg_index) GETSTRUCT(tup))->indisvalid &&
-		((Form_pg_index) GETSTRUCT(tup))->indrelid == relid;
-	ReleaseSysCache(tup);
-	if (!invalid)
-		return NIL;
-	return list_make1(quote_qualified_identifier(get_namespace_name(nsp), is->idxname));
-}
-
-/*
- * The invalid indexes a REINDEX CONCURRENTLY that failed left behind: the
- * new copies ("<index>_ccnew", "_ccnew1"...) and old ones it could not
- * drop ("_ccold"), on the table (and its TOAST table) for REINDEX TABLE,
- * of the one index for REINDEX INDEX (their names are its name and the
- * suffix, or the part of its name that fits in NAMEDATALEN with it).
- */
-static List *
-invalid_reindex_copies(ReindexStmt *rs)
-{
-	static const char query[] =
-		"SELECT pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.' "
-		"OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname), "
-		"pg_catalog.substring(c.relname, '^(.*)_cc(?:new|old)[0-9]*$'), "
-		"pg_catalog.octet_length(c.relname) "
-		"FROM pg_catalog.pg_index i "
-		"JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.indexrelid "
-		"JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace "
-		"WHERE NOT i.indisvalid AND c.relname OPERATOR(pg_catalog.~) '_cc(new|old)[0-9]*$' "
-		"AND i.indrelid IN (SELECT t.oid FROM pg_catalog.pg_class t WHERE t.oid OPERATOR(pg_catalog.=) $1 "
-		"UNION ALL SELECT t.reltoastrelid FROM pg_catalog.pg_class t WHERE t.oid OPERATOR(pg_catalog.=) $1) "
-		"ORDER BY 1";
-	MemoryContext cxt = CurrentMemoryContext;
-	bool		concurrently = false;
-	ListCell   *lc;
-	Oid			relid,
-				table;
-	const char *index = NULL;
-	Oid			argtypes[1] = {OIDOID};
-	Datum		args[1];
-	int			ret;
-	List	   *found = NIL;
-
-	foreach(lc, rs->params)
-	{
-		DefElem    *opt = lfirst_node(DefElem, lc);
-
-		if (strcmp(opt->defname, "concurrently") == 0)
-			concurrently = defGetBoolean(opt);
-	}
-	if (!concurrently || rs->relation == NULL ||
-		(rs->kind != REINDEX_OBJECT_INDEX && rs->kind != REINDEX_OBJECT_TABLE))
-		return NIL;
-	relid = RangeVarGetRelid(rs->relation, NoLock, true);
-	if (!OidIsValid(relid))
-		return NIL;
-	table = relid;
-	if (rs->kind == REINDEX_OBJECT_INDEX)
-	{
-		if (get_rel_relkind(relid) != RELKIND_INDEX)
-			return NIL;
-		table = IndexGetRelation(relid, true);
-		index = get_rel_name(relid);
-		if (!OidIsValid(table) || index == NULL)
-			return NIL;
-	}
-	args[0] = ObjectIdGetDatum(table);
-	ret = SPI_execute_with_args(query, 1, argtypes, args, NULL, true, 0);
-	MemoryContextSwitchTo(cxt); /* SPI leaves its own current */
-	if (ret != SPI_OK_SELECT)
-		return NIL;
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		char	   *name = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
-		char	   *base = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
-		char	   *len = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3);
-		bool		truncated = len != NULL && atoi(len) == NAMEDATALEN - 1;
-
-		/* REINDEX INDEX: only the copies of that index */
-		if (index != NULL &&
-			(base == NULL || base[0] == '\0' ||
-			 (strcmp(index, base) != 0 &&
-			  !(truncated && strncmp(index, base, strlen(base)) == 0))))
-			continue;
-		found = lappend(found, name);
-	}
-	SPI_freetuptable(SPI_tuptable);
-	return found;
-}
-
-/* What a failed concurrent index build of stmt left behind, to drop before
- * it runs again: a list of quoted, qualified index names, or NIL. */
-static List *
-invalid_indexes_of(Node *stmt)
-{
-	if (IsA(stmt, IndexStmt))
-		return invalid_created_index((IndexStmt *) stmt);
-	if (IsA(stmt, ReindexStmt))
-		return invalid_reindex_copies((ReindexStmt *) stmt);
-	return NIL;
-}
-
-/*
- * The lock_timeout a statement runs with: the rail's for statements whose
- * locks would queue the application's queries behind them; the session's
- * for those that take only SHARE UPDATE EXCLUSIVE and then wait for older
- * transactions by design (CREATE/DROP INDEX CONCURRENTLY, REINDEX
- * CONCURRENTLY, VACUUM), which the rail would only make fail.
- */
-static const char *
-statement_lock_timeout(MigPg *mp, Node *stmt)
+static int
+statement_rail(MigPg *mp, Node *stmt)
 {
 	bool		waits_by_design = false;
 
@@ -759,8 +662,8 @@ statement_lock_timeout(MigPg *mp, Node *stmt)
 			break;
 	}
 	if (waits_by_design || mp->rail_timeout_ms <= 0)
-		return GetConfigOption("lock_timeout", false, false);
-	return psprintf("%d", mp->rail_timeout_ms);
+		return -1;
+	return mp->rail_timeout_ms;
 }
 
 /* Commits, and lets go of the catalog snapshot the next transaction would
@@ -783,15 +686,127 @@ raise_worker_error(ErrorData *e, const char *stmt)
 		e->internalquery = pstrdup(stmt);
 		e->cursorpos = 0;
 	}
+	if (e->sqlerrcode == ERRCODE_INVALID_TRANSACTION_TERMINATION && e->hint == NULL)
+		e->hint = pstrdup("Each statement of a migration that runs outside a transaction commits together with its progress: a procedure or DO block that commits cannot run in one.");
 	ThrowErrorData(e);
 	/* ThrowErrorData returns only for levels below ERROR */
 	elog(ERROR, "migration statement failed");
 }
 
+/* Fills err when the statement the previous call ended in is a CREATE
+ * INDEX CONCURRENTLY without an index name (see maybe_done). */
+static int
+refuse_unnamed(MigPg *mp, const mig_script *s, Node *stmt, int off, mig_err *err)
+{
+	if (!IsA(stmt, IndexStmt) || !((IndexStmt *) stmt)->concurrent ||
+		((IndexStmt *) stmt)->idxname != NULL)
+		return MIG_OK;
+	mig_err_set(err, MIG_SQLSTATE_STATE,
+				"cannot tell whether the CREATE INDEX CONCURRENTLY the previous call ran completed");
+	mig_err_detail(err, "The call ended while the statement ran. It names no index, so an index it may have built cannot be told from another, and running it again could build a second one.");
+	mig_err_hint(err, "Name the index in the statement: if it built one (valid or not), with that index's name. The next call then keeps it if it is valid, or drops it and builds it again.");
+	err->offset = mig_pg_script_offset(mp, off);
+	return MIG_ERROR;
+}
+
+
+/*
+ * Sends the worker the migration that begins: who runs its statements
+ * (for a stored down script, the role that stored it), the caller's
+ * session as it is now, the names of its progress row; NULL, or the error
+ * of a worker that has gone.
+ */
+static ErrorData *
+begin_migration(Worker *w, MigPg *mp, const MigBeginMsg *who, const char *names,
+				Size names_len)
+{
+	MigBeginMsg b = *who;
+	Size		guc_len = EstimateGUCStateSpace();
+	Size		lib_len = EstimateLibraryStateSpace();
+	char	   *guc = MemoryContextAlloc(mp->cxt, guc_len);
+	char	   *lib = palloc(lib_len);
+	shm_mq_iovec iov[5];
+	ErrorData  *e;
+
+	SerializeGUCState(guc_len, guc);
+	SerializeLibraryState(lib_len, lib);
+	b.names_len = (uint32) names_len;
+	b.guc_len = (uint32) guc_len;
+	b.lib_len = (uint32) lib_len;
+	/* the caller's settings as for the migration before: the worker keeps
+	 * them */
+	if (w->last_guc != NULL && w->last_guc_len == guc_len &&
+		memcmp(w->last_guc, guc, guc_len) == 0)
+	{
+		b.guc_len = 0;
+		pfree(guc);
+	}
+	else
+	{
+		if (w->last_guc != NULL)
+			pfree(w->last_guc);
+		w->last_guc = guc;
+		w->last_guc_len = guc_len;
+	}
+	iov[0].data = "B";
+	iov[0].len = 1;
+	iov[1].data = (const char *) &b;
+	iov[1].len = sizeof(b);
+	iov[2].data = names;
+	iov[2].len = names_len;
+	iov[3].data = w->last_guc;
+	iov[3].len = b.guc_len;
+	iov[4].data = lib;
+	iov[4].len = lib_len;
+	w->fixed->crash_points = mp->crash_points;
+	w->reported = -1;
+	e = send_parts(w, iov, 5);
+	pfree(lib);
+	return e;
+}
+
+/* A statement sent to the worker and not yet reported done. */
+typedef struct InFlight
+{
+	int64		done;			/* statements done once it is */
+	int			off;			/* where it starts in mp->text */
+	char	   *stmt;			/* its text */
+	Size		cost;			/* its room in the queue */
+} InFlight;
+
+/* Sends the worker statement m (text sql); NULL, or the error of a worker
+ * that has gone. */
+static ErrorData *
+send_statement(Worker *w, const MigStmtMsg *m, const char *sql)
+{
+	shm_mq_iovec iov[3];
+
+	iov[0].data = "S";
+	iov[0].len = 1;
+	iov[1].data = (const char *) m;
+	iov[1].len = sizeof(MigStmtMsg);
+	iov[2].data = sql;
+	iov[2].len = strlen(sql) + 1;
+	return send_parts(w, iov, 3);
+}
+
+/* Waits for the oldest statement in flight, f, to be done (NULL), or for
+ * the worker's error; its notices and error get f's line. */
+static ErrorData *
+await_statement(Worker *w, MigPg *mp, const InFlight *f)
+{
+	ErrorData  *e;
+
+	mp->stmt_off = f->off;
+	e = await_worker(w, f->done);
+	mp->crash_points = w->fixed->crash_points;
+	return e;
+}
+
 /*
  * host->exec_outside (procedure mode): see the comment at the top.  On a
- * failing statement its error is raised (after the progress and the error
- * are committed), with the file, version and line.
+ * failing statement its error is raised (after it is noted beside the
+ * progress and committed), with the file, version and line.
  */
 int
 mig_pg_exec_outside(void *ctx, const mig_script *s, mig_err *err)
@@ -801,10 +816,16 @@ mig_pg_exec_outside(void *ctx, const mig_script *s, mig_err *err)
 	ErrorContextCallback cb;
 	List	   *stmts;
 	ListCell   *lc;
-	int			start;
-	int64		done;
-	bool		resuming;
-	List	   *cleanup = NIL;
+	Resume		resume;
+	MigBeginMsg who;
+	StringInfoData names;
+	Oid			save_user;
+	int			save_sec;
+	Worker	   *volatile w = NULL;
+	ErrorData  *volatile error = NULL;
+	char	   *volatile failed_stmt = NULL;
+	InFlight   *flight;
+	PosMap		map;
 	int			rc;
 
 	Assert(mp->procedure);
@@ -812,78 +833,172 @@ mig_pg_exec_outside(void *ctx, const mig_script *s, mig_err *err)
 	stmts = raw_parser(mp->text, RAW_PARSE_DEFAULT);
 
 	rc = wait_for_orphans(err);
-	if (rc == MIG_OK)
-		rc = progress_start(mp, s, &start, &done, &resuming, err);
-	if (rc != MIG_OK)
-	{
-		mig_pg_script_done(mp, &cb, old);
-		return rc;
-	}
+	memset(&resume, 0, sizeof(resume));
+	resume.crc = crc32_z(0L, Z_NULL, 0);
+	/* under the lock since the call read them, no row but its own */
+	if (rc == MIG_OK && !mp->no_progress)
+		rc = mig_pg_as_owner(mp, progress_start_owner, &resume, err);
 	MemoryContextSwitchTo(mp->scratch);
-
-	/* a CREATE INDEX or REINDEX CONCURRENTLY that failed is the first to
-	 * run again */
-	if (resuming)
+	if (rc == MIG_OK && resume.interrupted)
 	{
 		foreach(lc, stmts)
 		{
 			RawStmt    *rs = lfirst_node(RawStmt, lc);
 
-			if (rs->stmt_location < start)
+			if (rs->stmt_location < resume.start)
 				continue;
-			cleanup = invalid_indexes_of(rs->stmt);
+			rc = refuse_unnamed(mp, s, rs->stmt,
+								mig_pg_statement_start(mp, rs->stmt_location), err);
 			break;
 		}
 	}
+	if (rc != MIG_OK)
+	{
+		mig_pg_script_done(mp, &cb, old);
+		return rc;
+	}
 
-	/* the migrations before this one and the progress row, for good; from
-	 * here on this backend holds only the session lock */
+	/*
+	 * What takes a look-up, before the commit after which this backend
+	 * must hold no snapshot: who runs the statements (a stored down
+	 * script: the role that stored it, checked here), the names.
+	 */
+	memset(&who, 0, sizeof(who));
+	who.session_user = GetSessionUserId();
+	who.session_superuser = GetSessionUserIsSuperuser();
+	who.role = GetCurrentRoleId();
+	GetUserIdAndSecContext(&save_user, &save_sec);
+	if (s->down)
+		mig_pg_down_role_enter(mp);
+	GetUserIdAndSecContext(&who.user, &who.sec_context);
+	SetUserIdAndSecContext(save_user, save_sec);
+	who.switch_user = who.user != GetOuterUserId() || who.sec_context != 0;
+	who.down = s->down != 0;
+	who.resuming = resume.found;
+	initStringInfo(&names);
+	appendStringInfoString(&names, TextDatumGetCString(mig_pg_text_datum(s->version, strlen(s->version))));
+	appendStringInfoChar(&names, '\0');
+	appendStringInfoString(&names, mig_pg_report_text(s->version));
+	appendStringInfoChar(&names, '\0');
+	appendStringInfoString(&names, mig_pg_report_text(s->file));
+	appendStringInfoChar(&names, '\0');
+
+	/* the migrations before this one, for good; from here on this backend
+	 * holds only the session lock */
 	commit_and_let_go();
 	MemoryContextSwitchTo(mp->scratch);
 
-	foreach(lc, cleanup)
+	memset(&map, 0, sizeof(map));
+	map.mp = mp;
+	map.s = s;
+	flight = palloc0(sizeof(InFlight) * (list_length(stmts) + 1));
+
+	/*
+	 * The statements are fed to the worker ahead of their results, as many
+	 * as fit in half its queue (so that sending one never waits while the
+	 * worker may be waiting to send a notice): it runs them back to back,
+	 * and this backend collects what they did.  A statement that fails
+	 * ends the worker, and those queued after it never run.
+	 */
+	PG_TRY();
 	{
-		const char *index = lfirst(lc);
-		/* an invalid TOAST index can be dropped, but not concurrently */
-		bool		toast = strncmp(index, "pg_toast.", 9) == 0;
-		char	   *drop = psprintf("DROP INDEX %sIF EXISTS %s", toast ? "" : "CONCURRENTLY ", index);
-		ErrorData  *e;
+		unsigned long crc = resume.crc;
+		MigStmtMsg	m;
+		int			head = 0,
+					tail = 0;
+		Size		queued = 0;
 
-		ereport(NOTICE,
-				(errmsg("dropping invalid index %s left by a failed concurrent index build of migration %s (%s), to build it again",
-						index, s->version, s->file)));
-		e = run_in_worker(drop, GetConfigOption("lock_timeout", false, false));
-		MemoryContextSwitchTo(mp->scratch);
-		if (e != NULL)
-			raise_worker_error(e, drop);
-	}
-
-	foreach(lc, stmts)
-	{
-		RawStmt    *rs = lfirst_node(RawStmt, lc);
-		int			off,
-					end;
-		char	   *stmt;
-		ErrorData  *e;
-
-		if (rs->stmt_location < start)
-			continue;
-		CHECK_FOR_INTERRUPTS();
-		stmt = mig_pg_statement_text(mp, rs, &off, &end);
-		mp->stmt_off = off;
-		mp->rail_attempt = 1;
-		e = run_in_worker(stmt, statement_lock_timeout(mp, rs->stmt));
-		MemoryContextSwitchTo(mp->scratch);
-		if (e != NULL)
+		memset(&m, 0, sizeof(m));
+		m.next_offset = resume.offset;
+		m.done = resume.done;
+		crc_text(crc, m.sum);
+		foreach(lc, stmts)
 		{
-			progress_error(mp, s, e);
-			commit_and_let_go();
-			MemoryContextSwitchTo(mp->scratch);
-			raise_worker_error(e, stmt);
+			RawStmt    *rs = lfirst_node(RawStmt, lc);
+			RawStmt    *next = lnext(stmts, lc) ? lfirst_node(RawStmt, lnext(stmts, lc)) : NULL;
+			int			off,
+						end;
+			char	   *stmt;
+			size_t		to;
+			int			rail;
+
+			if (rs->stmt_location < resume.start)
+				continue;
+			CHECK_FOR_INTERRUPTS();
+			stmt = mig_pg_statement_text(mp, rs, &off, &end);
+			mp->rail_attempt = 1;
+			/* the statement a failure is of, unless one is in flight */
+			mp->stmt_off = off;
+			failed_stmt = stmt;
+			if (w == NULL)
+			{
+				w = call_worker != NULL && !call_worker->gone ? call_worker : start_worker(mp, false);
+				if ((error = begin_migration(w, mp, &who, names.data, names.len)) != NULL)
+					break;
+			}
+			m.prev_offset = m.next_offset;
+			m.prev_done = m.done;
+			memcpy(m.prev_sum, m.sum, sizeof(m.sum));
+			to = script_pos(&map, resume_point(mp, rs, next));
+			crc = crc32_z(crc, (const Bytef *) s->sql + m.prev_offset,
+						  to - (size_t) m.prev_offset);
+			m.next_offset = (int64) to;
+			m.done++;
+			crc_text(crc, m.sum);
+			m.line = mig_script_line(s, (size_t) mig_pg_script_offset(mp, off));
+			m.flags = (runs_alone(rs->stmt) ? MIG_STMT_ALONE : 0) |
+				(rs->stmt_location == resume.start && resume.interrupted ? MIG_STMT_MAYBE_DONE : 0);
+			rail = statement_rail(mp, rs->stmt);
+			if (rail >= 0)
+			{
+				m.flags |= MIG_STMT_RAIL;
+				m.rail_ms = rail;
+			}
+			flight[tail].done = m.done;
+			flight[tail].off = off;
+			flight[tail].stmt = stmt;
+			flight[tail].cost = MAXALIGN(1 + sizeof(MigStmtMsg) + strlen(stmt) + 1) + sizeof(Size);
+			while (head < tail && queued + flight[tail].cost > MIG_QUEUE_SIZE / 2 &&
+				   (error = await_statement(w, mp, &flight[head])) == NULL)
+			{
+				queued -= flight[head].cost;
+				pfree(flight[head++].stmt);
+			}
+			if (error == NULL && (error = send_statement(w, &m, stmt)) == NULL)
+				queued += flight[tail++].cost;
+			if (error != NULL)
+				break;
 		}
-		progress_mark(mp, s, end, ++done);
+		while (error == NULL && head < tail &&
+			   (error = await_statement(w, mp, &flight[head])) == NULL)
+			head++;
+		/* the statement the worker was running, if one was in flight */
+		while (error != NULL && head < tail && flight[head].done <= w->reported)
+			head++;
+		if (error != NULL && head < tail)
+		{
+			mp->stmt_off = flight[head].off;
+			failed_stmt = flight[head].stmt;
+		}
+	}
+	PG_CATCH();
+	{
+		/* a cancel or any error here: the worker must stop with us */
+		if (w != NULL && !w->gone)
+		{
+			w->gone = true;
+			TerminateBackgroundWorker(w->handle);
+		}
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(mp->scratch);
+	if (error != NULL)
+	{
+		progress_error(mp, s, error);
 		commit_and_let_go();
 		MemoryContextSwitchTo(mp->scratch);
+		raise_worker_error(error, failed_stmt);
 	}
 	mp->stmt_off = -1;
 	if (mp->outside_version != NULL)

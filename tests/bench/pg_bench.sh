@@ -15,6 +15,14 @@
 #                            transaction (BEGIN; file; COMMIT)  (target <= 1.0x)
 #   no-op           migrate_apply with N applied, timed in the server with
 #                   clock_timestamp() after a warm-up call     (target < 10 ms)
+#   outside a transaction (CALL migrate_run; background worker, a commit and
+#                   a progress row per statement), each against one psql
+#                   session running the same statements, each its own
+#                   transaction (psql's autocommit)            (target <= 1.2x):
+#     100 statements  one goose NO TRANSACTION migration: CREATE TABLE and
+#                     100 COMMENTs
+#     33 migrations   33 goose NO TRANSACTION migrations: CREATE TABLE, an
+#                     INSERT of 100 rows, CREATE INDEX CONCURRENTLY, COMMENT
 #
 # Prints a markdown table.  Needs the extension installed (make -C pg_ext
 # install, as root); the cluster runs as "nobody" when run as root.
@@ -54,6 +62,24 @@ CREATE INDEX b${i}_v ON b$i (v);
 	printf 'BEGIN;\n%sCOMMIT;\n' "$up" >>"$DIR/each.sql"
 done
 
+# outside a transaction
+mkdir -p "$DIR/om" "$DIR/o33"
+{
+	printf -- '-- +goose NO TRANSACTION\n-- +goose Up\nCREATE TABLE om (id int);\n'
+	for i in $(seq 1 100); do printf "COMMENT ON TABLE om IS 'version %d';\n" "$i"; done
+} >"$DIR/om/1_comments.sql"
+sed -n '3,$p' "$DIR/om/1_comments.sql" >"$DIR/om.sql"
+: >"$DIR/o33.sql"
+for i in $(seq 1 33); do
+	up="CREATE TABLE o$i (id int, v text);
+INSERT INTO o$i SELECT g, md5(g::text) FROM generate_series(1, 100) g;
+CREATE INDEX CONCURRENTLY o${i}_v ON o$i (v);
+COMMENT ON TABLE o$i IS 'table $i';
+"
+	printf -- '-- +goose NO TRANSACTION\n-- +goose Up\n%s' "$up" >"$DIR/o33/${i}_o$i.sql"
+	printf '%s' "$up" >>"$DIR/o33.sql"
+done
+
 DBN=0
 fresh_db() {	# sets db to a new database with the extension
 	DBN=$((DBN + 1))
@@ -76,6 +102,19 @@ median() {
 }
 
 : >"$DIR/floor_fn" ; : >"$DIR/fn" ; : >"$DIR/floor_proc" ; : >"$DIR/proc"
+: >"$DIR/floor_om" ; : >"$DIR/t_om" ; : >"$DIR/floor_o33" ; : >"$DIR/t_o33"
+for _ in $(seq 1 "$RUNS"); do
+	fresh_db
+	elapsed psql -X -q -v ON_ERROR_STOP=1 -d "$db" -f "$DIR/om.sql" >>"$DIR/floor_om"
+	fresh_db
+	elapsed psql -X -q -v ON_ERROR_STOP=1 -d "$db" -c "SET client_min_messages = warning" -c "CALL migrate_run('$DIR/om')" >>"$DIR/t_om"
+	fresh_db
+	elapsed psql -X -q -v ON_ERROR_STOP=1 -d "$db" -f "$DIR/o33.sql" >>"$DIR/floor_o33"
+	fresh_db
+	elapsed psql -X -q -v ON_ERROR_STOP=1 -d "$db" -c "SET client_min_messages = warning" -c "CALL migrate_run('$DIR/o33')" >>"$DIR/t_o33"
+done
+outside=$(psql -X -q -At -d "$db" -c "SELECT count(*) FROM migrate_history")
+[ "$outside" = 33 ] || { echo "outside a transaction: applied $outside of 33" >&2; exit 1; }
 for _ in $(seq 1 "$RUNS"); do
 	psql -X -q -d postgres -c "CHECKPOINT"
 	fresh_db
@@ -110,6 +149,8 @@ fpr=$(median <"$DIR/floor_proc"); pr=$(median <"$DIR/proc")
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f\n", a / b }'; }
 verdict() { awk -v a="$1" -v b="$2" 'BEGIN { print (a <= b) ? "met" : "MISSED" }'; }
 rfn=$(ratio "$fn" "$ffn"); rpr=$(ratio "$pr" "$fpr")
+fom=$(median <"$DIR/floor_om"); om=$(median <"$DIR/t_om"); rom=$(ratio "$om" "$fom")
+fo33=$(median <"$DIR/floor_o33"); o33=$(median <"$DIR/t_o33"); ro33=$(ratio "$o33" "$fo33")
 
 cat <<EOF
 
@@ -120,10 +161,12 @@ PostgreSQL $("$PG_CONFIG" --version | awk '{print $2}'), $N migrations (CREATE T
 | function mode: \`SELECT migrate_apply\` vs \`psql -X -1 -f all.sql\` | ${ffn} s | ${fn} s | ${rfn}x | <= 1.2x ($(verdict "$rfn" 1.2)) |
 | procedure mode: \`CALL migrate_run\` vs one psql session, a transaction per file | ${fpr} s | ${pr} s | ${rpr}x | <= 1.0x ($(verdict "$rpr" 1.0)) |
 | no-op \`migrate_apply\` with $N applied (in-server time) | | ${noop} ms | | < 10 ms ($(verdict "$noop" 10)) |
+| outside a transaction: one NO TRANSACTION migration of 101 statements, \`CALL migrate_run\` vs \`psql -f\` | ${fom} s | ${om} s | ${rom}x | <= 1.2x ($(verdict "$rom" 1.2)) |
+| outside a transaction: 33 NO TRANSACTION migrations of 4 statements, \`CALL migrate_run\` vs \`psql -f\` | ${fo33} s | ${o33} s | ${ro33}x | <= 1.2x ($(verdict "$ro33" 1.2)) |
 EOF
 
 # every run, for judging the noise
 echo
-for f in floor_fn fn floor_proc proc; do
+for f in floor_fn fn floor_proc proc floor_om t_om floor_o33 t_o33; do
 	printf '%-10s %s\n' "$f" "$(tr '\n' ' ' <"$DIR/$f")"
 done | sed 's/^/    /'

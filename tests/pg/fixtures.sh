@@ -526,6 +526,49 @@ EOS
 	# never outside: transaction control and COPY FROM STDIN, even marked
 	w out_commit 1_c.up.sql "-- morph:nontransactional\nCREATE TABLE oc (id int);\nCOMMIT;\n"
 	w out_copy 1_c.up.sql "CREATE INDEX CONCURRENTLY ocp ON pg_catalog.pg_class (oid);\nCOPY oc FROM STDIN;\n"
+	# who runs them: the caller's session user and current role (a role
+	# that cannot log in, after SET SESSION AUTHORIZATION); the down
+	# script, the role that applied it
+	w out_auth 1_oa.sql "-- +goose NO TRANSACTION\n-- +goose Up\nCREATE TABLE oa_who AS SELECT current_user::text AS cu, session_user::text AS su;\nCREATE INDEX CONCURRENTLY oa_who_cu ON oa_who (cu);\n-- +goose Down\nDROP INDEX CONCURRENTLY oa_who_cu;\nINSERT INTO oa_who SELECT current_user::text, session_user::text;\n"
+	w out_auth_deny 1_od.sql "-- +goose NO TRANSACTION\n-- +goose Up\nCREATE INDEX CONCURRENTLY oa_secret_a ON oa_secret (a);\n"
+	# what earlier statements and the caller set is seen by later ones
+	w out_settings 1_os.sql "-- +goose NO TRANSACTION\n-- +goose Up\nSET search_path = app;\nCREATE INDEX CONCURRENTLY users_email ON users (email);\nSELECT pg_catalog.set_config('os.flag', 'on', false);\nCREATE TABLE os_seen AS SELECT pg_catalog.current_setting('os.flag') AS flag,\n  pg_catalog.current_setting('os.caller', true) AS caller, pg_catalog.current_setting('datestyle') AS ds,\n  pg_catalog.current_setting('search_path') AS sp;\nRESET search_path;\nCREATE TABLE os_after AS SELECT pg_catalog.current_setting('search_path') AS sp;\n"
+	w out_settings 2_os2.sql "-- +goose NO TRANSACTION\n-- +goose Up\nCREATE INDEX CONCURRENTLY os_only_a ON os_only (a);\nCREATE TABLE os_fresh AS SELECT pg_catalog.current_setting('os.flag', true) AS flag;\n"
+	# an edit after a statement's parsed end (before its semicolon) is an
+	# edit of what ran
+	w out_semi_a 1_semi.sql "-- +goose NO TRANSACTION\n-- +goose Up\nCREATE INDEX CONCURRENTLY semi_i1 ON semi (a);\nSELECT 1 / (SELECT count(*) FROM semi_gate)::int;\n"
+	w out_semi_b 1_semi.sql "-- +goose NO TRANSACTION\n-- +goose Up\nCREATE INDEX CONCURRENTLY semi_i1 ON semi (a) WHERE a > 0;\nSELECT 1 / (SELECT count(*) FROM semi_gate)::int;\n"
+	# a unique index that fails on duplicates, then a de-duplicating
+	# DELETE put before it: the invalid index goes before it runs again
+	w out_dedup_a 1_orders.sql "-- +goose NO TRANSACTION\n-- +goose Up\nCREATE UNIQUE INDEX CONCURRENTLY orders_uniq ON orders (ref);\n"
+	w out_dedup_b 1_orders.sql "-- +goose NO TRANSACTION\n-- +goose Up\nDELETE FROM orders a USING orders b WHERE a.ref = b.ref AND a.id > b.id;\nCREATE UNIQUE INDEX CONCURRENTLY orders_uniq ON orders (ref);\n"
+	# a down section marked to run outside a transaction, of an up that
+	# runs in one (dbmate marks each section)
+	w out_down_dbmate 20240101000000_dd.sql "-- migrate:up\nCREATE TABLE dd (a int);\nCREATE INDEX dd_a ON dd (a);\n-- migrate:down transaction:false\nDROP INDEX CONCURRENTLY dd_a;\nDROP TABLE dd;\n"
+	# down scripts outside a transaction: CALL migrate_run_down
+	w out_down 1_t.sql "-- +goose Up\nCREATE TABLE t (a int);\n-- +goose Down\nDROP TABLE t;\n"
+	w out_down 2_idx.sql "-- +goose NO TRANSACTION\n-- +goose Up\nCREATE INDEX CONCURRENTLY t_a ON t (a);\n-- +goose Down\nDROP INDEX CONCURRENTLY t_a;\n"
+	w out_down_fail 1_t.sql "-- +goose Up\nCREATE TABLE t (a int);\n-- +goose Down\nDROP TABLE t;\n"
+	w out_down_fail 2_idx.sql "-- +goose NO TRANSACTION\n-- +goose Up\nCREATE INDEX CONCURRENTLY t_a ON t (a);\n-- +goose Down\nDROP INDEX CONCURRENTLY t_a;\nSELECT 1 / (SELECT count(*) FROM od_gate)::int;\nCREATE TABLE od_after (a int);\n"
+	# outside ASCII, in a LATIN1 database: progress offsets of the UTF-8
+	# script, the file's name in a notice
+	w out_latin1 "1_café.sql" "-- +goose NO TRANSACTION\n-- +goose Up\nCOMMENT ON TABLE ol_t IS 'café';\nCREATE UNIQUE INDEX CONCURRENTLY ol_u ON ol_t (a);\n"
+	# an unnamed concurrent build the call was cancelled in: which index it
+	# built cannot be told
+	w out_unnamed 1_ou_idx.up.sql "CREATE INDEX CONCURRENTLY ON ob_big (v, id);\n"
+	# a DO block that commits: each statement commits with its progress
+	w out_do_commit 1_do.sql "-- +goose NO TRANSACTION\n-- +goose Up\nCREATE TABLE dc (a int);\nDO \$\$BEGIN INSERT INTO dc VALUES (1); COMMIT; END\$\$;\n"
+	# statements that refuse a transaction block: DETACH PARTITION
+	# CONCURRENTLY (told by its text), CLUSTER of a partitioned table (only
+	# when it runs)
+	w out_block 1_b.sql "-- +goose NO TRANSACTION\n-- +goose Up\nCREATE TABLE pd (a int) PARTITION BY LIST (a);\nCREATE TABLE pd1 PARTITION OF pd FOR VALUES IN (1);\nCREATE INDEX pd_a ON pd (a);\nCLUSTER pd USING pd_a;\nALTER TABLE pd DETACH PARTITION pd1 CONCURRENTLY;\n"
+	w out_detach 1_d.up.sql "ALTER TABLE pd DETACH PARTITION pd1 CONCURRENTLY;\n"
+	# many small statements outside a transaction (the cost per statement)
+	{
+		printf -- '-- +goose NO TRANSACTION\n-- +goose Up\nCREATE TABLE om_t (a int);\n'
+		for f in $(seq 1 100); do printf "COMMENT ON TABLE om_t IS 'v%d';\n" "$f"; done
+	} >"$FX/out_many.sql.tmp"
+	mkdir -p "$FX/out_many" && mv "$FX/out_many.sql.tmp" "$FX/out_many/1_many.sql"
 }
 
 # Names and text outside ASCII, for databases in other encodings (LATIN1,

@@ -14,7 +14,9 @@
 # several clients or another server: procedure mode, migrations outside a
 # transaction (a concurrent index build on 1M rows beside a writer, the
 # CALL cancelled and its worker killed mid-build then resumed, an enum
-# value added and used, a mixed folder, resuming at a failed statement),
+# value added and used, a mixed folder, resuming at a failed statement, a
+# role that cannot log in, settings seen by later statements, down scripts
+# with CALL migrate_run_down, a LATIN1 database),
 # isolation and read-only refusals, cancels, a 32-client race, the lock options (wait=,
 # if_locked=skip, the holder named), the blocking rail (queries stalled by
 # a queued ALTER for at most its lock_timeout, retries, and the contrast
@@ -265,8 +267,8 @@ obdb() {
 }
 # A writer inserts and updates ob_big continuously, each in its own
 # transaction, logging how long each took and whether the CALL's backend
-# advertised a snapshot (backend_xmin) while a worker ran, until the index
-# is recorded (at most 60 s).
+# advertised a snapshot (backend_xmin) while a worker ran a statement, until
+# the index is recorded (at most 60 s).
 obdb outside
 q outside -c "CREATE TABLE lat (ms float8, worker bool, caller_xmin bool)" \
 	-c "CREATE PROCEDURE writer() LANGUAGE plpgsql AS \$p\$
@@ -278,8 +280,9 @@ BEGIN
 		INSERT INTO ob_big VALUES (-i, i % 1000);
 		UPDATE ob_big SET v = v + 1 WHERE ctid = '(0,1)';
 		INSERT INTO lat SELECT extract(epoch FROM clock_timestamp() - t0) * 1000,
-			EXISTS (SELECT FROM pg_stat_activity WHERE backend_type = 'migrate worker'),
-			EXISTS (SELECT FROM pg_stat_activity WHERE application_name = 'cic-caller' AND backend_xmin IS NOT NULL);
+			EXISTS (SELECT FROM pg_stat_activity WHERE backend_type = 'migrate worker' AND state = 'active'),
+			EXISTS (SELECT FROM pg_stat_activity WHERE application_name = 'cic-caller'
+			        AND backend_type = 'client backend' AND backend_xmin IS NOT NULL);
 		COMMIT;
 		PERFORM pg_sleep(0.005);
 	END LOOP;
@@ -288,7 +291,7 @@ q outside -c "CALL writer()" &
 WRITER=$!
 sleep 0.5
 TS=$(date +%s%N)
-out=$(PGOPTIONS="-c client_min_messages=notice -c application_name=cic-caller" \
+out=$(PGOPTIONS="-c client_min_messages=notice" PGAPPNAME=cic-caller \
 	psql -X -q -At -v VERBOSITY=verbose -d outside -c "CALL migrate_run('$FX/out_cic')" 2>&1)
 ms=$(ms_since "$TS")
 wait "$WRITER"
@@ -464,6 +467,177 @@ rc=$?
 tap_show $rc "outside: when the statements that ran have changed since, it refuses (55000)" "$out"
 fails_with "outside: COMMIT in a marked migration is refused by CALL too (0A000)" out_edit 0A000 \
 	"CALL migrate_run('$FX/out_commit')"
+
+# who runs the statements: after SET SESSION AUTHORIZATION to a role that
+# cannot log in, after SET ROLE, and a stored down script
+newdb out_auth
+q out_auth -c "CREATE ROLE deployer NOLOGIN" \
+	-c "GRANT pg_read_server_files TO deployer" \
+	-c "GRANT EXECUTE ON PROCEDURE migrate_run(text) TO deployer" \
+	-c "GRANT CREATE ON SCHEMA public TO deployer" \
+
+out=$(PGOPTIONS="-c client_min_messages=notice" psql -X -q -At -v VERBOSITY=verbose -d out_auth \
+	-c "SET SESSION AUTHORIZATION deployer" -c "CALL migrate_run('$FX/out_auth')" 2>&1)
+echo "$out" | grep -qx "NOTICE:  00000: applied 1 migration"
+tap_show $? "outside: after SET SESSION AUTHORIZATION to a role that cannot log in, CALL migrate_run builds the index" "$out"
+check "outside: its statements ran as that role, session and current user" out_auth \
+	"SELECT cu = 'deployer' AND su = 'deployer' AND pg_get_userbyid(relowner) = 'deployer'
+	   FROM oa_who, pg_class WHERE relname = 'oa_who_cu'"
+newdb out_auth_deny
+q out_auth_deny -c "GRANT CREATE ON SCHEMA public TO deployer" -c "CREATE TABLE oa_secret (a int)" \
+	-c "GRANT EXECUTE ON PROCEDURE migrate_run(text) TO deployer"
+fails_with "outside: with that role's rights and nothing more (42501 on a table it does not own)" out_auth_deny 42501 \
+	"SET SESSION AUTHORIZATION deployer; CALL migrate_run('$FX/out_auth_deny')"
+out=$(psql -X -q -At -v VERBOSITY=verbose -d out_auth_deny -c "SET ROLE deployer" \
+	-c "CALL migrate_run('$FX/out_auth_deny')" 2>&1)
+echo "$out" | grep -q "^ERROR:  42501: must be owner of table oa_secret"
+tap_show $? "outside: after SET ROLE too (42501)" "$out"
+out=$(qn out_auth -c "CALL migrate_run_down(1)" 2>&1)
+[ "$(echo "$out" | last)" = "NOTICE:  rolled back 1 migration" ]
+tap_show $? "outside: a superuser's CALL migrate_run_down runs its down script outside a transaction" "$out"
+check "outside: as the role that applied it (deployer), not as the caller" out_auth \
+	"SELECT array_agg(cu ORDER BY cu) = '{deployer,deployer}' AND to_regclass('oa_who_cu') IS NULL FROM oa_who"
+
+# what earlier statements and the caller set, later statements see
+newdb out_settings
+q out_settings -c "CREATE SCHEMA app" -c "CREATE SCHEMA app2" \
+	-c "CREATE TABLE public.users (id int, email text)" -c "CREATE TABLE app.users (id int, email text)" \
+	-c "CREATE TABLE app2.os_only (a int)"
+out=$(PGOPTIONS="-c client_min_messages=notice" psql -X -q -At -v VERBOSITY=verbose -d out_settings \
+	-c "SET search_path = public, app2" -c "SET os.caller = 'yes'" -c "SET datestyle = 'German'" \
+	-c "CALL migrate_run('$FX/out_settings')" 2>&1)
+echo "$out" | grep -qx "NOTICE:  00000: applied 2 migrations"
+tap_show $? "outside: a migration that sets search_path applies" "$out"
+check "outside: SET search_path = app in one statement: the next builds the index on app.users" out_settings \
+	"SELECT to_regclass('app.users_email') IS NOT NULL AND to_regclass('public.users_email') IS NULL"
+check "outside: later statements see set_config of an earlier one and the caller's settings" out_settings \
+	"SELECT flag = 'on' AND caller = 'yes' AND ds = 'German, DMY' AND sp = 'app' FROM app.os_seen"
+check "outside: RESET search_path goes back to the session's default, as in the caller's session" out_settings \
+	"SELECT sp = '\"\$user\", public' FROM public.os_after"
+check "outside: the caller's search_path finds app2.os_only; the next migration starts from the caller's settings" out_settings \
+	"SELECT to_regclass('app2.os_only_a') IS NOT NULL AND (SELECT flag IS NULL OR flag = '' FROM os_fresh)"
+
+# the checksum of what ran covers every byte up to the resume point
+newdb out_semi
+q out_semi -c "CREATE TABLE semi (a int)" -c "CREATE TABLE semi_gate (g int)"
+q out_semi -c "CALL migrate_run('$FX/out_semi_a')" >/dev/null 2>&1
+out=$(psql -X -q -At -v VERBOSITY=verbose -d out_semi -c "CALL migrate_run('$FX/out_semi_b')" 2>&1)
+echo "$out" | grep -q "^ERROR:  55000: its statements that ran outside a transaction have changed since"
+tap_show $? "outside: a statement that ran, edited between its end and its semicolon, is refused (55000)" "$out"
+check "outside: migrate_validate says so (partial_changed)" out_semi \
+	"SELECT string_agg(problem, ',') = 'partial_changed' FROM migrate_validate('$FX/out_semi_b') WHERE problem LIKE 'partial%'"
+check "outside: and finds the unedited one partial" out_semi \
+	"SELECT string_agg(problem || ' ' || severity, ',') = 'partial warning' FROM migrate_validate('$FX/out_semi_a') WHERE problem LIKE 'partial%'"
+
+# the invalid index of a failed build is dropped before the build runs
+# again, not only when it is the first statement to run
+newdb out_dedup
+q out_dedup -c "CREATE TABLE orders (id int, ref text)" -c "INSERT INTO orders VALUES (1, 'a'), (2, 'a'), (3, 'b')"
+q out_dedup -c "CALL migrate_run('$FX/out_dedup_a')" >/dev/null 2>&1
+check "outside: the failed unique build left orders_uniq invalid" out_dedup \
+	"SELECT NOT indisvalid FROM pg_index WHERE indexrelid = 'orders_uniq'::regclass"
+out=$(qn out_dedup -c "CALL migrate_run('$FX/out_dedup_b')" 2>&1)
+echo "$out" | grep -qx "NOTICE:  dropping invalid index public.orders_uniq left by a failed concurrent index build of migration 1 (1_orders.sql), to build it again" &&
+	[ "$(echo "$out" | last)" = "NOTICE:  applied 1 migration" ]
+tap_show $? "outside: a DELETE put before the failed build runs, then the invalid index is dropped and built" "$out"
+check "outside: orders_uniq is valid, one row per ref" out_dedup \
+	"SELECT (SELECT indisvalid FROM pg_index WHERE indexrelid = 'orders_uniq'::regclass)
+	    AND (SELECT count(*) = 2 FROM orders) AND NOT EXISTS (SELECT FROM migrate_progress)"
+
+# down scripts outside a transaction: CALL migrate_run_down
+newdb out_down
+out=$(qn out_down -c "CALL migrate_run('$FX/out_down')" 2>&1)
+[ "$(echo "$out" | last)" = "NOTICE:  applied 2 migrations" ]
+tap_show $? "outside: the goose folder applies (2_idx.sql: NO TRANSACTION)" "$out"
+check "outside: its down script is recorded to run outside a transaction" out_down \
+	"SELECT down_mode = 'outside' FROM migrate_history WHERE version = '2'"
+out=$(psql -X -q -At -v VERBOSITY=verbose -d out_down -c "SELECT migrate_down(1)" 2>&1)
+echo "$out" | grep -q "^ERROR:  0A000: the down script of migration 2 (2_idx.sql) must run outside a transaction" &&
+	echo "$out" | grep -q "^HINT:  Use CALL migrate_run_down(n)"
+tap_show $? "outside: SELECT migrate_down(1) refuses it (0A000) naming CALL migrate_run_down" "$out"
+out=$(qn out_down -c "CALL migrate_run_down(1)" 2>&1)
+[ "$(echo "$out" | last)" = "NOTICE:  rolled back 1 migration" ]
+tap_show $? "outside: CALL migrate_run_down(1) rolls it back" "$out"
+check "outside: the index is gone, migration 2 forgotten, no progress left" out_down \
+	"SELECT to_regclass('t_a') IS NULL AND (SELECT array_agg(version) = '{1}' FROM migrate_history)
+	    AND NOT EXISTS (SELECT FROM migrate_progress)"
+newdb out_down_fail
+q out_down_fail -c "CREATE TABLE od_gate (g int)"
+q out_down_fail -c "CALL migrate_run('$FX/out_down_fail')" >/dev/null
+out=$(psql -X -q -At -v VERBOSITY=verbose -d out_down_fail -c "CALL migrate_run_down(1)" 2>&1)
+echo "$out" | grep -q "^ERROR:  22012: division by zero" &&
+	echo "$out" | grep -q "^CONTEXT:  rollback of migration 2 (2_idx.sql), line 6"
+tap_show $? "outside: a failing down statement keeps its SQLSTATE and names the file and line" "$out"
+check "outside: migrate_status shows it partial_down with the statements done and the error" out_down_fail \
+	"SELECT string_agg(state || ' ' || statements_done || ' ' || last_error, ',') = 'partial_down 1 22012: division by zero'
+	   FROM migrate_status('$FX/out_down_fail') WHERE version = '2'"
+check "outside: its first statement ran (the index is gone), the migration is still applied" out_down_fail \
+	"SELECT to_regclass('t_a') IS NULL AND (SELECT count(*) = 2 FROM migrate_history)"
+q out_down_fail -c "INSERT INTO od_gate VALUES (1)"
+out=$(qn out_down_fail -c "CALL migrate_run_down(1)" 2>&1)
+[ "$(echo "$out" | last)" = "NOTICE:  rolled back 1 migration" ]
+tap_show $? "outside: the next CALL migrate_run_down resumes at the failed statement and completes" "$out"
+check "outside: the rest ran, migration 2 forgotten, no progress left" out_down_fail \
+	"SELECT to_regclass('od_after') IS NOT NULL AND (SELECT array_agg(version) = '{1}' FROM migrate_history)
+	    AND NOT EXISTS (SELECT FROM migrate_progress)"
+
+# an unnamed concurrent build the CALL was cancelled in is refused, not
+# built a second time
+obdb out_unnamed
+blocked out_unnamed 30
+psql -X -q -At -v VERBOSITY=verbose -d out_unnamed -c "SET application_name = 'ou-caller'" \
+	-c "CALL migrate_run('$FX/out_unnamed')" >/dev/null 2>&1 &
+CALLER=$!
+WPID=$(worker_waits out_unnamed)
+q out_unnamed -c "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'ou-caller' AND backend_type = 'client backend'" >/dev/null
+wait "$CALLER"
+unblock out_unnamed
+check "outside: a CALL cancelled in a statement that commits by itself leaves it marked interrupted" out_unnamed \
+	"SELECT state = 'partial' AND statements_done = 0 AND last_error LIKE 'interrupted: the call ended while the statement at line 1 ran'
+	   FROM migrate_status('$FX/out_unnamed')"
+out=$(psql -X -q -At -v VERBOSITY=verbose -d out_unnamed -c "CALL migrate_run('$FX/out_unnamed')" 2>&1)
+echo "$out" | grep -q "^ERROR:  55000: cannot tell whether the CREATE INDEX CONCURRENTLY the previous call ran completed" &&
+	echo "$out" | grep -q "^HINT:  Name the index in the statement"
+tap_show $? "outside: the next CALL refuses to build an unnamed index again (55000), hinting to name it" "$out"
+check "outside: and built none: one index on ob_big, left invalid by the cancel" out_unnamed \
+	"SELECT count(*) = 1 AND bool_and(NOT indisvalid) FROM pg_index WHERE indrelid = 'ob_big'::regclass"
+
+# a DO block that commits cannot run: each statement commits with its progress
+newdb out_do_commit
+out=$(psql -X -q -At -v VERBOSITY=verbose -d out_do_commit -c "CALL migrate_run('$FX/out_do_commit')" 2>&1)
+echo "$out" | grep -q "^ERROR:  2D000: invalid transaction termination" &&
+	echo "$out" | grep -q "^HINT:  Each statement of a migration that runs outside a transaction commits together with its progress"
+tap_show $? "outside: a DO block that commits fails with 2D000 and says why" "$out"
+check "outside: its insert was rolled back; the statement before it is done" out_do_commit \
+	"SELECT NOT EXISTS (SELECT FROM dc) AND (SELECT statements_done = 1 FROM migrate_progress)"
+
+# statements that refuse a transaction block run alone: DETACH PARTITION
+# CONCURRENTLY, told by its text, and CLUSTER of a partitioned table, told
+# only when it refuses the block
+newdb out_block
+out=$(qn out_block -c "CALL migrate_run('$FX/out_block')" 2>&1)
+[ "$(echo "$out" | last)" = "NOTICE:  applied 1 migration" ]
+tap_show $? "outside: CLUSTER of a partitioned table and DETACH PARTITION CONCURRENTLY run, alone" "$out"
+check "outside: pd1 is detached, clustered first, the migration recorded" out_block \
+	"SELECT NOT EXISTS (SELECT FROM pg_inherits WHERE inhrelid = 'pd1'::regclass)
+	    AND (SELECT indisclustered FROM pg_index WHERE indexrelid = 'pd1_a_idx'::regclass)
+	    AND (SELECT count(*) = 1 FROM migrate_history) AND NOT EXISTS (SELECT FROM migrate_progress)"
+
+# a LATIN1 database: offsets of the UTF-8 script, names in notices
+psql -X -q -d postgres -c "CREATE DATABASE out_latin1 TEMPLATE template0 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C'" &&
+	q out_latin1 -c "CREATE EXTENSION migrate" -c "CREATE TABLE ol_t (a int)" -c "INSERT INTO ol_t VALUES (1), (1)"
+q out_latin1 -c "CALL migrate_run('$FX/out_latin1')" >/dev/null 2>&1
+check "outside: latin1: progress offsets count the UTF-8 script's bytes" out_latin1 \
+	"SELECT next_offset = octet_length(convert_to('COMMENT ON TABLE ol_t IS ''caf' || chr(233) || ''';', 'UTF8'))
+	    AND statements_done = 1 FROM migrate_progress"
+check "outside: latin1: migrate_status and migrate_validate see the done part unchanged" out_latin1 \
+	"SELECT (SELECT state || ' ' || statements_done FROM migrate_status('$FX/out_latin1')) = 'partial 1'
+	    AND (SELECT string_agg(problem, ',') FROM migrate_validate('$FX/out_latin1') WHERE problem LIKE 'partial%') = 'partial'"
+q out_latin1 -c "DELETE FROM ol_t WHERE ctid = (SELECT max(ctid) FROM ol_t)"
+out=$(PGCLIENTENCODING=UTF8 qn out_latin1 -c "CALL migrate_run('$FX/out_latin1')" 2>&1)
+echo "$out" | grep -qxF "NOTICE:  dropping invalid index public.ol_u left by a failed concurrent index build of migration 1 (1_café.sql), to build it again" &&
+	[ "$(echo "$out" | last)" = "NOTICE:  applied 1 migration" ]
+tap_show $? "outside: latin1: the resumed CALL's notice names 1_café.sql, and it completes" "$out"
 
 # ---- function mode refusals ----
 section "function mode refusals"

@@ -34,6 +34,15 @@ PG_STRESS_BIN its binaries).
   point (schema, rows and history equal a reference built with target=);
   no migration lock in pg_locks; the next call completes and leaves
   everything applied.  Also for migrate_down in function mode.
+- crash at every crash point of a migration outside a transaction (CALL
+  migrate_run of a folder whose middle migration holds CREATE/DROP INDEX
+  CONCURRENTLY and VACUUM among ordinary statements, run by a background
+  worker): the worker's points too (before each statement, before each of
+  its commits); after each kill, a statement that runs in a transaction
+  and its progress row are both there or neither (its rows counted against
+  migrate_progress.statements_done), and the next call completes to the
+  reference -- no statement ran twice, none was skipped, also when the kill
+  fell between a concurrent index build or drop and its progress row.
 - crash at random moments: kill -9 of the backend (its pid from
   pg_stat_activity) after a random delay during an apply of a heavier
   folder, both modes; the same checks.
@@ -186,7 +195,8 @@ def wait_recovered(log, pid=None, timeout=90):
 
 def _wait_recovered(log, pid, timeout):
     deadline = time.monotonic() + timeout
-    killed = re.compile(r"server process \(PID %s\) was terminated by signal 9" % (pid or r"\d+"))
+    killed = re.compile(r"(?:server process|background worker \"[^\"]*\") \(PID %s\) was terminated by signal 9"
+                        % (pid or r"\d+"))
     while True:
         text = log.new()
         m = killed.search(text)
@@ -789,6 +799,123 @@ def kill_check_catches_a_call_that_is_not_atomic(t):
         drop_db(db)
         return "caught: %s" % str(e)
     raise AssertionError("a kill between two commits went unnoticed")
+
+
+# A folder whose middle migration runs outside a transaction (it holds
+# CREATE INDEX CONCURRENTLY): statements that run in a transaction (t) and
+# ones that commit by themselves (a), in the order OUTSIDE_KINDS says.  Rows
+# of olog count the transactional INSERTs that ran.
+OUTSIDE = [
+    ("base",
+     "CREATE TABLE o (id int PRIMARY KEY, v int);\nCREATE TABLE olog (n int);\n",
+     "DROP TABLE olog;\nDROP TABLE o;\n"),
+    ("build",
+     "INSERT INTO olog VALUES (1);\n"
+     "INSERT INTO o SELECT g, g % 7 FROM generate_series(1, 2000) g;\n"
+     "CREATE INDEX CONCURRENTLY o_v ON o (v);\n"
+     "INSERT INTO olog VALUES (2);\n"
+     "COMMENT ON TABLE o IS 'built';\n"
+     "VACUUM (ANALYZE) o;\n"
+     "DROP INDEX CONCURRENTLY o_v;\n"
+     "CREATE UNIQUE INDEX CONCURRENTLY o_id_v ON o (id, v);\n"
+     "INSERT INTO olog VALUES (3);\n",
+     "DROP INDEX CONCURRENTLY o_id_v;\nDELETE FROM olog;\nDELETE FROM o;\nCOMMENT ON TABLE o IS NULL;\n"),
+    ("after", "INSERT INTO olog VALUES (4);\n", "DELETE FROM olog WHERE n = 4;\n"),
+]
+OUTSIDE_KINDS = "ttattaaat"      # migration 2, statement by statement
+OUTSIDE_OLOG = {1: 1, 4: 2, 9: 3}  # statement -> rows of olog once it ran
+
+
+def outside_points():
+    """The crash points of CALL migrate_run over OUTSIDE, in order, as
+    (kind, statement): kinds 'c' a commit of the caller, 's' a statement it
+    runs, 'h' a history write; in the worker of migration 2, 'S' a
+    statement, 'M' the commit of the mark before one that commits by
+    itself, 'W' the commit of a progress row (with its statement, for one
+    that runs in a transaction); statement is the one of migration 2 (from
+    1) a worker's point belongs to, else 0."""
+    pts = [("c", 0)] + [("s", 0)] * 2 + [("h", 0), ("c", 0)]
+    for i, k in enumerate(OUTSIDE_KINDS, 1):
+        pts += [("M", i)] * (k == "a") + [("S", i), ("W", i)]
+    pts += [("h", 0), ("c", 0), ("s", 0), ("h", 0), ("c", 0), ("c", 0)]
+    return pts
+
+
+@test
+def kill_at_every_crash_point_outside_a_transaction(t):
+    folder = write_folder(os.path.join(t, "outside"), OUTSIDE)
+    n = len(OUTSIDE)
+    db = "pgstress_outside"
+    new_db(db)
+    parts = ["SELECT pgstress.fingerprint()"]
+    for m in range(1, n + 1):
+        parts += [call_sql("procedure", folder, "target=%d" % m), "SELECT pgstress.fingerprint()"]
+    with spent("references"):
+        outs, _ = script(db, parts, notices=True)
+    refs = outs[0::2]
+    assert len(set(refs)) == n + 1, "two prefixes of the folder look alike"
+    drop_db(db)
+    pts = outside_points()
+    call = call_sql("procedure", folder)
+    new_db(db)
+    k = 0
+    between = 0
+    while True:
+        k += 1
+        where = "crash point %d" % k
+        assert k <= len(pts) + 1, "%s: still killed past the %d points the folder has" % (where, len(pts))
+        rc, out, err, log = killed_call(db, call, k, notices=True)
+        if rc == 0:
+            assert k == len(pts) + 1, "%s: the call completed after only %d of %d crash points" \
+                % (where, k - 1, len(pts))
+            assert applied_count("procedure", rc, out, err) == n
+            assert fingerprint(db) == refs[n]
+            break
+        assert_killed(where, rc, err, log, k)
+        kind, stmt = pts[k - 1]
+        where += " (%s)" % {"c": "a commit", "s": "a statement", "h": "a history write",
+                           "S": "statement %d of migration 2" % stmt,
+                           "M": "the mark before statement %d of migration 2" % stmt,
+                           "W": "the progress of statement %d of migration 2" % stmt}[kind]
+        before = [p[0] for p in pts[:k - 1]]
+        committed = max(0, before.count("c") - 1)
+        progressed = before.count("W") if committed == 1 else 0
+        outs, _ = script(db, ["SELECT pgstress.fingerprint()",
+                              "SELECT coalesce((SELECT string_agg(statements_done::text, ',')"
+                              " FROM migrate_progress), 'none')",
+                              "SELECT CASE WHEN to_regclass('olog') IS NOT NULL THEN (xpath('/row/c/text()',"
+                              " query_to_xml('SELECT (SELECT count(*) FROM olog) || '' '' ||"
+                              " (SELECT count(*) FROM o) AS c', false, true, '')))[1]::text END",
+                              "SELECT count(*) FROM pg_locks WHERE " + MIG_LOCK,
+                              call, "SELECT pgstress.fingerprint()",
+                              "CALL migrate_run_down(%d)" % n, "SELECT pgstress.fingerprint()"],
+                         notices=True)
+        state, progress, rows, locks, _, final, _, undone = outs
+        assert locks == "0", "%s: %s migration locks in pg_locks" % (where, locks)
+        if progressed == 0:
+            # nothing half way: exactly the migrations committed
+            assert which(state, refs) == committed, "%s: %s, not the first %d migrations" % (
+                where, brief(state), committed)
+        else:
+            # migration 2 stopped half way: its progress row says how far,
+            # and the rows of each statement that runs in a transaction are
+            # there exactly when the row counts it
+            assert progress == str(progressed), "%s: progress %s, %d statements committed" % (
+                where, progress, progressed)
+            want = "%d %d" % (max([v for i, v in OUTSIDE_OLOG.items() if i <= progressed] or [0]),
+                              2000 if progressed >= 2 else 0)
+            assert rows == want, "%s: olog and o hold %s rows, %s with %d statements done" % (
+                where, rows, want, progressed)
+            if kind == "W" and OUTSIDE_KINDS[stmt - 1] == "a":
+                between += 1
+        assert final == refs[n], "%s: after the next call: %s" % (where, brief(final))
+        assert undone == refs[0], "%s: migrate_run_down did not bring it back: %s" % (where, brief(undone))
+    drop_db(db)
+    kinds = [p[0] for p in pts]
+    return ("%d crash points, %d of them in the worker (%d statements, %d marks, %d progress commits); "
+            "%d kills between a statement that commits by itself and its progress, each resumed to the end"
+            % (len(pts), sum(kinds.count(c) for c in "SMW"), kinds.count("S"), kinds.count("M"),
+               kinds.count("W"), between))
 
 
 if LONG:

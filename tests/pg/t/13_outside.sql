@@ -2,11 +2,12 @@
 -- transaction, as far as one session in one transaction can see them:
 -- SELECT migrate_apply (function mode) refuses them before anything runs,
 -- with the file and a hint naming CALL migrate_run; what can never run
--- outside a transaction is refused in both modes; the progress table.
--- Running them (CALL migrate_run, background workers, cancels, a writer
--- beside a concurrent index build): run.sh.
+-- outside a transaction is refused in both modes; a down script recorded
+-- to run outside one is refused by migrate_down; the progress table.
+-- Running them (CALL migrate_run, migrate_run_down, background workers,
+-- cancels, a writer beside a concurrent index build): run.sh.
 BEGIN;
-SELECT plan(14);
+SELECT plan(19);
 
 CREATE FUNCTION pg_temp.fx(folder text) RETURNS text LANGUAGE sql
 AS $$ SELECT pg_catalog.current_setting('migrate_test.dir') || '/' || folder $$;
@@ -52,6 +53,10 @@ SELECT ok(to_regclass('mx') IS NULL AND to_regtype('color') IS NULL
           AND NOT EXISTS (SELECT FROM migrate_history),
           'before anything ran: no table, no type, no history');
 
+SELECT throws_ok(format('SELECT migrate_apply(%L)', pg_temp.fx('out_detach')), '0A000',
+                 'ALTER TABLE ... DETACH PARTITION CONCURRENTLY cannot run in migration file "1_d.up.sql"',
+                 'function mode refuses DETACH PARTITION CONCURRENTLY before anything runs');
+
 -- never, in either mode
 SELECT throws_ok(format('SELECT migrate_apply(%L)', pg_temp.fx('out_commit')), '0A000',
                  'COMMIT cannot run in migration file "1_c.up.sql"',
@@ -66,6 +71,19 @@ SELECT is((SELECT array_agg(version || ' ' || problem || ' ' || severity)
              FROM migrate_validate(pg_temp.fx('out_mixed'))),
           '{"2 needs_migrate_run warning","3 needs_migrate_run warning"}',
           'migrate_validate lists the migrations only CALL migrate_run can apply, as warnings');
+
+-- a down script that must run outside a transaction: applied in one, the
+-- migration records it so, and migrate_down refuses it before anything runs
+SELECT is(migrate_apply(pg_temp.fx('out_down_dbmate')), 1::bigint,
+          'a dbmate migration whose down section is marked transaction:false applies in a transaction');
+SELECT is((SELECT down_mode FROM migrate_history WHERE version = '20240101000000'), 'outside',
+          'its down script is recorded to run outside a transaction');
+SELECT throws_ok('SELECT migrate_down(1)', '0A000',
+                 'the down script of migration 20240101000000 (20240101000000_dd.sql) must run outside a transaction',
+                 'migrate_down refuses it (0A000), naming the migration and the file');
+SELECT is((pg_temp.err('SELECT migrate_down(1)')).hint,
+          'Use CALL migrate_run_down(n), which runs such a down script outside a transaction, one statement at a time.',
+          'its hint names CALL migrate_run_down');
 
 -- the progress table
 SELECT has_table('migrate_progress', 'migrate_progress exists');
