@@ -1212,8 +1212,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			check_plan(&f, &st, &pl, opt, &fo);
 		if (rc_pl != MIG_OK && strstr(perr.message, "is a goose Go migration"))
 		{
-			/* apply stops where plan did, after the migrations before */
-			CHECK(rc_ap == rc_pl && strcmp(err.message, perr.message) == 0);
+			/* apply stops where plan did, after the migrations before --
+			 * unless one of those failed as it ran (the dry run runs
+			 * nothing) */
+			CHECK((rc_ap == rc_pl && strcmp(err.message, perr.message) == 0) ||
+				  (rc_ap != MIG_OK && strcmp(err.sqlstate, "P0001") == 0));
 		}
 		else if (rc_pl != MIG_OK)
 		{
