@@ -30,16 +30,16 @@ SAN      := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-r
 all: $(BUILD)/migrate.so
 
 $(BUILD)/migrate.so: $(CORE_SRC) $(CORE_HDR) $(SQ_SRC) $(SQ_HDR) | $(BUILD)
-	$(CC) $(STD) $(WARN) $(CFLAGS) -fPIC -shared -o $@ $(CORE_SRC) $(SQ_SRC) -lz
+	$(CC) $(STD) $(WARN) $(CFLAGS) -fPIC -shared -o $@ $(CORE_SRC) $(SQ_SRC) -lz -larchive
 
 # The same extension built with AddressSanitizer and UBSan, for the tests.
 $(BUILD)/asan/migrate.so: $(CORE_SRC) $(CORE_HDR) $(SQ_SRC) $(SQ_HDR)
 	@mkdir -p $(BUILD)/asan
-	$(CC) $(STD) $(WARN) -O1 -g $(SAN) -fPIC -shared -o $@ $(CORE_SRC) $(SQ_SRC) -lz
+	$(CC) $(STD) $(WARN) -O1 -g $(SAN) -fPIC -shared -o $@ $(CORE_SRC) $(SQ_SRC) -lz -larchive
 
 # Core unit tests: plain C against a fake host, with the sanitizers.
 $(BUILD)/test_core: tests/unit/test_core.c $(CORE_SRC) $(CORE_HDR) | $(BUILD)
-	$(CC) $(STD) $(WARN) -O1 -g $(SAN) -Icommon -o $@ tests/unit/test_core.c $(CORE_SRC) -lz
+	$(CC) $(STD) $(WARN) -O1 -g $(SAN) -Icommon -o $@ tests/unit/test_core.c $(CORE_SRC) -lz -larchive
 
 # The allocation-failure sweep through the real SQLite (tests/sqlite/oom.c).
 $(BUILD)/oom: tests/sqlite/oom.c | $(BUILD)

@@ -66,6 +66,14 @@ void		sq_call_begin(sq_ctx *c, const char *fn, const char *source, const char *o
 void		sq_call_note(sq_ctx *c, const char *version);
 int			sq_call_log(sq_ctx *c, const char *outcome, const mig_err *e, mig_err *err);
 
+/* The folder argument v (sq_source.c): a path (TEXT), an archive (BLOB)
+ * or a JSON object (TEXT starting with '{').  For the last two, builds
+ * *src over h (free it with mig_source_free) and sets h->source; *path is
+ * what the core is given, *logged what the call log shows (also after an
+ * error, when it is not NULL).  MIG_OK, or an error in err. */
+int			sq_folder_arg(sqlite3 *db, mig_host *h, sqlite3_value *v, const char **path,
+						  mig_source **src, const char **logged, mig_err *err);
+
 /* Registers the eponymous tables migrate_status, migrate_validate and
  * migrate_plan (sq_tables.c); SQLITE_OK or an error. */
 int			sq_tables_register(sqlite3 *db);
