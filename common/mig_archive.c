@@ -96,8 +96,12 @@ read_data(struct archive *a, const mig_host *h, const mig_source *s, const char 
 			size_t		want = *cap ? *cap * 2 : READ_CHUNK * 2;
 			char	   *more;
 
+			/* room for the whole file at once when its size is known, but
+			 * never more than the limits allow it to hold */
 			if (size > 0 && (uint64_t) size + READ_CHUNK + 1 > want)
-				want = (size_t) size + READ_CHUNK + 1;
+				want = ((uint64_t) size < left ? (size_t) size : left) + READ_CHUNK + 1;
+			if (want < n + READ_CHUNK + 1)
+				want = n + READ_CHUNK + 1;
 			if ((more = h->alloc(h->ctx, want)) == NULL)
 			{
 				mig_err_nomem(err);
