@@ -73,7 +73,7 @@ json_source(sqlite3 *db, const mig_host *h, sqlite3_value *v, mig_source **out,
 				src;
 
 	*out = NULL;
-	if (sqlite3_prepare_v2(db, "SELECT json_valid(?1), json_type(?1)", -1, &st, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(db, "SELECT json_valid(?1), CASE WHEN json_valid(?1) THEN json_type(?1) END", -1, &st, NULL) != SQLITE_OK)
 		return sql_failed(db, err);
 	sqlite3_bind_value(st, 1, v);
 	if (sqlite3_step(st) != SQLITE_ROW)
