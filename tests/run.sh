@@ -11,6 +11,8 @@
 #             (tests/sqlite/test_outside.py)
 #   data      the folder sent as data: archives and JSON through the sqlite3 shell
 #             and Python (tests/sqlite/test_data.py)
+#   cli       bin/migrate on SQLite: each command, new in every layout, make install
+#             (tests/sqlite/test_cli.py; its PostgreSQL side: tests/pg/data_forms.sh)
 #   attacks   the attack catalogue: planted views, triggers, generated
 #             columns, shadowing tables, lock files (tests/sqlite/test_attacks.py;
 #             PostgreSQL's part is tests/pg/t/14_attacks.sql)
@@ -56,6 +58,7 @@ suite ops "$PY" tests/sqlite/test_ops.py build/migrate
 suite outside "$PY" tests/sqlite/test_outside.py build/migrate
 suite attacks "$PY" tests/sqlite/test_attacks.py build/migrate
 suite data "$PY" tests/sqlite/test_data.py build/migrate
+suite cli "$PY" tests/sqlite/test_cli.py build/migrate
 asan=$(gcc -print-file-name=libasan.so)
 san=(env LD_PRELOAD="$asan" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1
      UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1)

@@ -289,4 +289,37 @@ check "data: bad input: each failed call is in the call log" baddata \
 check "data: a folder path still resolves to the text form" baddata \
 	"SELECT migrate_apply('$FX/empty') = 0"
 
+# bin/migrate against the server as a remote one: a URI, the owner's role
+newdb clidb
+q clidb -c "ALTER DATABASE clidb OWNER TO app_owner" >/dev/null
+cp bin/migrate "$DATA/migrate"
+[ "$(id -u)" = 0 ] && chown "$CLIENT" "$DATA/migrate"
+URI="postgresql://app_owner@127.0.0.1:$PGPORT/clidb"
+cli() {	# cli ARGS...: bin/migrate as the client, in its folder, on clidb
+	asclient sh -c 'cd "$1" && shift && PGOPTIONS= exec sh ./migrate "$@"' sh "$DATA" --db "$URI" "$@"
+}
+out=$(cli plan 2>&1)
+echo "$out" | grep -q "000003_seed.up.sql"
+tap_show $? "migrate (bin/): plan of db/migrations, sent as data" "$out"
+out=$(cli up --target 2 2>&1)
+echo "$out" | grep -q "NOTICE:  applied 2 migrations"
+tap_show $? "migrate (bin/): up --target 2 (CALL migrate_run)" "$out"
+out=$(cli status 2>&1)
+echo "$out" | grep -q " 3 .*| pending" && echo "$out" | grep -q " 2 .*| applied"
+tap_show $? "migrate (bin/): status" "$out"
+out=$(cli validate 2>&1)
+[ "$out" = "no problems" ]
+tap_show $? "migrate (bin/): validate" "$out"
+out=$(cli script 2>&1)
+echo "$out" | grep -q "INSERT INTO users VALUES (1, 'a', 'a@example.org');"
+tap_show $? "migrate (bin/): script" "$out"
+out=$(cli up 2>&1 && cli down 2 2>&1)
+echo "$out" | grep -q "NOTICE:  applied 1 migration" && echo "$out" | grep -q "NOTICE:  rolled back 2 migrations"
+tap_show $? "migrate (bin/): up, then down 2 (CALL migrate_run_down)" "$out"
+check "migrate (bin/): the database is at version 1" clidb \
+	"SELECT array_agg(version) = '{1}' FROM migrate_history"
+out=$(cli new add_phone 2>&1)
+[ "$out" = "$(printf 'db/migrations/postgres/000004_add_phone.up.sql\ndb/migrations/postgres/000004_add_phone.down.sql\ndb/migrations/sqlite/000002_add_phone.up.sql\ndb/migrations/sqlite/000002_add_phone.down.sql')" ]
+tap_show $? "migrate (bin/): new writes the next files in each engine's folder" "$out"
+
 rm -rf "$DATA"
