@@ -478,6 +478,23 @@ const char *mig_source_label(const mig_source *s);
 const char *mig_source_logged(const mig_source *s);
 void		mig_source_free(mig_source *s);
 
+/*
+ * The last archive a connection read, kept (mig_archive.c): a deployment
+ * sends the same one at every start.  Its memory comes from alloc/release,
+ * which must outlive calls.  mig_source_archive_cached reads data as
+ * mig_source_archive does, or returns the source kept when data has the
+ * same bytes (SHA-256) and the host the same limits; *owned is set when
+ * the caller must free the result (an archive too large to keep, or c
+ * NULL), else the cache keeps it until the next call or its destruction.
+ */
+typedef struct mig_source_cache mig_source_cache;
+
+mig_source_cache *mig_source_cache_create(void *(*alloc) (size_t), void (*release) (void *));
+void		mig_source_cache_destroy(mig_source_cache *c);
+int			mig_source_archive_cached(const mig_host *h, mig_source_cache *c,
+									  const void *data, size_t len, mig_source **out,
+									  int *owned, mig_err *err);
+
 /* SQLSTATEs the core reports (PostgreSQL's codes; the SQLite adapter shows
  * only the message). */
 #define MIG_SQLSTATE_BAD_NAME		"42602"	/* invalid_name */

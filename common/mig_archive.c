@@ -215,23 +215,19 @@ read_entries(struct archive *a, const mig_host *h, mig_source *s, mig_err *err)
 	return rc;
 }
 
-int
-mig_source_archive(const mig_host *h, const void *data, size_t len, mig_source **out,
-				   mig_err *err)
+/* mig_source_archive, with the SHA-256 of data already known (hex). */
+static int
+read_archive(const mig_host *h, const void *data, size_t len, const char *hex,
+			 mig_source **out, mig_err *err)
 {
 	mig_source *s = NULL;
 	struct archive *a = NULL;
 	locale_t	utf8 = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t) 0);
 	locale_t	old = utf8 != (locale_t) 0 ? uselocale(utf8) : (locale_t) 0;
-	mig_sha256	sha;
-	char		hex[65];
 	int			rc;
 
 	*out = NULL;
 	mig_err_clear(err);
-	mig_sha256_init(&sha);
-	mig_sha256_update(&sha, data, len);
-	mig_sha256_hex(&sha, hex);
 	rc = mig_source_new(h, "archive", &s, err);
 	if (rc == MIG_OK && len == 0)
 	{
@@ -270,5 +266,116 @@ mig_source_archive(const mig_host *h, const void *data, size_t len, mig_source *
 		return rc;
 	}
 	*out = s;
+	return MIG_OK;
+}
+
+/* The SHA-256 of data[0..len) as hex into out[65]. */
+static void
+sha_hex(const void *data, size_t len, char *out)
+{
+	mig_sha256	sha;
+
+	mig_sha256_init(&sha);
+	mig_sha256_update(&sha, data, len);
+	mig_sha256_hex(&sha, out);
+}
+
+int
+mig_source_archive(const mig_host *h, const void *data, size_t len, mig_source **out,
+				   mig_err *err)
+{
+	char		hex[65];
+
+	sha_hex(data, len, hex);
+	return read_archive(h, data, len, hex, out, err);
+}
+
+/* ---- the last archive of a connection, kept ---- */
+
+/*
+ * A deployment sends the same archive again and again (a no-op, at each
+ * start of the application): reading it once per connection is enough.
+ * The cache keeps the source of the last archive read, in memory of its
+ * own allocator (which must outlive calls), when its files fit
+ * MIG_KEEP_BUDGET; an archive of the same bytes (by their SHA-256) read
+ * under the same limits is that source again.
+ */
+struct mig_source_cache {
+	mig_host	host;			/* the cache's allocator, the limits of the
+								 * source kept */
+	void	   *(*alloc) (size_t);
+	void		(*release) (void *);
+	mig_source *kept;
+	char		sha[65];
+};
+
+static void *
+cache_alloc(void *ctx, size_t n)
+{
+	return ((mig_source_cache *) ctx)->alloc(n);
+}
+
+static void
+cache_release(void *ctx, void *p)
+{
+	((mig_source_cache *) ctx)->release(p);
+}
+
+mig_source_cache *
+mig_source_cache_create(void *(*alloc) (size_t), void (*release) (void *))
+{
+	mig_source_cache *c = alloc(sizeof(*c));
+
+	if (c == NULL)
+		return NULL;
+	memset(c, 0, sizeof(*c));
+	c->alloc = alloc;
+	c->release = release;
+	c->host.ctx = c;
+	c->host.alloc = cache_alloc;
+	c->host.release = cache_release;
+	return c;
+}
+
+void
+mig_source_cache_destroy(mig_source_cache *c)
+{
+	if (c == NULL)
+		return;
+	mig_source_free(c->kept);
+	c->release(c);
+}
+
+int
+mig_source_archive_cached(const mig_host *h, mig_source_cache *c, const void *data,
+						  size_t len, mig_source **out, int *owned, mig_err *err)
+{
+	char		hex[65];
+	int			rc;
+
+	*out = NULL;
+	*owned = 1;
+	sha_hex(data, len, hex);
+	if (c == NULL)
+		return read_archive(h, data, len, hex, out, err);
+	if (c->kept && strcmp(c->sha, hex) == 0 &&
+		c->host.max_file_size == h->max_file_size &&
+		c->host.max_archive_size == h->max_archive_size)
+	{
+		*out = c->kept;
+		*owned = 0;
+		return MIG_OK;
+	}
+	/* read with the caller's memory (an error then frees nothing of the
+	 * cache's), and a copy kept when small enough */
+	if ((rc = read_archive(h, data, len, hex, out, err)) != MIG_OK)
+		return rc;
+	mig_source_free(c->kept);
+	c->kept = NULL;
+	c->host.max_file_size = h->max_file_size;
+	c->host.max_archive_size = h->max_archive_size;
+	if (mig_source_bytes(*out) <= MIG_KEEP_BUDGET &&
+		mig_source_copy(*out, &c->host, &c->kept) == MIG_OK)
+		strcpy(c->sha, hex);
 	return MIG_OK;
 }

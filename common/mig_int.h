@@ -303,8 +303,8 @@ unsigned	mig_source_kind(const mig_source *s, const char *dir, const char *name)
  * checksums; fails as reading a missing file or a folder would. */
 int			mig_source_read(const mig_source *s, const char *dir, const char *file,
 							mig_text *t, mig_err *err);
-/* The identity of dir/file of the source ("sha256:<hex>" of its bytes)
- * into out[MIG_FILE_ID_MAX]; 0 when it holds no such file. */
+/* The identity of dir/file of the source ("mem:crc32:<hex>:<bytes>", its
+ * content) into out[MIG_FILE_ID_MAX]; 0 when it holds no such file. */
 int			mig_source_id(const mig_source *s, const char *dir, const char *file,
 						  char *out);
 /* The identity of the file b. */
@@ -320,6 +320,11 @@ size_t		mig_source_max_file(const mig_source *s);
 size_t		mig_source_max_total(const mig_source *s);
 /* What the source is called in errors: "archive", "JSON object". */
 const char *mig_source_noun(const mig_source *s);
+/* Bytes of the source's files. */
+size_t		mig_source_bytes(const mig_source *s);
+/* A copy of sealed source s in the memory of host into (which also gives
+ * its limits); MIG_OK or MIG_NOMEM (nothing then allocated). */
+int			mig_source_copy(const mig_source *s, const mig_host *into, mig_source **out);
 
 /* ---- options (mig_options.c) ---- */
 typedef struct mig_options {

@@ -48,6 +48,7 @@
 #include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 #include "mb/pg_wchar.h"
@@ -429,6 +430,41 @@ json_source(MigPg *mp, Jsonb *jb, mig_source **out, mig_err *err)
 }
 
 /*
+ * The last archive this backend read (a connection's deployments send the
+ * same one again), kept in a context under TopMemoryContext when it is
+ * small enough (mig_archive.c); an allocation failure only means it is
+ * not kept.
+ */
+static MemoryContext kept_cxt = NULL;
+static mig_source_cache *kept_archive = NULL;
+
+static void *
+kept_alloc(size_t n)
+{
+	return MemoryContextAllocExtended(kept_cxt, n, MCXT_ALLOC_NO_OOM | MCXT_ALLOC_HUGE);
+}
+
+static void
+kept_release(void *p)
+{
+	if (p != NULL)
+		pfree(p);
+}
+
+static mig_source_cache *
+archive_cache(void)
+{
+	if (kept_archive == NULL)
+	{
+		if (kept_cxt == NULL)
+			kept_cxt = AllocSetContextCreate(TopMemoryContext, "migrate kept archive",
+											 ALLOCSET_DEFAULT_SIZES);
+		kept_archive = mig_source_cache_create(kept_alloc, kept_release);
+	}
+	return kept_archive;
+}
+
+/*
  * Builds the call's folder sent as data (call->archive or call->json) as
  * the source of mp's host, and the call log's name of it in call->logged.
  * The source lives in mp's context: in procedure mode the portal's, so
@@ -439,12 +475,14 @@ static int
 build_source(MigPg *mp, CoreCall *call, mig_err *err)
 {
 	mig_source *src = NULL;
-	int			rc;
+	int			rc,
+				owned;
 
 	mp->host.max_archive_size = (size_t) max_archive_kb * 1024;
 	if (call->archive)
-		rc = mig_source_archive(&mp->host, VARDATA_ANY(call->archive),
-								VARSIZE_ANY_EXHDR(call->archive), &src, err);
+		/* a source of the call's memory (owned) is freed with its context */
+		rc = mig_source_archive_cached(&mp->host, archive_cache(), VARDATA_ANY(call->archive),
+									   VARSIZE_ANY_EXHDR(call->archive), &src, &owned, err);
 	else
 		rc = json_source(mp, call->json, &src, err);
 	if (rc != MIG_OK)

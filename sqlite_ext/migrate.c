@@ -96,7 +96,7 @@ log_skipped(sq_ctx *c)
 static void
 run_path_fn(sqlite3_context *fctx, int argc, sqlite3_value **argv, const char *fn,
 			int (*entry) (const mig_host *, const char *, const char *, int64_t *, mig_err *),
-			mig_cache *cache)
+			const sq_caches *caches)
 {
 	const char *options = argc > 1 ? (const char *) sqlite3_value_text(argv[1]) : NULL;
 	const char *path,
@@ -108,8 +108,9 @@ run_path_fn(sqlite3_context *fctx, int argc, sqlite3_value **argv, const char *f
 	int64_t		count = 0;
 
 	sq_host_init(&h, &c, sqlite3_context_db_handle(fctx), fn);
-	h.cache = cache;
-	if (sq_folder_arg(c.db, &h, argv[0], &path, &src, &logged, &err) != MIG_OK)
+	h.cache = caches ? caches->files : NULL;
+	if (sq_folder_arg(c.db, &h, argv[0], caches ? caches->archives : NULL, &path, &src, &logged,
+					  &err) != MIG_OK)
 	{
 		if (logged)				/* data that could not be read: logged */
 		{
@@ -170,7 +171,7 @@ fn_script(sqlite3_context *fctx, int argc, sqlite3_value **argv)
 	size_t		len = 0;
 
 	sq_host_init(&h, &c, sqlite3_context_db_handle(fctx), "migrate_script");
-	if (sq_folder_arg(c.db, &h, argv[0], &path, &src, &logged, &err) != MIG_OK ||
+	if (sq_folder_arg(c.db, &h, argv[0], NULL, &path, &src, &logged, &err) != MIG_OK ||
 		mig_script_text(&h, path, options, &text, &len, &err) != MIG_OK)
 		sq_report(fctx, c.fn, &err);
 	else
@@ -261,9 +262,13 @@ cache_alloc(size_t n)
 }
 
 static void
-cache_destroy(void *p)
+caches_destroy(void *p)
 {
-	mig_cache_destroy(p);
+	sq_caches  *c = p;
+
+	mig_cache_destroy(c->files);
+	mig_source_cache_destroy(c->archives);
+	sqlite3_free(c);
 }
 
 /* migrate_down_to(version) -> number of migrations rolled back */
@@ -297,17 +302,25 @@ sqlite3_migrate_init(sqlite3 *db, char **pzErrMsg, const sqlite3_api_routines *p
 	const int	flags = SQLITE_UTF8 | SQLITE_DIRECTONLY;
 	int			rc;
 
-	mig_cache  *cache;
+	sq_caches  *caches;
 
 	SQLITE_EXTENSION_INIT2(pApi);
-	/* one checksum cache per connection, freed with migrate_apply */
-	if ((cache = mig_cache_create(cache_alloc, sqlite3_free)) == NULL)
+	/* one checksum cache and one kept archive per connection, freed with
+	 * migrate_apply */
+	if ((caches = sqlite3_malloc64(sizeof(sq_caches))) == NULL)
 		rc = SQLITE_NOMEM;
+	else if ((caches->files = mig_cache_create(cache_alloc, sqlite3_free)) == NULL ||
+			 (caches->archives = mig_source_cache_create(cache_alloc, sqlite3_free)) == NULL)
+	{
+		mig_cache_destroy(caches->files);
+		sqlite3_free(caches);
+		rc = SQLITE_NOMEM;
+	}
 	else
-		rc = sqlite3_create_function_v2(db, "migrate_apply", 1, flags, cache, fn_apply,
-										NULL, NULL, cache_destroy);
+		rc = sqlite3_create_function_v2(db, "migrate_apply", 1, flags, caches, fn_apply,
+										NULL, NULL, caches_destroy);
 	if (rc == SQLITE_OK)		/* the same cache: freed with the one-argument form */
-		rc = sqlite3_create_function(db, "migrate_apply", 2, flags, cache, fn_apply, NULL, NULL);
+		rc = sqlite3_create_function(db, "migrate_apply", 2, flags, caches, fn_apply, NULL, NULL);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_create_function(db, "migrate_down", 0, flags, NULL, fn_down, NULL, NULL);
 	if (rc == SQLITE_OK)

@@ -142,9 +142,10 @@ json_source(sqlite3 *db, const mig_host *h, sqlite3_value *v, mig_source **out,
 }
 
 int
-sq_folder_arg(sqlite3 *db, mig_host *h, sqlite3_value *v, const char **path,
-			  mig_source **src, const char **logged, mig_err *err)
+sq_folder_arg(sqlite3 *db, mig_host *h, sqlite3_value *v, mig_source_cache *kept,
+			  const char **path, mig_source **src, const char **logged, mig_err *err)
 {
+	int			owned = 1;
 	int			limit = sqlite3_limit(db, SQLITE_LIMIT_LENGTH, -1);
 	int			rc;
 
@@ -169,7 +170,8 @@ sq_folder_arg(sqlite3 *db, mig_host *h, sqlite3_value *v, const char **path,
 			mig_err_nomem(err);
 			return MIG_NOMEM;
 		}
-		rc = mig_source_archive(h, data ? data : "", (size_t) len, src, err);
+		rc = mig_source_archive_cached(h, kept, data ? data : "", (size_t) len, src, &owned,
+									   err);
 	}
 	else
 	{
@@ -196,5 +198,7 @@ sq_folder_arg(sqlite3 *db, mig_host *h, sqlite3_value *v, const char **path,
 	h->source = *src;
 	*path = mig_source_label(*src);
 	*logged = mig_source_logged(*src);
+	if (!owned)
+		*src = NULL;			/* the cache's: not the caller's to free */
 	return MIG_OK;
 }

@@ -342,7 +342,7 @@ t_filter(sqlite3_vtab_cursor *cur, int idx, const char *idxstr, int argc,
 	}
 	sq_host_init(&h, &sc, vt->db, fn);
 	/* a path, an archive or a JSON object (sq_source.c) */
-	rc = sq_folder_arg(vt->db, &h, folder, &path, &src, &logged, &err);
+	rc = sq_folder_arg(vt->db, &h, folder, NULL, &path, &src, &logged, &err);
 	if (rc == MIG_OK)
 		rc = vt->def->fill(&h, path, options, c, &err);
 	mig_source_free(src);

@@ -1618,7 +1618,7 @@ test_archive_as_folder(void)
 			strcmp(fa.rows[i].norm, fd.rows[i].norm) == 0 &&
 			strcmp(fa.rows[i].down ? fa.rows[i].down : "", fd.rows[i].down ? fd.rows[i].down : "") == 0;
 	CHECK(fa.n == 3 && fd.n == 3 && equal, "with the same history: versions, files, checksums, downs");
-	CHECK(fa.n == 3 && strncmp(fa.rows[0].file_id, "sha256:", 7) == 0,
+	CHECK(fa.n == 3 && strncmp(fa.rows[0].file_id, "mem:crc32:", 10) == 0,
 		  "an archive's file is known by its content: %s", fa.n ? fa.rows[0].file_id : "");
 
 	/* switching sources: the database applied from disk, now the archive */
@@ -1722,6 +1722,63 @@ test_source_entries(void)
 	host_done(&f);
 }
 
+
+/* The last archive kept: the same bytes under the same limits are read
+ * once; other bytes, other limits, or an archive too large are read. */
+static void
+test_archive_kept(void)
+{
+	mig_host	h;
+	fake		f;
+	mig_source_cache *c = mig_source_cache_create(plain_alloc, free);
+	mig_source *s1 = NULL,
+			   *s2 = NULL;
+	char	   *buf,
+			   *big;
+	size_t		len = make_archive("tar.gz", same, 6, &buf);
+	int			own1,
+				own2,
+				rc;
+	int64_t		n;
+
+	host_init(&h, &f);
+	rc = mig_source_archive_cached(&h, c, buf, len, &s1, &own1, &err);
+	rc |= mig_source_archive_cached(&h, c, buf, len, &s2, &own2, &err);
+	CHECK(rc == MIG_OK && own1 && !own2 && s1 != s2 &&
+		  strcmp(mig_source_logged(s1), mig_source_logged(s2)) == 0,
+		  "the same archive again: the copy kept, no second read");
+	h.source = s2;
+	rc = mig_apply(&h, NULL, &n, &err);
+	CHECK(rc == MIG_OK && n == 3, "the kept copy applies");
+	mig_source_free(s1);
+	h.max_file_size = 1000;
+	rc = mig_source_archive_cached(&h, c, buf, len, &s1, &own1, &err);
+	CHECK(rc == MIG_OK && own1, "other limits: read again");
+	mig_source_free(s1);
+	h.max_file_size = 0;
+	{
+		char	   *text = malloc(MIG_KEEP_BUDGET + 2);
+		aentry		large[] = {{"1_a.up.sql", 0, text, 0}};
+		size_t		blen;
+
+		memset(text, ' ', MIG_KEEP_BUDGET + 1);
+		text[MIG_KEEP_BUDGET + 1] = '\0';
+		blen = make_archive("tar.gz", large, 1, &big);
+		rc = mig_source_archive_cached(&h, c, big, blen, &s1, &own1, &err);
+		rc |= mig_source_archive_cached(&h, c, big, blen, &s2, &own2, &err);
+		CHECK(rc == MIG_OK && own1 && own2, "one larger than the budget is not kept");
+		mig_source_free(s1);
+		mig_source_free(s2);
+		free(text);
+		free(big);
+	}
+	mig_source_cache_destroy(c);
+	free(buf);
+	h.source = NULL;
+	CHECK(f.live == 0, "nothing of the call's memory left");
+	host_done(&f);
+}
+
 /* Every allocation of reading an archive and applying it failed in turn:
  * a clean error each time, nothing left, history unchanged. */
 static void
@@ -1781,6 +1838,7 @@ main(void)
 	test_archive_as_folder();
 	test_source_entries();
 	test_archive_oom();
+	test_archive_kept();
 	fresh();
 	rmdir(dir);
 	printf("1..%d\n", tests);
