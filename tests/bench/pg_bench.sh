@@ -15,6 +15,9 @@
 #                            transaction (BEGIN; file; COMMIT)  (target <= 1.0x)
 #   no-op           migrate_apply with N applied, timed in the server with
 #                   clock_timestamp() after a warm-up call     (target < 10 ms)
+#   the folder as data  a tar.gz of the folder sent by psql (base64 in the
+#                   query) against the folder's path: function mode
+#                   (target <= 1.05x) and the no-op (target <= 1.0x)
 #
 # Prints a markdown table.  Needs the extension installed (make -C pg_ext
 # install, as root); the cluster runs as "nobody" when run as root.
@@ -53,6 +56,8 @@ CREATE INDEX b${i}_v ON b$i (v);
 	printf '%s' "$up" >>"$DIR/all.sql"
 	printf 'BEGIN;\n%sCOMMIT;\n' "$up" >>"$DIR/each.sql"
 done
+ARCH=$(tar czf - -C "$DIR/m" . | base64 -w0)
+printf "SELECT migrate_apply(decode('%s', 'base64'));\n" "$ARCH" >"$DIR/arch.sql"
 
 DBN=0
 fresh_db() {	# sets db to a new database with the extension
@@ -75,13 +80,34 @@ median() {
 	sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
-: >"$DIR/floor_fn" ; : >"$DIR/fn" ; : >"$DIR/floor_proc" ; : >"$DIR/proc"
+: >"$DIR/floor_fn" ; : >"$DIR/fn" ; : >"$DIR/floor_proc" ; : >"$DIR/proc" ; : >"$DIR/arch"
+: >"$DIR/arch_noop"
+# noop_ms DB ARG: the median in-server time of 5 no-op calls of
+# migrate_apply(ARG) after a warm-up call
+noop_ms() {
+	psql -X -q -At -d "$1" 2>&1 <<EOF | sed -n 's/.*noop_ms=//p' | median
+CREATE TEMP TABLE arg AS SELECT $2 AS a;
+SELECT migrate_apply((SELECT a FROM arg));
+$(for _ in 1 2 3 4 5; do cat <<EOS
+DO \$\$
+DECLARE t0 timestamptz := clock_timestamp(); n bigint;
+BEGIN
+	n := migrate_apply((SELECT a FROM arg));
+	RAISE NOTICE 'noop_ms=%', round(extract(epoch FROM clock_timestamp() - t0) * 1000, 2);
+END \$\$;
+EOS
+done)
+EOF
+}
 for _ in $(seq 1 "$RUNS"); do
 	psql -X -q -d postgres -c "CHECKPOINT"
 	fresh_db
 	elapsed psql -X -q -v ON_ERROR_STOP=1 -1 -d "$db" -f "$DIR/all.sql" >>"$DIR/floor_fn"
 	fresh_db
 	elapsed psql -X -q -v ON_ERROR_STOP=1 -d "$db" -c "SELECT migrate_apply('$DIR/m')" >>"$DIR/fn"
+	fresh_db
+	elapsed psql -X -q -v ON_ERROR_STOP=1 -d "$db" -f "$DIR/arch.sql" >>"$DIR/arch"
+	noop_ms "$db" "decode('$ARCH', 'base64')" >>"$DIR/arch_noop"
 	fresh_db
 	elapsed psql -X -q -v ON_ERROR_STOP=1 -d "$db" -f "$DIR/each.sql" >>"$DIR/floor_proc"
 	fresh_db
@@ -91,25 +117,15 @@ applied=$(psql -X -q -At -d "$db" -c "SELECT count(*) FROM migrate_history")
 [ "$applied" = "$N" ] || { echo "procedure mode applied $applied of $N" >&2; exit 1; }
 
 # No-op calls with N applied, timed inside the server after a warm-up call.
-noop=$(psql -X -q -At -d "$db" 2>&1 <<EOF | sed -n 's/.*noop_ms=//p' | median
-SELECT migrate_apply('$DIR/m');
-$(for _ in 1 2 3 4 5; do cat <<EOS
-DO \$\$
-DECLARE t0 timestamptz := clock_timestamp(); n bigint;
-BEGIN
-	n := migrate_apply('$DIR/m');
-	RAISE NOTICE 'noop_ms=%', round(extract(epoch FROM clock_timestamp() - t0) * 1000, 2);
-END \$\$;
-EOS
-done)
-EOF
-)
+noop=$(noop_ms "$db" "'$DIR/m'::text")
+anoop=$(median <"$DIR/arch_noop")
 
 ffn=$(median <"$DIR/floor_fn"); fn=$(median <"$DIR/fn")
 fpr=$(median <"$DIR/floor_proc"); pr=$(median <"$DIR/proc")
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f\n", a / b }'; }
 verdict() { awk -v a="$1" -v b="$2" 'BEGIN { print (a <= b) ? "met" : "MISSED" }'; }
 rfn=$(ratio "$fn" "$ffn"); rpr=$(ratio "$pr" "$fpr")
+ar=$(median <"$DIR/arch"); rar=$(ratio "$ar" "$fn"); rno=$(ratio "$anoop" "$noop")
 
 cat <<EOF
 
@@ -120,10 +136,17 @@ PostgreSQL $("$PG_CONFIG" --version | awk '{print $2}'), $N migrations (CREATE T
 | function mode: \`SELECT migrate_apply\` vs \`psql -X -1 -f all.sql\` | ${ffn} s | ${fn} s | ${rfn}x | <= 1.2x ($(verdict "$rfn" 1.2)) |
 | procedure mode: \`CALL migrate_run\` vs one psql session, a transaction per file | ${fpr} s | ${pr} s | ${rpr}x | <= 1.0x ($(verdict "$rpr" 1.0)) |
 | no-op \`migrate_apply\` with $N applied (in-server time) | | ${noop} ms | | < 10 ms ($(verdict "$noop" 10)) |
+
+The folder as data: a tar.gz of it ($(printf '%s' "$ARCH" | base64 -d | wc -c) bytes) sent by psql, against the folder's path:
+
+| case | folder | archive | ratio | target |
+|---|---|---|---|---|
+| function mode: \`SELECT migrate_apply(decode(...))\` vs \`SELECT migrate_apply(path)\` | ${fn} s | ${ar} s | ${rar}x | <= 1.05x ($(verdict "$rar" 1.05)) |
+| no-op with $N applied (in-server time, after a warm-up call) | ${noop} ms | ${anoop} ms | ${rno}x | <= 1.0x ($(verdict "$rno" 1.0)) |
 EOF
 
 # every run, for judging the noise
 echo
-for f in floor_fn fn floor_proc proc; do
+for f in floor_fn fn floor_proc proc arch arch_noop; do
 	printf '%-10s %s\n' "$f" "$(tr '\n' ' ' <"$DIR/$f")"
 done | sed 's/^/    /'
