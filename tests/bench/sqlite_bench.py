@@ -131,6 +131,11 @@ def measure(root, n):
     return dict(floor=med(floor), ours=med(ours), floor_rss=med(floor_rss), ours_rss=med(ours_rss),
                 down=med(down), down_floor=med(down_floor), noop=med(noop),
                 cold=med(cold), cold_floor=med(cold_floor), arch=med(arch),
+                # each round's ratio: the machine drifts from round to round
+                r_arch=med([a / f for a, f in zip(arch, arch_folder)]),
+                r_cold=med([a / f for a, f in zip(arch_cold, arch_folder_cold)]),
+                r_noop=med([med(arch_noop[i:i + 5]) / med(arch_folder_noop[i:i + 5])
+                            for i in range(0, len(arch_noop), 5)]),
                 arch_folder=med(arch_folder), arch_cold=med(arch_cold), arch_noop=med(arch_noop),
                 arch_folder_cold=med(arch_folder_cold), arch_folder_noop=med(arch_folder_noop),
                 tgz=len(data))
@@ -166,16 +171,20 @@ def main():
           % (N // 10, small["ours_rss"], small["floor_rss"], small["ours_rss"] - small["floor_rss"]))
     print()
     print("The folder sent as data: a tar.gz of it (%d bytes), read with readfile() / a bytes parameter,"
-          " against the folder's path, in turns, each in a fresh database:" % r["tgz"])
+          " against the folder's path, in turns, each in a fresh database (ratio: the median of the"
+          " rounds' ratios):" % r["tgz"])
     print()
     print("| measurement | archive | folder | ratio | target |")
     print("|---|---:|---:|---:|---|")
-    for what, a, f, target in (
-            ("apply all (process: sqlite3 + .load + migrate_apply)", r["arch"], r["arch_folder"], 1.05),
-            ("no-op with %d applied, first call on a new connection" % N, r["arch_cold"], r["arch_folder_cold"], 1.0),
-            ("no-op with %d applied, later calls on that connection" % N, r["arch_noop"], r["arch_folder_noop"], 1.0)):
+    for what, a, f, ratio, target in (
+            ("apply all (process: sqlite3 + .load + migrate_apply)", r["arch"], r["arch_folder"],
+             r["r_arch"], 1.05),
+            ("no-op with %d applied, first call on a new connection" % N, r["arch_cold"],
+             r["arch_folder_cold"], r["r_cold"], 1.0),
+            ("no-op with %d applied, later calls on that connection (the archive kept)" % N,
+             r["arch_noop"], r["arch_folder_noop"], r["r_noop"], 1.0)):
         print("| %s | %.2f ms | %.2f ms | %.2fx | <= %.2fx (%s) |"
-              % (what, a * 1e3, f * 1e3, a / f, target, "met" if a / f <= target else "MISSED"))
+              % (what, a * 1e3, f * 1e3, ratio, target, "met" if ratio <= target else "MISSED"))
 
 
 if __name__ == "__main__":
