@@ -8,6 +8,10 @@
 #   make stress     the reliability suites at length (SQLite ~6 min, PostgreSQL ~14 min)
 #   make fuzz       libFuzzer on the parsers, 5 minutes per target
 #   make pg         build the PostgreSQL extension (pg_ext/, PGXS)
+#   make install    bin/migrate into $(PREFIX)/bin, and the SQLite extension
+#                   where the sqlite3 shell's .load migrate finds it (the
+#                   system's library folder); make -C pg_ext install does
+#                   PostgreSQL's
 #
 # Layout: common/ is the engine-agnostic core, sqlite_ext/ and pg_ext/ the
 # adapters, sql/ the PostgreSQL install scripts, tests/ every test.
@@ -25,21 +29,28 @@ SQ_SRC   := $(wildcard sqlite_ext/*.c)
 SQ_HDR   := $(wildcard sqlite_ext/*.h)
 SAN      := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
-.PHONY: all demo check deps bench fuzz pg clean stress
+.PHONY: all demo check deps bench fuzz pg clean stress install uninstall
+
+# make install: dlopen("migrate.so") -- what .load migrate asks for -- looks
+# in the system's library folders, not in /usr/local/lib (ldconfig caches
+# only lib*.so names), so the extension goes to /usr/lib/<multiarch>.
+PREFIX  ?= /usr/local
+MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null)
+SQLITE_EXT_DIR ?= /usr/lib$(if $(MULTIARCH),/$(MULTIARCH))
 
 all: $(BUILD)/migrate.so
 
 $(BUILD)/migrate.so: $(CORE_SRC) $(CORE_HDR) $(SQ_SRC) $(SQ_HDR) | $(BUILD)
-	$(CC) $(STD) $(WARN) $(CFLAGS) -fPIC -shared -o $@ $(CORE_SRC) $(SQ_SRC) -lz
+	$(CC) $(STD) $(WARN) $(CFLAGS) -fPIC -shared -o $@ $(CORE_SRC) $(SQ_SRC) -lz -larchive
 
 # The same extension built with AddressSanitizer and UBSan, for the tests.
 $(BUILD)/asan/migrate.so: $(CORE_SRC) $(CORE_HDR) $(SQ_SRC) $(SQ_HDR)
 	@mkdir -p $(BUILD)/asan
-	$(CC) $(STD) $(WARN) -O1 -g $(SAN) -fPIC -shared -o $@ $(CORE_SRC) $(SQ_SRC) -lz
+	$(CC) $(STD) $(WARN) -O1 -g $(SAN) -fPIC -shared -o $@ $(CORE_SRC) $(SQ_SRC) -lz -larchive
 
 # Core unit tests: plain C against a fake host, with the sanitizers.
 $(BUILD)/test_core: tests/unit/test_core.c $(CORE_SRC) $(CORE_HDR) | $(BUILD)
-	$(CC) $(STD) $(WARN) -O1 -g $(SAN) -Icommon -o $@ tests/unit/test_core.c $(CORE_SRC) -lz
+	$(CC) $(STD) $(WARN) -O1 -g $(SAN) -Icommon -o $@ tests/unit/test_core.c $(CORE_SRC) -lz -larchive
 
 # The allocation-failure sweep through the real SQLite (tests/sqlite/oom.c).
 $(BUILD)/oom: tests/sqlite/oom.c | $(BUILD)
@@ -90,6 +101,14 @@ bench:
 	@tests/bench/sqlite_bench.sh
 	@if [ -x tests/bench/pg_bench.sh ]; then tests/bench/pg_bench.sh; fi
 	@tests/bench/peers.sh 100,1000 5
+
+install: $(BUILD)/migrate.so
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(SQLITE_EXT_DIR)
+	install -m 755 bin/migrate $(DESTDIR)$(PREFIX)/bin/migrate
+	install -m 644 $(BUILD)/migrate.so $(DESTDIR)$(SQLITE_EXT_DIR)/migrate.so
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/migrate $(DESTDIR)$(SQLITE_EXT_DIR)/migrate.so
 
 clean:
 	rm -rf $(BUILD)

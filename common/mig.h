@@ -439,9 +439,81 @@ typedef struct mig_host {
 	/* Policy. */
 	size_t		max_file_size;	/* bytes; 0 means MIG_DEFAULT_MAX_FILE */
 	int			refuse_writable;	/* refuse group/world-writable files */
+	size_t		max_archive_size;	/* bytes all the files of a source in
+									 * memory may hold together (what an
+									 * archive expands to); 0 means
+									 * MIG_DEFAULT_MAX_ARCHIVE */
+
+	/*
+	 * Optional: the folder's contents in memory (the data forms of the
+	 * functions: an archive or a JSON object, see mig_source below).  When
+	 * set, every entry point reads its migrations from it, the same way it
+	 * reads a folder (layouts, order, checksums, refusals), opens no file
+	 * and ignores its path argument (errors name the source by its label,
+	 * "archive (tar.gz, 3 files)"); NULL: folders on disk, through the
+	 * file callbacks above.
+	 */
+	const struct mig_source *source;
 } mig_host;
 
 #define MIG_DEFAULT_MAX_FILE	((size_t) 64 * 1024 * 1024)
+#define MIG_DEFAULT_MAX_ARCHIVE ((size_t) 256 * 1024 * 1024)
+/* Most entries (files and folders) a source in memory may have. */
+#define MIG_MAX_ENTRIES			100000
+
+/*
+ * A migration folder's contents in memory (mig_source.c, mig_archive.c):
+ * what the data forms of the functions read instead of a folder on disk.
+ * Built from an archive (tar, gzip-compressed tar or zip, read with
+ * libarchive) or entry by entry (an adapter's JSON object of file names and
+ * texts), with the same rules for both: names relative to the folder, no
+ * absolute or ".." names, valid UTF-8, regular files and folders only, no
+ * entry twice, each file within host->max_file_size and all of them within
+ * host->max_archive_size.  Its memory comes from the host that built it
+ * (freed with mig_source_free); set host->source to read from it.
+ */
+typedef struct mig_source mig_source;
+
+/* Reads an archive of data[0..len) (not kept: the files are copied) into
+ * *out.  Fails naming the entry for every rule above, and 22P03 for data
+ * that is no archive, corrupt or cut short. */
+int			mig_source_archive(const mig_host *h, const void *data, size_t len,
+							   mig_source **out, mig_err *err);
+/* Starts a source built entry by entry; noun names it in errors ("JSON
+ * object"). */
+int			mig_source_new(const mig_host *h, const char *noun, mig_source **out,
+						   mig_err *err);
+/* Adds file name[0..name_len) (a path relative to the folder) holding
+ * data[0..len) (copied).  name may not be a folder of another entry. */
+int			mig_source_add(mig_source *s, const char *name, size_t name_len,
+						   const char *data, size_t len, mig_err *err);
+/* Ends the entries of mig_source_new: checks duplicates and that it holds
+ * a file at all (22023 when it holds none). */
+int			mig_source_seal(mig_source *s, mig_err *err);
+/* "archive (tar.gz, 3 files)" or "JSON object (3 files)": how errors name
+ * it. */
+const char *mig_source_label(const mig_source *s);
+/* "archive sha256:<hex of the bytes sent> (tar.gz, 3 files)" or "JSON
+ * object sha256:<hex of its files> (3 files)": how the call log names it. */
+const char *mig_source_logged(const mig_source *s);
+void		mig_source_free(mig_source *s);
+
+/*
+ * The last archive a connection read, kept (mig_archive.c): a deployment
+ * sends the same one at every start.  Its memory comes from alloc/release,
+ * which must outlive calls.  mig_source_archive_cached reads data as
+ * mig_source_archive does, or returns the source kept when data has the
+ * same bytes (SHA-256) and the host the same limits; *owned is set when
+ * the caller must free the result (an archive too large to keep, or c
+ * NULL), else the cache keeps it until the next call or its destruction.
+ */
+typedef struct mig_source_cache mig_source_cache;
+
+mig_source_cache *mig_source_cache_create(void *(*alloc) (size_t), void (*release) (void *));
+void		mig_source_cache_destroy(mig_source_cache *c);
+int			mig_source_archive_cached(const mig_host *h, mig_source_cache *c,
+									  const void *data, size_t len, mig_source **out,
+									  int *owned, mig_err *err);
 
 /* SQLSTATEs the core reports (PostgreSQL's codes; the SQLite adapter shows
  * only the message). */

@@ -472,7 +472,7 @@ mig_adopt_with(const mig_host *h, const char *path, const char *options,
 
 	mig_err_clear(err);
 	*adopted = 0;
-	if (!mig_path_given(path, err))
+	if (!mig_path_given(h, &path, err))
 		return MIG_ERROR;
 	if (h->table_info == NULL || h->query_text == NULL)
 	{
@@ -551,7 +551,7 @@ mig_baseline(const mig_host *h, const char *path, const char *version,
 
 	mig_err_clear(err);
 	*recorded = 0;
-	if (!mig_path_given(path, err))
+	if (!mig_path_given(h, &path, err))
 		return MIG_ERROR;
 	mig_arena_init(&a, h);
 	if ((rc = mig_version_arg(&a, version, "", &target, err)) != MIG_OK)

@@ -78,6 +78,11 @@ int
 mig_file_id_of(const mig_text *t, char *out)
 {
 	out[0] = '\0';
+	if (t->blob)
+	{
+		mig_blob_id(t->blob, out);	/* its content: never racy */
+		return 1;
+	}
 	if (t->ctime_ns >= t->read_ns - RACY_NS)
 		return 0;
 	format_id(out, t->dev, t->ino, (int64_t) t->len, t->mtime_ns, t->ctime_ns);
@@ -127,6 +132,8 @@ mig_file_id_settled(const mig_host *h, int dirfd, const char *dir, const char *f
 	struct stat st;
 
 	out[0] = '\0';
+	if (MIG_IN_MEMORY(h))
+		return mig_source_id(h->source, dir, file, out);
 	if (!look(h, dirfd, dir, file, &st) || ns(st.st_ctim) >= now_ns - RACY_NS)
 		return 0;
 	format_id(out, (uint64_t) st.st_dev, (uint64_t) st.st_ino, (int64_t) st.st_size,

@@ -92,20 +92,24 @@ list(const mig_host *h, mig_arena *a, const char *dir, listing *l, mig_err *err)
 
 	l->a = a;
 	mig_vec_init(&l->names, h, sizeof(char *));
-	rc = h->list_dir(h->ctx, dir, collect, l, err);
+	rc = MIG_IN_MEMORY(h) ? mig_source_list(h->source, dir, collect, l, err) :
+		h->list_dir(h->ctx, dir, collect, l, err);
 	if (rc == MIG_NOMEM)
 		mig_err_nomem(err);
 	return rc;
 }
 
 /* S_IFDIR, S_IFREG, S_IFLNK... of dir/name without following a link (or
- * following it, when follow is set), or 0 when it cannot be looked at. */
+ * following it, when follow is set), or 0 when it cannot be looked at.  A
+ * source in memory holds no links. */
 static unsigned
-kind_of(const char *dir, const char *name, int follow)
+kind_of(const mig_host *h, const char *dir, const char *name, int follow)
 {
 	char		path[MIG_PATH_MAX];
 	struct stat st;
 
+	if (MIG_IN_MEMORY(h))
+		return mig_source_kind(h->source, dir, name);
 	if (!mig_join(path, dir, name) ||
 		fstatat(AT_FDCWD, path, &st, follow ? 0 : AT_SYMLINK_NOFOLLOW) != 0)
 		return 0;
@@ -274,7 +278,7 @@ engine_folder(const mig_host *h, const char *dir, listing *l, const char **sub,
 		if (name[0] < 'a' || name[0] > 'z' ||
 			(engine = mig_engine_named(name, strnlen(name, 12))) == NULL)
 			continue;
-		if ((kind = kind_of(dir, name, 0)) == S_IFLNK)
+		if ((kind = kind_of(h, dir, name, 0)) == S_IFLNK)
 			return refuse_link(err, dir, name);
 		if (kind != S_IFDIR)
 			continue;
@@ -356,7 +360,7 @@ version_folder(scan *s, const char *path, const char *rel, const char *name,
 			return too_long(err, rel, f);
 		if (!sql_name(f, strlen(f)))
 		{
-			if (kind_of(path, f, 1) == S_IFDIR &&
+			if (kind_of(s->h, path, f, 1) == S_IFDIR &&
 				(rc = push_str(&s->dirs, mig_arena_strdup(s->a, file))) != MIG_OK)
 				return rc;
 			continue;			/* a README and the like */
@@ -431,9 +435,9 @@ entry(scan *s, const char *folder, const char *sub, char *name, mig_vec *problem
 	{
 		/* not .sql (README.md, x.sql~, #x.sql#, x.sql.orig): a folder, or
 		 * nothing of ours */
-		unsigned	kind = kind_of(folder, name, 0);
+		unsigned	kind = kind_of(s->h, folder, name, 0);
 
-		if (kind == S_IFLNK && kind_of(folder, name, 1) == S_IFDIR)
+		if (kind == S_IFLNK && kind_of(s->h, folder, name, 1) == S_IFDIR)
 			return refuse_link(err, folder, name);
 		if (kind != S_IFDIR)
 			return MIG_OK;
@@ -1088,7 +1092,10 @@ mig_text_read(const mig_host *h, const char *dir, const char *file,
 	int			fd,
 				rc = MIG_OK;
 
+	if (MIG_IN_MEMORY(h))
+		return mig_source_read(h->source, dir, file, t, err);
 	t->buf = NULL;
+	t->blob = NULL;
 	t->len = 0;
 	t->read_ns = mig_wall_ns();
 	if (!mig_join(path, dir, file))
@@ -1175,9 +1182,10 @@ mig_text_read(const mig_host *h, const char *dir, const char *file,
 void
 mig_text_free(const mig_host *h, mig_text *t)
 {
-	if (t->buf)
+	if (t->buf && t->blob == NULL)
 		h->release(h->ctx, t->buf);
 	t->buf = NULL;
+	t->blob = NULL;
 	t->len = 0;
 }
 

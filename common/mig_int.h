@@ -209,8 +209,12 @@ int			mig_discover(const mig_host *h, mig_arena *a, const char *dir,
 						 mig_vec *files, mig_vec *problems, int *order, mig_err *err);
 
 /* A file's bytes read into host memory. */
+typedef struct mig_blob mig_blob;
 typedef struct mig_text {
-	char	   *buf;			/* from host->alloc; NUL-terminated */
+	char	   *buf;			/* from host->alloc; NUL-terminated (a file
+								 * of a source in memory: the source's own
+								 * bytes, not freed) */
+	const mig_blob *blob;		/* that file, or NULL for one on disk */
 	size_t		len;			/* bytes in the file */
 	char		checksum[16];	/* "crc32:xxxxxxxx" of the raw bytes */
 	char		norm[16];		/* the same, normalised (mig_checksum_norm) */
@@ -266,6 +270,61 @@ int			mig_cache_get(mig_cache *c, const char *dir, const char *file,
  * too recently to be trusted; out of memory only means it is not cached. */
 void		mig_cache_put(mig_cache *c, const char *dir, const char *file,
 						  const mig_text *t);
+
+/* ---- SHA-256 (mig_sha256.c) ---- */
+typedef struct mig_sha256 {
+	uint32_t	state[8];
+	uint64_t	bytes;
+	unsigned char buf[64];
+	size_t		used;
+} mig_sha256;
+
+void		mig_sha256_init(mig_sha256 *s);
+void		mig_sha256_update(mig_sha256 *s, const void *data, size_t len);
+/* Ends s and writes its digest as 64 lower-case hex digits and a NUL. */
+void		mig_sha256_hex(mig_sha256 *s, char out[65]);
+
+/* ---- the folder read: on disk, or a source in memory (mig_source.c) ----
+ *
+ * Discovery, reading, checksums and file identity go through these, so
+ * that a folder and its contents in memory are read by the same code.  The
+ * folder of a source in memory is named by its label (mig_source_label),
+ * and its subfolders by label/path, as a folder's are by dir/path. */
+
+/* Whether the folder read is in memory (host->source). */
+#define MIG_IN_MEMORY(h) ((h)->source != NULL)
+/* Calls cb for each entry of folder dir of the source, as host->list_dir
+ * does for a folder on disk. */
+int			mig_source_list(const mig_source *s, const char *dir, mig_name_cb cb,
+							void *arg, mig_err *err);
+/* S_IFREG or S_IFDIR of dir/name in the source, or 0 when it has none. */
+unsigned	mig_source_kind(const mig_source *s, const char *dir, const char *name);
+/* "Reads" dir/file of the source into t: its bytes, not copied, and their
+ * checksums; fails as reading a missing file or a folder would. */
+int			mig_source_read(const mig_source *s, const char *dir, const char *file,
+							mig_text *t, mig_err *err);
+/* The identity of dir/file of the source ("mem:crc32:<hex>:<bytes>", its
+ * content) into out[MIG_FILE_ID_MAX]; 0 when it holds no such file. */
+int			mig_source_id(const mig_source *s, const char *dir, const char *file,
+						  char *out);
+/* The identity of the file b. */
+void		mig_blob_id(const mig_blob *b, char *out);
+/* For mig_archive.c: adds an entry (a folder when dir is set: data NULL),
+ * and says what the source was made from -- kind ("tar.gz", "zip") and
+ * the SHA-256 of the bytes sent -- for its label. */
+int			mig_source_put(mig_source *s, const char *name, size_t name_len,
+						   const char *data, size_t len, int dir, mig_err *err);
+void		mig_source_describe(mig_source *s, const char *kind, const char *sha_hex);
+/* The largest file and total the source takes (host's or default). */
+size_t		mig_source_max_file(const mig_source *s);
+size_t		mig_source_max_total(const mig_source *s);
+/* What the source is called in errors: "archive", "JSON object". */
+const char *mig_source_noun(const mig_source *s);
+/* Bytes of the source's files. */
+size_t		mig_source_bytes(const mig_source *s);
+/* A copy of sealed source s in the memory of host into (which also gives
+ * its limits); MIG_OK or MIG_NOMEM (nothing then allocated). */
+int			mig_source_copy(const mig_source *s, const mig_host *into, mig_source **out);
 
 /* ---- options (mig_options.c) ---- */
 typedef struct mig_options {
@@ -394,6 +453,7 @@ typedef struct mig_plan {
 	int			run_mode;		/* checks as CALL migrate_run makes them:
 								 * statements outside a transaction can run
 								 * (a dry run with mode=run, or validate) */
+	int			in_memory;		/* dir is a source in memory (its label) */
 } mig_plan;
 
 /* Reads the history (and, when dir is not NULL, the folder, checksumming
@@ -447,8 +507,10 @@ int			mig_noop_remember(const mig_host *h, const mig_plan *p,
 							  const mig_noop *n, mig_err *err);
 
 /* ---- drivers (mig_run.c) ---- */
-/* 1 when path names a folder; 0 with err filled otherwise. */
-int			mig_path_given(const char *path, mig_err *err);
+/* 1 when the call has a folder to read: the host's source in memory (then
+ * *path becomes its label), or a non-empty *path; 0 with err filled
+ * otherwise. */
+int			mig_path_given(const mig_host *h, const char **path, mig_err *err);
 /* Takes the host's lock as o says (NULL: the defaults).  MIG_BUSY when it
  * is held and o->skip_if_locked: the holder was shown as a notice and the
  * caller returns 0 without error; otherwise the lock or an error. */

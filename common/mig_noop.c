@@ -81,11 +81,13 @@ folder_digest(const mig_host *h, const char *dir, const char *stored, mig_noop *
 	mig_vec_init(&files, h, sizeof(mig_file));
 	mig_err_clear(&ignored);
 	ok = mig_discover(h, &a, dir, &files, NULL, NULL, &ignored) == MIG_OK;
-	if (ok && files.n > 0 && h->open_dir &&
+	if (ok && files.n > 0 && h->open_dir && !MIG_IN_MEMORY(h) &&
 		(dirfd = h->open_dir(h->ctx, dir, &ignored)) < 0)
 		mig_err_clear(&ignored);	/* then by whole paths */
 	feed(&d, "migrate folder digest 1");
-	feed(&d, dir);
+	/* in memory: the content alone (an identity is a file's SHA-256), so
+	 * that a tar, a zip or a JSON object of the same files is the same */
+	feed(&d, MIG_IN_MEMORY(h) ? "in memory" : dir);
 	for (size_t i = 0; ok && i < files.n; i++)
 	{
 		const mig_file *f = mig_vec_at(&files, mig_file, i);

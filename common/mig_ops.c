@@ -166,7 +166,7 @@ mig_validate(const mig_host *h, const char *path, mig_problem_cb cb, void *arg,
 	int			rc;
 
 	mig_err_clear(err);
-	if (!mig_path_given(path, err))
+	if (!mig_path_given(h, &path, err))
 		return MIG_ERROR;
 	mig_vec_init(&problems, h, sizeof(mig_found));
 	rc = mig_plan_collect(h, path, &p, &problems, err);
@@ -321,7 +321,7 @@ mig_repair_with(const mig_host *h, const char *path, const char *options,
 
 	mig_err_clear(err);
 	*repaired = 0;
-	if (!mig_path_given(path, err))
+	if (!mig_path_given(h, &path, err))
 		return MIG_ERROR;
 	if (h->history_repair == NULL)
 	{
@@ -386,7 +386,7 @@ each_pending(const mig_host *h, const char *path, const char *options,
 	int			rc;
 
 	mig_err_clear(err);
-	if (!mig_path_given(path, err))
+	if (!mig_path_given(h, &path, err))
 		return MIG_ERROR;
 	mig_arena_init(&a, h);
 	rc = mig_options_parse_for(&a, options, MIG_USE_APPLY | MIG_USE_DRYRUN, &o, err);

@@ -436,6 +436,7 @@ mig_plan_collect(const mig_host *h, const char *dir, mig_plan *p, mig_vec *probl
 	mig_vec_init(&p->entries, h, sizeof(mig_entry));
 	mig_vec_init(&p->progress, h, sizeof(mig_progress *));
 	p->dir = dir;
+	p->in_memory = MIG_IN_MEMORY(h);
 	p->keeps_file_id = h->keeps_file_id;
 
 	rc = h->history_load(h->ctx, hist_cb, p, err);
@@ -463,7 +464,7 @@ mig_plan_collect(const mig_host *h, const char *dir, mig_plan *p, mig_vec *probl
 		mig_err_nomem(err);
 		return rc;
 	}
-	if (dir && h->open_dir && p->hist.n > 0 && p->files.n > 0 &&
+	if (dir && h->open_dir && !MIG_IN_MEMORY(h) && p->hist.n > 0 && p->files.n > 0 &&
 		(dirfd = h->open_dir(h->ctx, dir, err)) < 0)
 		mig_err_clear(err);		/* then by whole paths */
 

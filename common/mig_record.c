@@ -118,7 +118,7 @@ mig_record_applied(const mig_host *h, const char *path, const char *version,
 
 	mig_err_clear(err);
 	*recorded = 0;
-	if (!mig_path_given(path, err))
+	if (!mig_path_given(h, &path, err))
 		return MIG_ERROR;
 	if (h->audit == NULL)
 	{

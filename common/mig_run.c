@@ -29,9 +29,14 @@ round_ms(double ms)
 }
 
 int
-mig_path_given(const char *path, mig_err *err)
+mig_path_given(const mig_host *h, const char **path, mig_err *err)
 {
-	if (path != NULL && path[0] != '\0')
+	if (h->source)
+	{
+		*path = mig_source_label(h->source);
+		return 1;
+	}
+	if (*path != NULL && (*path)[0] != '\0')
 		return 1;
 	mig_err_set(err, MIG_SQLSTATE_BAD_ARG, "migration folder path must not be empty");
 	return 0;
@@ -468,7 +473,15 @@ void
 mig_go_error(const mig_plan *p, const mig_entry *e, const char *path, mig_err *err)
 {
 	const char *before = NULL;
+	char		folder[MIG_PATH_MAX + 4];
 
+	/* the folder as the call named it: a path, or the same data again */
+	if (p->in_memory)
+		snprintf(folder, sizeof(folder), "<the same %s>",
+				 strncmp(path, "JSON", 4) == 0 ? "JSON object" : "archive");
+	else
+		snprintf(folder, sizeof(folder), "'%s'", path);
+	path = folder;
 	for (size_t i = 0; i < p->entries.n; i++)
 	{
 		const mig_entry *b = mig_vec_at(&p->entries, mig_entry, i);
@@ -483,10 +496,10 @@ mig_go_error(const mig_plan *p, const mig_entry *e, const char *path, mig_err *e
 				e->file->version, e->file->up);
 	mig_err_detail(err, "Applying stops before it: Go migrations run in the application.");
 	if (before && e->state == MIG_PENDING)
-		mig_err_hint(err, "Apply the migrations before it (with the option target=%s if this error rolled them back), run it with the application, record it as applied with migrate_record('%s', '%s'), then apply again.",
+		mig_err_hint(err, "Apply the migrations before it (with the option target=%s if this error rolled them back), run it with the application, record it as applied with migrate_record(%s, '%s'), then apply again.",
 					 before, path, e->file->version);
 	else
-		mig_err_hint(err, "Run it with the application, record it as applied with migrate_record('%s', '%s'), then apply again.",
+		mig_err_hint(err, "Run it with the application, record it as applied with migrate_record(%s, '%s'), then apply again.",
 					 path, e->file->version);
 }
 
@@ -551,7 +564,7 @@ mig_apply_with(const mig_host *h, const char *path, const char *options,
 
 	mig_err_clear(err);
 	*applied = 0;
-	if (!mig_path_given(path, err))
+	if (!mig_path_given(h, &path, err))
 		return MIG_ERROR;
 	mig_arena_init(&a, h);
 	if ((rc = mig_options_parse(&a, options, &o, err)) != MIG_OK)
@@ -869,7 +882,7 @@ mig_status(const mig_host *h, const char *path, mig_status_cb cb, void *arg,
 	int			rc;
 
 	mig_err_clear(err);
-	if (!mig_path_given(path, err))
+	if (!mig_path_given(h, &path, err))
 		return MIG_ERROR;
 	rc = mig_plan_build(h, path, &p, err);
 	for (size_t i = 0; rc == MIG_OK && i < p.entries.n; i++)

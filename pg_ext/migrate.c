@@ -16,6 +16,11 @@
  *   SELECT migrate_script('/srv/app/migrations');  -- SQL for psql, off-hours
  *   SELECT * FROM migrate_lock_holder();           -- who holds the lock
  *
+ *   SELECT migrate_apply(decode(:'archive', 'base64'));   -- the folder as
+ *   SELECT migrate_apply('{"1_a.up.sql": "..."}'::jsonb);  -- data: a tar,
+ *                       -- tar.gz or zip as bytea, or a JSON object; every
+ *                       -- function above that takes a path takes them
+ *
  * Each function checks what it needs of the session (privileges, a writable
  * transaction, READ COMMITTED, a non-atomic CALL) before anything runs, sets
  * up a host (pg_host.c) and hands over to the engine-agnostic core in
@@ -40,7 +45,10 @@
 #include "utils/backend_status.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
+#include "utils/guc.h"
+#include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 #include "mb/pg_wchar.h"
@@ -52,9 +60,19 @@ PG_MODULE_MAGIC;
 
 void		_PG_init(void);
 
+/* migrate.max_archive_size (superuser): what the files of an archive or
+ * JSON object may hold together, in kB, checked while it is decompressed
+ * (a compression bomb stops there). */
+static int	max_archive_kb = (int) (MIG_DEFAULT_MAX_ARCHIVE / 1024);
+
 void
 _PG_init(void)
 {
+	/* before mig_pg_define_settings reserves the prefix */
+	DefineCustomIntVariable("migrate.max_archive_size",
+							"Largest total of the files of a migration folder sent as an archive or JSON object, uncompressed.",
+							NULL, &max_archive_kb, (int) (MIG_DEFAULT_MAX_ARCHIVE / 1024),
+							1, INT_MAX, PGC_SUSET, GUC_UNIT_KB, NULL, NULL, NULL);
 	mig_pg_define_settings();
 }
 
@@ -135,7 +153,10 @@ folder_arg(text *arg)
 typedef struct CoreCall
 {
 	int			(*op) (const mig_host *h, struct CoreCall *call, mig_err *err);
-	const char *path;
+	const char *path;			/* the folder on the server, or NULL: */
+	bytea	   *archive;		/* the folder sent as an archive, */
+	Jsonb	   *json;			/* or as a JSON object */
+	const char *logged;			/* the call log's source */
 	int64		n;				/* migrate_down's argument */
 	const char *options;		/* migrate_apply's and migrate_run's options */
 	const char *version;		/* migrate_baseline's argument */
@@ -334,6 +355,148 @@ op_script(const mig_host *h, CoreCall *call, mig_err *err)
 	return rc;
 }
 
+/* A JSON value of the folder that is not a file's text. */
+static int
+json_not_text(const char *key, const JsonbValue *v, mig_err *err)
+{
+	const char *what = v->type == jbvBinary ?
+		(JsonContainerIsObject(v->val.binary.data) ? "an object" : "an array") :
+		v->type == jbvNumeric ? "a number" : v->type == jbvBool ? "a boolean" : "null";
+
+	mig_err_set(err, MIG_SQLSTATE_BAD_ARG, "the JSON value of \"%s\" is not a string", key);
+	mig_err_detail(err, "It is %s; each value must be the text of the file its name names.", what);
+	if (v->type == jbvBinary && JsonContainerIsObject(v->val.binary.data))
+		mig_err_hint(err, "Name a file in a subfolder by its path, as {\"postgres/1_a.up.sql\": \"...\"}, rather than with a nested object.");
+	return MIG_ERROR;
+}
+
+/*
+ * Reads JSON object jb -- file names and texts, in the server encoding --
+ * into a source of mp's host (its memory: the call's context).  jsonb
+ * keeps the last of two equal keys, so a duplicate name cannot be seen
+ * here.
+ */
+static int
+json_source(MigPg *mp, Jsonb *jb, mig_source **out, mig_err *err)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken r;
+	mig_source *s;
+	char	   *key = NULL;
+	int			rc;
+
+	*out = NULL;
+	if (JB_ROOT_IS_SCALAR(jb) || !JB_ROOT_IS_OBJECT(jb))
+	{
+		mig_err_set(err, MIG_SQLSTATE_BAD_ARG, "the migration folder given as JSON is not an object");
+		mig_err_hint(err, "Give an object of file names and texts, as '{\"1_a.up.sql\": \"CREATE TABLE a (x int);\"}'::jsonb.");
+		return MIG_ERROR;
+	}
+	if ((rc = mig_source_new(&mp->host, "JSON object", &s, err)) != MIG_OK)
+		return rc;
+	it = JsonbIteratorInit(&jb->root);
+	while (rc == MIG_OK && (r = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		MemoryContext old;
+
+		CHECK_FOR_INTERRUPTS();
+		if (r == WJB_KEY)
+		{
+			old = MemoryContextSwitchTo(mp->scratch);
+			key = mig_pg_utf8(pnstrdup(v.val.string.val, v.val.string.len));
+			MemoryContextSwitchTo(old);
+		}
+		else if (r == WJB_VALUE && v.type != jbvString)
+			rc = json_not_text(key, &v, err);
+		else if (r == WJB_VALUE)
+		{
+			char	   *text;
+
+			old = MemoryContextSwitchTo(mp->scratch);
+			text = mig_pg_utf8(pnstrdup(v.val.string.val, v.val.string.len));
+			MemoryContextSwitchTo(old);
+			rc = mig_source_add(s, key, strlen(key), text, strlen(text), err);
+			MemoryContextReset(mp->scratch);
+		}
+	}
+	if (rc == MIG_OK)
+		rc = mig_source_seal(s, err);
+	if (rc != MIG_OK)
+	{
+		mig_source_free(s);
+		return rc;
+	}
+	*out = s;
+	return MIG_OK;
+}
+
+/*
+ * The last archive this backend read (a connection's deployments send the
+ * same one again), kept in a context under TopMemoryContext when it is
+ * small enough (mig_archive.c); an allocation failure only means it is
+ * not kept.
+ */
+static MemoryContext kept_cxt = NULL;
+static mig_source_cache *kept_archive = NULL;
+
+static void *
+kept_alloc(size_t n)
+{
+	return MemoryContextAllocExtended(kept_cxt, n, MCXT_ALLOC_NO_OOM | MCXT_ALLOC_HUGE);
+}
+
+static void
+kept_release(void *p)
+{
+	if (p != NULL)
+		pfree(p);
+}
+
+static mig_source_cache *
+archive_cache(void)
+{
+	if (kept_archive == NULL)
+	{
+		if (kept_cxt == NULL)
+			kept_cxt = AllocSetContextCreate(TopMemoryContext, "migrate kept archive",
+											 ALLOCSET_DEFAULT_SIZES);
+		kept_archive = mig_source_cache_create(kept_alloc, kept_release);
+	}
+	return kept_archive;
+}
+
+/*
+ * Builds the call's folder sent as data (call->archive or call->json) as
+ * the source of mp's host, and the call log's name of it in call->logged.
+ * The source lives in mp's context: in procedure mode the portal's, so
+ * that it outlives the commits between migrations (the argument itself
+ * need not).
+ */
+static int
+build_source(MigPg *mp, CoreCall *call, mig_err *err)
+{
+	mig_source *src = NULL;
+	int			rc,
+				owned;
+
+	mp->host.max_archive_size = (size_t) max_archive_kb * 1024;
+	if (call->archive)
+		/* a source of the call's memory (owned) is freed with its context */
+		rc = mig_source_archive_cached(&mp->host, archive_cache(), VARDATA_ANY(call->archive),
+									   VARSIZE_ANY_EXHDR(call->archive), &src, &owned, err);
+	else
+		rc = json_source(mp, call->json, &src, err);
+	if (rc != MIG_OK)
+	{
+		call->logged = call->archive ? "archive (unreadable)" : "JSON object (unreadable)";
+		return rc;
+	}
+	mp->host.source = src;
+	call->logged = MemoryContextStrdup(mp->cxt, mig_source_logged(src));
+	return MIG_OK;
+}
+
 /* call->op as the rail's unit of retry (function mode). */
 static int
 run_op(MigPg *mp, void *arg, mig_err *err)
@@ -358,13 +521,25 @@ run_core(FunctionCallInfo fcinfo, CoreCall *call, bool procedure)
 	MemoryContext cxt = CurrentMemoryContext;
 	volatile int rc = MIG_ERROR;
 
+	if ((call->archive || call->json) && build_source(mp, call, &call->err) != MIG_OK)
+	{
+		/* data that cannot be read: nothing ran, the call is logged */
+		if (call->logged_as)
+		{
+			mig_pg_call_begin(mp, call->logged_as, call->logged, call->options);
+			mig_pg_call_log_failed(mp, call->err.sqlstate, call->err.message);
+		}
+		mig_pg_end(mp);
+		mig_pg_report(&call->err);
+	}
 	if (SPI_connect_ext(procedure ? SPI_OPT_NONATOMIC : 0) != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect_ext failed");
 	if (call->op == op_status)
 		mp->want_applied_at = true;
 	mp->fname = call->fname ? call->fname : call->logged_as;
 	if (call->logged_as)
-		mig_pg_call_begin(mp, call->logged_as, call->path, call->options);
+		mig_pg_call_begin(mp, call->logged_as, call->logged ? call->logged : call->path,
+						  call->options);
 	PG_TRY();
 	{
 		if (call->runs_scripts && !procedure)
@@ -415,9 +590,46 @@ new_call(MemoryContext cxt, int (*op) (const mig_host *, CoreCall *, mig_err *))
 }
 
 /*
+ * The folder, the first argument of fname, into call: a path on the server
+ * (text), or the folder's contents sent as data -- an archive (bytea) or a
+ * JSON object (jsonb) -- as the function's declared argument says.  Who
+ * may call each form is checked here: the path form reads server files,
+ * so it needs superuser or pg_read_server_files whatever EXECUTE grants
+ * say; the data forms read no server file and need no more than EXECUTE
+ * on the function (the extension grants it to pg_database_owner).  Either
+ * way the migrations run with the caller's rights (no function is
+ * SECURITY DEFINER) and the history is written only by the functions.
+ */
+static void
+source_arg(FunctionCallInfo fcinfo, CoreCall *call, const char *fname)
+{
+	Oid		   *types;
+	int			nargs;
+
+	(void) get_func_signature(fcinfo->flinfo->fn_oid, &types, &nargs);
+	if (nargs < 1)
+		elog(ERROR, "%s declared without a folder argument", fname);
+	if (types[0] == TEXTOID)
+		check_read_privilege(fname);
+	if (PG_ARGISNULL(0))		/* data forms and procedures: not STRICT */
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("migration folder %s must not be NULL",
+						types[0] == TEXTOID ? "path" : "data")));
+	if (types[0] == TEXTOID)
+		call->path = folder_arg(PG_GETARG_TEXT_PP(0));
+	else if (types[0] == BYTEAOID)
+		call->archive = PG_GETARG_BYTEA_PP(0);
+	else if (types[0] == JSONBOID)
+		call->json = PG_GETARG_JSONB_P(0);
+	else
+		elog(ERROR, "%s declared with a folder argument of type %u", fname, types[0]);
+}
+
+/*
  * A call of the function named fname whose first argument is the folder:
- * checks the caller may read server files and is in function mode, and
- * reads the path.
+ * checks who may call it (source_arg) and that it is in function mode, and
+ * reads the folder.
  */
 static CoreCall *
 folder_call(FunctionCallInfo fcinfo, const char *fname,
@@ -426,9 +638,8 @@ folder_call(FunctionCallInfo fcinfo, const char *fname,
 	CoreCall   *call = new_call(CurrentMemoryContext, op);
 
 	call->logged_as = fname;	/* apply, adopt, baseline, repair: all write */
-	check_read_privilege(fname);
+	source_arg(fcinfo, call, fname);
 	check_function_mode(fname);
-	call->path = folder_arg(PG_GETARG_TEXT_PP(0));
 	return call;
 }
 
@@ -676,8 +887,7 @@ migrate_status(PG_FUNCTION_ARGS)
 	CoreCall   *call = new_call(CurrentMemoryContext, op_status);
 	StatusSink *sink = palloc0(sizeof(StatusSink));
 
-	check_read_privilege("migrate_status");
-	call->path = folder_arg(PG_GETARG_TEXT_PP(0));
+	source_arg(fcinfo, call, "migrate_status");
 	InitMaterializedSRF(fcinfo, 0);
 	sink->rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	sink->err = &call->err;
@@ -700,18 +910,15 @@ migrate_run(PG_FUNCTION_ARGS)
 	CoreCall   *call;
 
 	check_procedure_mode(fcinfo, "migrate_run", "migrate_apply(...), which applies");
-	check_read_privilege("migrate_run");
-	check_writable("migrate_run");
-	if (PG_ARGISNULL(0))		/* a procedure cannot be STRICT */
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("migration folder path must not be NULL")));
 
-	/* What must survive the commits goes in the portal's context. */
+	/* What must survive the commits goes in the portal's context (a
+	 * folder sent as data is read into it before the first commit). */
 	call = new_call(PortalContext, op_apply);
+	source_arg(fcinfo, call, "migrate_run");
+	check_writable("migrate_run");
 	call->logged_as = "migrate_run";
-	call->path = MemoryContextStrdup(PortalContext,
-									 folder_arg(PG_GETARG_TEXT_PP(0)));
+	if (call->path)
+		call->path = MemoryContextStrdup(PortalContext, call->path);
 	call->options = options_arg(fcinfo, PortalContext);
 	run_core(fcinfo, call, true);
 	ereport(NOTICE,
@@ -734,8 +941,7 @@ migrate_validate(PG_FUNCTION_ARGS)
 {
 	CoreCall   *call = new_call(CurrentMemoryContext, op_validate);
 
-	check_read_privilege("migrate_validate");
-	call->path = folder_arg(PG_GETARG_TEXT_PP(0));
+	source_arg(fcinfo, call, "migrate_validate");
 	InitMaterializedSRF(fcinfo, 0);
 	call->rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	run_core(fcinfo, call, false);
@@ -775,8 +981,7 @@ migrate_plan(PG_FUNCTION_ARGS)
 	CoreCall   *call = new_call(CurrentMemoryContext, op_plan);
 
 	call->fname = "migrate_plan";
-	check_read_privilege("migrate_plan");
-	call->path = folder_arg(PG_GETARG_TEXT_PP(0));
+	source_arg(fcinfo, call, "migrate_plan");
 	call->options = options_arg(fcinfo, CurrentMemoryContext);
 	InitMaterializedSRF(fcinfo, 0);
 	call->rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
@@ -798,8 +1003,7 @@ migrate_script(PG_FUNCTION_ARGS)
 	CoreCall   *call = new_call(CurrentMemoryContext, op_script);
 
 	call->fname = "migrate_script";
-	check_read_privilege("migrate_script");
-	call->path = folder_arg(PG_GETARG_TEXT_PP(0));
+	source_arg(fcinfo, call, "migrate_script");
 	call->options = options_arg(fcinfo, CurrentMemoryContext);
 	call->result_cxt = CurrentMemoryContext;
 	run_core(fcinfo, call, false);

@@ -286,3 +286,311 @@ COMMENT ON FUNCTION @extschema@.migrate_record(pg_catalog.text, pg_catalog.text)
 
 -- It reads server files and writes the history: as migrate_repair.
 REVOKE ALL ON FUNCTION @extschema@.migrate_record(pg_catalog.text, pg_catalog.text) FROM PUBLIC;
+
+-- ---- the folder as data ----
+
+-- Every function that takes a server folder also takes the folder's
+-- contents, for applications whose migrations live with them (a container
+-- image, a CI checkout, a jar) on a host that is not the database server:
+-- an archive (tar, gzip-compressed tar or zip) as bytea, or a JSON object
+-- {"relative/path.sql": "file text", ...} as jsonb.  They read no server
+-- file, so they need neither superuser nor pg_read_server_files: the
+-- database's owner (pg_database_owner) may call them, and other roles what
+-- they are granted (README: "Least privilege").  Migrations still run with
+-- the caller's rights (nothing here is SECURITY DEFINER) and the history
+-- is written only by the functions.  migrate.max_archive_size caps what an
+-- archive expands to.
+
+CREATE FUNCTION @extschema@.migrate_apply(archive pg_catalog.bytea, options pg_catalog.text DEFAULT NULL)
+RETURNS pg_catalog.int8
+AS 'MODULE_PATHNAME', 'migrate_apply'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.migrate_apply(pg_catalog.bytea, pg_catalog.text) IS
+'applies every pending migration of the folder sent as an archive (tar, tar.gz or zip), in the caller''s transaction; options as for a path';
+
+REVOKE ALL ON FUNCTION @extschema@.migrate_apply(pg_catalog.bytea, pg_catalog.text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.migrate_apply(pg_catalog.bytea, pg_catalog.text) TO pg_database_owner;
+
+CREATE PROCEDURE @extschema@.migrate_run(archive pg_catalog.bytea, options pg_catalog.text DEFAULT NULL)
+AS 'MODULE_PATHNAME', 'migrate_run'
+LANGUAGE C;
+
+COMMENT ON PROCEDURE @extschema@.migrate_run(pg_catalog.bytea, pg_catalog.text) IS
+'applies every pending migration of the folder sent as an archive (tar, tar.gz or zip), committing after each one; call it outside a transaction block';
+
+REVOKE ALL ON PROCEDURE @extschema@.migrate_run(pg_catalog.bytea, pg_catalog.text) FROM PUBLIC;
+GRANT EXECUTE ON PROCEDURE @extschema@.migrate_run(pg_catalog.bytea, pg_catalog.text) TO pg_database_owner;
+
+CREATE FUNCTION @extschema@.migrate_status(archive pg_catalog.bytea)
+RETURNS TABLE (
+	version				pg_catalog.text,
+	name				pg_catalog.text,
+	state				pg_catalog.text,
+	file				pg_catalog.text,
+	checksum			pg_catalog.text,
+	applied_checksum	pg_catalog.text,
+	applied_at			pg_catalog.timestamptz,
+	execution_ms		pg_catalog.float8,
+	installed_rank		pg_catalog.int8,
+	has_down			pg_catalog.bool,
+	down				pg_catalog.text,
+	statements_done		pg_catalog.int8,
+	last_error			pg_catalog.text
+)
+AS 'MODULE_PATHNAME', 'migrate_status'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.migrate_status(pg_catalog.bytea) IS
+'lists the migrations of the folder sent as an archive (tar, tar.gz or zip) and of the history';
+
+REVOKE ALL ON FUNCTION @extschema@.migrate_status(pg_catalog.bytea) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.migrate_status(pg_catalog.bytea) TO pg_database_owner;
+
+CREATE FUNCTION @extschema@.migrate_validate(archive pg_catalog.bytea)
+RETURNS TABLE (
+	version				pg_catalog.text,
+	file				pg_catalog.text,
+	problem				pg_catalog.text,
+	severity			pg_catalog.text,
+	sqlstate			pg_catalog.text,
+	message				pg_catalog.text
+)
+AS 'MODULE_PATHNAME', 'migrate_validate'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.migrate_validate(pg_catalog.bytea) IS
+'lists every problem of the folder sent as an archive (tar, tar.gz or zip) against the history; takes no lock, changes nothing';
+
+REVOKE ALL ON FUNCTION @extschema@.migrate_validate(pg_catalog.bytea) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.migrate_validate(pg_catalog.bytea) TO pg_database_owner;
+
+CREATE FUNCTION @extschema@.migrate_plan(archive pg_catalog.bytea, options pg_catalog.text DEFAULT NULL)
+RETURNS TABLE (
+	version				pg_catalog.text,
+	name				pg_catalog.text,
+	file				pg_catalog.text,
+	kind				pg_catalog.text,
+	sql					pg_catalog.text,
+	down_sql			pg_catalog.text,
+	checksum			pg_catalog.text,
+	outside				pg_catalog.bool,
+	statements_done		pg_catalog.int8
+)
+AS 'MODULE_PATHNAME', 'migrate_plan'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.migrate_plan(pg_catalog.bytea, pg_catalog.text) IS
+'a dry run of migrate_apply on the folder sent as an archive (tar, tar.gz or zip); runs nothing';
+
+REVOKE ALL ON FUNCTION @extschema@.migrate_plan(pg_catalog.bytea, pg_catalog.text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.migrate_plan(pg_catalog.bytea, pg_catalog.text) TO pg_database_owner;
+
+CREATE FUNCTION @extschema@.migrate_script(archive pg_catalog.bytea, options pg_catalog.text DEFAULT NULL)
+RETURNS pg_catalog.text
+AS 'MODULE_PATHNAME', 'migrate_script'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.migrate_script(pg_catalog.bytea, pg_catalog.text) IS
+'the pending migrations of the folder sent as an archive (tar, tar.gz or zip) as one SQL script to run with psql; changes nothing itself';
+
+REVOKE ALL ON FUNCTION @extschema@.migrate_script(pg_catalog.bytea, pg_catalog.text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.migrate_script(pg_catalog.bytea, pg_catalog.text) TO pg_database_owner;
+
+CREATE FUNCTION @extschema@.migrate_repair(archive pg_catalog.bytea, options pg_catalog.text DEFAULT NULL)
+RETURNS pg_catalog.int8
+AS 'MODULE_PATHNAME', 'migrate_repair'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.migrate_repair(pg_catalog.bytea, pg_catalog.text) IS
+'accepts edited applied migration files of the folder sent as an archive (tar, tar.gz or zip), audited; runs nothing';
+
+REVOKE ALL ON FUNCTION @extschema@.migrate_repair(pg_catalog.bytea, pg_catalog.text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.migrate_repair(pg_catalog.bytea, pg_catalog.text) TO pg_database_owner;
+
+CREATE FUNCTION @extschema@.migrate_adopt(archive pg_catalog.bytea, options pg_catalog.text DEFAULT NULL)
+RETURNS pg_catalog.int8
+AS 'MODULE_PATHNAME', 'migrate_adopt'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.migrate_adopt(pg_catalog.bytea, pg_catalog.text) IS
+'takes over another tool''s history for the folder sent as an archive (tar, tar.gz or zip); runs nothing';
+
+REVOKE ALL ON FUNCTION @extschema@.migrate_adopt(pg_catalog.bytea, pg_catalog.text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.migrate_adopt(pg_catalog.bytea, pg_catalog.text) TO pg_database_owner;
+
+CREATE FUNCTION @extschema@.migrate_baseline(archive pg_catalog.bytea, version pg_catalog.text)
+RETURNS pg_catalog.int8
+AS 'MODULE_PATHNAME', 'migrate_baseline'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.migrate_baseline(pg_catalog.bytea, pg_catalog.text) IS
+'records the migrations of the folder sent as an archive (tar, tar.gz or zip) up to version as applied, running nothing; only into an empty history';
+
+REVOKE ALL ON FUNCTION @extschema@.migrate_baseline(pg_catalog.bytea, pg_catalog.text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.migrate_baseline(pg_catalog.bytea, pg_catalog.text) TO pg_database_owner;
+
+CREATE FUNCTION @extschema@.migrate_record(archive pg_catalog.bytea, version pg_catalog.text)
+RETURNS pg_catalog.int8
+AS 'MODULE_PATHNAME', 'migrate_record'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.migrate_record(pg_catalog.bytea, pg_catalog.text) IS
+'records the next pending migration of the folder sent as an archive (tar, tar.gz or zip), which ran elsewhere, as applied, audited';
+
+REVOKE ALL ON FUNCTION @extschema@.migrate_record(pg_catalog.bytea, pg_catalog.text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.migrate_record(pg_catalog.bytea, pg_catalog.text) TO pg_database_owner;
+
+CREATE FUNCTION @extschema@.migrate_apply(files pg_catalog.jsonb, options pg_catalog.text DEFAULT NULL)
+RETURNS pg_catalog.int8
+AS 'MODULE_PATHNAME', 'migrate_apply'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.migrate_apply(pg_catalog.jsonb, pg_catalog.text) IS
+'applies every pending migration of the folder sent as a JSON object of file names and texts, in the caller''s transaction; options as for a path';
+
+REVOKE ALL ON FUNCTION @extschema@.migrate_apply(pg_catalog.jsonb, pg_catalog.text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.migrate_apply(pg_catalog.jsonb, pg_catalog.text) TO pg_database_owner;
+
+CREATE PROCEDURE @extschema@.migrate_run(files pg_catalog.jsonb, options pg_catalog.text DEFAULT NULL)
+AS 'MODULE_PATHNAME', 'migrate_run'
+LANGUAGE C;
+
+COMMENT ON PROCEDURE @extschema@.migrate_run(pg_catalog.jsonb, pg_catalog.text) IS
+'applies every pending migration of the folder sent as a JSON object of file names and texts, committing after each one; call it outside a transaction block';
+
+REVOKE ALL ON PROCEDURE @extschema@.migrate_run(pg_catalog.jsonb, pg_catalog.text) FROM PUBLIC;
+GRANT EXECUTE ON PROCEDURE @extschema@.migrate_run(pg_catalog.jsonb, pg_catalog.text) TO pg_database_owner;
+
+CREATE FUNCTION @extschema@.migrate_status(files pg_catalog.jsonb)
+RETURNS TABLE (
+	version				pg_catalog.text,
+	name				pg_catalog.text,
+	state				pg_catalog.text,
+	file				pg_catalog.text,
+	checksum			pg_catalog.text,
+	applied_checksum	pg_catalog.text,
+	applied_at			pg_catalog.timestamptz,
+	execution_ms		pg_catalog.float8,
+	installed_rank		pg_catalog.int8,
+	has_down			pg_catalog.bool,
+	down				pg_catalog.text,
+	statements_done		pg_catalog.int8,
+	last_error			pg_catalog.text
+)
+AS 'MODULE_PATHNAME', 'migrate_status'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.migrate_status(pg_catalog.jsonb) IS
+'lists the migrations of the folder sent as a JSON object of file names and texts and of the history';
+
+REVOKE ALL ON FUNCTION @extschema@.migrate_status(pg_catalog.jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.migrate_status(pg_catalog.jsonb) TO pg_database_owner;
+
+CREATE FUNCTION @extschema@.migrate_validate(files pg_catalog.jsonb)
+RETURNS TABLE (
+	version				pg_catalog.text,
+	file				pg_catalog.text,
+	problem				pg_catalog.text,
+	severity			pg_catalog.text,
+	sqlstate			pg_catalog.text,
+	message				pg_catalog.text
+)
+AS 'MODULE_PATHNAME', 'migrate_validate'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.migrate_validate(pg_catalog.jsonb) IS
+'lists every problem of the folder sent as a JSON object of file names and texts against the history; takes no lock, changes nothing';
+
+REVOKE ALL ON FUNCTION @extschema@.migrate_validate(pg_catalog.jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.migrate_validate(pg_catalog.jsonb) TO pg_database_owner;
+
+CREATE FUNCTION @extschema@.migrate_plan(files pg_catalog.jsonb, options pg_catalog.text DEFAULT NULL)
+RETURNS TABLE (
+	version				pg_catalog.text,
+	name				pg_catalog.text,
+	file				pg_catalog.text,
+	kind				pg_catalog.text,
+	sql					pg_catalog.text,
+	down_sql			pg_catalog.text,
+	checksum			pg_catalog.text,
+	outside				pg_catalog.bool,
+	statements_done		pg_catalog.int8
+)
+AS 'MODULE_PATHNAME', 'migrate_plan'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.migrate_plan(pg_catalog.jsonb, pg_catalog.text) IS
+'a dry run of migrate_apply on the folder sent as a JSON object of file names and texts; runs nothing';
+
+REVOKE ALL ON FUNCTION @extschema@.migrate_plan(pg_catalog.jsonb, pg_catalog.text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.migrate_plan(pg_catalog.jsonb, pg_catalog.text) TO pg_database_owner;
+
+CREATE FUNCTION @extschema@.migrate_script(files pg_catalog.jsonb, options pg_catalog.text DEFAULT NULL)
+RETURNS pg_catalog.text
+AS 'MODULE_PATHNAME', 'migrate_script'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.migrate_script(pg_catalog.jsonb, pg_catalog.text) IS
+'the pending migrations of the folder sent as a JSON object of file names and texts as one SQL script to run with psql; changes nothing itself';
+
+REVOKE ALL ON FUNCTION @extschema@.migrate_script(pg_catalog.jsonb, pg_catalog.text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.migrate_script(pg_catalog.jsonb, pg_catalog.text) TO pg_database_owner;
+
+CREATE FUNCTION @extschema@.migrate_repair(files pg_catalog.jsonb, options pg_catalog.text DEFAULT NULL)
+RETURNS pg_catalog.int8
+AS 'MODULE_PATHNAME', 'migrate_repair'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.migrate_repair(pg_catalog.jsonb, pg_catalog.text) IS
+'accepts edited applied migration files of the folder sent as a JSON object of file names and texts, audited; runs nothing';
+
+REVOKE ALL ON FUNCTION @extschema@.migrate_repair(pg_catalog.jsonb, pg_catalog.text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.migrate_repair(pg_catalog.jsonb, pg_catalog.text) TO pg_database_owner;
+
+CREATE FUNCTION @extschema@.migrate_adopt(files pg_catalog.jsonb, options pg_catalog.text DEFAULT NULL)
+RETURNS pg_catalog.int8
+AS 'MODULE_PATHNAME', 'migrate_adopt'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.migrate_adopt(pg_catalog.jsonb, pg_catalog.text) IS
+'takes over another tool''s history for the folder sent as a JSON object of file names and texts; runs nothing';
+
+REVOKE ALL ON FUNCTION @extschema@.migrate_adopt(pg_catalog.jsonb, pg_catalog.text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.migrate_adopt(pg_catalog.jsonb, pg_catalog.text) TO pg_database_owner;
+
+CREATE FUNCTION @extschema@.migrate_baseline(files pg_catalog.jsonb, version pg_catalog.text)
+RETURNS pg_catalog.int8
+AS 'MODULE_PATHNAME', 'migrate_baseline'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.migrate_baseline(pg_catalog.jsonb, pg_catalog.text) IS
+'records the migrations of the folder sent as a JSON object of file names and texts up to version as applied, running nothing; only into an empty history';
+
+REVOKE ALL ON FUNCTION @extschema@.migrate_baseline(pg_catalog.jsonb, pg_catalog.text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.migrate_baseline(pg_catalog.jsonb, pg_catalog.text) TO pg_database_owner;
+
+CREATE FUNCTION @extschema@.migrate_record(files pg_catalog.jsonb, version pg_catalog.text)
+RETURNS pg_catalog.int8
+AS 'MODULE_PATHNAME', 'migrate_record'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.migrate_record(pg_catalog.jsonb, pg_catalog.text) IS
+'records the next pending migration of the folder sent as a JSON object of file names and texts, which ran elsewhere, as applied, audited';
+
+REVOKE ALL ON FUNCTION @extschema@.migrate_record(pg_catalog.jsonb, pg_catalog.text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.migrate_record(pg_catalog.jsonb, pg_catalog.text) TO pg_database_owner;
+
+-- Rolling back needs no folder, and is safe to grant: a stored down script
+-- runs with the rights of the role that stored it, and a caller without
+-- that role's privileges is refused (docs/security.md).  The off-hours
+-- script of migrate_script records its migrations with
+-- migrate_script_record, as its caller.  And the database's owner may read
+-- what the functions wrote.
+GRANT EXECUTE ON FUNCTION @extschema@.migrate_down(pg_catalog.int8) TO pg_database_owner;
+GRANT EXECUTE ON FUNCTION @extschema@.migrate_down_to(pg_catalog.text) TO pg_database_owner;
+GRANT EXECUTE ON PROCEDURE @extschema@.migrate_run_down(pg_catalog.int8) TO pg_database_owner;
+GRANT EXECUTE ON FUNCTION @extschema@.migrate_lock_holder() TO pg_database_owner;
+GRANT EXECUTE ON FUNCTION @extschema@.migrate_script_record(pg_catalog.text, pg_catalog.text, pg_catalog.text, pg_catalog.text, pg_catalog.text, pg_catalog.text, pg_catalog.text, pg_catalog.text, pg_catalog.text, pg_catalog.int4, pg_catalog.bool) TO pg_database_owner;
+GRANT SELECT ON TABLE @extschema@.migrate_history, @extschema@.migrate_repairs,
+	@extschema@.migrate_progress, @extschema@.migrate_calls TO pg_database_owner;

@@ -17,6 +17,10 @@
  *   SELECT migrate_record('db/migrations', '5');     -- ran elsewhere
  *   SELECT * FROM migrate_plan('db/migrations');     -- dry run
  *   SELECT migrate_script('db/migrations');          -- off-hours script
+ *   SELECT migrate_apply(readfile('m.tar.gz'));      -- the folder as data:
+ *   SELECT migrate_apply(json_object('1_a.up.sql', 'CREATE TABLE a(x);'));
+ *                                                    -- every function above
+ *                                                    -- takes them
  *
  * This file is the thin edge: it registers the functions, turns their
  * arguments into calls of the core (common/mig.h) with the host from
@@ -86,46 +90,37 @@ log_skipped(sq_ctx *c)
 		(void) sq_call_log(c, "skipped", NULL, &ignored);
 }
 
-/* Returns the text argument, or NULL after reporting an error. */
-static const char *
-path_arg(sqlite3_context *fctx, const char *fn, sqlite3_value *v)
-{
-	const char *path = (const char *) sqlite3_value_text(v);
-
-	if (path == NULL)
-	{
-		if (sqlite3_value_type(v) == SQLITE_NULL)
-		{
-			char	   *msg = sqlite3_mprintf("%s: the migration folder path must not be NULL", fn);
-
-			sqlite3_result_error(fctx, msg ? msg : fn, -1);
-			sqlite3_free(msg);
-		}
-		else
-			sqlite3_result_error_nomem(fctx);
-	}
-	return path;
-}
-
-/* Runs a core entry point that takes the folder path (and an options text)
- * and returns a count, as the SQL function fn. */
+/* Runs a core entry point that takes the folder (a path, an archive or a
+ * JSON object: sq_source.c) and an options text and returns a count, as
+ * the SQL function fn. */
 static void
 run_path_fn(sqlite3_context *fctx, int argc, sqlite3_value **argv, const char *fn,
 			int (*entry) (const mig_host *, const char *, const char *, int64_t *, mig_err *),
-			mig_cache *cache)
+			const sq_caches *caches)
 {
-	const char *path = path_arg(fctx, fn, argv[0]);
 	const char *options = argc > 1 ? (const char *) sqlite3_value_text(argv[1]) : NULL;
+	const char *path,
+			   *logged;
+	mig_source *src = NULL;
 	sq_ctx		c;
 	mig_host	h;
 	mig_err		err;
 	int64_t		count = 0;
 
-	if (path == NULL)
-		return;
 	sq_host_init(&h, &c, sqlite3_context_db_handle(fctx), fn);
-	h.cache = cache;
-	sq_call_begin(&c, fn, path, options);
+	h.cache = caches ? caches->files : NULL;
+	if (sq_folder_arg(c.db, &h, argv[0], caches ? caches->archives : NULL, &path, &src, &logged,
+					  &err) != MIG_OK)
+	{
+		if (logged)				/* data that could not be read: logged */
+		{
+			sq_call_begin(&c, fn, logged, options);
+			log_failure(&c, &err);
+		}
+		sq_report(fctx, fn, &err);
+		return;
+	}
+	sq_call_begin(&c, fn, logged, options);
 	if (entry(&h, path, options, &count, &err) != MIG_OK)
 	{
 		log_failure(&c, &err);
@@ -136,6 +131,7 @@ run_path_fn(sqlite3_context *fctx, int argc, sqlite3_value **argv, const char *f
 		log_skipped(&c);
 		sqlite3_result_int64(fctx, count);
 	}
+	mig_source_free(src);
 }
 
 /* migrate_apply(path [, options]) -> number of migrations applied */
@@ -164,21 +160,23 @@ fn_repair(sqlite3_context *fctx, int argc, sqlite3_value **argv)
 static void
 fn_script(sqlite3_context *fctx, int argc, sqlite3_value **argv)
 {
-	const char *path = path_arg(fctx, "migrate_script", argv[0]);
 	const char *options = argc > 1 ? (const char *) sqlite3_value_text(argv[1]) : NULL;
+	const char *path,
+			   *logged;
+	mig_source *src = NULL;
 	sq_ctx		c;
 	mig_host	h;
 	mig_err		err;
 	char	   *text = NULL;
 	size_t		len = 0;
 
-	if (path == NULL)
-		return;
 	sq_host_init(&h, &c, sqlite3_context_db_handle(fctx), "migrate_script");
-	if (mig_script_text(&h, path, options, &text, &len, &err) != MIG_OK)
+	if (sq_folder_arg(c.db, &h, argv[0], NULL, &path, &src, &logged, &err) != MIG_OK ||
+		mig_script_text(&h, path, options, &text, &len, &err) != MIG_OK)
 		sq_report(fctx, c.fn, &err);
 	else
 		sqlite3_result_text64(fctx, text, len, sqlite3_free, SQLITE_UTF8);
+	mig_source_free(src);
 }
 
 static int
@@ -264,9 +262,13 @@ cache_alloc(size_t n)
 }
 
 static void
-cache_destroy(void *p)
+caches_destroy(void *p)
 {
-	mig_cache_destroy(p);
+	sq_caches  *c = p;
+
+	mig_cache_destroy(c->files);
+	mig_source_cache_destroy(c->archives);
+	sqlite3_free(c);
 }
 
 /* migrate_down_to(version) -> number of migrations rolled back */
@@ -300,17 +302,25 @@ sqlite3_migrate_init(sqlite3 *db, char **pzErrMsg, const sqlite3_api_routines *p
 	const int	flags = SQLITE_UTF8 | SQLITE_DIRECTONLY;
 	int			rc;
 
-	mig_cache  *cache;
+	sq_caches  *caches;
 
 	SQLITE_EXTENSION_INIT2(pApi);
-	/* one checksum cache per connection, freed with migrate_apply */
-	if ((cache = mig_cache_create(cache_alloc, sqlite3_free)) == NULL)
+	/* one checksum cache and one kept archive per connection, freed with
+	 * migrate_apply */
+	if ((caches = sqlite3_malloc64(sizeof(sq_caches))) == NULL)
 		rc = SQLITE_NOMEM;
+	else if ((caches->files = mig_cache_create(cache_alloc, sqlite3_free)) == NULL ||
+			 (caches->archives = mig_source_cache_create(cache_alloc, sqlite3_free)) == NULL)
+	{
+		mig_cache_destroy(caches->files);
+		sqlite3_free(caches);
+		rc = SQLITE_NOMEM;
+	}
 	else
-		rc = sqlite3_create_function_v2(db, "migrate_apply", 1, flags, cache, fn_apply,
-										NULL, NULL, cache_destroy);
+		rc = sqlite3_create_function_v2(db, "migrate_apply", 1, flags, caches, fn_apply,
+										NULL, NULL, caches_destroy);
 	if (rc == SQLITE_OK)		/* the same cache: freed with the one-argument form */
-		rc = sqlite3_create_function(db, "migrate_apply", 2, flags, cache, fn_apply, NULL, NULL);
+		rc = sqlite3_create_function(db, "migrate_apply", 2, flags, caches, fn_apply, NULL, NULL);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_create_function(db, "migrate_down", 0, flags, NULL, fn_down, NULL, NULL);
 	if (rc == SQLITE_OK)

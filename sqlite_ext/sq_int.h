@@ -72,6 +72,24 @@ int			sq_call_log(sq_ctx *c, const char *outcome, const mig_err *e, mig_err *err
  * terminals) or verbose=true, never with verbose=false. */
 void		sq_show(sq_ctx *c, const char *message);
 
+/* The folder argument v (sq_source.c): a path (TEXT), an archive (BLOB)
+ * or a JSON object (TEXT starting with '{').  For the last two, builds
+ * the source over h (or finds the archive in kept, the connection's last
+ * one, when not NULL), sets h->source, and sets *src to what the caller
+ * frees with mig_source_free (NULL when kept holds it); *path is what the
+ * core is given, *logged what the call log shows (also after an error,
+ * when it is not NULL).  MIG_OK, or an error in err. */
+int			sq_folder_arg(sqlite3 *db, mig_host *h, sqlite3_value *v, mig_source_cache *kept,
+						  const char **path, mig_source **src, const char **logged,
+						  mig_err *err);
+
+/* What migrate_apply keeps per connection: checksums of files read, and
+ * the last archive (its user data; the other functions keep nothing). */
+typedef struct sq_caches {
+	mig_cache  *files;
+	mig_source_cache *archives;
+} sq_caches;
+
 /* Registers the eponymous tables migrate_status, migrate_validate and
  * migrate_plan (sq_tables.c); SQLITE_OK or an error. */
 int			sq_tables_register(sqlite3 *db);

@@ -4,6 +4,7 @@
  *   SELECT version, name, state FROM migrate_status('db/migrations');
  *   SELECT * FROM migrate_validate('db/migrations');    -- every problem
  *   SELECT version, sql FROM migrate_plan('db/migrations' [, 'target=42']);
+ *   SELECT * FROM migrate_status(readfile('m.tar.gz'));  -- the folder as data
  *
  * One module serves the three: xFilter runs the core's entry point once
  * and keeps its rows until the cursor closes.  They read and change
@@ -320,15 +321,19 @@ t_filter(sqlite3_vtab_cursor *cur, int idx, const char *idxstr, int argc,
 	cursor	   *c = (cursor *) cur;
 	vtab	   *vt = (vtab *) cur->pVtab;
 	const char *fn = vt->def->name;
-	const char *path = (idx & 1) && argc > 0 ? (const char *) sqlite3_value_text(argv[0]) : NULL;
+	sqlite3_value *folder = (idx & 1) && argc > 0 ? argv[0] : NULL;
 	const char *options = (idx & 2) && argc > 1 ? (const char *) sqlite3_value_text(argv[1]) : NULL;
+	const char *path,
+			   *logged;
+	mig_source *src = NULL;
 	sq_ctx		sc;
 	mig_host	h;
 	mig_err		err;
+	int			rc;
 
 	(void) idxstr;
 	clear_rows(c);
-	if (path == NULL)
+	if (folder == NULL || sqlite3_value_type(folder) == SQLITE_NULL)
 	{
 		sqlite3_free(vt->base.zErrMsg);
 		vt->base.zErrMsg = sqlite3_mprintf("%s: give the migration folder, as in SELECT * FROM %s('db/migrations')",
@@ -336,7 +341,12 @@ t_filter(sqlite3_vtab_cursor *cur, int idx, const char *idxstr, int argc,
 		return SQLITE_ERROR;
 	}
 	sq_host_init(&h, &sc, vt->db, fn);
-	if (vt->def->fill(&h, path, options, c, &err) != MIG_OK)
+	/* a path, an archive or a JSON object (sq_source.c) */
+	rc = sq_folder_arg(vt->db, &h, folder, NULL, &path, &src, &logged, &err);
+	if (rc == MIG_OK)
+		rc = vt->def->fill(&h, path, options, c, &err);
+	mig_source_free(src);
+	if (rc != MIG_OK)
 	{
 		clear_rows(c);
 		if (err.code == MIG_NOMEM)

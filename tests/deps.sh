@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the project needs, only those missing.
-#   tests/deps.sh demo   what `make demo` needs (compiler, SQLite, zlib)
-#   tests/deps.sh pg     what `make pg` needs (the server and its headers)
+#   tests/deps.sh demo   what `make demo` needs (compiler, SQLite, zlib, libarchive)
+#   tests/deps.sh pg     what `make pg` needs (the server, its headers, zlib, libarchive)
 #   tests/deps.sh all    everything `make check` and `make bench` need
 set -euo pipefail
 PGVER=${PGVER:-15}
-demo=(gcc make libc6-dev libsqlite3-dev sqlite3 zlib1g-dev)
+demo=(gcc make libc6-dev libsqlite3-dev sqlite3 zlib1g-dev libarchive-dev)
 all=("${demo[@]}" python3 valgrind procps time clang libclang-rt-14-dev
      "postgresql-$PGVER" "postgresql-client-$PGVER" "postgresql-server-dev-$PGVER"
      "postgresql-$PGVER-pgtap" "postgresql-$PGVER-cron"
-     libtap-parser-sourcehandler-pgtap-perl libipc-run-perl)
-pg=(gcc make libc6-dev zlib1g-dev "postgresql-$PGVER" "postgresql-server-dev-$PGVER")
+     libtap-parser-sourcehandler-pgtap-perl libipc-run-perl python3-psycopg2 shellcheck)
+pg=(gcc make libc6-dev zlib1g-dev libarchive-dev "postgresql-$PGVER" "postgresql-server-dev-$PGVER")
 case "${1:-all}" in
   demo) want=("${demo[@]}") ;;
   pg) want=("${pg[@]}") ;;

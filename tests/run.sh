@@ -9,6 +9,10 @@
 #   ops       validate, repair, plan, script, lock options (tests/sqlite/test_ops.py)
 #   outside   migrations run outside a transaction, resumed after a failure
 #             (tests/sqlite/test_outside.py)
+#   data      the folder sent as data: archives and JSON through the sqlite3 shell
+#             and Python (tests/sqlite/test_data.py)
+#   cli       bin/migrate on SQLite: each command, new in every layout, make install
+#             (tests/sqlite/test_cli.py; its PostgreSQL side: tests/pg/data_forms.sh)
 #   attacks   the attack catalogue: planted views, triggers, generated
 #             columns, shadowing tables, lock files (tests/sqlite/test_attacks.py;
 #             PostgreSQL's part is tests/pg/t/14_attacks.sql)
@@ -53,6 +57,8 @@ suite badinput "$PY" tests/sqlite/test_badinput.py build/migrate
 suite ops "$PY" tests/sqlite/test_ops.py build/migrate
 suite outside "$PY" tests/sqlite/test_outside.py build/migrate
 suite attacks "$PY" tests/sqlite/test_attacks.py build/migrate
+suite data "$PY" tests/sqlite/test_data.py build/migrate
+suite cli "$PY" tests/sqlite/test_cli.py build/migrate
 asan=$(gcc -print-file-name=libasan.so)
 san=(env LD_PRELOAD="$asan" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1
      UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1)
@@ -63,6 +69,7 @@ suite badinput-asan "${san[@]}" "$PY" tests/sqlite/test_badinput.py build/asan/m
 suite ops-asan "${san[@]}" "$PY" tests/sqlite/test_ops.py build/asan/migrate
 suite outside-asan "${san[@]}" "$PY" tests/sqlite/test_outside.py build/asan/migrate
 suite attacks-asan "${san[@]}" "$PY" tests/sqlite/test_attacks.py build/asan/migrate
+suite data-asan "${san[@]}" "$PY" tests/sqlite/test_data.py build/asan/migrate
 suite stress "$PY" tests/stress/sqlite_stress.py build/migrate --short
 oomdir=$(mktemp -d)
 printf 'CREATE TABLE a(x);\nINSERT INTO a VALUES (1);\n' > "$oomdir/1_a.up.sql"

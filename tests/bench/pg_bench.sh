@@ -23,6 +23,9 @@
 #                     100 COMMENTs
 #     33 migrations   33 goose NO TRANSACTION migrations: CREATE TABLE, an
 #                     INSERT of 100 rows, CREATE INDEX CONCURRENTLY, COMMENT
+#   the folder as data  a tar.gz of the folder sent by psql (base64 in the
+#                   query) against the folder's path: function mode
+#                   (target <= 1.05x) and the no-op (target <= 1.0x)
 #
 # Prints a markdown table.  Needs the extension installed (make -C pg_ext
 # install, as root); the cluster runs as "nobody" when run as root.
@@ -61,6 +64,8 @@ CREATE INDEX b${i}_v ON b$i (v);
 	printf '%s' "$up" >>"$DIR/all.sql"
 	printf 'BEGIN;\n%sCOMMIT;\n' "$up" >>"$DIR/each.sql"
 done
+ARCH=$(tar czf - -C "$DIR/m" . | base64 -w0)
+printf "SELECT migrate_apply(decode('%s', 'base64'));\n" "$ARCH" >"$DIR/arch.sql"
 
 # outside a transaction
 mkdir -p "$DIR/om" "$DIR/o33"
@@ -101,7 +106,6 @@ median() {
 	sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
-: >"$DIR/floor_fn" ; : >"$DIR/fn" ; : >"$DIR/floor_proc" ; : >"$DIR/proc"
 : >"$DIR/floor_om" ; : >"$DIR/t_om" ; : >"$DIR/floor_o33" ; : >"$DIR/t_o33"
 for _ in $(seq 1 "$RUNS"); do
 	fresh_db
@@ -115,12 +119,59 @@ for _ in $(seq 1 "$RUNS"); do
 done
 outside=$(psql -X -q -At -d "$db" -c "SELECT count(*) FROM migrate_history")
 [ "$outside" = 33 ] || { echo "outside a transaction: applied $outside of 33" >&2; exit 1; }
-for _ in $(seq 1 "$RUNS"); do
+: >"$DIR/floor_fn" ; : >"$DIR/fn" ; : >"$DIR/floor_proc" ; : >"$DIR/proc" ; : >"$DIR/arch"
+: >"$DIR/arch_noop"
+# noop_ms DB ARG: the median in-server time of 5 no-op calls of
+# migrate_apply(ARG) after a warm-up call
+noop_ms() {
+	psql -X -q -At -d "$1" 2>&1 <<EOF | sed -n 's/.*noop_ms=//p' | median
+CREATE TEMP TABLE arg AS SELECT $2 AS a;
+SELECT migrate_apply((SELECT a FROM arg));
+$(for _ in 1 2 3 4 5; do cat <<EOS
+DO \$\$
+DECLARE t0 timestamptz := clock_timestamp(); n bigint;
+BEGIN
+	n := migrate_apply((SELECT a FROM arg));
+	RAISE NOTICE 'noop_ms=%', round(extract(epoch FROM clock_timestamp() - t0) * 1000, 2);
+END \$\$;
+EOS
+done)
+EOF
+}
+# apply_in DB HOW: times one apply of the folder in DB, by path or as an
+# archive, into $t
+apply_in() {
+	if [ "$2" = path ]; then
+		t=$(elapsed psql -X -q -v ON_ERROR_STOP=1 -d "$1" -c "SELECT migrate_apply('$DIR/m')")
+	else
+		t=$(elapsed psql -X -q -v ON_ERROR_STOP=1 -d "$1" -f "$DIR/arch.sql")
+	fi
+}
+: >"$DIR/noop" ; : >"$DIR/arch_ratio" ; : >"$DIR/noop_ratio"
+for r in $(seq 1 "$RUNS"); do
 	psql -X -q -d postgres -c "CHECKPOINT"
 	fresh_db
 	elapsed psql -X -q -v ON_ERROR_STOP=1 -1 -d "$db" -f "$DIR/all.sql" >>"$DIR/floor_fn"
-	fresh_db
-	elapsed psql -X -q -v ON_ERROR_STOP=1 -d "$db" -c "SELECT migrate_apply('$DIR/m')" >>"$DIR/fn"
+	# the folder and its archive back to back, in turns, each round's
+	# ratio kept: this shared VM drifts by 2x from round to round
+	fresh_db; fdb=$db
+	fresh_db; adb=$db
+	if [ $((r % 2)) = 1 ]; then
+		apply_in "$fdb" path; t_fn=$t
+		apply_in "$adb" archive; t_ar=$t
+	else
+		apply_in "$adb" archive; t_ar=$t
+		apply_in "$fdb" path; t_fn=$t
+	fi
+	echo "$t_fn" >>"$DIR/fn"
+	echo "$t_ar" >>"$DIR/arch"
+	awk -v a="$t_ar" -v b="$t_fn" 'BEGIN { printf "%.3f\n", a / b }' >>"$DIR/arch_ratio"
+	# no-op calls with N applied, timed inside the server after a warm-up
+	n_fn=$(noop_ms "$fdb" "'$DIR/m'::text")
+	n_ar=$(noop_ms "$adb" "decode('$ARCH', 'base64')")
+	echo "$n_fn" >>"$DIR/noop"
+	echo "$n_ar" >>"$DIR/arch_noop"
+	awk -v a="$n_ar" -v b="$n_fn" 'BEGIN { printf "%.3f\n", a / b }' >>"$DIR/noop_ratio"
 	fresh_db
 	elapsed psql -X -q -v ON_ERROR_STOP=1 -d "$db" -f "$DIR/each.sql" >>"$DIR/floor_proc"
 	fresh_db
@@ -128,21 +179,8 @@ for _ in $(seq 1 "$RUNS"); do
 done
 applied=$(psql -X -q -At -d "$db" -c "SELECT count(*) FROM migrate_history")
 [ "$applied" = "$N" ] || { echo "procedure mode applied $applied of $N" >&2; exit 1; }
-
-# No-op calls with N applied, timed inside the server after a warm-up call.
-noop=$(psql -X -q -At -d "$db" 2>&1 <<EOF | sed -n 's/.*noop_ms=//p' | median
-SELECT migrate_apply('$DIR/m');
-$(for _ in 1 2 3 4 5; do cat <<EOS
-DO \$\$
-DECLARE t0 timestamptz := clock_timestamp(); n bigint;
-BEGIN
-	n := migrate_apply('$DIR/m');
-	RAISE NOTICE 'noop_ms=%', round(extract(epoch FROM clock_timestamp() - t0) * 1000, 2);
-END \$\$;
-EOS
-done)
-EOF
-)
+noop=$(median <"$DIR/noop")
+anoop=$(median <"$DIR/arch_noop")
 
 ffn=$(median <"$DIR/floor_fn"); fn=$(median <"$DIR/fn")
 fpr=$(median <"$DIR/floor_proc"); pr=$(median <"$DIR/proc")
@@ -151,6 +189,7 @@ verdict() { awk -v a="$1" -v b="$2" 'BEGIN { print (a <= b) ? "met" : "MISSED" }
 rfn=$(ratio "$fn" "$ffn"); rpr=$(ratio "$pr" "$fpr")
 fom=$(median <"$DIR/floor_om"); om=$(median <"$DIR/t_om"); rom=$(ratio "$om" "$fom")
 fo33=$(median <"$DIR/floor_o33"); o33=$(median <"$DIR/t_o33"); ro33=$(ratio "$o33" "$fo33")
+ar=$(median <"$DIR/arch"); rar=$(median <"$DIR/arch_ratio"); rno=$(median <"$DIR/noop_ratio")
 
 cat <<EOF
 
@@ -163,10 +202,17 @@ PostgreSQL $("$PG_CONFIG" --version | awk '{print $2}'), $N migrations (CREATE T
 | no-op \`migrate_apply\` with $N applied (in-server time) | | ${noop} ms | | < 10 ms ($(verdict "$noop" 10)) |
 | outside a transaction: one NO TRANSACTION migration of 101 statements, \`CALL migrate_run\` vs \`psql -f\` | ${fom} s | ${om} s | ${rom}x | <= 1.2x ($(verdict "$rom" 1.2)) |
 | outside a transaction: 33 NO TRANSACTION migrations of 4 statements, \`CALL migrate_run\` vs \`psql -f\` | ${fo33} s | ${o33} s | ${ro33}x | <= 1.2x ($(verdict "$ro33" 1.2)) |
+
+The folder as data: a tar.gz of it ($(printf '%s' "$ARCH" | base64 -d | wc -c) bytes) sent by psql, against the folder's path, back to back in each round (ratio: the median of the rounds' ratios):
+
+| case | folder | archive | ratio | target |
+|---|---|---|---|---|
+| function mode: \`SELECT migrate_apply(decode(...))\` vs \`SELECT migrate_apply(path)\` | ${fn} s | ${ar} s | ${rar}x | <= 1.05x ($(verdict "$rar" 1.05)) |
+| no-op with $N applied (in-server time, after a warm-up call) | ${noop} ms | ${anoop} ms | ${rno}x | <= 1.0x ($(verdict "$rno" 1.0)) |
 EOF
 
 # every run, for judging the noise
 echo
-for f in floor_fn fn floor_proc proc floor_om t_om floor_o33 t_o33; do
+for f in floor_fn fn floor_proc proc arch arch_ratio noop arch_noop noop_ratio floor_om t_om floor_o33 t_o33; do
 	printf '%-10s %s\n' "$f" "$(tr '\n' ' ' <"$DIR/$f")"
 done | sed 's/^/    /'

@@ -13,7 +13,7 @@ status=0
 for t in names sections plan; do
   if ! clang -std=c11 -D_POSIX_C_SOURCE=200809L -g -O1 -Wall -Wextra -Werror \
        -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Icommon \
-       -o "$out/fuzz_$t" "tests/fuzz/fuzz_$t.c" $src -lz 2> "$out/build_$t.log"; then
+       -o "$out/fuzz_$t" "tests/fuzz/fuzz_$t.c" $src -lz -larchive 2> "$out/build_$t.log"; then
     echo "not ok - fuzz: $t builds"; cat "$out/build_$t.log"; status=1; continue
   fi
   mkdir -p "$out/corpus_$t"

@@ -130,6 +130,7 @@ fi
 tap 0 "pg_ext installs"
 
 pg_start "shared_preload_libraries = 'pg_cron'" \
+	"listen_addresses = '127.0.0.1'" \
 	"cron.database_name = 'postgres'" \
 	"cron.use_background_workers = on" \
 	"max_worker_processes = 32" \
@@ -1360,6 +1361,10 @@ q calls -c "SET migrate.call_log = changes" -c "SELECT migrate_apply('$FX/basic'
 	-c "SELECT migrate_apply('$FX/basic')" >/dev/null
 check "calls: migrate.call_log = changes leaves out calls that changed nothing" calls \
 	"SELECT count(*) = $n0 + 1 FROM migrate_calls"
+
+# ---- the folder as data: tests/pg/data_forms.sh ----
+section "the folder as data"
+. tests/pg/data_forms.sh
 
 # ---- pg_dump / pg_restore ----
 section "pg_dump / pg_restore"

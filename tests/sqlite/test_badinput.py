@@ -10,8 +10,11 @@ here is `ok ... # SKIP`.
 
     tests/sqlite/test_badinput.py [build/migrate] [name-filter]
 """
+import base64
+import io
 import json
 import os
+import tarfile
 import sqlite3
 import subprocess
 import sys
@@ -33,11 +36,14 @@ REGULAR = "DETAIL:  Migration files must be regular files."
 # "type": exception class}.  Error text that is not valid UTF-8 reaches
 # Python as a UnicodeDecodeError: reported with its raw bytes escaped.
 CHILD = r"""
-import json, sqlite3, sys
+import base64, json, sqlite3, sys
 ext, db, sql, args = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+args = [base64.b64decode(a["b64"]) if isinstance(a, dict) else a for a in args]
 con = sqlite3.connect(db, isolation_level=None, timeout=5)
 con.enable_load_extension(True)
 con.load_extension(ext)
+if len(sys.argv) > 5:
+    con.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, int(sys.argv[5]))
 try:
     out = {"result": con.execute(sql, args).fetchall()}
 except UnicodeDecodeError as e:
@@ -113,10 +119,12 @@ def versions(db):
         c.close()
 
 
-def call(db, sql, args, timeout=30):
+def call(db, sql, args, timeout=30, limit=None):
     t0 = time.monotonic()
+    args = [{"b64": base64.b64encode(a).decode()} if isinstance(a, bytes) else a for a in args]
     try:
-        p = subprocess.run([sys.executable, "-c", CHILD, EXT, db, sql, json.dumps(args)],
+        p = subprocess.run([sys.executable, "-c", CHILD, EXT, db, sql, json.dumps(args)] +
+                           ([str(limit)] if limit else []),
                            capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         raise AssertionError("the call did not return within %d s (it blocks)" % timeout)
@@ -146,10 +154,11 @@ def put_at(c, rel, text):
 CASES = []
 
 
-def case(name, expect, todo=None, skip=None, sql="SELECT migrate_apply(?)", max_seconds=None):
+def case(name, expect, todo=None, skip=None, sql="SELECT migrate_apply(?)", max_seconds=None,
+         limit=None):
     def register(build):
         CASES.append(dict(name=name, build=build, expect=expect, todo=todo, skip=skip, sql=sql,
-                          max_seconds=max_seconds))
+                          max_seconds=max_seconds, limit=limit))
         return build
     return register
 
@@ -779,6 +788,198 @@ def _(c):
 
 # ---- runner ----
 
+# the folder sent as data: an archive (a BLOB) or a JSON object (TEXT)
+
+def tar(entries, mode="w:gz", fmt=tarfile.PAX_FORMAT):
+    """An archive of entries: (name, text) for a file, or a TarInfo as it
+    is (a link, a device...)."""
+    b = io.BytesIO()
+    with tarfile.open(fileobj=b, mode=mode, format=fmt) as t:
+        for e in entries:
+            if isinstance(e, tarfile.TarInfo):
+                t.addfile(e)
+                continue
+            name, text = e
+            data = text.encode() if isinstance(text, str) else text
+            i = tarfile.TarInfo(name)
+            i.size = len(data)
+            t.addfile(i, io.BytesIO(data))
+    return b.getvalue()
+
+
+def special(name, kind, target=""):
+    i = tarfile.TarInfo(name)
+    i.type = kind
+    i.linkname = target
+    return i
+
+
+GOOD = ("1_first.up.sql", "CREATE TABLE first(x);\n")
+ARCHIVE_HINT = ("HINT:  Send a tar, gzip-compressed tar or zip archive of the migration folder, "
+                "such as tar czf - -C db/migrations . writes.")
+OUTSIDE = "DETAIL:  Entry names must be paths relative to the migration folder; nothing outside it is read."
+NOT_REGULAR = ("DETAIL:  Migration files must be regular files; links are never followed and nothing "
+               "outside the archive is read.")
+
+
+@case("archive_that_is_no_archive",
+      Refused("migrate_apply: could not read the archive: Unrecognized archive format", ARCHIVE_HINT))
+def _(c):
+    return b"CREATE TABLE nope(x);\n" * 10
+
+
+@case("archive_cut_short",
+      Refused("migrate_apply: could not read the archive: ", ARCHIVE_HINT, exact=False))
+def _(c):
+    data = tar([GOOD, ("2_b.up.sql", "CREATE TABLE b(x);\n" * 500)])
+    return data[:len(data) // 2]
+
+
+@case("archive_corrupt_in_the_middle",
+      Refused("migrate_apply: could not read the archive: ", ARCHIVE_HINT, exact=False))
+def _(c):
+    data = bytearray(tar([GOOD, ("2_b.up.sql", "CREATE TABLE b(x);\n" * 500)]))
+    for i in range(40, 60):
+        data[i] ^= 0xff
+    return bytes(data)
+
+
+@case("archive_entry_with_dotdot",
+      Refused('migrate_apply: entry "../2_evil.up.sql" of the archive leads out of the folder ("..")',
+              OUTSIDE))
+def _(c):
+    return tar([GOOD, ("../2_evil.up.sql", "CREATE TABLE evil(x);\n")])
+
+
+@case("archive_entry_with_dotdot_inside",
+      Refused('migrate_apply: entry "sqlite/../../2_evil.up.sql" of the archive leads out of the folder ("..")',
+              OUTSIDE))
+def _(c):
+    return tar([GOOD, ("sqlite/../../2_evil.up.sql", "CREATE TABLE evil(x);\n")])
+
+
+@case("archive_entry_with_an_absolute_path",
+      Refused('migrate_apply: entry "/etc/2_evil.up.sql" of the archive has an absolute path', OUTSIDE))
+def _(c):
+    return tar([GOOD, ("/etc/2_evil.up.sql", "CREATE TABLE evil(x);\n")])
+
+
+@case("archive_symlink_entry",
+      Refused('migrate_apply: entry "2_evil.up.sql" of the archive is a symbolic link', NOT_REGULAR))
+def _(c):
+    return tar([GOOD, special("./2_evil.up.sql", tarfile.SYMTYPE, "/etc/passwd")])
+
+
+@case("archive_hard_link_entry",
+      Refused('migrate_apply: entry "2_again.up.sql" of the archive is a hard link', NOT_REGULAR))
+def _(c):
+    return tar([GOOD, special("2_again.up.sql", tarfile.LNKTYPE, "1_first.up.sql")])
+
+
+@case("archive_device_entry",
+      Refused('migrate_apply: entry "2_dev.up.sql" of the archive is a device', NOT_REGULAR))
+def _(c):
+    return tar([GOOD, special("2_dev.up.sql", tarfile.CHRTYPE)])
+
+
+@case("archive_fifo_entry",
+      Refused('migrate_apply: entry "2_fifo.up.sql" of the archive is a FIFO', NOT_REGULAR))
+def _(c):
+    return tar([GOOD, special("2_fifo.up.sql", tarfile.FIFOTYPE)])
+
+
+@case("archive_duplicate_entries",
+      Refused('migrate_apply: entry "2_b.up.sql" appears more than once in the archive',
+              "DETAIL:  A folder holds one file of each name."))
+def _(c):
+    return tar([GOOD, ("2_b.up.sql", "CREATE TABLE b(x);\n"), ("./2_b.up.sql", "DROP TABLE keep;\n")])
+
+
+@case("archive_entry_over_the_size_cap",
+      Refused('migrate_apply: file "2_huge.up.sql" of the archive is too large',
+              "DETAIL:  It has %d bytes; the limit is %d bytes." % (MAX_FILE + 1, MAX_FILE)))
+def _(c):
+    return tar([GOOD, ("2_huge.up.sql", b" " * (MAX_FILE + 1))])
+
+
+@case("archive_bomb_past_the_total_limit",
+      Refused("migrate_apply: the files of the archive are too large",
+              "DETAIL:  They hold more than 1000000 bytes, the limit of all the files of one archive "
+              "together; it stopped in \"4_d.up.sql\"."), limit=1000000, max_seconds=20)
+def _(c):
+    pad = b"-- " + b" " * 399996 + b"\n"
+    return tar([GOOD] + [("%d_%s.up.sql" % (v, n), pad) for v, n in ((2, "b"), (3, "c"), (4, "d"))])
+
+
+@case("archive_name_not_utf8",
+      Refused('migrate_apply: entry name "2_caf\\xe9.up.sql" of the archive is not valid UTF-8',
+              "HINT:  Rename the file: migration file names must be UTF-8."))
+def _(c):
+    i = tarfile.TarInfo("2_caf\udce9.up.sql")
+    i.size = 3
+    b = io.BytesIO()
+    with tarfile.open(fileobj=b, mode="w", format=tarfile.USTAR_FORMAT, encoding="utf-8",
+                      errors="surrogateescape") as t:
+        t.addfile(tarfile.TarInfo(GOOD[0]), io.BytesIO(b""))
+        t.addfile(i, io.BytesIO(b"x;\n"))
+    return b.getvalue()
+
+
+@case("archive_empty", Refused("migrate_apply: the archive is empty"))
+def _(c):
+    return b""
+
+
+@case("archive_without_files", Refused("migrate_apply: the archive holds no files"))
+def _(c):
+    return tar([special("./", tarfile.DIRTYPE), special("./sqlite/", tarfile.DIRTYPE)])
+
+
+@case("archive_with_a_bad_file_names_it_and_its_line",
+      Refused('migrate_apply: migration 2 (sqlite/2_latin1.up.sql), line 2: '
+              'migration file "sqlite/2_latin1.up.sql" is not valid UTF-8'))
+def _(c):
+    return tar([("sqlite/" + GOOD[0], GOOD[1]),
+                ("sqlite/2_latin1.up.sql", b"CREATE TABLE a(x);\nINSERT INTO a VALUES ('caf\xe9');\n")])
+
+
+@case("json_value_that_is_not_a_string",
+      Refused('migrate_apply: the JSON value of "2_b.up.sql" is not a string',
+              "DETAIL:  It is a number; each value must be the text of the file its name names."))
+def _(c):
+    return json.dumps({GOOD[0]: GOOD[1], "2_b.up.sql": 42})
+
+
+@case("json_nested_object",
+      Refused('migrate_apply: the JSON value of "sqlite" is not a string',
+              "DETAIL:  It is an object;", 'HINT:  Name a file in a subfolder by its path'))
+def _(c):
+    return json.dumps({GOOD[0]: GOOD[1], "sqlite": {"2_b.up.sql": "CREATE TABLE b(x);"}})
+
+
+@case("json_that_is_not_an_object",
+      Refused("migrate_apply: the migration folder given as JSON is not valid JSON"))
+def _(c):
+    return '{"1_first.up.sql": "CREATE TABLE first(x);"'
+
+
+@case("json_duplicate_names",
+      Refused('migrate_apply: entry "2_b.up.sql" appears more than once in the JSON object'))
+def _(c):
+    return '{"1_first.up.sql": "CREATE TABLE first(x);", "2_b.up.sql": "x", "2_b.up.sql": "y"}'
+
+
+@case("json_name_with_dotdot",
+      Refused('migrate_apply: entry "../2_b.up.sql" of the JSON object leads out of the folder ("..")'))
+def _(c):
+    return json.dumps({GOOD[0]: GOOD[1], "../2_b.up.sql": "CREATE TABLE b(x);"})
+
+
+@case("json_empty_object", Refused("migrate_apply: the JSON object holds no files"))
+def _(c):
+    return "{}"
+
+
 def fill(text, fmt):
     for key, value in fmt.items():
         text = text.replace("{%s}" % key, value)
@@ -789,7 +990,7 @@ def run_case(c, k, arg):
     """Returns None (passed), or raises."""
     args = [None] if getattr(c, "null", False) else [arg]
     before = state(c.db)
-    out, took = call(c.db, k["sql"], args)
+    out, took = call(c.db, k["sql"], args, limit=k["limit"])
     if k["max_seconds"]:
         assert took < k["max_seconds"], "took %.1f s" % took
     e = k["expect"]

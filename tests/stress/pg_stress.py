@@ -322,7 +322,7 @@ BEGIN
       SELECT string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
                         || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END, ', ' ORDER BY a.attnum)
         FROM pg_attribute a WHERE a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped), '') || ')';
-    IF r.relkind IN ('r', 'v', 'm') AND r.relname NOT IN ('migrate_history', 'migrate_verified') THEN
+    IF r.relkind IN ('r', 'v', 'm') AND r.relname NOT IN ('migrate_history', 'migrate_verified', 'migrate_calls') THEN
       EXECUTE format('SELECT count(*) || '' rows '' || coalesce(sum(hashtext(t::text)::numeric), 0) FROM public.%I t', r.relname) INTO n;
       out := out || ' ' || n;
     END IF;
