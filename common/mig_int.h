@@ -336,10 +336,19 @@ typedef struct mig_options {
 								 * lock_retries */
 	int			partial_discard;	/* migrate_repair: forget the progress of
 									 * migrations that stopped half way */
-	const char *schema;			/* migrate_adopt: where the other tool's
-								 * table is, or NULL */
+	const char *schema;			/* the tenant (issue 22): a schema on
+								 * PostgreSQL, an attached database on
+								 * SQLite; for migrate_adopt also where the
+								 * other tool's table is; NULL: none */
 	int			mode_run;		/* dry runs: describe CALL migrate_run
 								 * (mode=run), not SELECT migrate_apply */
+	/* fan-out over tenants (migrate_apply_each and the like) */
+	int			on_error_continue;	/* on_error=continue: go on to the next
+									 * tenant after a failure (default stop) */
+	int			canary;			/* canary=N: apply to the first N tenants,
+								 * stop there if any failed; 0: none */
+	int			parallel;		/* parallel=N: N workers (PostgreSQL); 0 or
+								 * 1: one tenant at a time */
 } mig_options;
 
 /* Which entry points an option is for (mig_options_parse_for). */
@@ -347,6 +356,9 @@ typedef struct mig_options {
 #define MIG_USE_REPAIR	2u
 #define MIG_USE_ADOPT	4u
 #define MIG_USE_DRYRUN	8u		/* plan, script (mode=) */
+#define MIG_USE_TENANT	16u		/* entry points that take schema= as the
+								 * tenant */
+#define MIG_USE_EACH	32u		/* the fan-out functions (*_each) */
 
 /* The defaults: every field 0 or NULL, lock fields -1 (the host's). */
 void		mig_options_default(mig_options *o);

@@ -21,11 +21,13 @@
 #include "mig_int.h"
 
 enum { O_TARGET, O_OUT_OF_ORDER, O_IGNORE_MISSING, O_WAIT, O_IF_LOCKED,
-O_LOCK_TIMEOUT, O_LOCK_RETRIES, O_PARTIAL, O_SCHEMA, O_MODE, O_VERBOSE, O_COUNT };
+O_LOCK_TIMEOUT, O_LOCK_RETRIES, O_PARTIAL, O_SCHEMA, O_MODE, O_VERBOSE,
+O_ON_ERROR, O_CANARY, O_PARALLEL, O_COUNT };
 
 static const char *const keys[O_COUNT] = {
 	"target", "out_of_order", "ignore_missing", "wait", "if_locked",
-	"lock_timeout", "lock_retries", "partial", "schema", "mode", "verbose"
+	"lock_timeout", "lock_retries", "partial", "schema", "mode", "verbose",
+	"on_error", "canary", "parallel"
 };
 
 /* Which entry points take each option (MIG_USE_*). */
@@ -33,7 +35,9 @@ static const char *const keys[O_COUNT] = {
 static const unsigned uses[O_COUNT] = {
 	APPLY_LIKE, APPLY_LIKE, APPLY_LIKE, APPLY_LIKE | MIG_USE_REPAIR | MIG_USE_ADOPT,
 	APPLY_LIKE | MIG_USE_REPAIR | MIG_USE_ADOPT, APPLY_LIKE, APPLY_LIKE, MIG_USE_REPAIR,
-	MIG_USE_ADOPT, MIG_USE_DRYRUN, APPLY_LIKE | MIG_USE_REPAIR | MIG_USE_ADOPT
+	MIG_USE_ADOPT | MIG_USE_TENANT, MIG_USE_DRYRUN,
+	APPLY_LIKE | MIG_USE_REPAIR | MIG_USE_ADOPT,
+	MIG_USE_EACH, MIG_USE_EACH, MIG_USE_EACH
 };
 
 /* The options an entry point takes, for the hint of an unknown one. */
@@ -204,6 +208,23 @@ set_option(mig_arena *a, int k, const char *val, size_t vlen, mig_options *o,
 				o->mode_run = 0;
 			else
 				return bad_value(err, keys[k], "run (what CALL migrate_run would do) or apply", val, vlen);
+			return MIG_OK;
+		case O_ON_ERROR:
+			if (is(val, vlen, "continue"))
+				o->on_error_continue = 1;
+			else if (is(val, vlen, "stop"))
+				o->on_error_continue = 0;
+			else
+				return bad_value(err, keys[k], "stop or continue", val, vlen);
+			return MIG_OK;
+		case O_CANARY:
+		case O_PARALLEL:
+			if (!number(val, vlen, &x, &d) || d != vlen || x > 10000 ||
+				(k == O_PARALLEL && x < 1))
+				return bad_value(err, keys[k], k == O_CANARY ?
+								 "a number of tenants from 0 to 10000" :
+								 "a number of workers from 1 to 10000", val, vlen);
+			*(k == O_CANARY ? &o->canary : &o->parallel) = (int) x;
 			return MIG_OK;
 		case O_PARTIAL:
 			if (is(val, vlen, "discard"))

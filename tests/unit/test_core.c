@@ -1814,11 +1814,50 @@ test_archive_oom(void)
 	free(buf);
 }
 
+/* The options text: the fan-out options only where the entry point takes
+ * them (MIG_USE_EACH), schema= only where it names the tenant or the adopted
+ * tool's schema. */
+static void
+test_options(void)
+{
+	fake		f;
+	mig_host	h;
+	mig_arena	a;
+	mig_options o;
+	mig_err		err;
+
+	host_init(&h, &f);
+	mig_arena_init(&a, &h);
+	memset(&err, 0, sizeof(err));
+	CHECK(mig_options_parse_for(&a, "on_error=continue, canary=3 parallel=2 schema=t1",
+								MIG_USE_APPLY | MIG_USE_EACH | MIG_USE_TENANT, &o, &err) == MIG_OK &&
+		  o.on_error_continue == 1 && o.canary == 3 && o.parallel == 2 &&
+		  strcmp(o.schema, "t1") == 0, "fan-out options read: %s", err.message);
+	CHECK(mig_options_parse_for(&a, "", MIG_USE_EACH, &o, &err) == MIG_OK &&
+		  o.on_error_continue == 0 && o.canary == 0 && o.parallel == 0 && o.schema == NULL,
+		  "fan-out defaults: stop at the first failure, no canary, one at a time");
+	CHECK(mig_options_parse_for(&a, "on_error=continue", MIG_USE_APPLY, &o, &err) == MIG_ERROR &&
+		  strcmp(err.message, "unknown option \"on_error\"") == 0,
+		  "on_error refused outside the fan-out functions: %s", err.message);
+	CHECK(mig_options_parse_for(&a, "schema=t1", MIG_USE_APPLY, &o, &err) == MIG_ERROR,
+		  "schema= refused where the entry point has no tenants");
+	CHECK(mig_options_parse_for(&a, "on_error=maybe", MIG_USE_EACH, &o, &err) == MIG_ERROR &&
+		  strcmp(err.message, "option on_error takes stop or continue, not \"maybe\"") == 0,
+		  "on_error=maybe: %s", err.message);
+	CHECK(mig_options_parse_for(&a, "parallel=0", MIG_USE_EACH, &o, &err) == MIG_ERROR &&
+		  mig_options_parse_for(&a, "canary=-1", MIG_USE_EACH, &o, &err) == MIG_ERROR &&
+		  mig_options_parse_for(&a, "canary=10001", MIG_USE_EACH, &o, &err) == MIG_ERROR,
+		  "parallel=0, canary=-1 and canary=10001 refused");
+	mig_arena_free(&a);
+	host_done(&f);
+}
+
 int
 main(void)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	test_versions();
+	test_options();
 	test_file_id_format();
 	test_flyway_checksum();
 	test_sql_helpers();
