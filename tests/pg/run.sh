@@ -27,6 +27,7 @@ set -u
 cd "$(dirname "$0")/../.."
 . tests/pg/lib.sh
 . tests/pg/fixtures.sh
+. tests/pg/impact.sh
 
 PASSED=0
 FAILED=0
@@ -135,6 +136,7 @@ pg_start "shared_preload_libraries = 'pg_cron'" \
 tap 0 "throwaway cluster starts"
 FX=$PG_TMP/fx
 make_fixtures "$FX"
+make_impact_fixtures "$FX"
 
 # ---- pg_cron: schedule now, check at the end ----
 section "pg_cron: schedule now, check at the end"
@@ -1162,6 +1164,9 @@ q calls -c "SET migrate.call_log = changes" -c "SELECT migrate_apply('$FX/basic'
 	-c "SELECT migrate_apply('$FX/basic')" >/dev/null
 check "calls: migrate.call_log = changes leaves out calls that changed nothing" calls \
 	"SELECT count(*) = $n0 + 1 FROM migrate_calls"
+
+# ---- migrate_impact and the impact policy (tests/pg/impact.sh) ----
+impact_suite
 
 # ---- pg_dump / pg_restore ----
 section "pg_dump / pg_restore"
