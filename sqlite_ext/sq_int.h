@@ -38,6 +38,9 @@ typedef struct sq_ctx {
 	char		log_versions[1024];
 	int			log_done;		/* the row is written */
 	int			skipped;		/* the lock was held (if_locked=skip) */
+	void	   *impact;			/* sq_impact.c's state over one call */
+	int			ahead_added;	/* migrate_script: the column ahead is
+								 * added by the script already */
 } sq_ctx;
 
 /* query_canceled: sqlite3_interrupt() stopped a statement; reported as
@@ -66,8 +69,12 @@ void		sq_call_begin(sq_ctx *c, const char *fn, const char *source, const char *o
 void		sq_call_note(sq_ctx *c, const char *version);
 int			sq_call_log(sq_ctx *c, const char *outcome, const mig_err *e, mig_err *err);
 
-/* Registers the eponymous tables migrate_status, migrate_validate and
- * migrate_plan (sq_tables.c); SQLITE_OK or an error. */
+/* Registers the eponymous tables migrate_status, migrate_validate,
+ * migrate_plan and migrate_impact (sq_tables.c); SQLITE_OK or an error. */
 int			sq_tables_register(sqlite3 *db);
+
+/* host->impact (sq_impact.c): what each statement of s will do. */
+int			sq_impact(void *ctx, const mig_script *s, int first, mig_impact_cb cb,
+					  void *arg, mig_err *err);
 
 #endif

@@ -12,6 +12,8 @@
 #   attacks   the attack catalogue: planted views, triggers, generated
 #             columns, shadowing tables, lock files (tests/sqlite/test_attacks.py;
 #             PostgreSQL's part is tests/pg/t/14_attacks.sql)
+#   impact    migrate_impact and the impact policy (tests/sqlite/test_impact.py;
+#             PostgreSQL's part is tests/pg/impact.sh and t/15_impact.sql)
 #   *-asan    the same suites with the ASan/UBSan build of the extension
 #   stress    64 racing processes, kill -9 at every statement boundary and at
 #             random moments, cancel, busy timeouts (tests/stress/sqlite_stress.py;
@@ -53,6 +55,7 @@ suite badinput "$PY" tests/sqlite/test_badinput.py build/migrate
 suite ops "$PY" tests/sqlite/test_ops.py build/migrate
 suite outside "$PY" tests/sqlite/test_outside.py build/migrate
 suite attacks "$PY" tests/sqlite/test_attacks.py build/migrate
+suite impact "$PY" tests/sqlite/test_impact.py build/migrate
 asan=$(gcc -print-file-name=libasan.so)
 san=(env LD_PRELOAD="$asan" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1
      UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1)
@@ -63,6 +66,7 @@ suite badinput-asan "${san[@]}" "$PY" tests/sqlite/test_badinput.py build/asan/m
 suite ops-asan "${san[@]}" "$PY" tests/sqlite/test_ops.py build/asan/migrate
 suite outside-asan "${san[@]}" "$PY" tests/sqlite/test_outside.py build/asan/migrate
 suite attacks-asan "${san[@]}" "$PY" tests/sqlite/test_attacks.py build/asan/migrate
+suite impact-asan "${san[@]}" "$PY" tests/sqlite/test_impact.py build/asan/migrate
 suite stress "$PY" tests/stress/sqlite_stress.py build/migrate --short
 oomdir=$(mktemp -d)
 printf 'CREATE TABLE a(x);\nINSERT INTO a VALUES (1);\n' > "$oomdir/1_a.up.sql"
