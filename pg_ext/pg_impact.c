@@ -85,7 +85,6 @@
 #include "utils/resowner.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
-#include "utils/typcache.h"
 
 #include "pg_host.h"
 
@@ -732,8 +731,10 @@ typedef struct VolatileArg
 	bool		volatile_;
 } VolatileArg;
 
-/* Cooks a column default as ADD COLUMN does (cookDefault) and tests it
- * with the server's contain_volatile_functions. */
+/* Cooks a column default as ADD COLUMN does (cookDefault: parse analysis,
+ * nothing is evaluated) and tests it as AddRelationNewConstraints does,
+ * with contain_volatile_functions -- not planned: planning evaluates
+ * immutable functions of constants, which would run code. */
 static void
 cook_default(void *arg)
 {
@@ -741,7 +742,53 @@ cook_default(void *arg)
 	ParseState *ps = make_parsestate(NULL);
 	Node	   *expr = cookDefault(ps, v->raw, v->type, v->typmod, v->col, '\0');
 
-	v->volatile_ = contain_volatile_functions((Node *) expression_planner((Expr *) expr));
+	v->volatile_ = contain_volatile_functions(expr);
+}
+
+/*
+ * Whether domain type (or a domain it is over) has a constraint: NOT NULL
+ * or a CHECK, as DomainHasConstraints answers -- but from the catalogs,
+ * since the type cache plans the checks' expressions, which may evaluate
+ * functions.
+ */
+static bool
+domain_constrained(Oid type)
+{
+	while (OidIsValid(type))
+	{
+		HeapTuple	tup = SearchSysCache1(TYPEOID, ObjectIdGetDatum(type));
+		Form_pg_type t;
+		Relation	conrel;
+		ScanKeyData key;
+		SysScanDesc scan;
+		bool		found;
+
+		if (!HeapTupleIsValid(tup))
+			return false;
+		t = (Form_pg_type) GETSTRUCT(tup);
+		if (t->typtype != TYPTYPE_DOMAIN)
+		{
+			ReleaseSysCache(tup);
+			return false;
+		}
+		if (t->typnotnull)
+		{
+			ReleaseSysCache(tup);
+			return true;
+		}
+		conrel = table_open(ConstraintRelationId, AccessShareLock);
+		ScanKeyInit(&key, Anum_pg_constraint_contypid, BTEqualStrategyNumber, F_OIDEQ,
+					ObjectIdGetDatum(type));
+		scan = systable_beginscan(conrel, ConstraintTypidIndexId, true, NULL, 1, &key);
+		found = HeapTupleIsValid(systable_getnext(scan));
+		systable_endscan(scan);
+		table_close(conrel, AccessShareLock);
+		type = t->typbasetype;
+		ReleaseSysCache(tup);
+		if (found)
+			return true;
+	}
+	return false;
 }
 
 /*
@@ -822,7 +869,7 @@ add_column(ImpactState *st, Effect *e, ColumnDef *def)
 			e->advice = ADV_DEFAULT;
 		}
 	}
-	if (OidIsValid(type) && get_typtype(type) == TYPTYPE_DOMAIN && DomainHasConstraints(type))
+	if (OidIsValid(type) && domain_constrained(type))
 		e->rewrites = true;
 	if (not_null && raw_default == NULL)
 		e->scans = true;
@@ -869,6 +916,9 @@ retype(void *arg)
 								 COERCION_ASSIGNMENT, COERCE_IMPLICIT_CAST, -1);
 	if (expr == NULL)
 		return;					/* the statement will fail */
+	/* planned as the server plans it: its only argument is the column,
+	 * so no function is evaluated; the length coercions' support functions
+	 * (C, set only by a superuser) fold what a larger length makes a no-op */
 	expr = (Node *) expression_planner((Expr *) expr);
 	for (;;)
 	{
@@ -881,7 +931,7 @@ retype(void *arg)
 			expr = (Node *) ((RelabelType *) expr)->arg;
 		else if (IsA(expr, CoerceToDomain))
 		{
-			if (DomainHasConstraints(((CoerceToDomain *) expr)->resulttype))
+			if (domain_constrained(((CoerceToDomain *) expr)->resulttype))
 				return;
 			expr = (Node *) ((CoerceToDomain *) expr)->arg;
 		}
@@ -940,8 +990,9 @@ typedef struct ProveArg
  * Whether the table's valid CHECK constraints (and those the plan
  * validates first) prove the column is never NULL: then SET NOT NULL skips
  * its scan (PostgreSQL 12 and later: tablecmds.c,
- * NotNullImpliedByRelConstraints, the same proof by
- * predicate_implied_by over the constraints' planned expressions).
+ * NotNullImpliedByRelConstraints, the same proof by predicate_implied_by,
+ * here over the constraints as stored: a constraint the server proves only
+ * once it has folded its constants is reported as a scan).
  */
 static void
 prove_not_null(void *arg)
@@ -988,9 +1039,9 @@ prove_not_null(void *arg)
 		bin = heap_getattr(tup, Anum_pg_constraint_conbin, RelationGetDescr(conrel), &isnull);
 		if (isnull)
 			continue;
+		/* not simplified first, as the server does: that would evaluate
+		 * the immutable functions of constants it holds */
 		expr = stringToNode(TextDatumGetCString(bin));
-		expr = eval_const_expressions(NULL, expr);
-		expr = (Node *) canonicalize_qual((Expr *) expr, true);
 		known = list_concat(known, make_ands_implicit((Expr *) expr));
 	}
 	systable_endscan(scan);

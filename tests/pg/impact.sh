@@ -114,6 +114,7 @@ make_impact_fixtures() {
 	w_imp impact_accept_both 1_big.up.sql "-- migrate:accept lock, rewrite IMP_BIG\nALTER TABLE imp_big ALTER COLUMN v TYPE bigint;\n"
 	w_imp impact_bad_marker 1_big.up.sql "SELECT 1;\n-- migrate:accept everything imp_big\nALTER TABLE imp_big ALTER COLUMN v TYPE bigint;\n"
 	w_imp impact_lock 1_index.up.sql "CREATE INDEX imp_big_v2 ON imp_big (v);\n"
+	w_imp impact_nocode 1_code.up.sql "ALTER TABLE imp_big ADD COLUMN z int DEFAULT imp_probe(1);\nALTER TABLE imp_big ALTER COLUMN v SET NOT NULL;\nALTER TABLE imp_big ADD COLUMN d imp_dom;\n"
 
 	# impact_suite: the off-hours script; procedure mode
 	w_imp impact_off 1_a.up.sql "CREATE TABLE off_a (id int);\n"

@@ -7,7 +7,7 @@
 -- (The forms table against real locks and file nodes, blocked_by, and what
 -- needs commits are in tests/pg/impact.sh.)
 BEGIN;
-SELECT plan(50);
+SELECT plan(52);
 
 CREATE FUNCTION pg_temp.fx(folder text) RETURNS text LANGUAGE sql
 AS $$ SELECT pg_catalog.current_setting('migrate_test.dir') || '/' || folder $$;
@@ -58,6 +58,22 @@ SELECT ok((SELECT advice IS NULL AND policy IS NULL FROM i WHERE statement LIKE 
 SELECT ok(to_regclass('imp_new') IS NULL AND NOT EXISTS (SELECT FROM migrate_history)
           AND (SELECT atttypid = 'int4'::regtype FROM pg_attribute WHERE attrelid = 'imp_big'::regclass AND attname = 'v'),
           'migrate_impact ran nothing and recorded nothing');
+
+-- ---- no code runs: functions in a default, a check, a domain ----
+CREATE SEQUENCE imp_probe_seq;
+CREATE FUNCTION imp_probe(int) RETURNS int IMMUTABLE LANGUAGE plpgsql
+AS $$ BEGIN PERFORM nextval('imp_probe_seq'); RETURN $1; END $$;
+ALTER TABLE imp_big ADD CONSTRAINT imp_code CHECK (v > imp_probe(-1));
+CREATE DOMAIN imp_dom AS int CHECK (VALUE > imp_probe(0));
+CREATE TEMP TABLE probe_before AS SELECT last_value FROM imp_probe_seq;
+SELECT results_eq(format('SELECT statement, rewrites, scans FROM migrate_impact(%L)', pg_temp.fx('impact_nocode')),
+	$$VALUES ('ALTER TABLE imp_big ADD COLUMN z int DEFAULT imp_probe(1)', false, false),
+	         ('ALTER TABLE imp_big ALTER COLUMN v SET NOT NULL', false, false),
+	         ('ALTER TABLE imp_big ADD COLUMN d imp_dom', true, true)$$,
+	'an immutable default adds no rewrite; a strict check on v proves it NOT NULL (as the server proves it); a domain with a check rewrites');
+SELECT is((SELECT last_value FROM imp_probe_seq), (SELECT last_value FROM probe_before),
+          'no function of the default, the table''s checks or the domain ran');
+ALTER TABLE imp_big DROP CONSTRAINT imp_code;
 
 -- ---- names as the statements resolve them ----
 CREATE SCHEMA imp_s;
