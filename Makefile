@@ -100,6 +100,7 @@ bench:
 	@$(MAKE) --no-print-directory all
 	@tests/bench/sqlite_bench.sh
 	@if [ -x tests/bench/pg_bench.sh ]; then tests/bench/pg_bench.sh; fi
+	@tests/bench/impact_bench.sh 1000 5
 	@tests/bench/peers.sh 100,1000 5
 
 install: $(BUILD)/migrate.so

@@ -103,6 +103,9 @@ typedef struct mig_hist_row {
 								 * transaction (mig_record.down_outside) */
 	int			down_noop;		/* a down script was stored and holds no
 								 * statement: rolling back runs nothing */
+	int			ahead;			/* recorded by an off-hours script of the
+								 * migrations the impact policy flags
+								 * (mig_record.ahead) */
 } mig_hist_row;
 
 /* What the host stores for a migration it has just applied. */
@@ -133,6 +136,11 @@ typedef struct mig_record {
 	int			down_noop;		/* down_sql holds no statement: rolling
 								 * back runs nothing (its tool's rule for a
 								 * missing down, or an empty one) */
+	int			ahead;			/* recorded by an off-hours script of the
+								 * migrations the policy flags (migrate_script
+								 * only=flagged) while migrations before it
+								 * were still pending: those apply later
+								 * without being out of order */
 } mig_record;
 
 /* A down script read back from the history (host->history_down). */
@@ -244,6 +252,64 @@ enum {
 								 * transaction, one at a time */
 	MIG_PART_REENTER			/* mode=run: open the transaction again */
 };
+
+/*
+ * Impact (mig_impact.c): what one statement of a pending migration will do
+ * to the live database, as the host's analysis finds it without running
+ * anything.  Lock modes are PostgreSQL's table lock modes in its own order
+ * of strength (storage/lockdefs.h); a host without table locks (SQLite,
+ * where one writer locks the whole database) reports MIG_LOCK_NONE.
+ */
+enum {
+	MIG_LOCK_NONE = 0,
+	MIG_LOCK_ACCESS_SHARE,
+	MIG_LOCK_ROW_SHARE,
+	MIG_LOCK_ROW_EXCLUSIVE,
+	MIG_LOCK_SHARE_UPDATE_EXCLUSIVE,
+	MIG_LOCK_SHARE,
+	MIG_LOCK_SHARE_ROW_EXCLUSIVE,
+	MIG_LOCK_EXCLUSIVE,
+	MIG_LOCK_ACCESS_EXCLUSIVE,
+	MIG_LOCK_MODES
+};
+
+typedef struct mig_impact_row {
+	/* filled by the host (strings its own, valid during the callback) */
+	size_t		offset;			/* of the statement's first word in s->sql */
+	const char *statement;		/* its first words */
+	const char *relation;		/* schema-qualified, as the statement
+								 * resolves it; NULL: none, or one created
+								 * earlier in the plan */
+	int			lock;			/* MIG_LOCK_*: the strongest it takes on
+								 * relation */
+	int			rewrites;		/* the table or index is rewritten */
+	int			scans;			/* the whole table is read under that lock */
+	int64_t		bytes;			/* relation's size now; -1: unknown */
+	int64_t		pages;			/* SQLite: its pages; -1 elsewhere */
+	int64_t		rows;			/* its rows now (an estimate where the
+								 * engine keeps one); -1: unknown */
+	const char *blocked_by;		/* sessions that now hold or wait for a
+								 * conflicting lock on it, or NULL */
+	const char *advice;			/* the safer form, or NULL */
+	/* filled by the core */
+	const char *version;
+	const char *file;
+	int			line;			/* of the statement, in its file */
+	const char *policy;			/* NULL, "refused" (the policy refuses it)
+								 * or "accepted" (its migration accepts the
+								 * risk: -- migrate:accept) */
+} mig_impact_row;
+
+typedef int (*mig_impact_cb) (void *arg, mig_impact_row *row);
+
+/* The impact policy: a statement is refused when the relation it touches
+ * is larger than max_bytes and it rewrites it (no_rewrite) or takes a lock
+ * on it stronger than max_lock. */
+typedef struct mig_policy {
+	int			max_lock;		/* MIG_LOCK_*; 0: no limit */
+	int			no_rewrite;
+	int64_t		max_bytes;		/* relations up to this size are spared */
+} mig_policy;
 
 typedef int (*mig_row_cb) (void *arg, const mig_hist_row *row);
 typedef int (*mig_name_cb) (void *arg, const char *name);
@@ -454,6 +520,23 @@ typedef struct mig_host {
 	 * file callbacks above.
 	 */
 	const struct mig_source *source;
+
+	/*
+	 * Optional (NULL: no impact analysis, no impact policy): calls cb once
+	 * per top-level statement of script s, in order, with what it will do
+	 * (mig_impact_row, the host's fields), running nothing and taking no
+	 * lock beyond catalog lookups; a non-zero cb result stops it and is
+	 * returned with err as cb left it.  Scripts come in the order they
+	 * would run: first is set for the first of a call, when the host
+	 * forgets what earlier calls' scripts created; relations an earlier
+	 * script of the same call creates are reported with a NULL relation.
+	 * s NULL (cb NULL): the call is over, release what it kept.
+	 */
+	int			(*impact) (void *ctx, const mig_script *s, int first,
+						   mig_impact_cb cb, void *arg, mig_err *err);
+	/* The policy's defaults (PostgreSQL: the migrate. settings); the
+	 * options of a call override each; all zero: none. */
+	mig_policy	policy;
 } mig_host;
 
 #define MIG_DEFAULT_MAX_FILE	((size_t) 64 * 1024 * 1024)
@@ -532,6 +615,8 @@ int			mig_source_archive_cached(const mig_host *h, mig_source_cache *c,
 #define MIG_SQLSTATE_IN_USE			"55006"	/* object_in_use */
 #define MIG_SQLSTATE_NOMEM			"53200"	/* out_of_memory */
 #define MIG_SQLSTATE_INTERNAL		"XX000"	/* internal_error */
+#define MIG_SQLSTATE_POLICY			"55000"	/* the impact policy refuses a
+											 * statement */
 
 /* ---- entry points (mig_run.c) ---- */
 
@@ -638,6 +723,11 @@ typedef int (*mig_problem_cb) (void *arg, const mig_problem *p);
  * listed at all (then that is the one problem reported, kind "folder"). */
 int			mig_validate(const mig_host *h, const char *path, mig_problem_cb cb,
 						 void *arg, mig_err *err);
+/* mig_validate with an options text: the impact policy (max_lock=,
+ * max_size=, no_rewrite=) over the host's defaults; each statement it
+ * refuses is a problem of kind "policy" (severity error). */
+int			mig_validate_with(const mig_host *h, const char *path, const char *options,
+							  mig_problem_cb cb, void *arg, mig_err *err);
 
 /* Brings the history of applied migrations whose files were edited after
  * review (states changed and reformatted) in line with the files: their
@@ -689,6 +779,33 @@ int			mig_plan_pending(const mig_host *h, const char *path, const char *options,
  * by the caller with host->release) and *len. */
 int			mig_script_text(const mig_host *h, const char *path, const char *options,
 							char **text, size_t *len, mig_err *err);
+
+/*
+ * What every statement of the pending migrations will do to the live
+ * database (host->impact), in the order they would run, after the same
+ * checks as mig_apply_with (options as for it): cb once per statement, its
+ * policy field saying what the policy of the options (and the host's
+ * defaults) makes of it.  Runs nothing, takes no lock, changes nothing.
+ * The options of the impact policy, which apply, plan and validate
+ * enforce before anything runs:
+ *   max_lock=MODE        refuse a lock stronger than MODE (pg_locks' name,
+ *                        such as ShareUpdateExclusiveLock; none: no limit)
+ *   no_rewrite=true      refuse a rewrite of a table or index
+ *   max_size=SIZE        ... of a relation larger than SIZE (100MB, 1GB,
+ *                        500kB or bytes; default 0: any that is not empty)
+ * A migration accepts a risk with a comment line naming it:
+ *   -- migrate:accept rewrite public.users
+ *   -- migrate:accept lock,rewrite users, orders
+ * mig_script_text takes only=flagged: the script holds only the pending
+ * migrations the policy refuses, recorded so that a later apply runs the
+ * others without calling them out of order.
+ */
+int			mig_impact(const mig_host *h, const char *path, const char *options,
+					   mig_impact_cb cb, void *arg, mig_err *err);
+
+/* The name pg_locks.mode gives lock mode MIG_LOCK_* ("AccessExclusiveLock"),
+ * or NULL for MIG_LOCK_NONE. */
+const char *mig_lock_name(int mode);
 
 /* One row of migrate_status: strings valid only during the callback. */
 typedef struct mig_status_row {

@@ -15,6 +15,7 @@
  *   mig_options.c the options text of migrate_apply
  *   mig_run.c     the apply / rollback / status drivers
  *   mig_adopt.c   importing another tool's history
+ *   mig_impact.c  what pending statements will do; the impact policy
  */
 #ifndef MIG_INT_H
 #define MIG_INT_H
@@ -349,7 +350,16 @@ typedef struct mig_options {
 								 * stop there if any failed; 0: none */
 	int			parallel;		/* parallel=N: N workers (PostgreSQL); 0 or
 								 * 1: one tenant at a time */
+	mig_policy	policy;			/* the impact policy's options given, */
+	unsigned	policy_given;	/* MIG_POLICY_* bits: which */
+	int			only_flagged;	/* migrate_script: only the migrations the
+								 * policy refuses */
 } mig_options;
+
+/* mig_options.policy_given */
+#define MIG_POLICY_MAX_LOCK		1u
+#define MIG_POLICY_NO_REWRITE	2u
+#define MIG_POLICY_MAX_SIZE		4u
 
 /* Which entry points an option is for (mig_options_parse_for). */
 #define MIG_USE_APPLY	1u		/* apply, run, plan, script */
@@ -359,6 +369,8 @@ typedef struct mig_options {
 #define MIG_USE_TENANT	16u		/* entry points that take schema= as the
 								 * tenant */
 #define MIG_USE_EACH	32u		/* the fan-out functions (*_each) */
+#define MIG_USE_VALIDATE 64u	/* validate: the impact policy */
+#define MIG_USE_SCRIPT	128u	/* script only (only=) */
 
 /* The defaults: every field 0 or NULL, lock fields -1 (the host's). */
 void		mig_options_default(mig_options *o);
@@ -392,6 +404,9 @@ typedef struct mig_hist {
 	int			has_down;
 	int			down_outside;	/* its down script runs outside a transaction */
 	int			down_noop;		/* its down script is empty: a no-op */
+	int			ahead;			/* recorded ahead by an off-hours script
+								 * (mig_record.ahead): not counted when
+								 * older pending ones are out of order */
 } mig_hist;
 
 /* A script that stopped half way outside a transaction (host->progress_load;
@@ -582,6 +597,61 @@ void		mig_file_record(const mig_file *f, const mig_text *up, const mig_script *s
 /* Ends the unit of work opened by host->lock: commits when rc is MIG_OK,
  * else rolls back keeping the first error; returns the outcome. */
 int			mig_finish(const mig_host *h, int rc, mig_err *err);
+
+/* Calls begin (when not NULL) with the options parsed for use
+ * (MIG_USE_*), then fn for each migration a call with them would apply,
+ * in order, with its scripts, after apply's own checks (mig_prepare); runs
+ * nothing (mig_ops.c). */
+int			mig_each_pending(const mig_host *h, const char *path, const char *options,
+							 unsigned use,
+							 int (*begin) (void *arg, const mig_options *o, mig_err *err),
+							 int (*fn) (void *arg, const mig_entry *e, const mig_text *up,
+										const mig_script *s, const mig_script *ds,
+										mig_err *err),
+							 void *arg, mig_err *err);
+
+/* ---- impact and its policy (mig_impact.c) ---- */
+/* The policy a call enforces: the host's defaults, overridden by the
+ * options given; 1 when it refuses anything at all. */
+int			mig_policy_of(const mig_host *h, const mig_options *o, mig_policy *pol);
+
+/* One call's pass over its pending scripts in order (mig_impact_begin,
+ * mig_impact_script for each, mig_impact_end). */
+typedef struct mig_impact_pass {
+	const mig_host *h;
+	mig_policy	pol;
+	int			active;			/* the policy refuses something */
+	int			first;			/* no script analysed yet */
+	int			stop;			/* fail at the first refused statement */
+	mig_impact_cb cb;			/* rows go on to cb(arg, row), or nowhere */
+	void	   *arg;
+	/* of the script being analysed */
+	const mig_script *s;
+	int64_t		done_before;	/* a migration resumed half way: its
+								 * statements before this offset ran */
+	int			refused;		/* statements of it the policy refuses */
+	mig_err    *err;			/* the call's */
+	/* optional: called for each statement refused (without stop), with
+	 * the error apply would give */
+	int			(*on_refusal) (void *arg, const mig_impact_row *r, const mig_err *e);
+	void	   *refusal_arg;
+} mig_impact_pass;
+
+void		mig_impact_begin(mig_impact_pass *ip, const mig_host *h, const mig_options *o);
+/* Analyses up script s of entry e (a resumed one from where it resumes):
+ * rows to ip->cb; ip->refused counts what the policy refuses, and with
+ * ip->stop the first of them fails it (55000: file, line, relation, size
+ * and lock).  A host without impact analysis has nothing to report. */
+int			mig_impact_script(mig_impact_pass *ip, const mig_entry *e, const mig_script *s,
+							  mig_err *err);
+void		mig_impact_end(mig_impact_pass *ip);
+/* Apply's check before anything runs: fails at the first statement the
+ * policy of o refuses among the migrations p would apply. */
+int			mig_policy_enforce(const mig_host *h, const char *dir, mig_plan *p,
+							   const mig_options *o, mig_err *err);
+/* Reads a lock mode name (pg_locks' name, any case; "none": 0); -1 when
+ * it is none of them. */
+int			mig_lock_parse(const char *s, size_t n);
 
 /* ---- errors (mig_err.c) ---- */
 /* Adds "migration V (file), line N" to err->context from err->offset. */

@@ -157,17 +157,84 @@ check_entry(const mig_host *h, mig_plan *p, mig_entry *e, mig_err *err)
 	return MIG_OK;
 }
 
+/* Notes a statement the impact policy refuses as a problem of its
+ * migration. */
+static int
+policy_problem(void *arg, const mig_impact_row *r, const mig_err *e)
+{
+	return mig_problem_add(&((mig_plan *) arg)->arena, ((mig_plan *) arg)->problems,
+						   r->version, r->file, "policy", 0, e);
+}
+
+/* Notes every statement the impact policy of o refuses among the pending
+ * migrations whose files are sound (the others already have a problem). */
+static int
+collect_policy(const mig_host *h, mig_plan *p, const mig_options *o, mig_err *err)
+{
+	mig_impact_pass ip;
+	mig_options all;
+	int			rc = MIG_OK;
+
+	mig_impact_begin(&ip, h, o);
+	if (!ip.active || h->impact == NULL)
+		return MIG_OK;
+	ip.on_refusal = policy_problem;
+	ip.refusal_arg = p;
+	mig_options_default(&all);
+	all.out_of_order = 1;
+	for (size_t i = 0; rc == MIG_OK && i < p->entries.n; i++)
+	{
+		mig_entry  *e = mig_vec_at(&p->entries, mig_entry, i);
+		mig_text	tmp[2] = {{0}, {0}};
+		const mig_text *up = NULL;
+		mig_script	s,
+					ds;
+
+		if (e->file == NULL || e->file->go || !mig_to_apply(e, &all) ||
+			noted(p->problems, e->file->version))
+			continue;
+		rc = mig_entry_scripts(h, p->dir, e, tmp, &up, &s, &ds, err);
+		if (rc == MIG_OK)
+			rc = mig_impact_script(&ip, e, &s, err);
+		mig_text_free(h, &tmp[0]);
+		mig_text_free(h, &tmp[1]);
+		if (rc == MIG_ERROR)
+		{
+			/* a file that changed since it was checked, say */
+			rc = mig_problem_add(&p->arena, p->problems, e->file->version, e->file->up,
+								 file_problem(err), 0, err);
+			mig_err_clear(err);
+		}
+	}
+	mig_impact_end(&ip);
+	return rc;
+}
+
 int
 mig_validate(const mig_host *h, const char *path, mig_problem_cb cb, void *arg,
 			 mig_err *err)
 {
+	return mig_validate_with(h, path, NULL, cb, arg, err);
+}
+
+int
+mig_validate_with(const mig_host *h, const char *path, const char *options,
+				  mig_problem_cb cb, void *arg, mig_err *err)
+{
 	mig_plan	p;
 	mig_vec		problems;
+	mig_arena	a;
+	mig_options o;
 	int			rc;
 
 	mig_err_clear(err);
 	if (!mig_path_given(h, &path, err))
 		return MIG_ERROR;
+	mig_arena_init(&a, h);
+	rc = mig_options_parse_for(&a, options, MIG_USE_VALIDATE, &o, err);
+	mig_arena_free(&a);			/* the policy's options hold no string */
+	if (rc != MIG_OK)
+		return rc;
 	mig_vec_init(&problems, h, sizeof(mig_found));
 	rc = mig_plan_collect(h, path, &p, &problems, err);
 	/* checked as CALL migrate_run would: a migration that only it can
@@ -192,6 +259,10 @@ mig_validate(const mig_host *h, const char *path, mig_problem_cb cb, void *arg,
 			if (!g->matched)
 				rc = note_partial(h, &p, NULL, g);
 		}
+		/* what the impact policy would refuse, once the files are known
+		 * to be sound */
+		if (rc == MIG_OK)
+			rc = collect_policy(h, &p, &o, err);
 	}
 	for (size_t i = 0; rc == MIG_OK && i < problems.n; i++)
 	{
@@ -370,15 +441,12 @@ mig_repair_with(const mig_host *h, const char *path, const char *options,
 
 /* ---- plan (dry run) ---- */
 
-/* Calls begin (when not NULL) with the parsed options, then fn for each
- * migration a call with options would apply, in order, with its scripts,
- * after apply's own checks; runs nothing. */
-static int
-each_pending(const mig_host *h, const char *path, const char *options,
-			 int (*begin) (void *arg, const mig_options *o, mig_err *err),
-			 int (*fn) (void *arg, const mig_entry *e, const mig_text *up,
-						const mig_script *s, const mig_script *ds, mig_err *err),
-			 void *arg, mig_err *err)
+int
+mig_each_pending(const mig_host *h, const char *path, const char *options, unsigned use,
+				 int (*begin) (void *arg, const mig_options *o, mig_err *err),
+				 int (*fn) (void *arg, const mig_entry *e, const mig_text *up,
+							const mig_script *s, const mig_script *ds, mig_err *err),
+				 void *arg, mig_err *err)
 {
 	mig_arena	a;
 	mig_options o;
@@ -389,7 +457,7 @@ each_pending(const mig_host *h, const char *path, const char *options,
 	if (!mig_path_given(h, &path, err))
 		return MIG_ERROR;
 	mig_arena_init(&a, h);
-	rc = mig_options_parse_for(&a, options, MIG_USE_APPLY | MIG_USE_DRYRUN, &o, err);
+	rc = mig_options_parse_for(&a, options, use, &o, err);
 	if (rc == MIG_OK && begin)
 		rc = begin(arg, &o, err);
 	if (rc == MIG_OK)
@@ -428,7 +496,20 @@ each_pending(const mig_host *h, const char *path, const char *options,
 typedef struct plan_arg {
 	mig_pending_cb cb;
 	void	   *arg;
+	mig_impact_pass ip;			/* the impact policy, failing the plan as
+								 * it fails apply */
 } plan_arg;
+
+static int
+plan_begin(void *arg, const mig_options *o, mig_err *err)
+{
+	plan_arg   *pa = arg;
+
+	(void) err;
+	mig_impact_begin(&pa->ip, pa->ip.h, o);
+	pa->ip.stop = 1;
+	return MIG_OK;
+}
 
 static int
 plan_one(void *arg, const mig_entry *e, const mig_text *up, const mig_script *s,
@@ -437,6 +518,9 @@ plan_one(void *arg, const mig_entry *e, const mig_text *up, const mig_script *s,
 	plan_arg   *pa = arg;
 	mig_pending m;
 	int			rc;
+
+	if (pa->ip.active && (rc = mig_impact_script(&pa->ip, e, s, err)) != MIG_OK)
+		return rc;
 
 	m.version = e->file->version;
 	m.name = e->file->name;
@@ -460,9 +544,17 @@ int
 mig_plan_pending(const mig_host *h, const char *path, const char *options,
 				 mig_pending_cb cb, void *arg, mig_err *err)
 {
-	plan_arg	pa = {cb, arg};
+	plan_arg	pa;
+	int			rc;
 
-	return each_pending(h, path, options, NULL, plan_one, &pa, err);
+	memset(&pa, 0, sizeof(pa));
+	pa.cb = cb;
+	pa.arg = arg;
+	pa.ip.h = h;
+	pa.ip.first = 1;
+	rc = mig_each_pending(h, path, options, MIG_USE_APPLY | MIG_USE_DRYRUN, plan_begin, plan_one, &pa, err);
+	mig_impact_end(&pa.ip);
+	return rc;
 }
 
 /* ---- the off-hours script ---- */
@@ -518,16 +610,39 @@ put_part(strbuf *b, int part, const mig_record *rec, const mig_lock_opts *lock,
 	return rc;
 }
 
+/* A script's state: its text, and with only=flagged which migrations the
+ * policy refuses (mig_impact.c). */
+typedef struct script_arg {
+	strbuf		b;				/* first: script_begin's put_part takes it */
+	int			only_flagged;
+	size_t		left_out;		/* pending migrations left out so far */
+	size_t		written;		/* migrations written */
+	mig_impact_pass ip;
+} script_arg;
+
 static int
 script_one(void *arg, const mig_entry *e, const mig_text *up, const mig_script *s,
 		   const mig_script *ds, mig_err *err)
 {
-	strbuf	   *b = arg;
+	script_arg *sa = arg;
+	strbuf	   *b = &sa->b;
 	mig_record	rec;
 	char		head[1200];
 	int			rc;
 
-	if (e->partial || (e->outside && !b->run_mode))
+	if (sa->only_flagged)
+	{
+		/* every pending script is analysed, in order: one may create what
+		 * a later one changes */
+		if ((rc = mig_impact_script(&sa->ip, e, s, err)) != MIG_OK)
+			return rc;
+		if (sa->ip.refused == 0)
+		{
+			sa->left_out++;
+			return MIG_OK;
+		}
+	}
+	if (e->partial || (e->outside && !sa->b.run_mode))
 	{
 		if (e->partial)
 		{
@@ -549,7 +664,16 @@ script_one(void *arg, const mig_entry *e, const mig_text *up, const mig_script *
 	}
 	mig_file_record(e->file, up, s, ds, &rec);
 	rec.down_outside = e->down_outside;
-	snprintf(head, sizeof(head), "\n-- migration %s (%s)\n", e->file->version, e->file->up);
+	/* run before the pending migrations left out ahead of it: they
+	 * apply later without being out of order */
+	rec.ahead = sa->left_out > 0;
+	if (sa->only_flagged)
+		snprintf(head, sizeof(head), "\n-- migration %s (%s): the policy refuses %d statement%s of it%s\n",
+				 e->file->version, e->file->up, sa->ip.refused, sa->ip.refused == 1 ? "" : "s",
+				 rec.ahead ? "; recorded ahead of pending migrations left out of this script" : "");
+	else
+		snprintf(head, sizeof(head), "\n-- migration %s (%s)\n", e->file->version, e->file->up);
+	sa->written++;
 	rc = put(b, head, strlen(head));
 	if (rc == MIG_OK && e->state == MIG_OUTDATED)
 		rc = put_part(b, MIG_PART_FORGET, &rec, NULL, err);
@@ -591,17 +715,30 @@ script_one(void *arg, const mig_entry *e, const mig_text *up, const mig_script *
 static int
 script_begin(void *arg, const mig_options *o, mig_err *err)
 {
-	strbuf	   *b = arg;
+	script_arg *sa = arg;
 
-	b->run_mode = o->mode_run;
-	return put_part(b, o->mode_run ? MIG_PART_BEGIN_RUN : MIG_PART_BEGIN, NULL, &o->lock, err);
+	sa->b.run_mode = o->mode_run;
+	if (o->only_flagged)
+	{
+		mig_impact_begin(&sa->ip, sa->b.h, o);
+		if (!sa->ip.active)
+		{
+			mig_err_set(err, MIG_SQLSTATE_BAD_ARG, "option only=flagged needs an impact policy");
+			mig_err_detail(err, "It writes only the migrations the policy refuses, and no policy is set.");
+			mig_err_hint(err, "Give max_lock= or no_rewrite=true (and max_size=) with it, or set them as defaults (PostgreSQL: migrate.max_lock, migrate.no_rewrite, migrate.max_size).");
+			return MIG_ERROR;
+		}
+		sa->only_flagged = 1;
+	}
+	return put_part(&sa->b, o->mode_run ? MIG_PART_BEGIN_RUN : MIG_PART_BEGIN, NULL, &o->lock, err);
 }
 
 int
 mig_script_text(const mig_host *h, const char *path, const char *options,
 				char **text, size_t *len, mig_err *err)
 {
-	strbuf		b = {h, NULL, 0, 0, 0};
+	script_arg	sa;
+	strbuf	   *b = &sa.b;
 	int			rc;
 
 	*text = NULL;
@@ -612,16 +749,29 @@ mig_script_text(const mig_host *h, const char *path, const char *options,
 		mig_err_set(err, "0A000", "writing a migration script is not available here");
 		return MIG_ERROR;
 	}
-	rc = each_pending(h, path, options, script_begin, script_one, &b, err);
+	memset(&sa, 0, sizeof(sa));
+	b->h = h;
+	sa.ip.h = h;
+	sa.ip.first = 1;
+	rc = mig_each_pending(h, path, options, MIG_USE_APPLY | MIG_USE_DRYRUN | MIG_USE_SCRIPT,
+						  script_begin, script_one, &sa, err);
+	mig_impact_end(&sa.ip);
+	if (rc == MIG_OK && sa.only_flagged && sa.written == 0)
+	{
+		static const char none[] = "\n-- no pending migration is refused by the policy: nothing to run off-hours\n";
+
+		if ((rc = put(b, none, sizeof(none) - 1)) != MIG_OK)
+			mig_err_nomem(err);
+	}
 	if (rc == MIG_OK)
-		rc = put_part(&b, b.run_mode ? MIG_PART_END_RUN : MIG_PART_END, NULL, NULL, err);
+		rc = put_part(b, b->run_mode ? MIG_PART_END_RUN : MIG_PART_END, NULL, NULL, err);
 	if (rc != MIG_OK)
 	{
-		if (b.buf)
-			h->release(h->ctx, b.buf);
+		if (b->buf)
+			h->release(h->ctx, b->buf);
 		return rc;
 	}
-	*text = b.buf;
-	*len = b.len;
+	*text = b->buf;
+	*len = b->len;
 	return MIG_OK;
 }

@@ -4,6 +4,7 @@
  * engine:
  *
  *   'target=20240101120000, out_of_order=true, wait=0, if_locked=skip'
+ *   'max_lock=ShareUpdateExclusiveLock, no_rewrite=true, max_size=100MB'
  *
  * Pairs key=value separated by commas or white space; booleans are
  * true/false, on/off, yes/no or 1/0; durations are a whole number with an
@@ -22,12 +23,13 @@
 
 enum { O_TARGET, O_OUT_OF_ORDER, O_IGNORE_MISSING, O_WAIT, O_IF_LOCKED,
 O_LOCK_TIMEOUT, O_LOCK_RETRIES, O_PARTIAL, O_SCHEMA, O_MODE, O_VERBOSE,
-O_ON_ERROR, O_CANARY, O_PARALLEL, O_COUNT };
+O_ON_ERROR, O_CANARY, O_PARALLEL, O_MAX_LOCK, O_NO_REWRITE, O_MAX_SIZE, O_ONLY,
+O_COUNT };
 
 static const char *const keys[O_COUNT] = {
 	"target", "out_of_order", "ignore_missing", "wait", "if_locked",
 	"lock_timeout", "lock_retries", "partial", "schema", "mode", "verbose",
-	"on_error", "canary", "parallel"
+	"on_error", "canary", "parallel", "max_lock", "no_rewrite", "max_size", "only"
 };
 
 /* Which entry points take each option (MIG_USE_*). */
@@ -37,7 +39,10 @@ static const unsigned uses[O_COUNT] = {
 	APPLY_LIKE | MIG_USE_REPAIR | MIG_USE_ADOPT, APPLY_LIKE, APPLY_LIKE, MIG_USE_REPAIR,
 	MIG_USE_ADOPT | MIG_USE_TENANT, MIG_USE_DRYRUN,
 	APPLY_LIKE | MIG_USE_REPAIR | MIG_USE_ADOPT,
-	MIG_USE_EACH, MIG_USE_EACH, MIG_USE_EACH
+	MIG_USE_EACH, MIG_USE_EACH, MIG_USE_EACH,
+	/* the impact policy (mig_impact.c) */
+	APPLY_LIKE | MIG_USE_VALIDATE, APPLY_LIKE | MIG_USE_VALIDATE,
+	APPLY_LIKE | MIG_USE_VALIDATE, MIG_USE_SCRIPT
 };
 
 /* The options an entry point takes, for the hint of an unknown one. */
@@ -125,6 +130,31 @@ duration(const char *v, size_t n, int forever_ok, long *ms)
 	else
 		return 0;
 	return *ms <= INT_MAX;		/* what PostgreSQL's lock_timeout holds */
+}
+
+/* "100MB", "1GB", "500kB", "2TB" (units of 1024, as PostgreSQL's memory
+ * settings, any case) or a bare number of bytes. */
+static int
+size_bytes(const char *v, size_t n, int64_t *out)
+{
+	static const char *const units[] = {"b", "kb", "mb", "gb", "tb"};
+	int64_t		x = 0;
+	size_t		i = 0;
+
+	while (i < n && i < 15 && isdigit((unsigned char) v[i]))
+		x = x * 10 + (v[i++] - '0');
+	if (i == 0 || (i < n && isdigit((unsigned char) v[i])))
+		return 0;
+	if (i == n)
+		return *out = x, 1;
+	for (int u = 0; u < 5; u++)
+		if (is(v + i, n - i, units[u]))
+		{
+			for (int k = 0; k < u; k++)
+				x *= 1024;		/* 15 digits times 1024^4 fits */
+			return *out = x, 1;
+		}
+	return 0;
 }
 
 static int
@@ -225,6 +255,38 @@ set_option(mig_arena *a, int k, const char *val, size_t vlen, mig_options *o,
 								 "a number of tenants from 0 to 10000" :
 								 "a number of workers from 1 to 10000", val, vlen);
 			*(k == O_CANARY ? &o->canary : &o->parallel) = (int) x;
+			return MIG_OK;
+		case O_MAX_LOCK:
+			{
+				int			mode = mig_lock_parse(val, vlen);
+
+				if (mode < 0)
+				{
+					bad_value(err, keys[k], "a lock mode as pg_locks names it", val, vlen);
+					mig_err_hint(err, "The modes, weakest first: AccessShareLock, RowShareLock, RowExclusiveLock, ShareUpdateExclusiveLock, ShareLock, ShareRowExclusiveLock, ExclusiveLock, AccessExclusiveLock; or none.");
+					return MIG_ERROR;
+				}
+				o->policy.max_lock = mode;
+				o->policy_given |= MIG_POLICY_MAX_LOCK;
+				return MIG_OK;
+			}
+		case O_NO_REWRITE:
+			if (!boolean(val, vlen, &o->policy.no_rewrite))
+				return bad_value(err, keys[k], "true or false", val, vlen);
+			o->policy_given |= MIG_POLICY_NO_REWRITE;
+			return MIG_OK;
+		case O_MAX_SIZE:
+			if (!size_bytes(val, vlen, &o->policy.max_bytes))
+				return bad_value(err, keys[k], "a size such as 100MB, 1GB or 500kB", val, vlen);
+			o->policy_given |= MIG_POLICY_MAX_SIZE;
+			return MIG_OK;
+		case O_ONLY:
+			if (is(val, vlen, "flagged"))
+				o->only_flagged = 1;
+			else if (is(val, vlen, "all"))
+				o->only_flagged = 0;
+			else
+				return bad_value(err, keys[k], "flagged or all", val, vlen);
 			return MIG_OK;
 		case O_PARTIAL:
 			if (is(val, vlen, "discard"))

@@ -129,6 +129,7 @@ hist_cb(void *arg, const mig_hist_row *r)
 	h->has_down = r->has_down;
 	h->down_outside = r->down_outside != 0;
 	h->down_noop = r->down_noop != 0;
+	h->ahead = r->ahead != 0;
 	if (h->version == NULL || h->name == NULL || h->checksum == NULL || h->checksum_norm == NULL ||
 		(r->file && h->file == NULL) || (r->applied_at && h->applied_at == NULL) ||
 		(p->keeps_file_id && r->file_id && h->file_id == NULL))
@@ -353,7 +354,9 @@ merge_by_key(const mig_host *h, mig_plan *p, int dirfd, mig_err *err)
 	{
 		mig_entry  *e = mig_vec_at(&p->entries, mig_entry, i);
 
-		if (e->hist && !mig_is_repeatable(e->hist->version))
+		/* a row recorded ahead by an off-hours script leaves the pending
+		 * migrations before it in order (mig_record.ahead) */
+		if (e->hist && !mig_is_repeatable(e->hist->version) && !e->hist->ahead)
 			last = i;
 	}
 	if (last == SIZE_MAX)
@@ -454,7 +457,8 @@ mig_plan_collect(const mig_host *h, const char *dir, mig_plan *p, mig_vec *probl
 	if (p->hist.n > 1)
 		qsort(p->hist.items, p->hist.n, sizeof(mig_hist *), hist_cmp);
 	for (size_t k = p->hist.n; k > 0 && p->max_applied == NULL; k--)
-		if (!mig_is_repeatable((*mig_vec_at(&p->hist, mig_hist *, k - 1))->version))
+		if (!mig_is_repeatable((*mig_vec_at(&p->hist, mig_hist *, k - 1))->version) &&
+			!(*mig_vec_at(&p->hist, mig_hist *, k - 1))->ahead)
 			p->max_applied = (*mig_vec_at(&p->hist, mig_hist *, k - 1))->version;
 	if (dir && (rc = mig_discover(h, &p->arena, dir, &p->files, p->problems, &p->order,
 								   err)) != MIG_OK)

@@ -585,6 +585,9 @@ mig_apply_with(const mig_host *h, const char *path, const char *options,
 		return mig_finish(h, rc, err);
 	}
 	rc = mig_prepare(h, path, &o, &p, err);
+	/* the impact policy, before anything runs */
+	if (rc == MIG_OK)
+		rc = mig_policy_enforce(h, path, &p, &o, err);
 	if (rc == MIG_OK)
 		rc = mig_noop_remember(h, &p, &noop, err);
 	/* in version order: repeatables come last, as Flyway runs them */

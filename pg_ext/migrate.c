@@ -15,6 +15,7 @@
  *   SELECT * FROM migrate_plan('/srv/app/migrations');      -- a dry run
  *   SELECT migrate_script('/srv/app/migrations');  -- SQL for psql, off-hours
  *   SELECT * FROM migrate_lock_holder();           -- who holds the lock
+ *   SELECT * FROM migrate_impact('/srv/app/migrations');    -- locks, rewrites, sizes
  *
  *   SELECT migrate_apply(decode(:'archive', 'base64'));   -- the folder as
  *   SELECT migrate_apply('{"1_a.up.sql": "..."}'::jsonb);  -- data: a tar,
@@ -285,7 +286,56 @@ problem_row(void *arg, const mig_problem *p)
 static int
 op_validate(const mig_host *h, CoreCall *call, mig_err *err)
 {
-	return mig_validate(h, call->path, problem_row, call, err);
+	return mig_validate_with(h, call->path, call->options, problem_row, call, err);
+}
+
+/* Adds one statement to migrate_impact's result (pg_impact.c); returns
+ * MIG_OK.  Text is shown as a report is: a character the server encoding
+ * lacks shows as \uXXXX. */
+static int
+impact_row(void *arg, mig_impact_row *r)
+{
+	CoreCall   *call = (CoreCall *) arg;
+	Datum		values[13];
+	bool		nulls[13];
+	const char *texts[] = {r->version, r->file, NULL, r->statement, r->relation,
+	mig_lock_name(r->lock)};
+
+	memset(nulls, 0, sizeof(nulls));
+	for (int i = 0; i < 6; i++)
+	{
+		if (i == 2)
+			continue;
+		nulls[i] = texts[i] == NULL;
+		values[i] = nulls[i] ? (Datum) 0 : CStringGetTextDatum(mig_pg_report_text(texts[i]));
+	}
+	values[2] = Int32GetDatum(r->line);
+	values[6] = BoolGetDatum(r->rewrites != 0);
+	values[7] = BoolGetDatum(r->scans != 0);
+	values[8] = Int64GetDatum(r->bytes);
+	nulls[8] = r->bytes < 0;
+	values[9] = Int64GetDatum(r->rows);
+	nulls[9] = r->rows < 0;
+	nulls[10] = r->blocked_by == NULL;
+	values[10] = nulls[10] ? (Datum) 0 : CStringGetTextDatum(mig_pg_report_text(r->blocked_by));
+	nulls[11] = r->advice == NULL;
+	values[11] = nulls[11] ? (Datum) 0 : CStringGetTextDatum(mig_pg_report_text(r->advice));
+	nulls[12] = r->policy == NULL;
+	values[12] = nulls[12] ? (Datum) 0 : CStringGetTextDatum(r->policy);
+	tuplestore_putvalues(call->rsinfo->setResult, call->rsinfo->setDesc, values, nulls);
+	return MIG_OK;
+}
+
+static int
+op_impact(const mig_host *h, CoreCall *call, mig_err *err)
+{
+	MigPg	   *mp = (MigPg *) h->ctx;
+
+	/* the impact of either form: statements that only CALL migrate_run
+	 * can run (outside a transaction) are analysed too; nothing runs */
+	mp->host.exec_outside = mig_pg_exec_outside;
+	mp->host.outside_hint = NULL;
+	return mig_impact(h, call->path, call->options, impact_row, call, err);
 }
 
 static int
@@ -942,6 +992,33 @@ migrate_validate(PG_FUNCTION_ARGS)
 	CoreCall   *call = new_call(CurrentMemoryContext, op_validate);
 
 	source_arg(fcinfo, call, "migrate_validate");
+	call->options = options_arg(fcinfo, CurrentMemoryContext);
+	InitMaterializedSRF(fcinfo, 0);
+	call->rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	run_core(fcinfo, call, false);
+	return (Datum) 0;
+}
+
+/*
+ * migrate_impact(path text [, options text]) RETURNS TABLE(version text,
+ *     file text, line int, statement text, relation text, lock_mode text,
+ *     rewrites bool, scans bool, relation_bytes bigint,
+ *     relation_rows bigint, blocked_by text, advice text, policy text)
+ *
+ * What every statement of the migrations migrate_apply would apply (with
+ * the same options) will do to the database, from the server's own
+ * parser and lock rules and the live catalog (pg_impact.c), in the order
+ * they would run.  Runs nothing, takes no lock but the catalogs' own,
+ * changes nothing.
+ */
+PG_FUNCTION_INFO_V1(migrate_impact);
+Datum
+migrate_impact(PG_FUNCTION_ARGS)
+{
+	CoreCall   *call = new_call(CurrentMemoryContext, op_impact);
+
+	source_arg(fcinfo, call, "migrate_impact");
+	call->options = options_arg(fcinfo, CurrentMemoryContext);
 	InitMaterializedSRF(fcinfo, 0);
 	call->rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	run_core(fcinfo, call, false);

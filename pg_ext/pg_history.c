@@ -112,6 +112,7 @@ history_row(TupleTableSlot *slot, DestReceiver *self)
 	row.has_down = DatumGetBool(v[9]) ? 1 : 0;
 	row.down_outside = s[7] && strcmp(s[7], "outside") == 0;
 	row.down_noop = s[7] && strcmp(s[7], "noop") == 0;
+	row.ahead = !n[11] && DatumGetBool(v[11]);
 	d->rc = d->cb(d->arg, &row);
 	for (int c = 0; c < 8; c++)
 		if (s[c] != NULL)
@@ -169,10 +170,11 @@ load_history(MigPg *mp, void *cbarg, mig_err *err)
 	 * back never look at it. */
 	sql = psprintf("SELECT version, name, up_file, checksum, checksum_norm, "
 				   "%s, file_id, execution_ms, installed_rank, "
-				   "down_sql IS NOT NULL, %s FROM %s",
+				   "down_sql IS NOT NULL, %s, %s FROM %s",
 				   mp->want_applied_at ? "applied_at::pg_catalog.text" :
 				   "NULL::pg_catalog.text",
-				   mp->v03 ? "down_mode" : "NULL::pg_catalog.text", mp->history);
+				   mp->v03 ? "down_mode" : "NULL::pg_catalog.text",
+				   mp->has_ahead ? "ahead" : "false", mp->history);
 	ret = SPI_execute_extended(sql, &opts);
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(mp->scratch);
@@ -756,6 +758,21 @@ pg_script_part(void *ctx, int part, const mig_record *rec,
 				mp->replace_next = false;
 			}
 			appendStringInfoString(&buf, ");\n");
+			/* recorded ahead of older pending migrations (pg_impact.c) */
+			if (rec->ahead && !mp->has_ahead)
+			{
+				mig_err_set(err, MIG_SQLSTATE_STATE,
+							"migration %s would be recorded ahead of older pending migrations, which this extension version cannot record",
+							rec->version);
+				mig_err_hint(err, "ALTER EXTENSION migrate UPDATE.");
+				rc = MIG_ERROR;
+			}
+			else if (rec->ahead)
+			{
+				appendStringInfo(&buf, "SELECT %s.migrate_script_ahead(", mp->nsp_q);
+				append_literal(&buf, rec->version);
+				appendStringInfoString(&buf, ");\n");
+			}
 			break;
 		case MIG_PART_FORGET:
 			if (rec == NULL)
@@ -810,7 +827,9 @@ pg_script_part(void *ctx, int part, const mig_record *rec,
 				appendStringInfo(&buf, "SET LOCAL lock_timeout = '%dms';\n", mp->rail_timeout_ms);
 			break;
 	}
-	if (buf.len == 0)
+	if (rc != MIG_OK)
+		;						/* err says why */
+	else if (buf.len == 0)
 	{
 		mig_err_set(err, MIG_SQLSTATE_INTERNAL, "unknown part %d of a migration script", part);
 		rc = MIG_ERROR;
@@ -1283,6 +1302,7 @@ mig_pg_history_host(MigPg *mp, Oid nsp)
 	/* 0.3: down scripts' mode, progress of both directions, the guard,
 	 * the call log */
 	mp->v03 = get_attnum(mp->history_oid, "down_mode") != InvalidAttrNumber;
+	mp->has_ahead = get_attnum(mp->history_oid, "ahead") != InvalidAttrNumber;
 	mp->calls_oid = get_relname_relid("migrate_calls", nsp);
 	mp->calls = MemoryContextStrdup(mp->cxt, psprintf("%s.%s", mp->nsp_q,
 													   quote_identifier("migrate_calls")));

@@ -103,6 +103,7 @@ mig_pg_define_settings(void)
 							NULL, NULL, NULL);
 	mig_pg_define_rail_settings();
 	mig_pg_define_call_settings();
+	mig_pg_define_impact_settings();
 	MarkGUCPrefixReserved("migrate");
 	RegisterXactCallback(clear_mark_at_abort, NULL);
 	RegisterSubXactCallback(clear_mark_at_subabort, NULL);
@@ -1483,6 +1484,7 @@ mig_pg_begin(Oid fn_oid, bool procedure)
 	mp->host.keeps_file_id = 1;
 	mp->host.max_file_size = (size_t) max_file_kb * 1024;
 	mp->host.refuse_writable = 1;
+	mig_pg_impact_host(mp);
 	return mp;
 }
 

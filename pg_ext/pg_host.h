@@ -71,6 +71,8 @@ typedef struct MigPg
 								 * progress.down, repairs.action, guard) */
 	bool		replace_next;	/* migrate_script: the next record replaces
 								 * a repeatable's row */
+	bool		has_ahead;		/* migrate_history has the column ahead */
+	void	   *impact;			/* pg_impact.c's state over one call */
 
 	/* The call log (pg_calls.c): the row of this call, when it writes. */
 	const char *call_fn;		/* the function called, or NULL: not logged */
@@ -218,6 +220,13 @@ extern long mig_pg_script_offset(const MigPg *mp, int off);
 /* Whether stmt can run only outside a transaction block (CREATE INDEX
  * CONCURRENTLY, VACUUM...: what check_script answers MIG_OUTSIDE for). */
 extern bool mig_pg_outside_only(Node *stmt);
+
+/* ---- pg_impact.c: what a migration will do, and the policy ---- */
+
+/* Defines migrate.max_lock, migrate.no_rewrite and migrate.max_size. */
+extern void mig_pg_define_impact_settings(void);
+/* Fills in mp's host.impact and the policy's defaults from the settings. */
+extern void mig_pg_impact_host(MigPg *mp);
 
 /* ---- pg_calls.c: the call log ---- */
 

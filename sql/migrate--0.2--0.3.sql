@@ -594,3 +594,189 @@ GRANT EXECUTE ON FUNCTION @extschema@.migrate_lock_holder() TO pg_database_owner
 GRANT EXECUTE ON FUNCTION @extschema@.migrate_script_record(pg_catalog.text, pg_catalog.text, pg_catalog.text, pg_catalog.text, pg_catalog.text, pg_catalog.text, pg_catalog.text, pg_catalog.text, pg_catalog.text, pg_catalog.int4, pg_catalog.bool) TO pg_database_owner;
 GRANT SELECT ON TABLE @extschema@.migrate_history, @extschema@.migrate_repairs,
 	@extschema@.migrate_progress, @extschema@.migrate_calls TO pg_database_owner;
+
+-- ---- impact: what a migration will do to the live database (issue 21) ----
+
+-- ahead: the row was recorded by an off-hours script of the migrations the
+-- impact policy refuses (migrate_script 'only=flagged') while migrations
+-- before it were still pending: those apply later without being out of
+-- order.
+ALTER TABLE @extschema@.migrate_history
+	ADD COLUMN ahead pg_catalog.bool NOT NULL DEFAULT false;
+
+-- One row per top-level statement of the migrations migrate_apply would
+-- apply, in order: the relation it touches (schema-qualified; NULL for one
+-- created earlier in the plan), the strongest lock it takes on it (as
+-- pg_locks.mode names it), whether it rewrites it or reads all of it under
+-- that lock, its size and rows now, the sessions now in its way, the safer
+-- form, and what the impact policy makes of it.  Nothing runs, no lock is
+-- taken, nothing changes.
+CREATE FUNCTION @extschema@.migrate_impact(path pg_catalog.text)
+RETURNS TABLE (
+	version				pg_catalog.text,
+	file				pg_catalog.text,
+	line				pg_catalog.int4,
+	statement			pg_catalog.text,
+	relation			pg_catalog.text,
+	lock_mode			pg_catalog.text,
+	rewrites			pg_catalog.bool,
+	scans				pg_catalog.bool,
+	relation_bytes		pg_catalog.int8,
+	relation_rows		pg_catalog.int8,
+	blocked_by			pg_catalog.text,
+	advice				pg_catalog.text,
+	policy				pg_catalog.text
+)
+AS 'MODULE_PATHNAME', 'migrate_impact'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION @extschema@.migrate_impact(path pg_catalog.text, options pg_catalog.text)
+RETURNS TABLE (
+	version				pg_catalog.text,
+	file				pg_catalog.text,
+	line				pg_catalog.int4,
+	statement			pg_catalog.text,
+	relation			pg_catalog.text,
+	lock_mode			pg_catalog.text,
+	rewrites			pg_catalog.bool,
+	scans				pg_catalog.bool,
+	relation_bytes		pg_catalog.int8,
+	relation_rows		pg_catalog.int8,
+	blocked_by			pg_catalog.text,
+	advice				pg_catalog.text,
+	policy				pg_catalog.text
+)
+AS 'MODULE_PATHNAME', 'migrate_impact'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.migrate_impact(pg_catalog.text) IS
+'what each statement of the pending migrations of a server folder will do: relation, lock mode, rewrite, full scan, size and rows, sessions in the way, the safer form; runs nothing, takes no lock, changes nothing';
+COMMENT ON FUNCTION @extschema@.migrate_impact(pg_catalog.text, pg_catalog.text) IS
+'migrate_impact with the options of migrate_apply and of the impact policy (max_lock=, no_rewrite=, max_size=): the policy column says what the policy refuses';
+
+-- migrate_validate with the impact policy's options: each statement the
+-- policy refuses is a problem of kind policy.
+CREATE FUNCTION @extschema@.migrate_validate(path pg_catalog.text, options pg_catalog.text)
+RETURNS TABLE (
+	version				pg_catalog.text,
+	file				pg_catalog.text,
+	problem				pg_catalog.text,
+	severity			pg_catalog.text,
+	sqlstate			pg_catalog.text,
+	message				pg_catalog.text
+)
+AS 'MODULE_PATHNAME', 'migrate_validate'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.migrate_validate(pg_catalog.text, pg_catalog.text) IS
+'migrate_validate with the impact policy''s options (max_lock=, no_rewrite=, max_size=): each statement the policy refuses is a problem of kind policy';
+
+-- What an off-hours script of flagged migrations calls after recording one
+-- ahead of older pending migrations; only for the row its own transaction
+-- recorded, under the migration lock.
+CREATE FUNCTION @extschema@.migrate_script_ahead(version pg_catalog.text)
+RETURNS pg_catalog.void
+AS 'MODULE_PATHNAME', 'migrate_script_ahead'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.migrate_script_ahead(pg_catalog.text) IS
+'called by a script of migrate_script only=flagged: marks the migration it just recorded as recorded ahead of older pending ones';
+
+-- They read server files (impact, validate) or write the history (ahead).
+REVOKE ALL ON FUNCTION @extschema@.migrate_impact(pg_catalog.text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.migrate_impact(pg_catalog.text, pg_catalog.text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.migrate_validate(pg_catalog.text, pg_catalog.text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.migrate_script_ahead(pg_catalog.text) FROM PUBLIC;
+
+-- The same for the folder as data (archive or JSON object): they read no
+-- server file, so the database's owner may call them.
+
+CREATE FUNCTION @extschema@.migrate_impact(archive pg_catalog.bytea, options pg_catalog.text DEFAULT NULL)
+RETURNS TABLE (
+	version				pg_catalog.text,
+	file				pg_catalog.text,
+	line				pg_catalog.int4,
+	statement			pg_catalog.text,
+	relation			pg_catalog.text,
+	lock_mode			pg_catalog.text,
+	rewrites			pg_catalog.bool,
+	scans				pg_catalog.bool,
+	relation_bytes		pg_catalog.int8,
+	relation_rows		pg_catalog.int8,
+	blocked_by			pg_catalog.text,
+	advice				pg_catalog.text,
+	policy				pg_catalog.text
+)
+AS 'MODULE_PATHNAME', 'migrate_impact'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.migrate_impact(pg_catalog.bytea, pg_catalog.text) IS
+'migrate_impact of the folder sent as an archive (tar, tar.gz or zip)';
+
+REVOKE ALL ON FUNCTION @extschema@.migrate_impact(pg_catalog.bytea, pg_catalog.text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.migrate_impact(pg_catalog.bytea, pg_catalog.text) TO pg_database_owner;
+
+CREATE FUNCTION @extschema@.migrate_validate(archive pg_catalog.bytea, options pg_catalog.text)
+RETURNS TABLE (
+	version				pg_catalog.text,
+	file				pg_catalog.text,
+	problem				pg_catalog.text,
+	severity			pg_catalog.text,
+	sqlstate			pg_catalog.text,
+	message				pg_catalog.text
+)
+AS 'MODULE_PATHNAME', 'migrate_validate'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.migrate_validate(pg_catalog.bytea, pg_catalog.text) IS
+'migrate_validate of the folder sent as an archive (tar, tar.gz or zip), with the impact policy''s options';
+
+REVOKE ALL ON FUNCTION @extschema@.migrate_validate(pg_catalog.bytea, pg_catalog.text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.migrate_validate(pg_catalog.bytea, pg_catalog.text) TO pg_database_owner;
+
+CREATE FUNCTION @extschema@.migrate_impact(files pg_catalog.jsonb, options pg_catalog.text DEFAULT NULL)
+RETURNS TABLE (
+	version				pg_catalog.text,
+	file				pg_catalog.text,
+	line				pg_catalog.int4,
+	statement			pg_catalog.text,
+	relation			pg_catalog.text,
+	lock_mode			pg_catalog.text,
+	rewrites			pg_catalog.bool,
+	scans				pg_catalog.bool,
+	relation_bytes		pg_catalog.int8,
+	relation_rows		pg_catalog.int8,
+	blocked_by			pg_catalog.text,
+	advice				pg_catalog.text,
+	policy				pg_catalog.text
+)
+AS 'MODULE_PATHNAME', 'migrate_impact'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.migrate_impact(pg_catalog.jsonb, pg_catalog.text) IS
+'migrate_impact of the folder sent as a JSON object of file names and texts';
+
+REVOKE ALL ON FUNCTION @extschema@.migrate_impact(pg_catalog.jsonb, pg_catalog.text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.migrate_impact(pg_catalog.jsonb, pg_catalog.text) TO pg_database_owner;
+
+CREATE FUNCTION @extschema@.migrate_validate(files pg_catalog.jsonb, options pg_catalog.text)
+RETURNS TABLE (
+	version				pg_catalog.text,
+	file				pg_catalog.text,
+	problem				pg_catalog.text,
+	severity			pg_catalog.text,
+	sqlstate			pg_catalog.text,
+	message				pg_catalog.text
+)
+AS 'MODULE_PATHNAME', 'migrate_validate'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.migrate_validate(pg_catalog.jsonb, pg_catalog.text) IS
+'migrate_validate of the folder sent as a JSON object of file names and texts, with the impact policy''s options';
+
+REVOKE ALL ON FUNCTION @extschema@.migrate_validate(pg_catalog.jsonb, pg_catalog.text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.migrate_validate(pg_catalog.jsonb, pg_catalog.text) TO pg_database_owner;
+
+-- An off-hours script run by the database's owner marks what it recorded,
+-- as migrate_script_record lets it record.
+GRANT EXECUTE ON FUNCTION @extschema@.migrate_script_ahead(pg_catalog.text) TO pg_database_owner;

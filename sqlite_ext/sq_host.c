@@ -35,6 +35,7 @@ static const char history_ddl[] =
 "  applied_by     TEXT,\n"		/* not them, which may overflow pages */
 "  down_mode      TEXT,\n"
 "  down_line      INTEGER,\n"
+"  ahead          INTEGER,\n"		/* recorded ahead by an off-hours script */
 "  up_sql         TEXT NOT NULL,\n"
 "  down_sql       TEXT\n"
 ")";
@@ -52,6 +53,7 @@ static const char *const added_columns[][2] = {
 	{"applied_by", "TEXT"},
 	{"down_mode", "TEXT"},
 	{"down_line", "INTEGER"},
+	{"ahead", "INTEGER"},		/* mig_record.ahead (sq_impact.c) */
 };
 
 /* Every repair of a recorded checksum (migrate_repair): an audit trail. */
@@ -546,13 +548,17 @@ sq_history_load(void *ctx, mig_row_cb cb, void *arg, mig_err *err)
 		return MIG_OK;
 	/* a history of an earlier build, read without the lock (status),
 	 * lacks down_mode until the next call that takes the lock */
-	if (sqlite3_prepare_v2(c->db, has_column(c, "migrate_history", "down_mode") ?
+	if (sqlite3_prepare_v2(c->db, !has_column(c, "migrate_history", "down_mode") ?
 						   "SELECT version, name, up_file, checksum, applied_at, execution_ms,"
 						   " installed_rank, down_sql IS NOT NULL, file_id, checksum_norm,"
-						   " down_mode FROM main.migrate_history" :
+						   " NULL, 0 FROM main.migrate_history" :
+						   !has_column(c, "migrate_history", "ahead") ?
 						   "SELECT version, name, up_file, checksum, applied_at, execution_ms,"
 						   " installed_rank, down_sql IS NOT NULL, file_id, checksum_norm,"
-						   " NULL FROM main.migrate_history",
+						   " down_mode, 0 FROM main.migrate_history" :
+						   "SELECT version, name, up_file, checksum, applied_at, execution_ms,"
+						   " installed_rank, down_sql IS NOT NULL, file_id, checksum_norm,"
+						   " down_mode, ahead FROM main.migrate_history",
 						   -1, &st, NULL) != SQLITE_OK)
 		return db_error(c, err, "could not read migrate_history");
 	while (rc == MIG_OK && (src = sqlite3_step(st)) == SQLITE_ROW)
@@ -576,6 +582,7 @@ sq_history_load(void *ctx, mig_row_cb cb, void *arg, mig_err *err)
 			r.down_outside = mode && strcmp(mode, "outside") == 0;
 			r.down_noop = mode && strcmp(mode, "noop") == 0;
 		}
+		r.ahead = sqlite3_column_int(st, 11) != 0;
 		if (r.version == NULL)
 		{
 			rc = db_error(c, err, "could not read migrate_history");
@@ -2151,6 +2158,20 @@ sq_script_part(void *ctx, int part, const mig_record *r, const mig_lock_opts *lo
 									"VALUES(%s, %s, %s, %s, %s, %s, strftime('%%Y-%%m-%%dT%%H:%%M:%%fZ', 'now'), 0,\n%s,\n%s%s);\n",
 									now ? ", applied_by, down_mode, down_line" : "",
 									v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8]);
+				/* recorded ahead of older pending migrations (sq_impact.c):
+				 * a history of an earlier build gains the column first */
+				if (*sql && r->ahead)
+				{
+					int			add = history_exists(c) && !has_column(c, "migrate_history", "ahead") &&
+						!c->ahead_added;
+					char	   *more = sqlite3_mprintf("%s%sUPDATE main.migrate_history SET ahead = 1 WHERE version = %s;\n",
+													   *sql, add ? "ALTER TABLE main.migrate_history ADD COLUMN ahead INTEGER;\n" : "",
+													   v[0]);
+
+					c->ahead_added |= add;
+					sqlite3_free(*sql);
+					*sql = more;
+				}
 				for (int i = 0; i < 9; i++)
 					sqlite3_free(v[i]);
 				break;
@@ -2327,4 +2348,7 @@ sq_host_init(mig_host *h, sq_ctx *c, sqlite3 *db, const char *fn)
 	h->query_text = sq_query_text;
 	h->keeps_file_id = 1;
 	h->engine = "sqlite";
+	h->impact = sq_impact;
+	c->impact = NULL;
+	c->ahead_added = 0;
 }

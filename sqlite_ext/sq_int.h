@@ -39,6 +39,9 @@ typedef struct sq_ctx {
 	int			log_done;		/* the row is written */
 	int			skipped;		/* the lock was held (if_locked=skip) */
 	int			verbose;		/* verbose=: 1, 0, or -1 (a terminal decides) */
+	void	   *impact;			/* sq_impact.c's state over one call */
+	int			ahead_added;	/* migrate_script: the column ahead is
+								 * added by the script already */
 } sq_ctx;
 
 /* query_canceled: sqlite3_interrupt() stopped a statement; reported as
@@ -90,8 +93,12 @@ typedef struct sq_caches {
 	mig_source_cache *archives;
 } sq_caches;
 
-/* Registers the eponymous tables migrate_status, migrate_validate and
- * migrate_plan (sq_tables.c); SQLITE_OK or an error. */
+/* Registers the eponymous tables migrate_status, migrate_validate,
+ * migrate_plan and migrate_impact (sq_tables.c); SQLITE_OK or an error. */
 int			sq_tables_register(sqlite3 *db);
+
+/* host->impact (sq_impact.c): what each statement of s will do. */
+int			sq_impact(void *ctx, const mig_script *s, int first, mig_impact_cb cb,
+					  void *arg, mig_err *err);
 
 #endif

@@ -5,8 +5,9 @@
  *   SELECT * FROM migrate_validate('db/migrations');    -- every problem
  *   SELECT version, sql FROM migrate_plan('db/migrations' [, 'target=42']);
  *   SELECT * FROM migrate_status(readfile('m.tar.gz'));  -- the folder as data
+ *   SELECT statement, relation, rewrites FROM migrate_impact('db/migrations');
  *
- * One module serves the three: xFilter runs the core's entry point once
+ * One module serves the four: xFilter runs the core's entry point once
  * and keeps its rows until the cursor closes.  They read and change
  * nothing but the folder and the history, and are DIRECTONLY like the
  * functions.
@@ -172,8 +173,7 @@ static int
 fill_validate(const mig_host *h, const char *path, const char *options, cursor *c,
 			  mig_err *err)
 {
-	(void) options;
-	return mig_validate(h, path, problem_row, c, err);
+	return mig_validate_with(h, path, options, problem_row, c, err);
 }
 
 /* ---- migrate_plan ---- */
@@ -205,6 +205,41 @@ fill_plan(const mig_host *h, const char *path, const char *options, cursor *c,
 	return mig_plan_pending(h, path, options, pending_row, c, err);
 }
 
+/* ---- migrate_impact (sq_impact.c) ---- */
+
+static int
+impact_row(void *arg, mig_impact_row *r)
+{
+	cursor	   *c = arg;
+	cell	   *k = add_row(c);
+
+	if (k == NULL)
+		return MIG_NOMEM;
+	set_str(c, &k[0], r->version);
+	set_str(c, &k[1], r->file);
+	k[2].type = SQLITE_INTEGER, k[2].integer = r->line;
+	set_str(c, &k[3], r->statement);
+	set_str(c, &k[4], r->relation);
+	k[5].type = SQLITE_INTEGER, k[5].integer = r->rewrites != 0;
+	k[6].type = SQLITE_INTEGER, k[6].integer = r->scans != 0;
+	if (r->pages >= 0)
+		k[7].type = SQLITE_INTEGER, k[7].integer = r->pages;
+	if (r->bytes >= 0)
+		k[8].type = SQLITE_INTEGER, k[8].integer = r->bytes;
+	if (r->rows >= 0)
+		k[9].type = SQLITE_INTEGER, k[9].integer = r->rows;
+	set_str(c, &k[10], r->advice);
+	set_str(c, &k[11], r->policy);
+	return c->oom ? MIG_NOMEM : MIG_OK;
+}
+
+static int
+fill_impact(const mig_host *h, const char *path, const char *options, cursor *c,
+			mig_err *err)
+{
+	return mig_impact(h, path, options, impact_row, c, err);
+}
+
 static const table_def tables[] = {
 	{"migrate_status",
 		"version TEXT, name TEXT, state TEXT, file TEXT, checksum TEXT,"
@@ -214,13 +249,18 @@ static const table_def tables[] = {
 	13, 1, fill_status},
 	{"migrate_validate",
 		"version TEXT, file TEXT, problem TEXT, severity TEXT, sqlstate TEXT,"
-		" message TEXT, path HIDDEN",
-	6, 1, fill_validate},
+		" message TEXT, path HIDDEN, options HIDDEN",
+	6, 2, fill_validate},
 	{"migrate_plan",
 		"version TEXT, name TEXT, file TEXT, kind TEXT, sql TEXT, down_sql TEXT,"
 		" checksum TEXT, outside INTEGER, statements_done INTEGER,"
 		" path HIDDEN, options HIDDEN",
 	9, 2, fill_plan},
+	{"migrate_impact",
+		"version TEXT, file TEXT, line INTEGER, statement TEXT, relation TEXT,"
+		" rewrites INTEGER, scans INTEGER, relation_pages INTEGER, relation_bytes INTEGER,"
+		" relation_rows INTEGER, advice TEXT, policy TEXT, path HIDDEN, options HIDDEN",
+	12, 2, fill_impact},
 };
 
 /* ---- the module ---- */

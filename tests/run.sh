@@ -16,6 +16,8 @@
 #   attacks   the attack catalogue: planted views, triggers, generated
 #             columns, shadowing tables, lock files (tests/sqlite/test_attacks.py;
 #             PostgreSQL's part is tests/pg/t/14_attacks.sql)
+#   impact    migrate_impact and the impact policy (tests/sqlite/test_impact.py;
+#             PostgreSQL's part is tests/pg/impact.sh and t/15_impact.sql)
 #   *-asan    the same suites with the ASan/UBSan build of the extension
 #   stress    64 racing processes, kill -9 at every statement boundary and at
 #             random moments, cancel, busy timeouts (tests/stress/sqlite_stress.py;
@@ -59,6 +61,7 @@ suite outside "$PY" tests/sqlite/test_outside.py build/migrate
 suite attacks "$PY" tests/sqlite/test_attacks.py build/migrate
 suite data "$PY" tests/sqlite/test_data.py build/migrate
 suite cli "$PY" tests/sqlite/test_cli.py build/migrate
+suite impact "$PY" tests/sqlite/test_impact.py build/migrate
 asan=$(gcc -print-file-name=libasan.so)
 san=(env LD_PRELOAD="$asan" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1
      UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1)
@@ -70,6 +73,7 @@ suite ops-asan "${san[@]}" "$PY" tests/sqlite/test_ops.py build/asan/migrate
 suite outside-asan "${san[@]}" "$PY" tests/sqlite/test_outside.py build/asan/migrate
 suite attacks-asan "${san[@]}" "$PY" tests/sqlite/test_attacks.py build/asan/migrate
 suite data-asan "${san[@]}" "$PY" tests/sqlite/test_data.py build/asan/migrate
+suite impact-asan "${san[@]}" "$PY" tests/sqlite/test_impact.py build/asan/migrate
 suite stress "$PY" tests/stress/sqlite_stress.py build/migrate --short
 oomdir=$(mktemp -d)
 printf 'CREATE TABLE a(x);\nINSERT INTO a VALUES (1);\n' > "$oomdir/1_a.up.sql"

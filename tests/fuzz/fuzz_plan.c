@@ -492,7 +492,7 @@ f_load(void *ctx, mig_row_cb cb, void *arg, mig_err *err)
 	{
 		const hrow *r = &f->rows[i];
 		mig_hist_row h = {r->version, r->name, r->file, r->checksum, r->norm,
-			"2024-01-01 00:00:00", 1.0, r->rank, r->has_down, r->file_id, 0, 0};
+			"2024-01-01 00:00:00", 1.0, r->rank, r->has_down, r->file_id, 0, 0, 0};
 		int			rc = cb(arg, &h);
 
 		if (rc)

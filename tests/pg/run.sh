@@ -29,6 +29,7 @@ set -u
 cd "$(dirname "$0")/../.."
 . tests/pg/lib.sh
 . tests/pg/fixtures.sh
+. tests/pg/impact.sh
 
 PASSED=0
 FAILED=0
@@ -138,6 +139,7 @@ pg_start "shared_preload_libraries = 'pg_cron'" \
 tap 0 "throwaway cluster starts"
 FX=$PG_TMP/fx
 make_fixtures "$FX"
+make_impact_fixtures "$FX"
 
 # ---- pg_cron: schedule now, check at the end ----
 section "pg_cron: schedule now, check at the end"
@@ -1365,6 +1367,9 @@ check "calls: migrate.call_log = changes leaves out calls that changed nothing" 
 # ---- the folder as data: tests/pg/data_forms.sh ----
 section "the folder as data"
 . tests/pg/data_forms.sh
+
+# ---- migrate_impact and the impact policy (tests/pg/impact.sh) ----
+impact_suite
 
 # ---- pg_dump / pg_restore ----
 section "pg_dump / pg_restore"

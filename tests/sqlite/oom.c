@@ -2,7 +2,7 @@
  * oom.c -- the allocation-failure sweep through the real SQLite and the real
  * extension, as SQLite tests itself: SQLite's allocator is replaced by one
  * that fails the Nth allocation, for every N from 1 until migrate_apply,
- * migrate_status and migrate_down succeed.  Every run must end in success
+ * migrate_status, migrate_down and migrate_impact succeed.  Every run must end in success
  * or a clean error, leave the database as it was and the connection outside
  * any transaction it did not open, and give back every allocation.  Found
  * this way: after an out-of-memory error SQLite prepares nothing more until
@@ -265,6 +265,15 @@ main(int argc, char **argv)
 	snprintf(sql, sizeof(sql), "BEGIN; SELECT migrate_apply('%s');", argv[2]);
 	n = sweep(db, argv[1], NULL, sql, &why);
 	check(n > 0, n > 0 ? "migrate_apply in the caller's transaction" : why, n);
+
+	/* migrate_impact, and apply under the impact policy (sq_impact.c) */
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM migrate_impact('%s', 'no_rewrite=true');", argv[2]);
+	n = sweep(db, argv[1], NULL, sql, &why);
+	check(n > 0, n > 0 ? "migrate_impact: every failure clean, nothing leaked" : why, n);
+
+	snprintf(sql, sizeof(sql), "SELECT migrate_apply('%s', 'no_rewrite=true, max_lock=ShareLock');", argv[2]);
+	n = sweep(db, argv[1], NULL, sql, &why);
+	check(n > 0, n > 0 ? "migrate_apply under the impact policy" : why, n);
 
 	unlink(db);
 	printf("1..%d\n", tests);

@@ -249,7 +249,7 @@ f_load(void *ctx, mig_row_cb cb, void *arg, mig_err *err)
 	{
 		mig_hist_row r = {f->rows[i].version, f->rows[i].name, f->rows[i].file,
 			f->rows[i].checksum, f->rows[i].norm, "2024-01-01", 1.5, f->rows[i].rank,
-		f->rows[i].down != NULL, f->rows[i].file_id, 0, 0};
+		f->rows[i].down != NULL, f->rows[i].file_id, 0, 0, 0};
 		int			rc = cb(arg, &r);
 
 		if (rc)
