@@ -843,6 +843,44 @@ typedef int (*mig_status_cb) (void *arg, const mig_status_row *row);
 int			mig_status(const mig_host *h, const char *path, mig_status_cb cb,
 					   void *arg, mig_err *err);
 
+/* ---- tenants (issue 22; mig_options.c) ---- */
+
+/* Which entry point an options text is for (mig_options_split). */
+enum {
+	MIG_OPTIONS_APPLY = 0,		/* apply, run */
+	MIG_OPTIONS_REPAIR,
+	MIG_OPTIONS_ADOPT,			/* schema= stays adopt's: no tenant */
+	MIG_OPTIONS_DRYRUN,			/* plan */
+	MIG_OPTIONS_NONE,			/* an entry point with no options of its own
+								 * (status, validate, down, baseline...):
+								 * the tenant alone */
+	MIG_OPTIONS_EACH,			/* a fan-out over tenants: apply's options
+								 * and on_error, canary, parallel */
+	MIG_OPTIONS_SCRIPT,			/* script: plan's and only= */
+	MIG_OPTIONS_VALIDATE		/* validate: the impact policy (impact
+								 * itself takes apply's: MIG_OPTIONS_APPLY) */
+};
+
+/* The options an adapter acts on itself, around the entry point. */
+typedef struct mig_tenant_options {
+	char		schema[64];		/* schema=: the tenant (a schema on
+								 * PostgreSQL, an attached database on
+								 * SQLite), "" when none; not for EACH */
+	int			on_error_continue;	/* EACH: on_error=continue */
+	int			canary;			/* EACH: canary=N, 0 for none */
+	int			parallel;		/* EACH: parallel=N, 0 when not given */
+	int			verbose;		/* verbose=: 1, 0, or -1 when not given */
+} mig_tenant_options;
+
+/* Reads options text as the options of entry point which (MIG_OPTIONS_*)
+ * plus schema= (the fan-out: on_error=, canary=, parallel= instead),
+ * refusing an unknown or malformed one (22023) as the entry point would;
+ * fills out, and sets *rest (from h->alloc, freed by the caller; NULL
+ * when text is NULL) to the text without those, for the entry point
+ * itself.  MIG_OK, or an error in err. */
+int			mig_options_split(const mig_host *h, const char *text, int which,
+							  mig_tenant_options *out, char **rest, mig_err *err);
+
 /* ---- helpers for adapters (mig_sql.c, mig_err.c, mig_files.c) ---- */
 
 /* Writes "crc32:xxxxxxxx" of buf[0..len) into out[16] (zlib's CRC-32). */

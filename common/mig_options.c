@@ -373,3 +373,100 @@ mig_options_parse_for(mig_arena *a, const char *text, unsigned use, mig_options 
 			return rc;
 	}
 }
+
+/* The options of each MIG_OPTIONS_* entry point, with the tenant's. */
+static unsigned
+uses_of(int which)
+{
+	switch (which)
+	{
+		case MIG_OPTIONS_APPLY:
+			return MIG_USE_APPLY | MIG_USE_TENANT;
+		case MIG_OPTIONS_REPAIR:
+			return MIG_USE_REPAIR | MIG_USE_TENANT;
+		case MIG_OPTIONS_ADOPT:
+			/* adopt's schema= is where the other tool's table is (see
+			 * mig_options_parse_for): adopt has no tenant of its own */
+			return MIG_USE_ADOPT;
+		case MIG_OPTIONS_DRYRUN:
+			return MIG_USE_APPLY | MIG_USE_DRYRUN | MIG_USE_TENANT;
+		case MIG_OPTIONS_SCRIPT:
+			return MIG_USE_APPLY | MIG_USE_DRYRUN | MIG_USE_SCRIPT | MIG_USE_TENANT;
+		case MIG_OPTIONS_VALIDATE:
+			return MIG_USE_VALIDATE | MIG_USE_TENANT;
+		case MIG_OPTIONS_EACH:
+			return MIG_USE_APPLY | MIG_USE_EACH;
+		default:
+			return MIG_USE_TENANT;
+	}
+}
+
+/* Whether key k is one the adapter acts on (left out of the rest). */
+static int
+outer_key(int k)
+{
+	return k == O_SCHEMA || k == O_ON_ERROR || k == O_CANARY || k == O_PARALLEL;
+}
+
+int
+mig_options_split(const mig_host *h, const char *text, int which, mig_tenant_options *out,
+				  char **rest, mig_err *err)
+{
+	mig_arena	a;
+	mig_options o;
+	const char *p = text;
+	size_t		used = 0;
+	int			rc;
+
+	memset(out, 0, sizeof(*out));
+	out->verbose = -1;
+	*rest = NULL;
+	mig_err_clear(err);
+	mig_arena_init(&a, h);
+	rc = mig_options_parse_for(&a, text, uses_of(which), &o, err);
+	if (rc == MIG_OK)
+	{
+		if (o.schema && which != MIG_OPTIONS_ADOPT)
+			snprintf(out->schema, sizeof(out->schema), "%s", o.schema);
+		out->on_error_continue = o.on_error_continue;
+		out->canary = o.canary;
+		out->parallel = o.parallel;
+		out->verbose = o.lock.verbose;
+	}
+	mig_arena_free(&a);
+	if (rc != MIG_OK || text == NULL)
+		return rc;
+	/* the text again, valid now: each pair but the adapter's, as given */
+	if ((*rest = h->alloc(h->ctx, strlen(text) + 1)) == NULL)
+	{
+		mig_err_nomem(err);
+		return MIG_NOMEM;
+	}
+	for (;;)
+	{
+		const char *key;
+		size_t		klen;
+		int			k;
+
+		while (*p && (isspace((unsigned char) *p) || *p == ','))
+			p++;
+		if (*p == '\0')
+			break;
+		key = p;
+		while (*p && *p != '=')
+			p++;
+		klen = (size_t) (p - key);
+		while (*p && *p != ',' && !isspace((unsigned char) *p))
+			p++;
+		for (k = 0; k < O_COUNT && !(strlen(keys[k]) == klen && strncmp(key, keys[k], klen) == 0); k++)
+			;
+		if (outer_key(k) && !(k == O_SCHEMA && which == MIG_OPTIONS_ADOPT))
+			continue;
+		if (used)
+			(*rest)[used++] = ',';
+		memcpy(*rest + used, key, (size_t) (p - key));
+		used += (size_t) (p - key);
+	}
+	(*rest)[used] = '\0';
+	return MIG_OK;
+}

@@ -1852,12 +1852,62 @@ test_options(void)
 	host_done(&f);
 }
 
+/* mig_options_split: the tenant and the fan-out's options read and taken
+ * out, the rest left for the entry point as given, every error as the
+ * entry point would give it. */
+static void
+test_options_split(void)
+{
+	fake		f;
+	mig_host	h;
+	mig_tenant_options o;
+	mig_err		err;
+	char	   *rest = NULL;
+	int			rc;
+
+	host_init(&h, &f);
+	memset(&err, 0, sizeof(err));
+	rc = mig_options_split(&h, " schema=acme, target=3 wait=0", MIG_OPTIONS_APPLY, &o, &rest, &err);
+	CHECK(rc == MIG_OK && strcmp(o.schema, "acme") == 0 && rest &&
+		  strcmp(rest, "target=3,wait=0") == 0, "schema= taken out: %s", rest ? rest : err.message);
+	h.release(h.ctx, rest);
+	rc = mig_options_split(&h, "on_error=continue canary=2 verbose=true,target=5", MIG_OPTIONS_EACH,
+						   &o, &rest, &err);
+	CHECK(rc == MIG_OK && o.on_error_continue == 1 && o.canary == 2 &&
+		  o.verbose == 1 && o.schema[0] == '\0' && strcmp(rest, "verbose=true,target=5") == 0,
+		  "fan-out options taken out: %s", rest ? rest : err.message);
+	h.release(h.ctx, rest);
+	CHECK(mig_options_split(&h, NULL, MIG_OPTIONS_NONE, &o, &rest, &err) == MIG_OK && rest == NULL &&
+		  o.verbose == -1, "no options: nothing to pass on");
+	CHECK(mig_options_split(&h, "target=3", MIG_OPTIONS_NONE, &o, &rest, &err) == MIG_ERROR &&
+		  rest == NULL && strcmp(err.message, "unknown option \"target\"") == 0 &&
+		  strcmp(err.hint, "The options are schema.") == 0,
+		  "an entry point without options takes schema= alone: %s / %s", err.message, err.hint);
+	CHECK(mig_options_split(&h, "schema=acme", MIG_OPTIONS_EACH, &o, &rest, &err) == MIG_ERROR &&
+		  rest == NULL, "no schema= in a fan-out");
+	CHECK(mig_options_split(&h, "schema=", MIG_OPTIONS_APPLY, &o, &rest, &err) == MIG_ERROR &&
+		  rest == NULL, "an empty schema= refused: %s", err.message);
+	CHECK(mig_options_split(&h, "schema=flyway_s,wait=1", MIG_OPTIONS_ADOPT, &o, &rest, &err) == MIG_OK &&
+		  o.schema[0] == '\0' && rest && strcmp(rest, "schema=flyway_s,wait=1") == 0,
+		  "adopt's schema= is the other tool's, passed on, not a tenant: [%s] [%s]", o.schema,
+		  rest ? rest : "(null)");
+	h.release(h.ctx, rest);
+	rest = NULL;
+	CHECK(mig_options_split(&h, "schema=t1 only=flagged", MIG_OPTIONS_SCRIPT, &o, &rest, &err) == MIG_OK &&
+		  strcmp(o.schema, "t1") == 0 && rest && strcmp(rest, "only=flagged") == 0,
+		  "script takes only= and a tenant: [%s]", rest ? rest : "(null)");
+	h.release(h.ctx, rest);
+	rest = NULL;
+	host_done(&f);
+}
+
 int
 main(void)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	test_versions();
 	test_options();
+	test_options_split();
 	test_file_id_format();
 	test_flyway_checksum();
 	test_sql_helpers();
