@@ -80,6 +80,16 @@ sq_call_log(sq_ctx *c, const char *outcome, const mig_err *e, mig_err *err)
 
 	if (c->log_fn == NULL || c->log_done)
 		return MIG_OK;
+	/* a refused or failed call writes no row where a planted trigger would
+	 * run on it (an "ok" one was checked under the lock) */
+	if (strcmp(outcome, "ok") != 0)
+	{
+		mig_err		ignored;
+
+		mig_err_clear(&ignored);
+		if (sq_planted_trigger(c, &ignored) != MIG_OK)
+			return MIG_OK;
+	}
 	if (e)
 		snprintf(message, sizeof(message), "%s%s%s", e->message,
 				 e->context[0] ? "\nCONTEXT:  " : "", e->context);

@@ -353,6 +353,44 @@ abandon_lock(sq_ctx *c)
 }
 
 /*
+ * Refuses a trigger on migrate's own tables (in main, or a temporary one
+ * on them): it would run on each write of the history, the progress or the
+ * call log, within the call's transaction, and could make the history say
+ * other than what ran.  Checked when the lock is taken and again before the
+ * commit, which catches one a migration created.  MIG_OK, or MIG_ERROR
+ * with err naming the trigger.
+ */
+int
+sq_planted_trigger(sq_ctx *c, mig_err *err)
+{
+	static const char sql[] =
+		"SELECT 'main', name, tbl_name FROM main.sqlite_master WHERE type = 'trigger'"
+		" AND tbl_name IN ('migrate_history', 'migrate_progress', 'migrate_repairs', 'migrate_calls')"
+		" UNION ALL SELECT 'temp', name, tbl_name FROM temp.sqlite_master WHERE type = 'trigger'"
+		" AND tbl_name IN ('migrate_history', 'migrate_progress', 'migrate_repairs', 'migrate_calls')"
+		" LIMIT 1";
+	sqlite3_stmt *st = NULL;
+	int			rc;
+
+	if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK)
+		return db_error(c, err, "could not look for triggers on the history");
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+	{
+		mig_err_set(err, MIG_SQLSTATE_STATE, "%s refuses to run: trigger \"%s\" (%s) is on %s",
+					c->fn, (const char *) sqlite3_column_text(st, 1),
+					(const char *) sqlite3_column_text(st, 0),
+					(const char *) sqlite3_column_text(st, 2));
+		mig_err_detail(err, "A trigger on migrate's own tables would run on every write of the history and could make it differ from what ran.");
+		mig_err_hint(err, "Drop the trigger; migrate's tables take none.");
+		sqlite3_finalize(st);
+		return MIG_ERROR;
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? MIG_OK : db_error(c, err, "could not look for triggers on the history");
+}
+
+/*
  * Takes the write lock: BEGIN IMMEDIATE, or inside the caller's transaction
  * a savepoint and a write.  It waits o->wait_ms when given, else as the
  * connection's busy timeout says (60 s when it has none); once taken, the
@@ -405,6 +443,12 @@ sq_lock(void *ctx, const mig_lock_opts *o, mig_err *err)
 		 * half-way through outside a transaction */
 		if (!(running = outside_running(c, who, sizeof(who), err)))
 		{
+			if (sq_planted_trigger(c, err) != MIG_OK)
+			{
+				abandon_lock(c);
+				restore_timeout(c);
+				return MIG_ERROR;
+			}
 			if (effective >= 0 && left != effective)
 				set_timeout(c, timeout, effective);
 			return MIG_OK;
@@ -508,6 +552,9 @@ sq_unlock(void *ctx, int commit, mig_err *err)
 	c->add = NULL;
 	if (c->locked)
 	{
+		/* one a migration created has run on its history rows */
+		if (commit && (rc = sq_planted_trigger(c, err)) != MIG_OK)
+			return rc;			/* the core calls again to roll back */
 		/* the call's row goes with what it did */
 		if (commit && (rc = sq_call_log(c, "ok", NULL, err)) != MIG_OK)
 			return rc;			/* the core calls again to roll back */

@@ -69,6 +69,8 @@ const char *sq_caller(sq_ctx *c);
 void		sq_call_begin(sq_ctx *c, const char *fn, const char *source, const char *options);
 void		sq_call_note(sq_ctx *c, const char *version);
 int			sq_call_log(sq_ctx *c, const char *outcome, const mig_err *e, mig_err *err);
+/* MIG_OK, or MIG_ERROR naming a trigger on migrate's own tables (sq_host.c). */
+int			sq_planted_trigger(sq_ctx *c, mig_err *err);
 
 /* Shows a notice to a person at the terminal: a line on standard error
  * when the session is interactive (standard input and error are

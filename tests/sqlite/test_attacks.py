@@ -141,6 +141,48 @@ def functions_cannot_be_called_from_a_planted_trigger_or_view(c):
 
 
 @test
+def a_trigger_planted_on_the_history_is_refused(c):
+    """Someone who shares the file plants a trigger on migrate_history
+    (in main, or a temporary one on main's table) that calls the
+    application's function and deletes what was recorded: the call must
+    refuse before anything runs, and the trigger must never fire."""
+    golang_folder(c)
+    con, calls = connect(c)
+    con.execute("SELECT migrate_apply(?, 'target=1')", (c.dir,)).fetchone()
+    for temp in ("", "TEMP "):
+        con.execute("CREATE %sTRIGGER eat AFTER INSERT ON main.migrate_history"
+                    " BEGIN SELECT spy(new.version); DELETE FROM migrate_history"
+                    " WHERE version = new.version; END" % temp)
+        try:
+            con.execute("SELECT migrate_apply(?)", (c.dir,)).fetchone()
+            raise AssertionError("migrate_apply ran under a planted %strigger" % temp)
+        except sqlite3.OperationalError as e:
+            assert 'trigger "eat"' in str(e) and "migrate_history" in str(e), str(e)
+        assert calls == [], calls
+        assert con.execute("SELECT group_concat(version) FROM main.migrate_history").fetchone()[0] == "1"
+        assert con.execute("SELECT count(*) FROM sqlite_schema WHERE name = 'b'").fetchone()[0] == 0
+        con.execute("DROP TRIGGER eat")
+    con.execute("SELECT migrate_apply(?)", (c.dir,)).fetchone()
+    assert con.execute("SELECT group_concat(version) FROM main.migrate_history").fetchone()[0] == "1,2"
+
+
+@test
+def a_migration_that_plants_a_trigger_on_the_history_is_rolled_back(c):
+    """A migration creates a trigger on migrate_history: it ran on the
+    history rows written after it, so the call fails and rolls back."""
+    golang_folder(c)
+    c.put("3_t.up.sql", "CREATE TRIGGER eat AFTER INSERT ON migrate_history"
+          " BEGIN DELETE FROM migrate_history WHERE version = new.version; END;\n")
+    con, calls = connect(c)
+    try:
+        con.execute("SELECT migrate_apply(?)", (c.dir,)).fetchone()
+        raise AssertionError("migrate_apply kept a trigger on its history")
+    except sqlite3.OperationalError as e:
+        assert 'trigger "eat"' in str(e), str(e)
+    assert con.execute("SELECT count(*) FROM sqlite_schema WHERE name IN ('a', 'b', 'eat')").fetchone()[0] == 0
+
+
+@test
 def history_records_who_applied_each_migration(c):
     """SQLite has no roles: whoever can write the file decides what it
     holds.  The history records the operating-system user of each call."""
