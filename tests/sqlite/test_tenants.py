@@ -635,5 +635,116 @@ def status_each_takes_no_lock_and_writes_nothing(c):
     assert digest(n) == before
 
 
+
+# ---- attacks on the fan-out ----
+
+@test
+def a_symlink_to_another_tenant_is_refused_and_a_file_listed_twice_applies_once(c):
+    """A tenant path that is a symbolic link (here to another tenant) is
+    refused (42501) and nothing is opened through it; the same file listed
+    twice is migrated once, the later entry finds it up to date."""
+    three(c)
+    a, b = tenant(c, "a.db"), tenant(c, "b.db")
+    link = os.path.join(c.root, "link.db")
+    os.symlink(a, link)
+    con = connect(c)
+    out = each(con, c.dir, [a, link, b, a], "on_error=continue")
+    assert out == [("a.db", 3, "applied", None, None),
+                   ("link.db", 0, "failed", "42501", 'tenant database "%s" is a symbolic link' % link),
+                   ("b.db", 3, "applied", None, None), ("a.db", 0, "up_to_date", None, None)], out
+    assert history(a) == ["1", "2", "3"] and history(b) == ["1", "2", "3"]
+    assert os.path.islink(link) and rows(a, "SELECT count(*) FROM migrate_history") == [(3,)]
+
+
+@test
+def a_trigger_planted_on_a_tenants_history_fails_that_tenant_only(c):
+    """A tenant file whose owner planted a trigger on migrate_history (to
+    run code with the migrator's rights) is refused, unchanged; the other
+    tenants are applied per on_error=continue."""
+    three(c)
+    a, evil, b = tenant(c, "a.db"), tenant(c, "evil.db"), tenant(c, "b.db")
+    con = connect(c)
+    assert statuses(each(con, c.dir, [evil])) == [("evil.db", 3, "applied")]
+    c.put("4_d.up.sql", "CREATE TABLE d(x);\n")
+    e = sqlite3.connect(evil)
+    e.execute("CREATE TABLE loot(x)")
+    e.execute("CREATE TRIGGER t_evil AFTER INSERT ON migrate_history"
+              " BEGIN INSERT INTO loot VALUES (new.version); END")
+    e.commit()
+    e.close()
+    before = digest(evil)
+    out = each(con, c.dir, [a, evil, b], "on_error=continue")
+    assert statuses(out) == [("a.db", 4, "applied"), ("evil.db", 0, "failed"),
+                             ("b.db", 4, "applied")], out
+    assert out[1][3:] == ("42501", 'tenant "%s": migrate_history has a trigger' % evil), out[1]
+    assert digest(evil) == before, "the refused tenant is byte for byte as before"
+    assert rows(evil, "SELECT count(*) FROM loot") == [(0,)]
+    assert history(evil) == ["1", "2", "3"]
+
+
+@test
+def a_failing_migration_in_tenant_k_leaves_k_exactly_as_before(c):
+    """Tenant k fails in its second migration: its file is byte for byte
+    as before (the whole call of it rolled back, nothing logged outside a
+    transaction either), those before it applied, those after it not
+    reached (on_error=stop)."""
+    three(c)
+    ts = [tenant(c, "t%d.db" % i) for i in range(4)]
+    k = sqlite3.connect(ts[1])
+    k.execute("CREATE TABLE b(x)")
+    k.commit()
+    k.close()
+    con = connect(c)
+    out = each(con, c.dir, ts)
+    assert statuses(out) == [("t0.db", 3, "applied"), ("t1.db", 0, "failed"),
+                             ("t2.db", 0, "not_reached"), ("t3.db", 0, "not_reached")], out
+    assert tables(ts[1]) in (["b"], ["b", "migrate_calls"]), tables(ts[1])
+    assert history(ts[1]) is None and rows(ts[1], "SELECT count(*) FROM b") == [(0,)]
+    assert [tables(t) for t in ts[2:]] == [[], []]
+
+
+@test
+def kill_9_mid_fan_out_then_a_rerun_completes_every_tenant(c):
+    """A process running migrate_apply_each over 12 tenants is killed with
+    SIGKILL mid-way: every tenant is entirely before (no history, no
+    tables) or entirely after (3 applied, 3 tables); the rerun applies
+    exactly the rest and everything is then up to date."""
+    c.put("1_a.up.sql", "CREATE TABLE a(x);\n")
+    c.put("2_big.up.sql",
+          "CREATE TABLE big(x);\n"
+          "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300000)"
+          " INSERT INTO big SELECT randomblob(16) FROM n;\n")
+    c.put("3_c.up.sql", "CREATE TABLE c(x);\n")
+    ts = [tenant(c, "k%02d.db" % i) for i in range(12)]
+    script = ("import sqlite3, sys, json\n"
+              "con = sqlite3.connect(':memory:', isolation_level=None)\n"
+              "con.enable_load_extension(True)\n"
+              "con.load_extension(sys.argv[1])\n"
+              "print(con.execute('SELECT count(*) FROM migrate_apply_each(?, ?)',"
+              " (sys.argv[2], sys.argv[3])).fetchall())\n")
+    p = subprocess.Popen([PY, "-c", script, EXT, c.dir, json.dumps(ts)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # wait until some tenant is done, then kill mid-way
+    deadline = time.time() + 60
+    while time.time() < deadline and not any(history(t) for t in ts):
+        time.sleep(0.02)
+    time.sleep(0.15)
+    p.kill()
+    p.wait()
+    done = [t for t in ts if history(t)]
+    for t in ts:
+        h = history(t)
+        if h:
+            assert h == ["1", "2", "3"] and tables(t)[:3] == ["a", "big", "c"], (t, h, tables(t))
+            assert rows(t, "SELECT count(*) FROM big") == [(300000,)]
+        else:
+            assert [x for x in tables(t) if x != "migrate_calls"] == [], (t, tables(t))
+    assert 0 < len(done) < len(ts), "the kill landed mid fan-out (%d done)" % len(done)
+    con = connect(c)
+    out = each(con, c.dir, ts)
+    assert [r[2] for r in out] == ["up_to_date" if t in done else "applied" for t in ts], out
+    assert all(history(t) == ["1", "2", "3"] for t in ts)
+    assert [r[2] for r in each(con, c.dir, ts)] == ["up_to_date"] * len(ts)
+
 if __name__ == "__main__":
     sys.exit(main("tenants"))
