@@ -200,6 +200,25 @@ def adopt_takes_no_tenant_its_schema_is_the_other_tools(c):
 
 
 @test
+def impact_with_schema_measures_the_tenant(c):
+    """migrate_impact reads apply's options: with schema=S its pending
+    migrations are S's and the relations it measures are S's (on S's own
+    connection, where S is main)."""
+    c.put("1_a.up.sql", "CREATE TABLE a(x);\n")
+    c.put("2_i.up.sql", "CREATE INDEX ia ON a(x);\n")
+    t1 = tenant(c, "t1.db")
+    con = connect(c)
+    con.execute("ATTACH ? AS t1", (t1,))
+    assert con.execute("SELECT migrate_apply(?, 'schema=t1, target=1')", (c.dir,)).fetchone()[0] == 1
+    con.execute("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000)"
+                " INSERT INTO t1.a SELECT i FROM n")
+    q = "SELECT version, relation, relation_rows FROM migrate_impact(?, ?)"
+    assert con.execute(q, (c.dir, "schema=t1")).fetchall() == [("2", "main.a", 1000)]
+    assert [r[0] for r in con.execute("SELECT version FROM migrate_impact(?)", (c.dir,))] == ["1", "2"]
+    assert history(t1) == ["1"] and tables(c.db) == []
+
+
+@test
 def schema_main_is_the_default(c):
     three(c)
     con = connect(c)
