@@ -82,6 +82,7 @@ stress:
 	@tests/deps.sh all
 	@$(MAKE) --no-print-directory all
 	@/usr/bin/python3 tests/stress/sqlite_stress.py $(BUILD)/migrate --long
+	@/usr/bin/python3 tests/stress/sqlite_tenants_stress.py $(BUILD)/migrate 16 200
 	@tests/stress/pg_stress.sh --long
 
 pg:
