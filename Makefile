@@ -82,6 +82,7 @@ stress:
 	@tests/deps.sh all
 	@$(MAKE) --no-print-directory all
 	@/usr/bin/python3 tests/stress/sqlite_stress.py $(BUILD)/migrate --long
+	@/usr/bin/python3 tests/stress/sqlite_tenants_stress.py $(BUILD)/migrate 16 200
 	@tests/stress/pg_stress.sh --long
 
 pg:
@@ -101,6 +102,7 @@ bench:
 	@tests/bench/sqlite_bench.sh
 	@if [ -x tests/bench/pg_bench.sh ]; then tests/bench/pg_bench.sh; fi
 	@tests/bench/impact_bench.sh 1000 5
+	@tests/bench/tenants_bench.sh 1000 20
 	@tests/bench/peers.sh 100,1000 5
 
 install: $(BUILD)/migrate.so

@@ -90,26 +90,42 @@ log_skipped(sq_ctx *c)
 		(void) sq_call_log(c, "skipped", NULL, &ignored);
 }
 
-/* Runs a core entry point that takes the folder (a path, an archive or a
- * JSON object: sq_source.c) and an options text and returns a count, as
- * the SQL function fn. */
+/*
+ * Runs a core entry point that takes the folder (a path, an archive or a
+ * JSON object: sq_source.c) and a text (the options, or a version) and
+ * returns a count, as the SQL function fn.  The options are argument
+ * opt_arg, read as those of entry point which (MIG_OPTIONS_*): their
+ * schema= names the tenant the entry point runs on (sq_tenant.c), and the
+ * rest goes to it (as its text when text_arg is opt_arg).
+ */
 static void
 run_path_fn(sqlite3_context *fctx, int argc, sqlite3_value **argv, const char *fn,
 			int (*entry) (const mig_host *, const char *, const char *, int64_t *, mig_err *),
-			const sq_caches *caches)
+			const sq_caches *caches, int which, int text_arg, int opt_arg)
 {
-	const char *options = argc > 1 ? (const char *) sqlite3_value_text(argv[1]) : NULL;
+	sqlite3    *caller = sqlite3_context_db_handle(fctx);
+	const char *options = argc > opt_arg ? (const char *) sqlite3_value_text(argv[opt_arg]) : NULL;
+	const char *text = argc > text_arg ? (const char *) sqlite3_value_text(argv[text_arg]) : NULL;
 	const char *path,
 			   *logged;
+	char	   *rest = NULL;
+	sqlite3    *tenant = NULL;
 	mig_source *src = NULL;
 	sq_ctx		c;
 	mig_host	h;
 	mig_err		err;
 	int64_t		count = 0;
 
-	sq_host_init(&h, &c, sqlite3_context_db_handle(fctx), fn);
+	if (sq_tenant_enter(caller, fn, options, which, 0, &tenant, &rest, &err) != MIG_OK)
+	{
+		sq_report(fctx, fn, &err);
+		return;
+	}
+	if (text_arg == opt_arg)
+		text = rest;
+	sq_host_init(&h, &c, tenant ? tenant : caller, fn);
 	h.cache = caches ? caches->files : NULL;
-	if (sq_folder_arg(c.db, &h, argv[0], caches ? caches->archives : NULL, &path, &src, &logged,
+	if (sq_folder_arg(caller, &h, argv[0], caches ? caches->archives : NULL, &path, &src, &logged,
 					  &err) != MIG_OK)
 	{
 		if (logged)				/* data that could not be read: logged */
@@ -118,31 +134,36 @@ run_path_fn(sqlite3_context *fctx, int argc, sqlite3_value **argv, const char *f
 			log_failure(&c, &err);
 		}
 		sq_report(fctx, fn, &err);
-		return;
-	}
-	sq_call_begin(&c, fn, logged, options);
-	if (entry(&h, path, options, &count, &err) != MIG_OK)
-	{
-		log_failure(&c, &err);
-		sq_report(fctx, fn, &err);
 	}
 	else
 	{
-		log_skipped(&c);
-		sqlite3_result_int64(fctx, count);
+		sq_call_begin(&c, fn, logged, options);
+		if (entry(&h, path, text, &count, &err) != MIG_OK)
+		{
+			log_failure(&c, &err);
+			sq_report(fctx, fn, &err);
+		}
+		else
+		{
+			log_skipped(&c);
+			sqlite3_result_int64(fctx, count);
+		}
 	}
 	mig_source_free(src);
+	sqlite3_free(rest);
+	sq_tenant_close(tenant);
 }
 
 /* migrate_apply(path [, options]) -> number of migrations applied */
 static void
 fn_apply(sqlite3_context *fctx, int argc, sqlite3_value **argv)
 {
-	run_path_fn(fctx, argc, argv, "migrate_apply", mig_apply_with, sqlite3_user_data(fctx));
+	run_path_fn(fctx, argc, argv, "migrate_apply", mig_apply_with, sqlite3_user_data(fctx),
+				MIG_OPTIONS_APPLY, 1, 1);
 }
 
-/* migrate_repair(path) -> number of history rows brought in line with
- * their files after a reviewed edit */
+/* migrate_repair(path [, options]) -> number of history rows brought in
+ * line with their files after a reviewed edit */
 static int
 repair_entry(const mig_host *h, const char *path, const char *options, int64_t *n, mig_err *err)
 {
@@ -152,17 +173,21 @@ repair_entry(const mig_host *h, const char *path, const char *options, int64_t *
 static void
 fn_repair(sqlite3_context *fctx, int argc, sqlite3_value **argv)
 {
-	run_path_fn(fctx, argc, argv, "migrate_repair", repair_entry, NULL);
+	run_path_fn(fctx, argc, argv, "migrate_repair", repair_entry, NULL, MIG_OPTIONS_REPAIR, 1, 1);
 }
 
 /* migrate_script(path [, options]) -> one SQL script applying the pending
- * migrations and recording them, for a DBA to run off-hours */
+ * migrations and recording them, for a DBA to run off-hours (against the
+ * tenant's file, with schema=) */
 static void
 fn_script(sqlite3_context *fctx, int argc, sqlite3_value **argv)
 {
+	sqlite3    *caller = sqlite3_context_db_handle(fctx);
 	const char *options = argc > 1 ? (const char *) sqlite3_value_text(argv[1]) : NULL;
 	const char *path,
 			   *logged;
+	char	   *rest = NULL;
+	sqlite3    *tenant = NULL;
 	mig_source *src = NULL;
 	sq_ctx		c;
 	mig_host	h;
@@ -170,13 +195,21 @@ fn_script(sqlite3_context *fctx, int argc, sqlite3_value **argv)
 	char	   *text = NULL;
 	size_t		len = 0;
 
-	sq_host_init(&h, &c, sqlite3_context_db_handle(fctx), "migrate_script");
-	if (sq_folder_arg(c.db, &h, argv[0], NULL, &path, &src, &logged, &err) != MIG_OK ||
-		mig_script_text(&h, path, options, &text, &len, &err) != MIG_OK)
+	if (sq_tenant_enter(caller, "migrate_script", options, MIG_OPTIONS_SCRIPT, 1, &tenant, &rest,
+						&err) != MIG_OK)
+	{
+		sq_report(fctx, "migrate_script", &err);
+		return;
+	}
+	sq_host_init(&h, &c, tenant ? tenant : caller, "migrate_script");
+	if (sq_folder_arg(caller, &h, argv[0], NULL, &path, &src, &logged, &err) != MIG_OK ||
+		mig_script_text(&h, path, rest, &text, &len, &err) != MIG_OK)
 		sq_report(fctx, c.fn, &err);
 	else
 		sqlite3_result_text64(fctx, text, len, sqlite3_free, SQLITE_UTF8);
 	mig_source_free(src);
+	sqlite3_free(rest);
+	sq_tenant_close(tenant);
 }
 
 static int
@@ -185,17 +218,17 @@ adopt_entry(const mig_host *h, const char *path, const char *options, int64_t *n
 	return mig_adopt_with(h, path, options, n, err);
 }
 
-/* migrate_adopt(path) -> number of migrations taken over from another
- * tool's history */
+/* migrate_adopt(path [, options]) -> number of migrations taken over from
+ * another tool's history; with schema=S, the tenant S's (whose database
+ * holds that tool's table too) */
 static void
 fn_adopt(sqlite3_context *fctx, int argc, sqlite3_value **argv)
 {
-	run_path_fn(fctx, argc, argv, "migrate_adopt", adopt_entry, NULL);
+	run_path_fn(fctx, argc, argv, "migrate_adopt", adopt_entry, NULL, MIG_OPTIONS_ADOPT, 1, 1);
 }
 
-/* migrate_baseline(path, version) -> number of migrations recorded as
- * applied without running them; the version comes where run_path_fn
- * passes an options text */
+/* migrate_baseline(path, version [, options]) -> number of migrations
+ * recorded as applied without running them */
 static int
 baseline_entry(const mig_host *h, const char *path, const char *version, int64_t *n,
 			   mig_err *err)
@@ -206,12 +239,13 @@ baseline_entry(const mig_host *h, const char *path, const char *version, int64_t
 static void
 fn_baseline(sqlite3_context *fctx, int argc, sqlite3_value **argv)
 {
-	run_path_fn(fctx, argc, argv, "migrate_baseline", baseline_entry, NULL);
+	run_path_fn(fctx, argc, argv, "migrate_baseline", baseline_entry, NULL, MIG_OPTIONS_NONE, 1, 2);
 }
 
-/* migrate_record(path, version) -> 1: the next pending migration, which
- * ran elsewhere (a goose Go migration run by the application), recorded
- * as applied without running it, with an audit row */
+/* migrate_record(path, version [, options]) -> 1: the next pending
+ * migration, which ran elsewhere (a goose Go migration run by the
+ * application), recorded as applied without running it, with an audit
+ * row */
 static int
 record_entry(const mig_host *h, const char *path, const char *version, int64_t *n,
 			 mig_err *err)
@@ -222,20 +256,24 @@ record_entry(const mig_host *h, const char *path, const char *version, int64_t *
 static void
 fn_record(sqlite3_context *fctx, int argc, sqlite3_value **argv)
 {
-	run_path_fn(fctx, argc, argv, "migrate_record", record_entry, NULL);
+	run_path_fn(fctx, argc, argv, "migrate_record", record_entry, NULL, MIG_OPTIONS_NONE, 1, 2);
 }
 
-/* migrate_down([n = 1]) -> number of migrations rolled back */
+/* migrate_down([n = 1 [, options]]) -> number of migrations rolled back */
 static void
 fn_down(sqlite3_context *fctx, int argc, sqlite3_value **argv)
 {
+	sqlite3    *caller = sqlite3_context_db_handle(fctx);
+	const char *options = argc > 1 ? (const char *) sqlite3_value_text(argv[1]) : NULL;
+	char	   *rest = NULL;
+	sqlite3    *tenant = NULL;
 	sq_ctx		c;
 	mig_host	h;
 	mig_err		err;
 	int64_t		n = 1,
 				done = 0;
 
-	if (argc == 1)
+	if (argc >= 1)
 	{
 		if (sqlite3_value_numeric_type(argv[0]) != SQLITE_INTEGER)
 		{
@@ -244,8 +282,14 @@ fn_down(sqlite3_context *fctx, int argc, sqlite3_value **argv)
 		}
 		n = sqlite3_value_int64(argv[0]);
 	}
-	sq_host_init(&h, &c, sqlite3_context_db_handle(fctx), "migrate_down");
-	sq_call_begin(&c, "migrate_down", NULL, NULL);
+	if (sq_tenant_enter(caller, "migrate_down", options, MIG_OPTIONS_NONE, 0, &tenant, &rest,
+						&err) != MIG_OK)
+	{
+		sq_report(fctx, "migrate_down", &err);
+		return;
+	}
+	sq_host_init(&h, &c, tenant ? tenant : caller, "migrate_down");
+	sq_call_begin(&c, "migrate_down", NULL, options);
 	if (mig_down(&h, n, &done, &err) != MIG_OK)
 	{
 		log_failure(&c, &err);
@@ -253,6 +297,8 @@ fn_down(sqlite3_context *fctx, int argc, sqlite3_value **argv)
 	}
 	else
 		sqlite3_result_int64(fctx, done);
+	sqlite3_free(rest);
+	sq_tenant_close(tenant);
 }
 
 static void *
@@ -271,18 +317,28 @@ caches_destroy(void *p)
 	sqlite3_free(c);
 }
 
-/* migrate_down_to(version) -> number of migrations rolled back */
+/* migrate_down_to(version [, options]) -> number of migrations rolled
+ * back */
 static void
 fn_down_to(sqlite3_context *fctx, int argc, sqlite3_value **argv)
 {
+	sqlite3    *caller = sqlite3_context_db_handle(fctx);
 	const char *version = (const char *) sqlite3_value_text(argv[0]);
+	const char *options = argc > 1 ? (const char *) sqlite3_value_text(argv[1]) : NULL;
+	char	   *rest = NULL;
+	sqlite3    *tenant = NULL;
 	sq_ctx		c;
 	mig_host	h;
 	mig_err		err;
 	int64_t		done = 0;
 
-	(void) argc;
-	sq_host_init(&h, &c, sqlite3_context_db_handle(fctx), "migrate_down_to");
+	if (sq_tenant_enter(caller, "migrate_down_to", options, MIG_OPTIONS_NONE, 0, &tenant, &rest,
+						&err) != MIG_OK)
+	{
+		sq_report(fctx, "migrate_down_to", &err);
+		return;
+	}
+	sq_host_init(&h, &c, tenant ? tenant : caller, "migrate_down_to");
 	sq_call_begin(&c, "migrate_down_to", NULL, version);
 	if (mig_down_to(&h, version, &done, &err) != MIG_OK)
 	{
@@ -291,6 +347,8 @@ fn_down_to(sqlite3_context *fctx, int argc, sqlite3_value **argv)
 	}
 	else
 		sqlite3_result_int64(fctx, done);
+	sqlite3_free(rest);
+	sq_tenant_close(tenant);
 }
 
 #ifdef _WIN32
@@ -328,17 +386,25 @@ sqlite3_migrate_init(sqlite3 *db, char **pzErrMsg, const sqlite3_api_routines *p
 	if (rc == SQLITE_OK)
 		rc = sqlite3_create_function(db, "migrate_down_to", 1, flags, NULL, fn_down_to, NULL, NULL);
 	if (rc == SQLITE_OK)
+		rc = sqlite3_create_function(db, "migrate_down", 2, flags, NULL, fn_down, NULL, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_create_function(db, "migrate_down_to", 2, flags, NULL, fn_down_to, NULL, NULL);
+	if (rc == SQLITE_OK)
 		rc = sqlite3_create_function(db, "migrate_adopt", 1, flags, NULL, fn_adopt, NULL, NULL);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_create_function(db, "migrate_adopt", 2, flags, NULL, fn_adopt, NULL, NULL);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_create_function(db, "migrate_baseline", 2, flags, NULL, fn_baseline, NULL, NULL);
 	if (rc == SQLITE_OK)
+		rc = sqlite3_create_function(db, "migrate_baseline", 3, flags, NULL, fn_baseline, NULL, NULL);
+	if (rc == SQLITE_OK)
 		rc = sqlite3_create_function(db, "migrate_repair", 1, flags, NULL, fn_repair, NULL, NULL);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_create_function(db, "migrate_repair", 2, flags, NULL, fn_repair, NULL, NULL);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_create_function(db, "migrate_record", 2, flags, NULL, fn_record, NULL, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_create_function(db, "migrate_record", 3, flags, NULL, fn_record, NULL, NULL);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_create_function(db, "migrate_script", 1, flags, NULL, fn_script, NULL, NULL);
 	if (rc == SQLITE_OK)

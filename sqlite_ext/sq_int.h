@@ -88,6 +88,55 @@ int			sq_folder_arg(sqlite3 *db, mig_host *h, sqlite3_value *v, mig_source_cache
 						  const char **path, mig_source **src, const char **logged,
 						  mig_err *err);
 
+/* Tenants (sq_tenant.c).  sq_tenant_schema opens a connection of its own
+ * on the file of database schema of the caller's connection (NULL in
+ * *out for main: the caller's own), sq_tenant_path on a tenant's file;
+ * read-write without create, or read-only; refusing temp, in-memory and
+ * unattached databases, a transaction of the caller on the file,
+ * symbolic links, directories and other files that are not regular, and
+ * a tenant whose own tables are views or carry triggers.  Close with
+ * sq_tenant_close.  MIG_OK, or an error in err. */
+int			sq_tenant_schema(sqlite3 *caller, const char *schema, int readonly, sqlite3 **out,
+							 mig_err *err);
+int			sq_tenant_path(sqlite3 *caller, const char *path, int readonly, sqlite3 **out,
+						   mig_err *err);
+void		sq_tenant_close(sqlite3 *t);
+/* Reads the options text of function fn as entry point which
+ * (MIG_OPTIONS_*) and opens the tenant its schema= names (*tdb NULL when
+ * none); *rest is the text for the core without schema= (sqlite3_free; NULL
+ * when options is NULL). */
+int			sq_tenant_enter(sqlite3 *caller, const char *fn, const char *options, int which,
+							int readonly, sqlite3 **tdb, char **rest, mig_err *err);
+
+/* One row of the fan-out functions (sq_each.c): strings valid during the
+ * callback; applied and pending -1 when unknown. */
+typedef struct sq_each_row {
+	const char *tenant;
+	int64_t		applied;
+	int64_t		pending;		/* migrate_status_each */
+	const char *latest;			/* migrate_status_each: newest applied */
+	const char *status;			/* applied, up_to_date, failed,
+								 * skipped_locked, not_reached; for status:
+								 * up_to_date, pending, partial, changed,
+								 * failed */
+	const char *sqlstate;		/* of the error, or NULL */
+	const char *error;			/* "context: message", or NULL */
+} sq_each_row;
+
+typedef int (*sq_each_cb) (void *arg, const sq_each_row *r);
+
+/* migrate_apply_each and migrate_status_each: the folder given as path
+ * (with src's source and limits), each tenant of list (a JSON array of
+ * paths, or one path) migrated or looked at in turn, a row each through
+ * cb.  Fails (the call raises) only on bad arguments, a folder that is
+ * bad whatever the tenant, or out of memory; a tenant's failure is its
+ * row's. */
+int			sq_apply_each(sqlite3 *caller, const mig_host *src, const char *path,
+						  const char *logged, sqlite3_value *list, const char *options,
+						  sq_each_cb cb, void *arg, mig_err *err);
+int			sq_status_each(sqlite3 *caller, const mig_host *src, const char *path,
+						   sqlite3_value *list, sq_each_cb cb, void *arg, mig_err *err);
+
 /* What migrate_apply keeps per connection: checksums of files read, and
  * the last archive (its user data; the other functions keep nothing). */
 typedef struct sq_caches {

@@ -6,11 +6,14 @@
  *   SELECT version, sql FROM migrate_plan('db/migrations' [, 'target=42']);
  *   SELECT * FROM migrate_status(readfile('m.tar.gz'));  -- the folder as data
  *   SELECT statement, relation, rewrites FROM migrate_impact('db/migrations');
+ *   SELECT * FROM migrate_status('db/migrations', 'schema=acme');  -- a tenant
+ *   SELECT * FROM migrate_apply_each('db/migrations', json_array('a.db', 'b.db'));
+ *   SELECT * FROM migrate_status_each('db/migrations', json_array('a.db', 'b.db'));
  *
- * One module serves the four: xFilter runs the core's entry point once
- * and keeps its rows until the cursor closes.  They read and change
- * nothing but the folder and the history, and are DIRECTONLY like the
- * functions.
+ * One module serves them all: xFilter runs the core's entry point once
+ * (for each tenant, sq_each.c) and keeps its rows until the cursor closes.
+ * But migrate_apply_each they read and change nothing but the folder and
+ * the history, and they are DIRECTONLY like the functions.
  */
 #include <string.h>
 
@@ -36,10 +39,17 @@ typedef struct table_def {
 	const char *name;
 	const char *columns;		/* of CREATE TABLE x(...) */
 	int			ncols;			/* visible columns */
-	int			nargs;			/* 1: path; 2: path, options (optional) */
+	int			nargs;			/* 1: path; 2: path, options (optional);
+								 * the fan-out: path, tenants [, options] */
 	int			(*fill) (const mig_host *h, const char *path, const char *options,
 						 cursor *c, mig_err *err);
+	int			which;			/* MIG_OPTIONS_* of the options */
+	int			each;			/* 0, or a fan-out: EACH_APPLY, EACH_STATUS */
 } table_def;
+
+enum { EACH_APPLY = 1, EACH_STATUS = 2 };
+
+#define MAX_ARGS 3
 
 typedef struct vtab {
 	sqlite3_vtab base;
@@ -240,27 +250,73 @@ fill_impact(const mig_host *h, const char *path, const char *options, cursor *c,
 	return mig_impact(h, path, options, impact_row, c, err);
 }
 
+/* ---- migrate_apply_each, migrate_status_each ---- */
+
+static int
+apply_each_row(void *arg, const sq_each_row *r)
+{
+	cursor	   *c = arg;
+	cell	   *k = add_row(c);
+
+	if (k == NULL)
+		return MIG_NOMEM;
+	set_str(c, &k[0], r->tenant);
+	k[1].type = SQLITE_INTEGER, k[1].integer = r->applied;
+	set_str(c, &k[2], r->status);
+	set_str(c, &k[3], r->sqlstate);
+	set_str(c, &k[4], r->error);
+	return c->oom ? MIG_NOMEM : MIG_OK;
+}
+
+static int
+status_each_row(void *arg, const sq_each_row *r)
+{
+	cursor	   *c = arg;
+	cell	   *k = add_row(c);
+
+	if (k == NULL)
+		return MIG_NOMEM;
+	set_str(c, &k[0], r->tenant);
+	if (r->applied >= 0)
+		k[1].type = SQLITE_INTEGER, k[1].integer = r->applied;
+	if (r->pending >= 0)
+		k[2].type = SQLITE_INTEGER, k[2].integer = r->pending;
+	set_str(c, &k[3], r->latest);
+	set_str(c, &k[4], r->status);
+	set_str(c, &k[5], r->sqlstate);
+	set_str(c, &k[6], r->error);
+	return c->oom ? MIG_NOMEM : MIG_OK;
+}
+
 static const table_def tables[] = {
 	{"migrate_status",
 		"version TEXT, name TEXT, state TEXT, file TEXT, checksum TEXT,"
 		" applied_checksum TEXT, applied_at TEXT, execution_ms REAL,"
 		" installed_rank INTEGER, has_down INTEGER, down TEXT,"
-		" statements_done INTEGER, last_error TEXT, path HIDDEN",
-	13, 1, fill_status},
+		" statements_done INTEGER, last_error TEXT, path HIDDEN, options HIDDEN",
+	13, 2, fill_status, MIG_OPTIONS_NONE, 0},
 	{"migrate_validate",
 		"version TEXT, file TEXT, problem TEXT, severity TEXT, sqlstate TEXT,"
 		" message TEXT, path HIDDEN, options HIDDEN",
-	6, 2, fill_validate},
+	6, 2, fill_validate, MIG_OPTIONS_VALIDATE, 0},
 	{"migrate_plan",
 		"version TEXT, name TEXT, file TEXT, kind TEXT, sql TEXT, down_sql TEXT,"
 		" checksum TEXT, outside INTEGER, statements_done INTEGER,"
 		" path HIDDEN, options HIDDEN",
-	9, 2, fill_plan},
+	9, 2, fill_plan, MIG_OPTIONS_DRYRUN, 0},
 	{"migrate_impact",
 		"version TEXT, file TEXT, line INTEGER, statement TEXT, relation TEXT,"
 		" rewrites INTEGER, scans INTEGER, relation_pages INTEGER, relation_bytes INTEGER,"
 		" relation_rows INTEGER, advice TEXT, policy TEXT, path HIDDEN, options HIDDEN",
-	12, 2, fill_impact},
+	12, 2, fill_impact, MIG_OPTIONS_APPLY, 0},
+	{"migrate_apply_each",
+		"tenant TEXT, applied INTEGER, status TEXT, sqlstate TEXT, error TEXT,"
+		" source HIDDEN, tenants HIDDEN, options HIDDEN",
+	5, 3, NULL, MIG_OPTIONS_EACH, EACH_APPLY},
+	{"migrate_status_each",
+		"tenant TEXT, applied INTEGER, pending INTEGER, latest TEXT, state TEXT,"
+		" sqlstate TEXT, error TEXT, source HIDDEN, tenants HIDDEN",
+	7, 2, NULL, MIG_OPTIONS_NONE, EACH_STATUS},
 };
 
 /* ---- the module ---- */
@@ -307,7 +363,7 @@ static int
 t_best_index(sqlite3_vtab *base, sqlite3_index_info *info)
 {
 	const table_def *def = ((vtab *) base)->def;
-	int			at[2] = {-1, -1},
+	int			at[MAX_ARGS] = {-1, -1, -1},
 				next = 1;
 
 	for (int i = 0; i < info->nConstraint; i++)
@@ -322,7 +378,7 @@ t_best_index(sqlite3_vtab *base, sqlite3_index_info *info)
 		at[arg] = i;
 	}
 	info->idxNum = 0;
-	for (int arg = 0; arg < 2; arg++)
+	for (int arg = 0; arg < MAX_ARGS; arg++)
 		if (at[arg] >= 0)
 		{
 			info->aConstraintUsage[at[arg]].argvIndex = next++;
@@ -360,36 +416,70 @@ t_filter(sqlite3_vtab_cursor *cur, int idx, const char *idxstr, int argc,
 {
 	cursor	   *c = (cursor *) cur;
 	vtab	   *vt = (vtab *) cur->pVtab;
-	const char *fn = vt->def->name;
-	sqlite3_value *folder = (idx & 1) && argc > 0 ? argv[0] : NULL;
-	const char *options = (idx & 2) && argc > 1 ? (const char *) sqlite3_value_text(argv[1]) : NULL;
+	const table_def *def = vt->def;
+	const char *fn = def->name;
+	sqlite3_value *args[MAX_ARGS] = {NULL, NULL, NULL};
+	sqlite3_value *folder;
+	const char *options;
 	const char *path,
 			   *logged;
+	char	   *rest = NULL;
+	sqlite3    *tenant = NULL;
 	mig_source *src = NULL;
 	sq_ctx		sc;
 	mig_host	h;
 	mig_err		err;
-	int			rc;
+	int			rc,
+				n = 0;
 
 	(void) idxstr;
 	clear_rows(c);
+	/* the arguments given, in order (t_best_index) */
+	for (int arg = 0; arg < MAX_ARGS; arg++)
+		if ((idx & (1 << arg)) && n < argc)
+			args[arg] = argv[n++];
+	folder = args[0];
+	options = args[def->nargs - 1] && def->nargs > (def->each ? 2 : 1) ?
+		(const char *) sqlite3_value_text(args[def->nargs - 1]) : NULL;
 	if (folder == NULL || sqlite3_value_type(folder) == SQLITE_NULL)
 	{
 		sqlite3_free(vt->base.zErrMsg);
-		vt->base.zErrMsg = sqlite3_mprintf("%s: give the migration folder, as in SELECT * FROM %s('db/migrations')",
+		vt->base.zErrMsg = def->each ?
+			sqlite3_mprintf("%s: give the migration folder and the tenants, as in SELECT * FROM %s('db/migrations', json_array('tenants/a.db'))",
+							fn, fn) :
+			sqlite3_mprintf("%s: give the migration folder, as in SELECT * FROM %s('db/migrations')",
+							fn, fn);
+		return SQLITE_ERROR;
+	}
+	if (def->each && args[1] == NULL)
+	{
+		sqlite3_free(vt->base.zErrMsg);
+		vt->base.zErrMsg = sqlite3_mprintf("%s: give the tenants, as in SELECT * FROM %s('db/migrations', json_array('tenants/a.db'))",
 										   fn, fn);
 		return SQLITE_ERROR;
 	}
-	sq_host_init(&h, &sc, vt->db, fn);
-	/* a path, an archive or a JSON object (sq_source.c) */
-	rc = sq_folder_arg(vt->db, &h, folder, NULL, &path, &src, &logged, &err);
+	/* schema=: the tenant, on a read-only connection of its own */
+	rc = def->each ? MIG_OK :
+		sq_tenant_enter(vt->db, fn, options, def->which, 1, &tenant, &rest, &err);
 	if (rc == MIG_OK)
-		rc = vt->def->fill(&h, path, options, c, &err);
+	{
+		sq_host_init(&h, &sc, tenant ? tenant : vt->db, fn);
+		/* a path, an archive or a JSON object (sq_source.c) */
+		rc = sq_folder_arg(vt->db, &h, folder, NULL, &path, &src, &logged, &err);
+	}
+	if (rc == MIG_OK && def->each == EACH_APPLY)
+		rc = sq_apply_each(vt->db, &h, path, logged, args[1], options, apply_each_row, c, &err);
+	else if (rc == MIG_OK && def->each == EACH_STATUS)
+		rc = sq_status_each(vt->db, &h, path, args[1], status_each_row, c, &err);
+	else if (rc == MIG_OK)
+		rc = def->fill(&h, path, rest, c, &err);
 	mig_source_free(src);
+	sqlite3_free(rest);
+	sq_tenant_close(tenant);
 	if (rc != MIG_OK)
 	{
 		clear_rows(c);
-		if (err.code == MIG_NOMEM)
+		if (err.code == MIG_NOMEM || rc == MIG_NOMEM)
 			return SQLITE_NOMEM;
 		sqlite3_free(vt->base.zErrMsg);
 		vt->base.zErrMsg = sq_error_text(fn, &err);

@@ -18,6 +18,8 @@
 #             PostgreSQL's part is tests/pg/t/14_attacks.sql)
 #   impact    migrate_impact and the impact policy (tests/sqlite/test_impact.py;
 #             PostgreSQL's part is tests/pg/impact.sh and t/15_impact.sql)
+#   tenants   schema=S on every function, migrate_apply_each and
+#             migrate_status_each (tests/sqlite/test_tenants.py)
 #   *-asan    the same suites with the ASan/UBSan build of the extension
 #   stress    64 racing processes, kill -9 at every statement boundary and at
 #             random moments, cancel, busy timeouts (tests/stress/sqlite_stress.py;
@@ -62,6 +64,7 @@ suite attacks "$PY" tests/sqlite/test_attacks.py build/migrate
 suite data "$PY" tests/sqlite/test_data.py build/migrate
 suite cli "$PY" tests/sqlite/test_cli.py build/migrate
 suite impact "$PY" tests/sqlite/test_impact.py build/migrate
+suite tenants "$PY" tests/sqlite/test_tenants.py build/migrate
 asan=$(gcc -print-file-name=libasan.so)
 san=(env LD_PRELOAD="$asan" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1
      UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1)
@@ -74,6 +77,7 @@ suite outside-asan "${san[@]}" "$PY" tests/sqlite/test_outside.py build/asan/mig
 suite attacks-asan "${san[@]}" "$PY" tests/sqlite/test_attacks.py build/asan/migrate
 suite data-asan "${san[@]}" "$PY" tests/sqlite/test_data.py build/asan/migrate
 suite impact-asan "${san[@]}" "$PY" tests/sqlite/test_impact.py build/asan/migrate
+suite tenants-asan "${san[@]}" "$PY" tests/sqlite/test_tenants.py build/asan/migrate
 suite stress "$PY" tests/stress/sqlite_stress.py build/migrate --short
 oomdir=$(mktemp -d)
 printf 'CREATE TABLE a(x);\nINSERT INTO a VALUES (1);\n' > "$oomdir/1_a.up.sql"

@@ -205,7 +205,7 @@ def apply_options(c):
     assert c.ok("SELECT state FROM migrate_status('%s') WHERE version = '1'" % c.dir) == "missing"
     before = c.snapshot()
     c.fails("SELECT migrate_apply('%s', 'targett=3')" % c.dir, "unknown option \"targett\"",
-            "HINT:  The options are target, out_of_order, ignore_missing, wait, if_locked, lock_timeout, lock_retries, verbose, max_lock, no_rewrite and max_size.")
+            "HINT:  The options are target, out_of_order, ignore_missing, wait, if_locked, lock_timeout, lock_retries, schema, verbose, max_lock, no_rewrite and max_size.")
     c.fails("SELECT migrate_apply('%s', 'target=x')" % c.dir, "target \"x\" is not a migration version")
     c.fails("SELECT migrate_apply('%s', 'out_of_order=maybe')" % c.dir,
             "option out_of_order takes true or false, not \"maybe\"")
