@@ -160,6 +160,10 @@ typedef struct CoreCall
 	const char *logged;			/* the call log's source */
 	int64		n;				/* migrate_down's argument */
 	const char *options;		/* migrate_apply's and migrate_run's options */
+	const char *tenant_options; /* the options text given, read for schema=
+								 * (pg_tenant.c) before the call: */
+	int			tenant_kind;	/* as entry point MIG_OPTIONS_* reads it; */
+	bool		tenant_writes;	/* the call writes (CREATE on the schema) */
 	const char *version;		/* migrate_baseline's argument */
 	int64_t		count;			/* applied, adopted or rolled back */
 	mig_status_cb status_cb;	/* migrate_status's row sink */
@@ -191,6 +195,24 @@ options_arg(FunctionCallInfo fcinfo, MemoryContext cxt)
 	if (PG_NARGS() < 2 || PG_ARGISNULL(1))
 		return NULL;
 	return MemoryContextStrdup(cxt, mig_pg_utf8(text_to_cstring(PG_GETARG_TEXT_PP(1))));
+}
+
+/*
+ * The options text of argument idx (NULL when the function has none there
+ * or it is NULL) in cxt, in UTF-8, to be read for schema= as entry point
+ * which reads its options (MIG_OPTIONS_*) before the call: the tenant.
+ */
+static void
+tenant_arg(FunctionCallInfo fcinfo, CoreCall *call, int idx, int which, bool writes,
+		   MemoryContext cxt)
+{
+	if (PG_NARGS() <= idx || PG_ARGISNULL(idx))
+		return;
+	call->tenant_options = MemoryContextStrdup(cxt, mig_pg_utf8(text_to_cstring(PG_GETARG_TEXT_PP(idx))));
+	call->tenant_kind = which;
+	call->tenant_writes = writes;
+	if (which != MIG_OPTIONS_NONE)
+		call->options = call->tenant_options;
 }
 
 /* A text argument in UTF-8, in the current memory context. */
@@ -571,6 +593,27 @@ run_core(FunctionCallInfo fcinfo, CoreCall *call, bool procedure)
 	MemoryContext cxt = CurrentMemoryContext;
 	volatile int rc = MIG_ERROR;
 
+	/* the tenant (schema=), checked before anything runs or is logged;
+	 * the entry point gets the other options */
+	if (call->tenant_options != NULL)
+	{
+		PG_TRY();
+		{
+			char	   *rest = mig_pg_tenant_from_options(mp, call->tenant_options,
+														  call->tenant_kind,
+														  call->tenant_writes);
+
+			if (call->tenant_kind != MIG_OPTIONS_NONE)
+				call->options = rest;
+		}
+		PG_CATCH();
+		{
+			mig_pg_end(mp);
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
+	}
+
 	if ((call->archive || call->json) && build_source(mp, call, &call->err) != MIG_OK)
 	{
 		/* data that cannot be read: nothing ran, the call is logged */
@@ -706,7 +749,7 @@ migrate_apply(PG_FUNCTION_ARGS)
 {
 	CoreCall   *call = folder_call(fcinfo, "migrate_apply", op_apply);
 
-	call->options = options_arg(fcinfo, CurrentMemoryContext);
+	tenant_arg(fcinfo, call, 1, MIG_OPTIONS_APPLY, true, CurrentMemoryContext);
 	call->runs_scripts = true;
 	run_core(fcinfo, call, false);
 	PG_RETURN_INT64(call->count);
@@ -744,6 +787,7 @@ migrate_baseline(PG_FUNCTION_ARGS)
 	CoreCall   *call = folder_call(fcinfo, "migrate_baseline", op_baseline);
 
 	call->version = utf8_arg(PG_GETARG_TEXT_PP(1));
+	tenant_arg(fcinfo, call, 2, MIG_OPTIONS_NONE, true, CurrentMemoryContext);
 	run_core(fcinfo, call, false);
 	PG_RETURN_INT64(call->count);
 }
@@ -779,6 +823,7 @@ migrate_record(PG_FUNCTION_ARGS)
 	CoreCall   *call = folder_call(fcinfo, "migrate_record", op_record);
 
 	call->version = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	tenant_arg(fcinfo, call, 2, MIG_OPTIONS_NONE, true, CurrentMemoryContext);
 	run_core(fcinfo, call, false);
 	PG_RETURN_INT64(call->count);
 }
@@ -799,6 +844,7 @@ migrate_down(PG_FUNCTION_ARGS)
 	check_function_mode("migrate_down");
 	call->n = PG_GETARG_INT64(0);
 	call->runs_scripts = true;
+	tenant_arg(fcinfo, call, 1, MIG_OPTIONS_NONE, true, CurrentMemoryContext);
 	run_core(fcinfo, call, false);
 	PG_RETURN_INT64(call->count);
 }
@@ -822,6 +868,7 @@ migrate_run_down(PG_FUNCTION_ARGS)
 	call->logged_as = "migrate_run_down";
 	call->n = PG_ARGISNULL(0) ? 1 : PG_GETARG_INT64(0);
 	call->runs_scripts = true;
+	tenant_arg(fcinfo, call, 1, MIG_OPTIONS_NONE, true, PortalContext);
 	run_core(fcinfo, call, true);
 	ereport(NOTICE,
 			(errmsg_plural("rolled back " INT64_FORMAT " migration",
@@ -846,6 +893,7 @@ migrate_down_to(PG_FUNCTION_ARGS)
 	check_function_mode("migrate_down_to");
 	call->version = utf8_arg(PG_GETARG_TEXT_PP(0));
 	call->runs_scripts = true;
+	tenant_arg(fcinfo, call, 1, MIG_OPTIONS_NONE, true, CurrentMemoryContext);
 	run_core(fcinfo, call, false);
 	PG_RETURN_INT64(call->count);
 }
@@ -943,6 +991,7 @@ migrate_status(PG_FUNCTION_ARGS)
 	sink->err = &call->err;
 	call->status_cb = status_row;
 	call->status_arg = sink;
+	tenant_arg(fcinfo, call, 1, MIG_OPTIONS_NONE, false, CurrentMemoryContext);
 	run_core(fcinfo, call, false);
 	return (Datum) 0;
 }
@@ -969,7 +1018,7 @@ migrate_run(PG_FUNCTION_ARGS)
 	call->logged_as = "migrate_run";
 	if (call->path)
 		call->path = MemoryContextStrdup(PortalContext, call->path);
-	call->options = options_arg(fcinfo, PortalContext);
+	tenant_arg(fcinfo, call, 1, MIG_OPTIONS_APPLY, true, PortalContext);
 	run_core(fcinfo, call, true);
 	ereport(NOTICE,
 			(errmsg_plural("applied " INT64_FORMAT " migration",
@@ -992,7 +1041,7 @@ migrate_validate(PG_FUNCTION_ARGS)
 	CoreCall   *call = new_call(CurrentMemoryContext, op_validate);
 
 	source_arg(fcinfo, call, "migrate_validate");
-	call->options = options_arg(fcinfo, CurrentMemoryContext);
+	tenant_arg(fcinfo, call, 1, MIG_OPTIONS_VALIDATE, false, CurrentMemoryContext);
 	InitMaterializedSRF(fcinfo, 0);
 	call->rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	run_core(fcinfo, call, false);
@@ -1018,7 +1067,7 @@ migrate_impact(PG_FUNCTION_ARGS)
 	CoreCall   *call = new_call(CurrentMemoryContext, op_impact);
 
 	source_arg(fcinfo, call, "migrate_impact");
-	call->options = options_arg(fcinfo, CurrentMemoryContext);
+	tenant_arg(fcinfo, call, 1, MIG_OPTIONS_APPLY, false, CurrentMemoryContext);
 	InitMaterializedSRF(fcinfo, 0);
 	call->rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	run_core(fcinfo, call, false);
@@ -1038,7 +1087,7 @@ migrate_repair(PG_FUNCTION_ARGS)
 {
 	CoreCall   *call = folder_call(fcinfo, "migrate_repair", op_repair);
 
-	call->options = options_arg(fcinfo, CurrentMemoryContext);
+	tenant_arg(fcinfo, call, 1, MIG_OPTIONS_REPAIR, true, CurrentMemoryContext);
 	run_core(fcinfo, call, false);
 	PG_RETURN_INT64(call->count);
 }
@@ -1059,7 +1108,7 @@ migrate_plan(PG_FUNCTION_ARGS)
 
 	call->fname = "migrate_plan";
 	source_arg(fcinfo, call, "migrate_plan");
-	call->options = options_arg(fcinfo, CurrentMemoryContext);
+	tenant_arg(fcinfo, call, 1, MIG_OPTIONS_DRYRUN, false, CurrentMemoryContext);
 	InitMaterializedSRF(fcinfo, 0);
 	call->rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	run_core(fcinfo, call, false);
@@ -1104,14 +1153,25 @@ migrate_lock_holder(PG_FUNCTION_ARGS)
 	ReturnSetInfo *rsinfo;
 	SPITupleTable *tt;
 	int			ret;
+	Oid			nsp = InvalidOid;
 
+	/* migrate_lock_holder(options): the lock of tenant schema= */
+	if (PG_NARGS() > 0 && !PG_ARGISNULL(0))
+	{
+		MigPg	   *mp = mig_pg_begin(fcinfo->flinfo->fn_oid, false);
+
+		(void) mig_pg_tenant_from_options(mp, mig_pg_utf8(text_to_cstring(PG_GETARG_TEXT_PP(0))),
+										  MIG_OPTIONS_NONE, false);
+		nsp = mp->tenant_nsp;
+		mig_pg_end(mp);
+	}
 	InitMaterializedSRF(fcinfo, 0);
 	rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	/* pg_stat_activity as it is now, not as this transaction first saw it */
 	pgstat_clear_backend_activity_snapshot();
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	ret = SPI_execute(mig_pg_holder_query(), true, 0);
+	ret = SPI_execute(mig_pg_holder_query_for(nsp), true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read pg_locks: %s", SPI_result_code_string(ret));
 	tt = SPI_tuptable;
@@ -1129,9 +1189,10 @@ migrate_lock_holder(PG_FUNCTION_ARGS)
 }
 
 /*
- * migrate_history_changed() RETURNS trigger: before any statement writes
- * to migrate_history, takes the migration lock (a hand edit waits for a
- * running migrate_apply, and makes one wait until it commits) and counts
+ * migrate_history_changed() RETURNS trigger: before a write to
+ * migrate_history, takes the migration lock (of the tenant of each row from
+ * 0.3 on, pg_tenant.c: a hand edit waits for a running migrate_apply, and
+ * makes one wait until it commits) and counts
  * the change in migrate_history_gen, whose value every session sees at
  * once: a no-op shortcut stored before it is never used after it
  * (pg_history.c, pg_verified_get).  Needs no privilege on the sequence of
@@ -1141,18 +1202,11 @@ PG_FUNCTION_INFO_V1(migrate_history_changed);
 Datum
 migrate_history_changed(PG_FUNCTION_ARGS)
 {
-	Oid			seq;
-
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("migrate_history_changed must be called as a trigger")));
-	DirectFunctionCall1(pg_advisory_xact_lock_int8, Int64GetDatum(MIGRATE_LOCK_KEY));
-	seq = get_relname_relid("migrate_history_gen",
-							get_func_namespace(fcinfo->flinfo->fn_oid));
-	if (OidIsValid(seq))
-		(void) nextval_internal(seq, false);
-	return PointerGetDatum(NULL);
+	return mig_pg_history_changed(fcinfo);
 }
 
 /*
