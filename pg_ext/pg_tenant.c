@@ -284,8 +284,11 @@ mig_pg_tenant_path_enter(MigPg *mp)
 void
 mig_pg_tenant_path_leave(int nest)
 {
+	/* as after a function's SET clause, but what the migration SET goes
+	 * too (not only SET LOCAL): the caller's settings are as before the
+	 * call, and each migration of a tenant starts in the tenant */
 	if (nest >= 0)
-		AtEOXact_GUC(true, nest);
+		AtEOXact_GUC(false, nest);
 }
 
 /* ---- the history's trigger ---- */

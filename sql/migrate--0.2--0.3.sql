@@ -989,3 +989,104 @@ GRANT EXECUTE ON FUNCTION @extschema@.migrate_baseline(pg_catalog.jsonb, pg_cata
 GRANT EXECUTE ON FUNCTION @extschema@.migrate_record(pg_catalog.bytea, pg_catalog.text, pg_catalog.text) TO pg_database_owner;
 GRANT EXECUTE ON FUNCTION @extschema@.migrate_record(pg_catalog.jsonb, pg_catalog.text, pg_catalog.text) TO pg_database_owner;
 GRANT EXECUTE ON FUNCTION @extschema@.migrate_lock_holder(pg_catalog.text) TO pg_database_owner;
+
+-- ---- the fan-out: every tenant, exactly once each ----
+
+-- A row per tenant of migrate_apply_each.  status: applied, up_to_date, failed, skipped_locked
+-- (if_locked=skip found another caller at it), not_reached (after a stop).
+CREATE TYPE @extschema@.migrate_each_result AS (
+	tenant		pg_catalog.text,
+	applied		pg_catalog.int4,
+	status		pg_catalog.text,
+	sqlstate	pg_catalog.text,
+	error		pg_catalog.text
+);
+
+CREATE FUNCTION @extschema@.migrate_apply_each(path pg_catalog.text, tenants pg_catalog.text[],
+	options pg_catalog.text DEFAULT NULL)
+RETURNS SETOF @extschema@.migrate_each_result
+AS 'MODULE_PATHNAME', 'migrate_apply_each'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION @extschema@.migrate_apply_each(archive pg_catalog.bytea, tenants pg_catalog.text[],
+	options pg_catalog.text DEFAULT NULL)
+RETURNS SETOF @extschema@.migrate_each_result
+AS 'MODULE_PATHNAME', 'migrate_apply_each'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION @extschema@.migrate_apply_each(files pg_catalog.jsonb, tenants pg_catalog.text[],
+	options pg_catalog.text DEFAULT NULL)
+RETURNS SETOF @extschema@.migrate_each_result
+AS 'MODULE_PATHNAME', 'migrate_apply_each'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- Where every tenant stands, without taking a lock.  state: up_to_date,
+-- pending, partial (a migration stopped half way outside a transaction),
+-- changed (an applied file changed, is missing, or a pending one is out of
+-- order: apply refuses), error (the tenant cannot be read: its schema is
+-- gone, say; message says why).
+CREATE FUNCTION @extschema@.migrate_status_each(path pg_catalog.text, tenants pg_catalog.text[],
+	options pg_catalog.text DEFAULT NULL)
+RETURNS TABLE (
+	tenant		pg_catalog.text,
+	applied		pg_catalog.int4,
+	pending		pg_catalog.int4,
+	newest		pg_catalog.text,
+	state		pg_catalog.text,
+	message		pg_catalog.text
+)
+AS 'MODULE_PATHNAME', 'migrate_status_each'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION @extschema@.migrate_status_each(archive pg_catalog.bytea, tenants pg_catalog.text[],
+	options pg_catalog.text DEFAULT NULL)
+RETURNS TABLE (
+	tenant		pg_catalog.text,
+	applied		pg_catalog.int4,
+	pending		pg_catalog.int4,
+	newest		pg_catalog.text,
+	state		pg_catalog.text,
+	message		pg_catalog.text
+)
+AS 'MODULE_PATHNAME', 'migrate_status_each'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION @extschema@.migrate_status_each(files pg_catalog.jsonb, tenants pg_catalog.text[],
+	options pg_catalog.text DEFAULT NULL)
+RETURNS TABLE (
+	tenant		pg_catalog.text,
+	applied		pg_catalog.int4,
+	pending		pg_catalog.int4,
+	newest		pg_catalog.text,
+	state		pg_catalog.text,
+	message		pg_catalog.text
+)
+AS 'MODULE_PATHNAME', 'migrate_status_each'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.migrate_apply_each(pg_catalog.text, pg_catalog.text[], pg_catalog.text) IS
+'applies a server folder to every tenant schema, in the caller''s transaction, each tenant in a subtransaction of its own: a row per tenant (applied, up_to_date, failed, skipped_locked, not_reached); options on_error=stop|continue, canary=N and those of migrate_apply';
+COMMENT ON FUNCTION @extschema@.migrate_apply_each(pg_catalog.bytea, pg_catalog.text[], pg_catalog.text) IS
+'migrate_apply_each of the folder sent as an archive (tar, tar.gz or zip)';
+COMMENT ON FUNCTION @extschema@.migrate_apply_each(pg_catalog.jsonb, pg_catalog.text[], pg_catalog.text) IS
+'migrate_apply_each of the folder sent as a JSON object of file names and texts';
+COMMENT ON FUNCTION @extschema@.migrate_status_each(pg_catalog.text, pg_catalog.text[], pg_catalog.text) IS
+'where every tenant schema stands against a server folder, one row each; takes no lock, changes nothing';
+COMMENT ON FUNCTION @extschema@.migrate_status_each(pg_catalog.bytea, pg_catalog.text[], pg_catalog.text) IS
+'migrate_status_each of the folder sent as an archive (tar, tar.gz or zip)';
+COMMENT ON FUNCTION @extschema@.migrate_status_each(pg_catalog.jsonb, pg_catalog.text[], pg_catalog.text) IS
+'migrate_status_each of the folder sent as a JSON object of file names and texts';
+
+-- As for the functions they fan out: the path forms read server files
+-- (superuser or pg_read_server_files, checked in C); the data forms go to
+-- the database's owner.  Each tenant's rights are checked as the caller's.
+REVOKE ALL ON FUNCTION @extschema@.migrate_apply_each(pg_catalog.text, pg_catalog.text[], pg_catalog.text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.migrate_apply_each(pg_catalog.bytea, pg_catalog.text[], pg_catalog.text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.migrate_apply_each(pg_catalog.jsonb, pg_catalog.text[], pg_catalog.text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.migrate_status_each(pg_catalog.text, pg_catalog.text[], pg_catalog.text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.migrate_status_each(pg_catalog.bytea, pg_catalog.text[], pg_catalog.text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.migrate_status_each(pg_catalog.jsonb, pg_catalog.text[], pg_catalog.text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.migrate_apply_each(pg_catalog.bytea, pg_catalog.text[], pg_catalog.text) TO pg_database_owner;
+GRANT EXECUTE ON FUNCTION @extschema@.migrate_apply_each(pg_catalog.jsonb, pg_catalog.text[], pg_catalog.text) TO pg_database_owner;
+GRANT EXECUTE ON FUNCTION @extschema@.migrate_status_each(pg_catalog.bytea, pg_catalog.text[], pg_catalog.text) TO pg_database_owner;
+GRANT EXECUTE ON FUNCTION @extschema@.migrate_status_each(pg_catalog.jsonb, pg_catalog.text[], pg_catalog.text) TO pg_database_owner;
