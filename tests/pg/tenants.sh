@@ -80,6 +80,13 @@ tenants_suite() {
 		 '{acme:migrate_apply,globex:migrate_apply,acme:migrate_apply,:migrate_apply,globex:migrate_down}'
 		 FROM migrate_calls"
 
+	q ten -c "CREATE SCHEMA runs" && q ten -c "CALL migrate_run('$FX/ten', 'schema=runs')" >/dev/null 2>&1
+	check "tenants: CALL migrate_run with schema= commits into the tenant's history and schema" ten \
+		"SELECT (SELECT array_agg(version ORDER BY version) FROM migrate_history WHERE tenant = 'runs') = '{1,2}'
+		 AND to_regclass('runs.t2') IS NOT NULL"
+	check "tenants: migrate_baseline with schema= records into the tenant's history" ten \
+		"CREATE SCHEMA based; SELECT migrate_baseline('$FX/ten', '1', 'schema=based') = 1"
+
 	# search_path: the caller's is back after the call, after an error too
 	out=$(q ten -c "SET search_path = ten_elsewhere, public" \
 		-c "SELECT migrate_apply('$FX/ten_path', 'schema=pf')" -c "SHOW search_path" 2>&1)
