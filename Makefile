@@ -103,6 +103,7 @@ bench:
 	@if [ -x tests/bench/pg_bench.sh ]; then tests/bench/pg_bench.sh; fi
 	@tests/bench/impact_bench.sh 1000 5
 	@tests/bench/tenants_bench.sh 1000 20
+	@tests/bench/pg_tenants_bench.sh 1000 20
 	@tests/bench/peers.sh 100,1000 5
 
 install: $(BUILD)/migrate.so

@@ -43,6 +43,8 @@
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/resowner.h"
 #include "utils/backend_status.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
@@ -160,6 +162,16 @@ typedef struct CoreCall
 	const char *logged;			/* the call log's source */
 	int64		n;				/* migrate_down's argument */
 	const char *options;		/* migrate_apply's and migrate_run's options */
+	const char *tenant_options; /* the options text given, read for schema=
+								 * (pg_tenant.c) before the call: */
+	int			tenant_kind;	/* as entry point MIG_OPTIONS_* reads it; */
+	bool		tenant_writes;	/* the call writes (CREATE on the schema) */
+	const char *tenant_name;	/* a fan-out's tenant, by name (server
+								 * encoding), or NULL */
+	bool		tenant_read_only;	/* tenant_name: the call only reads */
+	bool		each;			/* a tenant of a fan-out (quieter notices) */
+	bool		guarded;		/* migrate_run_each: see MigPg.guarded */
+	bool		skipped;		/* out: if_locked=skip found the lock held */
 	const char *version;		/* migrate_baseline's argument */
 	int64_t		count;			/* applied, adopted or rolled back */
 	mig_status_cb status_cb;	/* migrate_status's row sink */
@@ -191,6 +203,24 @@ options_arg(FunctionCallInfo fcinfo, MemoryContext cxt)
 	if (PG_NARGS() < 2 || PG_ARGISNULL(1))
 		return NULL;
 	return MemoryContextStrdup(cxt, mig_pg_utf8(text_to_cstring(PG_GETARG_TEXT_PP(1))));
+}
+
+/*
+ * The options text of argument idx (NULL when the function has none there
+ * or it is NULL) in cxt, in UTF-8, to be read for schema= as entry point
+ * which reads its options (MIG_OPTIONS_*) before the call: the tenant.
+ */
+static void
+tenant_arg(FunctionCallInfo fcinfo, CoreCall *call, int idx, int which, bool writes,
+		   MemoryContext cxt)
+{
+	if (PG_NARGS() <= idx || PG_ARGISNULL(idx))
+		return;
+	call->tenant_options = MemoryContextStrdup(cxt, mig_pg_utf8(text_to_cstring(PG_GETARG_TEXT_PP(idx))));
+	call->tenant_kind = which;
+	call->tenant_writes = writes;
+	if (which != MIG_OPTIONS_NONE)
+		call->options = call->tenant_options;
 }
 
 /* A text argument in UTF-8, in the current memory context. */
@@ -570,13 +600,49 @@ run_core(FunctionCallInfo fcinfo, CoreCall *call, bool procedure)
 	MigPg	   *mp = mig_pg_begin(fcinfo->flinfo->fn_oid, procedure);
 	MemoryContext cxt = CurrentMemoryContext;
 	volatile int rc = MIG_ERROR;
+	/* the call log keeps the options as given, schema= and all */
+	const char *given = call->tenant_options ? call->tenant_options : call->options;
+
+	/* the tenant (schema=), checked before anything runs or is logged;
+	 * the entry point gets the other options */
+	if (call->tenant_options != NULL)
+	{
+		PG_TRY();
+		{
+			char	   *rest = mig_pg_tenant_from_options(mp, call->tenant_options,
+														  call->tenant_kind,
+														  call->tenant_writes);
+
+			if (call->tenant_kind != MIG_OPTIONS_NONE)
+				call->options = rest;
+		}
+		PG_CATCH();
+		{
+			mig_pg_end(mp);
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
+	}
+	if (call->tenant_name != NULL)
+	{
+		mig_err		terr;
+
+		mig_err_clear(&terr);
+		if (mig_pg_tenant_set(mp, call->tenant_name, !call->tenant_read_only, &terr) != MIG_OK)
+		{
+			mig_pg_end(mp);
+			mig_pg_report(&terr);
+		}
+	}
+	mp->each = call->each;
+	mp->guarded = call->guarded;
 
 	if ((call->archive || call->json) && build_source(mp, call, &call->err) != MIG_OK)
 	{
 		/* data that cannot be read: nothing ran, the call is logged */
 		if (call->logged_as)
 		{
-			mig_pg_call_begin(mp, call->logged_as, call->logged, call->options);
+			mig_pg_call_begin(mp, call->logged_as, call->logged, given);
 			mig_pg_call_log_failed(mp, call->err.sqlstate, call->err.message);
 		}
 		mig_pg_end(mp);
@@ -589,7 +655,7 @@ run_core(FunctionCallInfo fcinfo, CoreCall *call, bool procedure)
 	mp->fname = call->fname ? call->fname : call->logged_as;
 	if (call->logged_as)
 		mig_pg_call_begin(mp, call->logged_as, call->logged ? call->logged : call->path,
-						  call->options);
+						  given);
 	PG_TRY();
 	{
 		if (call->runs_scripts && !procedure)
@@ -597,6 +663,7 @@ run_core(FunctionCallInfo fcinfo, CoreCall *call, bool procedure)
 		else
 			rc = call->op(&mp->host, call, &call->err);
 		/* a call that found the lock held and skipped */
+		call->skipped = rc == MIG_OK && mp->skipped;
 		if (rc == MIG_OK && mp->skipped && !mp->call_logged &&
 			mig_pg_call_log(mp, "skipped", &call->err) == MIG_OK && procedure)
 			SPI_commit();
@@ -706,7 +773,7 @@ migrate_apply(PG_FUNCTION_ARGS)
 {
 	CoreCall   *call = folder_call(fcinfo, "migrate_apply", op_apply);
 
-	call->options = options_arg(fcinfo, CurrentMemoryContext);
+	tenant_arg(fcinfo, call, 1, MIG_OPTIONS_APPLY, true, CurrentMemoryContext);
 	call->runs_scripts = true;
 	run_core(fcinfo, call, false);
 	PG_RETURN_INT64(call->count);
@@ -744,6 +811,7 @@ migrate_baseline(PG_FUNCTION_ARGS)
 	CoreCall   *call = folder_call(fcinfo, "migrate_baseline", op_baseline);
 
 	call->version = utf8_arg(PG_GETARG_TEXT_PP(1));
+	tenant_arg(fcinfo, call, 2, MIG_OPTIONS_NONE, true, CurrentMemoryContext);
 	run_core(fcinfo, call, false);
 	PG_RETURN_INT64(call->count);
 }
@@ -779,6 +847,7 @@ migrate_record(PG_FUNCTION_ARGS)
 	CoreCall   *call = folder_call(fcinfo, "migrate_record", op_record);
 
 	call->version = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	tenant_arg(fcinfo, call, 2, MIG_OPTIONS_NONE, true, CurrentMemoryContext);
 	run_core(fcinfo, call, false);
 	PG_RETURN_INT64(call->count);
 }
@@ -799,6 +868,7 @@ migrate_down(PG_FUNCTION_ARGS)
 	check_function_mode("migrate_down");
 	call->n = PG_GETARG_INT64(0);
 	call->runs_scripts = true;
+	tenant_arg(fcinfo, call, 1, MIG_OPTIONS_NONE, true, CurrentMemoryContext);
 	run_core(fcinfo, call, false);
 	PG_RETURN_INT64(call->count);
 }
@@ -822,6 +892,7 @@ migrate_run_down(PG_FUNCTION_ARGS)
 	call->logged_as = "migrate_run_down";
 	call->n = PG_ARGISNULL(0) ? 1 : PG_GETARG_INT64(0);
 	call->runs_scripts = true;
+	tenant_arg(fcinfo, call, 1, MIG_OPTIONS_NONE, true, PortalContext);
 	run_core(fcinfo, call, true);
 	ereport(NOTICE,
 			(errmsg_plural("rolled back " INT64_FORMAT " migration",
@@ -846,6 +917,7 @@ migrate_down_to(PG_FUNCTION_ARGS)
 	check_function_mode("migrate_down_to");
 	call->version = utf8_arg(PG_GETARG_TEXT_PP(0));
 	call->runs_scripts = true;
+	tenant_arg(fcinfo, call, 1, MIG_OPTIONS_NONE, true, CurrentMemoryContext);
 	run_core(fcinfo, call, false);
 	PG_RETURN_INT64(call->count);
 }
@@ -943,6 +1015,7 @@ migrate_status(PG_FUNCTION_ARGS)
 	sink->err = &call->err;
 	call->status_cb = status_row;
 	call->status_arg = sink;
+	tenant_arg(fcinfo, call, 1, MIG_OPTIONS_NONE, false, CurrentMemoryContext);
 	run_core(fcinfo, call, false);
 	return (Datum) 0;
 }
@@ -969,7 +1042,7 @@ migrate_run(PG_FUNCTION_ARGS)
 	call->logged_as = "migrate_run";
 	if (call->path)
 		call->path = MemoryContextStrdup(PortalContext, call->path);
-	call->options = options_arg(fcinfo, PortalContext);
+	tenant_arg(fcinfo, call, 1, MIG_OPTIONS_APPLY, true, PortalContext);
 	run_core(fcinfo, call, true);
 	ereport(NOTICE,
 			(errmsg_plural("applied " INT64_FORMAT " migration",
@@ -992,7 +1065,7 @@ migrate_validate(PG_FUNCTION_ARGS)
 	CoreCall   *call = new_call(CurrentMemoryContext, op_validate);
 
 	source_arg(fcinfo, call, "migrate_validate");
-	call->options = options_arg(fcinfo, CurrentMemoryContext);
+	tenant_arg(fcinfo, call, 1, MIG_OPTIONS_VALIDATE, false, CurrentMemoryContext);
 	InitMaterializedSRF(fcinfo, 0);
 	call->rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	run_core(fcinfo, call, false);
@@ -1018,7 +1091,7 @@ migrate_impact(PG_FUNCTION_ARGS)
 	CoreCall   *call = new_call(CurrentMemoryContext, op_impact);
 
 	source_arg(fcinfo, call, "migrate_impact");
-	call->options = options_arg(fcinfo, CurrentMemoryContext);
+	tenant_arg(fcinfo, call, 1, MIG_OPTIONS_APPLY, false, CurrentMemoryContext);
 	InitMaterializedSRF(fcinfo, 0);
 	call->rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	run_core(fcinfo, call, false);
@@ -1038,7 +1111,7 @@ migrate_repair(PG_FUNCTION_ARGS)
 {
 	CoreCall   *call = folder_call(fcinfo, "migrate_repair", op_repair);
 
-	call->options = options_arg(fcinfo, CurrentMemoryContext);
+	tenant_arg(fcinfo, call, 1, MIG_OPTIONS_REPAIR, true, CurrentMemoryContext);
 	run_core(fcinfo, call, false);
 	PG_RETURN_INT64(call->count);
 }
@@ -1059,7 +1132,7 @@ migrate_plan(PG_FUNCTION_ARGS)
 
 	call->fname = "migrate_plan";
 	source_arg(fcinfo, call, "migrate_plan");
-	call->options = options_arg(fcinfo, CurrentMemoryContext);
+	tenant_arg(fcinfo, call, 1, MIG_OPTIONS_DRYRUN, false, CurrentMemoryContext);
 	InitMaterializedSRF(fcinfo, 0);
 	call->rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	run_core(fcinfo, call, false);
@@ -1104,14 +1177,25 @@ migrate_lock_holder(PG_FUNCTION_ARGS)
 	ReturnSetInfo *rsinfo;
 	SPITupleTable *tt;
 	int			ret;
+	Oid			nsp = InvalidOid;
 
+	/* migrate_lock_holder(options): the lock of tenant schema= */
+	if (PG_NARGS() > 0 && !PG_ARGISNULL(0))
+	{
+		MigPg	   *mp = mig_pg_begin(fcinfo->flinfo->fn_oid, false);
+
+		(void) mig_pg_tenant_from_options(mp, mig_pg_utf8(text_to_cstring(PG_GETARG_TEXT_PP(0))),
+										  MIG_OPTIONS_NONE, false);
+		nsp = mp->tenant_nsp;
+		mig_pg_end(mp);
+	}
 	InitMaterializedSRF(fcinfo, 0);
 	rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	/* pg_stat_activity as it is now, not as this transaction first saw it */
 	pgstat_clear_backend_activity_snapshot();
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	ret = SPI_execute(mig_pg_holder_query(), true, 0);
+	ret = SPI_execute(mig_pg_holder_query_for(nsp), true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read pg_locks: %s", SPI_result_code_string(ret));
 	tt = SPI_tuptable;
@@ -1129,9 +1213,10 @@ migrate_lock_holder(PG_FUNCTION_ARGS)
 }
 
 /*
- * migrate_history_changed() RETURNS trigger: before any statement writes
- * to migrate_history, takes the migration lock (a hand edit waits for a
- * running migrate_apply, and makes one wait until it commits) and counts
+ * migrate_history_changed() RETURNS trigger: before a write to
+ * migrate_history, takes the migration lock (of the tenant of each row from
+ * 0.3 on, pg_tenant.c: a hand edit waits for a running migrate_apply, and
+ * makes one wait until it commits) and counts
  * the change in migrate_history_gen, whose value every session sees at
  * once: a no-op shortcut stored before it is never used after it
  * (pg_history.c, pg_verified_get).  Needs no privilege on the sequence of
@@ -1141,18 +1226,11 @@ PG_FUNCTION_INFO_V1(migrate_history_changed);
 Datum
 migrate_history_changed(PG_FUNCTION_ARGS)
 {
-	Oid			seq;
-
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("migrate_history_changed must be called as a trigger")));
-	DirectFunctionCall1(pg_advisory_xact_lock_int8, Int64GetDatum(MIGRATE_LOCK_KEY));
-	seq = get_relname_relid("migrate_history_gen",
-							get_func_namespace(fcinfo->flinfo->fn_oid));
-	if (OidIsValid(seq))
-		(void) nextval_internal(seq, false);
-	return PointerGetDatum(NULL);
+	return mig_pg_history_changed(fcinfo);
 }
 
 /*
@@ -1250,4 +1328,375 @@ migrate_script_record(PG_FUNCTION_ARGS)
 	call->replace = !PG_ARGISNULL(10) && PG_GETARG_BOOL(10);
 	run_core(fcinfo, call, false);
 	PG_RETURN_VOID();
+}
+
+/* ---- the fan-out over tenants (issue 22) ---- */
+
+/* The state of one fan-out: its options and its results so far. */
+typedef struct EachState
+{
+	const char *options;		/* apply's options (the fan-out's taken out) */
+	bool		on_error_continue;
+	int			canary;
+	int			parallel;
+	bool		stopped;		/* a failure stopped it: the rest are
+								 * not_reached */
+	int			n;				/* tenants done so far */
+} EachState;
+
+/*
+ * Reads the fan-out's options text (UTF-8, NULL: none) into st: apply's
+ * options, and on_error=, canary=, parallel= (MIG_OPTIONS_EACH).  Raises
+ * 22023 for a bad one, as the entry points do.
+ */
+static void
+each_options(FunctionCallInfo fcinfo, int idx, EachState *st, MemoryContext cxt)
+{
+	MigPg	   *mp;
+	mig_tenant_options t;
+	char	   *rest = NULL;
+	mig_err		err;
+	const char *given = NULL;
+
+	memset(st, 0, sizeof(*st));
+	if (PG_NARGS() > idx && !PG_ARGISNULL(idx))
+		given = mig_pg_utf8(text_to_cstring(PG_GETARG_TEXT_PP(idx)));
+	mp = mig_pg_begin(fcinfo->flinfo->fn_oid, false);
+	mig_err_clear(&err);
+	if (mig_options_split(&mp->host, given, MIG_OPTIONS_EACH, &t, &rest, &err) != MIG_OK)
+	{
+		mig_pg_end(mp);
+		mig_pg_report(&err);
+	}
+	st->options = rest ? MemoryContextStrdup(cxt, rest) : NULL;
+	if (rest)
+		mp->host.release(mp->host.ctx, rest);
+	mig_pg_end(mp);
+	st->on_error_continue = t.on_error_continue != 0;
+	st->canary = t.canary;
+	st->parallel = t.parallel;
+}
+
+/* The tenants argument: its elements, in order (server encoding); NULL
+ * elements and arrays of more than one dimension are refused (22004). */
+static char **
+tenants_arg(FunctionCallInfo fcinfo, int idx, int *n)
+{
+	ArrayType  *arr;
+	Datum	   *elems;
+	bool	   *nulls;
+	char	  **out;
+
+	if (PG_ARGISNULL(idx))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("tenants must not be NULL")));
+	arr = PG_GETARG_ARRAYTYPE_P(idx);
+	if (ARR_NDIM(arr) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("tenants must be a one-dimensional array of schema names")));
+	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, n);
+	out = palloc(sizeof(char *) * (*n + 1));
+	for (int i = 0; i < *n; i++)
+	{
+		if (nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("tenant %d of the array is NULL", i + 1),
+					 errdetail("Each element names a schema. Nothing was done.")));
+		out[i] = TextDatumGetCString(elems[i]);
+	}
+	return out;
+}
+
+/* Adds one result row (tenant, applied, status, sqlstate, error) to the
+ * function's tuplestore. */
+static void
+each_row(ReturnSetInfo *rsinfo, const char *tenant, int64 applied, const char *status,
+		 const char *sqlstate, const char *error)
+{
+	Datum		values[5];
+	bool		nulls[5] = {false, false, false, sqlstate == NULL, error == NULL};
+
+	values[0] = CStringGetTextDatum(tenant);
+	values[1] = Int32GetDatum((int32) applied);
+	values[2] = CStringGetTextDatum(status);
+	values[3] = sqlstate ? CStringGetTextDatum(sqlstate) : (Datum) 0;
+	values[4] = error ? CStringGetTextDatum(error) : (Datum) 0;
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+}
+
+/* The text of a caught error for the error column: its message, detail and
+ * context (where the file and the line are). */
+static char *
+each_error_text(ErrorData *e)
+{
+	return psprintf("%s%s%s%s%s", e->message ? e->message : "",
+					e->detail ? "\nDETAIL:  " : "", e->detail ? e->detail : "",
+					e->context ? "\nCONTEXT:  " : "", e->context ? e->context : "");
+}
+
+/*
+ * After tenant number i (0-based) of a fan-out ended with ok: whether the
+ * rest are not reached.  canary=N: a failure among the first N stops it,
+ * whatever on_error says; after them, on_error=stop (the default) stops at
+ * the first failure and on_error=continue goes on.
+ */
+static bool
+each_stops(const EachState *st, int i, bool ok)
+{
+	if (ok)
+		return false;
+	if (st->canary > 0 && i < st->canary)
+		return true;
+	return !st->on_error_continue;
+}
+
+/*
+ * migrate_apply_each(source, tenants text[], options text DEFAULT NULL)
+ *     RETURNS SETOF migrate_each_result
+ *
+ * Applies the folder to each tenant schema in turn, in the caller's
+ * transaction, each tenant in a subtransaction of its own: a failed tenant
+ * is rolled back alone and has a row with its SQLSTATE and error (file
+ * and line in the context); with on_error=stop (the default) the tenants
+ * after it are not_reached; canary=N stops after a failure among the first
+ * N whatever on_error says.  Each tenant is an apply with schema=: its own
+ * history and lock, its rights checked, its migrations run as the caller.
+ */
+PG_FUNCTION_INFO_V1(migrate_apply_each);
+Datum
+migrate_apply_each(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo;
+	EachState	st;
+	char	  **tenants;
+	int			n;
+	CoreCall	proto;
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+
+	memset(&proto, 0, sizeof(proto));
+	source_arg(fcinfo, &proto, "migrate_apply_each");
+	check_function_mode("migrate_apply_each");
+	tenants = tenants_arg(fcinfo, 1, &n);
+	each_options(fcinfo, 2, &st, cxt);
+	if (st.parallel > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("migrate_apply_each cannot run tenants in parallel"),
+				 errdetail("It applies in the caller's transaction, which one session runs."),
+				 errhint("CALL migrate_run_each(..., 'parallel=%d'), which commits tenant by tenant.",
+						 st.parallel)));
+	InitMaterializedSRF(fcinfo, 0);
+	rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	for (int i = 0; i < n; i++)
+	{
+		CoreCall   *call;
+		ErrorData  *volatile edata = NULL;
+
+		if (st.stopped)
+		{
+			each_row(rsinfo, tenants[i], 0, "not_reached", NULL, NULL);
+			continue;
+		}
+		CHECK_FOR_INTERRUPTS();
+		call = new_call(cxt, op_apply);
+		call->path = proto.path;
+		call->archive = proto.archive;
+		call->json = proto.json;
+		call->logged_as = "migrate_apply_each";
+		call->options = st.options;
+		call->runs_scripts = true;
+		call->tenant_name = tenants[i];
+		call->each = true;
+		BeginInternalSubTransaction(NULL);
+		MemoryContextSwitchTo(cxt);
+		PG_TRY();
+		{
+			run_core(fcinfo, call, false);
+			ReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(cxt);
+			CurrentResourceOwner = owner;
+		}
+		PG_CATCH();
+		{
+			MemoryContextSwitchTo(cxt);
+			edata = CopyErrorData();
+			FlushErrorState();
+			RollbackAndReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(cxt);
+			CurrentResourceOwner = owner;
+		}
+		PG_END_TRY();
+		/* a cancel or a shutdown ends the fan-out, not only the tenant */
+		if (edata != NULL && (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
+							  edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN))
+			ReThrowError(edata);
+		if (edata != NULL)
+		{
+			ereport(NOTICE,
+					(errmsg("tenant %s: failed: %s", tenants[i], edata->message)));
+			each_row(rsinfo, tenants[i], 0, "failed", unpack_sql_state(edata->sqlerrcode),
+					 each_error_text(edata));
+			st.stopped = each_stops(&st, i, false);
+			FreeErrorData(edata);
+		}
+		else if (call->skipped)
+		{
+			ereport(NOTICE, (errmsg("tenant %s: skipped, its migration lock is held", tenants[i])));
+			each_row(rsinfo, tenants[i], 0, "skipped_locked", NULL, NULL);
+		}
+		else
+		{
+			if (call->count > 0)
+				ereport(NOTICE,
+						(errmsg("tenant %s: applied " INT64_FORMAT " migration%s", tenants[i],
+								(int64) call->count, call->count == 1 ? "" : "s")));
+			else
+				ereport(NOTICE, (errmsg("tenant %s: up to date", tenants[i])));
+			each_row(rsinfo, tenants[i], call->count,
+					 call->count > 0 ? "applied" : "up_to_date", NULL, NULL);
+		}
+	}
+	return (Datum) 0;
+}
+
+/* One tenant's summary for migrate_status_each, from its status rows. */
+typedef struct TenantSummary
+{
+	int			applied;		/* applied (or reformatted) */
+	int			pending;		/* pending, outdated repeatables */
+	char	   *newest;			/* highest applied version, or NULL */
+	bool		partial;		/* a migration stopped half way */
+	bool		changed;		/* apply would refuse: changed, missing,
+								 * out of order */
+} TenantSummary;
+
+/* Counts one status row into the summary. */
+static int
+summary_row(void *arg, const mig_status_row *row)
+{
+	TenantSummary *ts = (TenantSummary *) arg;
+	const char *s = row->state;
+
+	if (strcmp(s, "applied") == 0 || strcmp(s, "reformatted") == 0)
+	{
+		ts->applied++;
+		ts->newest = pstrdup(row->version);	/* rows come in version order */
+	}
+	else if (strcmp(s, "pending") == 0 || strcmp(s, "outdated") == 0)
+		ts->pending++;
+	else if (strncmp(s, "partial", 7) == 0)
+	{
+		ts->partial = true;
+		ts->pending++;
+	}
+	else
+		ts->changed = true;
+	return MIG_OK;
+}
+
+/*
+ * migrate_status_each(source, tenants text[], options text DEFAULT NULL)
+ *     RETURNS TABLE(tenant text, applied int, pending int, newest text,
+ *                   state text, message text)
+ *
+ * Where each tenant schema stands against the folder, one row each, as
+ * migrate_status with schema= sees it: without taking any lock, changing
+ * nothing.  state: up_to_date, pending, partial (a migration stopped half
+ * way outside a transaction), changed (apply would refuse: an applied file
+ * changed or is missing, or a pending one is older than the newest
+ * applied), error (the tenant cannot be read: message says why).
+ */
+PG_FUNCTION_INFO_V1(migrate_status_each);
+Datum
+migrate_status_each(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo;
+	char	  **tenants;
+	int			n;
+	CoreCall	proto;
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+
+	memset(&proto, 0, sizeof(proto));
+	source_arg(fcinfo, &proto, "migrate_status_each");
+	tenants = tenants_arg(fcinfo, 1, &n);
+	if (PG_NARGS() > 2 && !PG_ARGISNULL(2) && VARSIZE_ANY_EXHDR(PG_GETARG_TEXT_PP(2)) > 0)
+	{
+		/* no option yet: refuse any, as the entry points do */
+		EachState	st;
+
+		each_options(fcinfo, 2, &st, cxt);
+		if (st.options != NULL && st.options[0] != '\0')
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("migrate_status_each takes no option \"%s\"", st.options)));
+	}
+	InitMaterializedSRF(fcinfo, 0);
+	rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	for (int i = 0; i < n; i++)
+	{
+		CoreCall   *call = new_call(cxt, op_status);
+		TenantSummary *ts = palloc0(sizeof(TenantSummary));
+		ErrorData  *volatile edata = NULL;
+		Datum		values[6];
+		bool		nulls[6] = {0};
+		const char *state;
+
+		CHECK_FOR_INTERRUPTS();
+		call->path = proto.path;
+		call->archive = proto.archive;
+		call->json = proto.json;
+		call->status_cb = summary_row;
+		call->status_arg = ts;
+		call->tenant_name = tenants[i];
+		call->tenant_read_only = true;
+		BeginInternalSubTransaction(NULL);
+		MemoryContextSwitchTo(cxt);
+		PG_TRY();
+		{
+			run_core(fcinfo, call, false);
+			ReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(cxt);
+			CurrentResourceOwner = owner;
+		}
+		PG_CATCH();
+		{
+			MemoryContextSwitchTo(cxt);
+			edata = CopyErrorData();
+			FlushErrorState();
+			RollbackAndReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(cxt);
+			CurrentResourceOwner = owner;
+		}
+		PG_END_TRY();
+		if (edata != NULL && (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
+							  edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN))
+			ReThrowError(edata);
+		state = edata ? "error" : ts->partial ? "partial" : ts->changed ? "changed" :
+			ts->pending > 0 ? "pending" : "up_to_date";
+		values[0] = CStringGetTextDatum(tenants[i]);
+		values[1] = Int32GetDatum(ts->applied);
+		values[2] = Int32GetDatum(ts->pending);
+		if (ts->newest && !edata)
+			values[3] = text_datum(ts->newest);
+		else
+			nulls[3] = true;
+		values[4] = CStringGetTextDatum(state);
+		if (edata)
+			values[5] = CStringGetTextDatum(psprintf("%s: %s", unpack_sql_state(edata->sqlerrcode),
+													 each_error_text(edata)));
+		else
+			nulls[5] = true;
+		if (edata)
+		{
+			values[1] = Int32GetDatum(0);
+			values[2] = Int32GetDatum(0);
+		}
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
 }

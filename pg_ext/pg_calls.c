@@ -129,16 +129,17 @@ call_row_sql(MigPg *mp, const char *outcome, const char *sqlstate, const char *m
 						 "(pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) "
 						 "pg_catalog.make_interval(days => %d))) ", mp->calls, call_log_days);
 	appendStringInfo(&buf, "INSERT INTO %s (started_at, finished_at, function, role, source, "
-					 "options, migrations, versions, outcome, sqlstate, message, backend_pid) "
+					 "options, migrations, versions, outcome, sqlstate, message, backend_pid%s) "
 					 "VALUES (%s::pg_catalog.timestamptz, pg_catalog.clock_timestamp(), %s, %s, %s, %s, "
-					 INT64_FORMAT ", %s, %s, %s, %s, %d)",
-					 mp->calls,
+					 INT64_FORMAT ", %s, %s, %s, %s, %d%s%s)",
+					 mp->calls, mp->has_tenants ? ", tenant" : "",
 					 quote_literal_cstr(timestamptz_to_str(mp->call_started)),
 					 quote_literal_cstr(mp->call_fn), quote_literal_cstr(mp->caller_name),
 					 literal(mp->call_source), literal(mp->call_options), mp->call_count,
 					 mp->call_versions ? literal(mp->call_versions->data) : "NULL",
 					 quote_literal_cstr(outcome), sqlstate ? quote_literal_cstr(sqlstate) : "NULL",
-					 message ? quote_literal_cstr(message) : "NULL", MyProcPid);
+					 message ? quote_literal_cstr(message) : "NULL", MyProcPid,
+					 mp->has_tenants ? ", " : "", mp->has_tenants ? mp->tenant_lit : "");
 	return buf.data;
 }
 

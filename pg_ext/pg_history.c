@@ -170,11 +170,12 @@ load_history(MigPg *mp, void *cbarg, mig_err *err)
 	 * back never look at it. */
 	sql = psprintf("SELECT version, name, up_file, checksum, checksum_norm, "
 				   "%s, file_id, execution_ms, installed_rank, "
-				   "down_sql IS NOT NULL, %s, %s FROM %s",
+				   "down_sql IS NOT NULL, %s, %s FROM %s WHERE %s",
 				   mp->want_applied_at ? "applied_at::pg_catalog.text" :
 				   "NULL::pg_catalog.text",
 				   mp->v03 ? "down_mode" : "NULL::pg_catalog.text",
-				   mp->has_ahead ? "ahead" : "false", mp->history);
+				   mp->has_ahead ? "ahead" : "false", mp->history,
+				   mig_pg_tenant_cond(mp));
 	ret = SPI_execute_extended(sql, &opts);
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(mp->scratch);
@@ -264,10 +265,11 @@ add_history(MigPg *mp, void *arg, mig_err *err)
 	if (mp->v03)
 		sql = psprintf("INSERT INTO %s (version, name, up_file, down_file, "
 					   "checksum, execution_ms, up_sql, down_sql, file_id, "
-					   "checksum_norm, applied_by, down_mode, down_line, down_by, applied_at) "
+					   "checksum_norm, applied_by, down_mode, down_line, down_by, applied_at%s) "
 					   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $11, "
-					   "pg_catalog.clock_timestamp())",
-					   mp->history);
+					   "pg_catalog.clock_timestamp()%s%s)",
+					   mp->history, mp->has_tenants ? ", tenant" : "",
+					   mp->has_tenants ? ", " : "", mp->has_tenants ? mp->tenant_lit : "");
 	else
 		sql = psprintf("INSERT INTO %s (version, name, up_file, down_file, "
 					   "checksum, execution_ms, up_sql, down_sql, file_id, "
@@ -334,8 +336,8 @@ remove_history(MigPg *mp, void *arg, mig_err *err)
 
 	mig_pg_crash_point(mp);
 	values[0] = mig_pg_text_datum(version, strlen(version));
-	sql = psprintf("DELETE FROM %s WHERE version OPERATOR(pg_catalog.=) $1",
-				   mp->history);
+	sql = psprintf("DELETE FROM %s WHERE version OPERATOR(pg_catalog.=) $1 AND %s",
+				   mp->history, mig_pg_tenant_cond(mp));
 	ret = SPI_execute_with_args(sql, 1, types, values, NULL, false, 0);
 	n = SPI_processed;
 	MemoryContextSwitchTo(old);
@@ -406,10 +408,11 @@ read_down(MigPg *mp, void *arg, mig_err *err)
 	mp->down_role = InvalidOid;
 	values[0] = mig_pg_text_datum(a->version, strlen(a->version));
 	query = psprintf("SELECT down_sql, down_file, %s, %s, %s::pg_catalog.text FROM %s "
-					 "WHERE version OPERATOR(pg_catalog.=) $1",
+					 "WHERE version OPERATOR(pg_catalog.=) $1 AND %s",
 					 mp->v03 ? "down_line" : "NULL::pg_catalog.int4",
 					 mp->v03 ? "down_mode" : "NULL::pg_catalog.text",
-					 mp->v03 ? "COALESCE(down_by, applied_by)" : "applied_by", mp->history);
+					 mp->v03 ? "COALESCE(down_by, applied_by)" : "applied_by", mp->history,
+					 mig_pg_tenant_cond(mp));
 	ret = SPI_execute_with_args(query, 1, types, values, NULL, false, 0);
 	MemoryContextSwitchTo(mp->scratch);
 	if (ret != SPI_OK_SELECT)
@@ -526,8 +529,8 @@ repair_history(MigPg *mp, void *arg, mig_err *err)
 					   "down_by = CASE WHEN $7 IS NULL THEN down_by ELSE $10 END, "
 					   "down_mode = CASE WHEN $7 IS NULL THEN down_mode ELSE $11 END, "
 					   "down_line = CASE WHEN $7 IS NULL THEN down_line ELSE $12 END "
-					   "WHERE version OPERATOR(pg_catalog.=) $1",
-					   mp->history);
+					   "WHERE version OPERATOR(pg_catalog.=) $1 AND %s",
+					   mp->history, mig_pg_tenant_cond(mp));
 	else
 		sql = psprintf("UPDATE %s SET name = $2, up_file = $3, "
 					   "down_file = COALESCE($4, down_file), checksum = $5, "
@@ -549,8 +552,10 @@ repair_history(MigPg *mp, void *arg, mig_err *err)
 					"migration %s is not in migrate_history", r->version);
 		return MIG_ERROR;
 	}
-	sql = psprintf("INSERT INTO %s (version, old_checksum, new_checksum, repaired_by) "
-				   "VALUES ($1, $2, $3, $4)", mp->repairs);
+	sql = psprintf("INSERT INTO %s (version, old_checksum, new_checksum, repaired_by%s) "
+				   "VALUES ($1, $2, $3, $4%s%s)", mp->repairs,
+				   mp->has_tenants ? ", tenant" : "", mp->has_tenants ? ", " : "",
+				   mp->has_tenants ? mp->tenant_lit : "");
 	values[1] = values[8];
 	nulls[1] = nulls[8];
 	values[2] = values[4];
@@ -604,7 +609,10 @@ write_audit(MigPg *mp, void *arg, mig_err *err)
 	nulls[2] = a->new_checksum ? ' ' : 'n';
 	values[3] = DirectFunctionCall1(namein, CStringGetDatum(mp->caller_name));
 	values[4] = CStringGetTextDatum(a->action);
-	ret = SPI_execute_with_args(psprintf(mp->v03 ?
+	ret = SPI_execute_with_args(mp->has_tenants ?
+								psprintf("INSERT INTO %s (version, old_checksum, new_checksum, repaired_by, action, tenant) "
+										 "VALUES ($1, $2, $3, $4, $5, %s)", mp->repairs, mp->tenant_lit) :
+								psprintf(mp->v03 ?
 										 "INSERT INTO %s (version, old_checksum, new_checksum, repaired_by, action) "
 										 "VALUES ($1, $2, $3, $4, $5)" :
 										 "INSERT INTO %s (version, old_checksum, new_checksum, repaired_by) "
@@ -918,6 +926,7 @@ get_verified(MigPg *mp, void *arg, mig_err *err)
 	TableScanDesc scan;
 	Snapshot	snap;
 	HeapTuple	tup;
+	AttrNumber	tenant_att;
 
 	out[0] = '\0';
 	mp->may_verify = false;
@@ -928,6 +937,8 @@ get_verified(MigPg *mp, void *arg, mig_err *err)
 	mp->gen_seen = history_gen(mp->gen_oid);
 	mp->may_verify = true;
 	rel = table_open(mp->verified_oid, AccessShareLock);
+	/* 0.3: a digest per tenant */
+	tenant_att = mp->has_tenants ? get_attnum(mp->verified_oid, "tenant") : InvalidAttrNumber;
 	snap = RegisterSnapshot(GetLatestSnapshot());
 	scan = table_beginscan(rel, snap, 0, NULL);
 	while (out[0] == '\0' &&
@@ -942,6 +953,13 @@ get_verified(MigPg *mp, void *arg, mig_err *err)
 		if (isnull || xnull || DatumGetInt64(gen) != mp->gen_seen ||
 			DatumGetTransactionId(xmin) != mp->trigger_xmin)
 			continue;
+		if (tenant_att > 0)
+		{
+			Datum		t = heap_getattr(tup, tenant_att, RelationGetDescr(rel), &isnull);
+
+			if (isnull || strcmp(TextDatumGetCString(t), mp->tenant) != 0)
+				continue;
+		}
 		digest = heap_getattr(tup, 1, RelationGetDescr(rel), &isnull);
 		if (!isnull && VARSIZE_ANY_EXHDR(DatumGetTextPP(digest)) < MIG_DIGEST_MAX)
 			text_to_cstring_buffer(DatumGetTextPP(digest), out, MIG_DIGEST_MAX);
@@ -974,9 +992,15 @@ put_verified(MigPg *mp, void *arg, mig_err *err)
 	if (!mp->may_verify)
 		return MIG_OK;
 	old = MemoryContextSwitchTo(mp->scratch);
-	sql = psprintf("WITH gone AS (DELETE FROM %s) "
-				   "INSERT INTO %s (digest, history_gen, trigger_xmin) VALUES ($1, $2, $3)",
-				   mp->verified, mp->verified);
+	if (mp->has_tenants)
+		sql = psprintf("WITH gone AS (DELETE FROM %s WHERE %s) "
+					   "INSERT INTO %s (digest, history_gen, trigger_xmin, tenant) "
+					   "VALUES ($1, $2, $3, %s)",
+					   mp->verified, mig_pg_tenant_cond(mp), mp->verified, mp->tenant_lit);
+	else
+		sql = psprintf("WITH gone AS (DELETE FROM %s) "
+					   "INSERT INTO %s (digest, history_gen, trigger_xmin) VALUES ($1, $2, $3)",
+					   mp->verified, mp->verified);
 	values[0] = CStringGetTextDatum(digest);
 	values[1] = Int64GetDatum(mp->gen_seen);
 	values[2] = TransactionIdGetDatum(mp->trigger_xmin);
@@ -1197,8 +1221,9 @@ load_progress(MigPg *mp, void *arg, mig_err *err)
 	int			rc = MIG_OK;
 
 	ret = SPI_execute(psprintf("SELECT version, %s, statements_done, next_offset, done_checksum, "
-							   "last_error, updated_at::pg_catalog.text FROM %s",
-							   mp->v03 ? "down" : "false", mp->progress), false, 0);
+							   "last_error, updated_at::pg_catalog.text FROM %s WHERE %s",
+							   mp->v03 ? "down" : "false", mp->progress,
+							   mig_pg_tenant_cond(mp)), false, 0);
 	MemoryContextSwitchTo(mp->scratch);
 	if (ret != SPI_OK_SELECT)
 	{
@@ -1252,9 +1277,9 @@ forget_progress(MigPg *mp, void *arg, mig_err *err)
 	values[0] = mig_pg_text_datum(a->version, strlen(a->version));
 	values[1] = BoolGetDatum(a->down != 0);
 	ret = SPI_execute_with_args(psprintf(mp->v03 ?
-										 "DELETE FROM %s WHERE version OPERATOR(pg_catalog.=) $1 AND down OPERATOR(pg_catalog.=) $2" :
-										 "DELETE FROM %s WHERE version OPERATOR(pg_catalog.=) $1",
-										 mp->progress),
+										 "DELETE FROM %s WHERE version OPERATOR(pg_catalog.=) $1 AND %s AND down OPERATOR(pg_catalog.=) $2" :
+										 "DELETE FROM %s WHERE version OPERATOR(pg_catalog.=) $1 AND %s",
+										 mp->progress, mig_pg_tenant_cond(mp)),
 								mp->v03 ? 2 : 1, types, values, NULL, false, 0);
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(mp->scratch);
@@ -1303,6 +1328,8 @@ mig_pg_history_host(MigPg *mp, Oid nsp)
 	 * the call log */
 	mp->v03 = get_attnum(mp->history_oid, "down_mode") != InvalidAttrNumber;
 	mp->has_ahead = get_attnum(mp->history_oid, "ahead") != InvalidAttrNumber;
+	/* 0.3: tenants (pg_tenant.c) */
+	mp->has_tenants = get_attnum(mp->history_oid, "tenant") != InvalidAttrNumber;
 	mp->calls_oid = get_relname_relid("migrate_calls", nsp);
 	mp->calls = MemoryContextStrdup(mp->cxt, psprintf("%s.%s", mp->nsp_q,
 													   quote_identifier("migrate_calls")));

@@ -308,6 +308,8 @@ pg_list_dir(void *ctx, const char *path, mig_name_cb cb, void *arg,
 
 /* ---- locking and units of work ---- */
 
+static void release_session_lock(MigPg *mp);
+
 /*
  * Takes the migration lock.  Function mode: a transaction-level advisory
  * lock, released by the server when the caller's transaction ends.
@@ -331,10 +333,16 @@ pg_lock(void *ctx, const mig_lock_opts *o, mig_err *err)
 	if (rc != MIG_OK)
 		return rc;
 	if (mp->procedure)
-	{
 		mp->session_locked = true;
+	if ((rc = mig_pg_tenant_locked(mp, err)) != MIG_OK)
+	{
+		release_session_lock(mp);
+		return rc;
+	}
+	if (mp->procedure)
+	{
 		mig_pg_crash_point(mp);
-		SPI_commit();
+		mig_pg_commit(mp);
 	}
 	return MIG_OK;
 }
@@ -345,8 +353,42 @@ release_session_lock(MigPg *mp)
 	if (!mp->session_locked)
 		return;
 	mp->session_locked = false;
-	DirectFunctionCall1(pg_advisory_unlock_int8,
-						Int64GetDatum(MIGRATE_LOCK_KEY));
+	mig_pg_lock_release(mp);
+}
+
+void
+mig_pg_commit(MigPg *mp)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+
+	if (mp->guarded)
+	{
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+	}
+	SPI_commit();
+	if (mp->guarded)
+	{
+		BeginInternalSubTransaction(NULL);
+		MemoryContextSwitchTo(cxt);
+	}
+}
+
+void
+mig_pg_rollback(MigPg *mp)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+
+	if (!mp->guarded)
+	{
+		SPI_rollback();
+		return;
+	}
+	/* nothing but the subtransaction was done since the last commit */
+	RollbackAndReleaseCurrentSubTransaction();
+	MemoryContextSwitchTo(cxt);
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
 }
 
 /*
@@ -369,10 +411,10 @@ pg_unlock(void *ctx, int commit, mig_err *err)
 	if (commit)
 	{
 		mig_pg_crash_point(mp);
-		SPI_commit();
+		mig_pg_commit(mp);
 	}
 	else
-		SPI_rollback();
+		mig_pg_rollback(mp);
 	release_session_lock(mp);
 	return MIG_OK;
 }
@@ -382,7 +424,7 @@ static int
 pg_checkpoint(void *ctx, mig_err *err)
 {
 	mig_pg_crash_point((MigPg *) ctx);
-	SPI_commit();
+	mig_pg_commit((MigPg *) ctx);
 	return MIG_OK;
 }
 
@@ -1312,16 +1354,20 @@ pg_exec(void *ctx, const mig_script *s, mig_err *err)
 
 	Oid			save_user;
 	int			save_sec;
+	int			nest;
 
 	mig_pg_script_begin(mp, s, &cb);
 	stmts = raw_parser(mp->text, RAW_PARSE_DEFAULT);
 	GetUserIdAndSecContext(&save_user, &save_sec);
 	if (s->down)
 		mig_pg_down_role_enter(mp);
+	/* a tenant's migration runs in its schema (an error's abort undoes it) */
+	nest = mig_pg_tenant_path_enter(mp);
 	if (mp->procedure && mp->rail_timeout_ms > 0 && mp->rail_retries > 0)
 		rc = mig_pg_railed(mp, run_railed_statements, stmts, err);
 	else
 		rc = run_railed_statements(mp, stmts, err);
+	mig_pg_tenant_path_leave(nest);
 	SetUserIdAndSecContext(save_user, save_sec);
 	mig_pg_script_done(mp, &cb, old);
 	return rc;
@@ -1364,9 +1410,17 @@ mig_pg_down_role_enter(MigPg *mp)
 static void
 pg_notice(void *ctx, const char *message, const char *detail)
 {
-	ereport(NOTICE,
-			(errmsg_internal("%s", mig_pg_report_text(message)),
-			 detail ? errdetail_internal("%s", mig_pg_report_text(detail)) : 0));
+	MigPg	   *mp = (MigPg *) ctx;
+
+	/* a fan-out says one thing per tenant; the rest is for debugging */
+	if (mp->each)
+		ereport(DEBUG1,
+				(errmsg_internal("tenant %s: %s", mp->tenant, mig_pg_report_text(message)),
+				 detail ? errdetail_internal("%s", mig_pg_report_text(detail)) : 0));
+	else
+		ereport(NOTICE,
+				(errmsg_internal("%s", mig_pg_report_text(message)),
+				 detail ? errdetail_internal("%s", mig_pg_report_text(detail)) : 0));
 }
 
 /* ---- set-up, tear-down, errors ---- */
@@ -1457,6 +1511,8 @@ mig_pg_begin(Oid fn_oid, bool procedure)
 	mp->verified = qualified(cxt, schema, "migrate_verified");
 	mig_pg_rail_set(mp, NULL);
 	mp->rail_attempt = 1;		/* until mig_pg_railed counts attempts */
+	mp->tenant = "";			/* none, until mig_pg_tenant_set */
+	mp->tenant_lit = "''";
 
 	mp->host.ctx = mp;
 	mp->host.alloc = pg_alloc;

@@ -30,6 +30,14 @@
  */
 #define MIGRATE_LOCK_KEY	INT64CONST(0x006d696772617465)
 
+/*
+ * The lock of a tenant (a schema, issue 22): the two-int advisory lock
+ * (MIGRATE_TENANT_KEY, the schema's OID), so that callers migrating
+ * different tenants never wait for each other.  "migt" in ASCII; in
+ * pg_locks classid = 1835624308, objid = the OID, objsubid = 2.
+ */
+#define MIGRATE_TENANT_KEY	((int32) 0x6d696774)
+
 typedef struct MigPg
 {
 	mig_host	host;			/* handed to the core; host.ctx is this */
@@ -73,6 +81,20 @@ typedef struct MigPg
 								 * a repeatable's row */
 	bool		has_ahead;		/* migrate_history has the column ahead */
 	void	   *impact;			/* pg_impact.c's state over one call */
+
+	/* The tenant of the call (pg_tenant.c): a schema, named by its name. */
+	bool		has_tenants;	/* the tables have the column tenant (0.3) */
+	char	   *tenant;			/* its name, in the server encoding: "" for
+								 * none (the calls without schema=) */
+	Oid			tenant_nsp;		/* its schema, InvalidOid for none */
+	char	   *tenant_lit;		/* tenant as a quoted literal, for SQL */
+	bool		each;			/* a tenant of a fan-out: the core's notices
+								 * go to DEBUG1, with the tenant's name */
+	bool		guarded;		/* every commit of the call is made outside
+								 * a subtransaction that holds the work
+								 * between two commits (migrate_run_each:
+								 * an error rolls back to the last commit
+								 * and the fan-out goes on) */
 
 	/* The call log (pg_calls.c): the row of this call, when it writes. */
 	const char *call_fn;		/* the function called, or NULL: not logged */
@@ -178,6 +200,15 @@ extern void mig_pg_down_role_enter(MigPg *mp);
  * guard trigger). */
 extern bool mig_pg_own_write(void);
 
+/*
+ * Procedure mode's commit and rollback of what came since the last one
+ * (SPI_commit, SPI_rollback).  In a guarded call (mp->guarded) that work
+ * is in a subtransaction, ended first and begun again after: an error
+ * then rolls back to the last commit, and the fan-out goes on.
+ */
+extern void mig_pg_commit(MigPg *mp);
+extern void mig_pg_rollback(MigPg *mp);
+
 /* Raises err as an ERROR with its SQLSTATE, detail, hint and context. */
 extern void mig_pg_report(const mig_err *err) pg_attribute_noreturn();
 
@@ -227,6 +258,44 @@ extern bool mig_pg_outside_only(Node *stmt);
 extern void mig_pg_define_impact_settings(void);
 /* Fills in mp's host.impact and the policy's defaults from the settings. */
 extern void mig_pg_impact_host(MigPg *mp);
+
+/* ---- pg_tenant.c: tenants ---- */
+
+/*
+ * Makes schema name (server encoding; "" for none) the tenant of mp's
+ * call, checked: the schema exists (3F000), is no system or temporary
+ * schema (42939), and the caller has USAGE on it, and CREATE too when
+ * the call writes (42501).  MIG_OK, or MIG_ERROR with err filled.
+ */
+extern int	mig_pg_tenant_set(MigPg *mp, const char *name, bool writes, mig_err *err);
+/* Reads options (UTF-8, NULL: none) as entry point which (MIG_OPTIONS_*)
+ * reads them plus schema= (mig_options_split), makes that schema the
+ * tenant (mig_pg_tenant_set) and returns the rest for the entry point, in
+ * mp's context (NULL when options is NULL); raises on an error. */
+extern char *mig_pg_tenant_from_options(MigPg *mp, const char *options, int which,
+										bool writes);
+/* The migration lock of mp's tenant (the tenant's, or the one key of the
+ * calls without one): tried, waited for, or released (session level). */
+extern bool mig_pg_lock_try(MigPg *mp, bool session);
+extern void mig_pg_lock_wait(MigPg *mp, bool session);
+extern void mig_pg_lock_release(MigPg *mp);
+/* Once the lock is held: locks the tenant's schema (function mode) and
+ * checks its name is still its (MIG_OK, or 3F000 in err). */
+extern int	mig_pg_tenant_locked(MigPg *mp, mig_err *err);
+/* The query listing the holders of the lock of schema nsp (InvalidOid: of
+ * the calls without a tenant), as mig_pg_holder_query. */
+extern char *mig_pg_holder_query_for(Oid nsp);
+/* "tenant OPERATOR(pg_catalog.=) '<tenant>'", to AND into a query on the
+ * extension's tables, or "true" on a schema without tenants (palloc'd). */
+extern char *mig_pg_tenant_cond(MigPg *mp);
+/* Sets search_path to the tenant for the migration about to run, as a
+ * function's SET clause does (what the migration sets wins, and is undone
+ * after it); returns the GUC nest level to end with
+ * mig_pg_tenant_path_leave, or -1 when the call has no tenant. */
+extern int	mig_pg_tenant_path_enter(MigPg *mp);
+extern void mig_pg_tenant_path_leave(int nest);
+/* The trigger migrate_history_changed (migrate.c calls it). */
+extern Datum mig_pg_history_changed(FunctionCallInfo fcinfo);
 
 /* ---- pg_calls.c: the call log ---- */
 

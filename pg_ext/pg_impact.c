@@ -1861,8 +1861,8 @@ mark_ahead(MigPg *mp, void *arg, mig_err *err)
 	TransactionId xmin;
 
 	values[0] = mig_pg_text_datum(version, strlen(version));
-	sql = psprintf("SELECT xmin::pg_catalog.text FROM %s WHERE version OPERATOR(pg_catalog.=) $1",
-				   mp->history);
+	sql = psprintf("SELECT xmin::pg_catalog.text FROM %s WHERE version OPERATOR(pg_catalog.=) $1 AND %s",
+				   mp->history, mig_pg_tenant_cond(mp));
 	ret = SPI_execute_with_args(sql, 1, types, values, NULL, true, 1);
 	if (ret != SPI_OK_SELECT)
 	{
@@ -1882,7 +1882,8 @@ mark_ahead(MigPg *mp, void *arg, mig_err *err)
 		mig_err_detail(err, "migrate_script_ahead marks only a row the same script recorded just before.");
 		return MIG_ERROR;
 	}
-	sql = psprintf("UPDATE %s SET ahead = true WHERE version OPERATOR(pg_catalog.=) $1", mp->history);
+	sql = psprintf("UPDATE %s SET ahead = true WHERE version OPERATOR(pg_catalog.=) $1 AND %s",
+				   mp->history, mig_pg_tenant_cond(mp));
 	ret = SPI_execute_with_args(sql, 1, types, values, NULL, false, 0);
 	if (ret != SPI_OK_UPDATE || SPI_processed != 1)
 	{

@@ -266,6 +266,8 @@ start_worker(MigPg *mp, bool quiet)
 	w->fixed->owner = mp->owner;
 	w->fixed->v03 = mp->v03;
 	strlcpy(w->fixed->progress, mp->progress, sizeof(w->fixed->progress));
+	w->fixed->has_tenants = mp->has_tenants;
+	strlcpy(w->fixed->tenant_lit, mp->tenant_lit, sizeof(w->fixed->tenant_lit));
 	w->fixed->crash_at = at ? atoi(at) : 0;
 	shm_toc_insert(toc, MIG_KEY_FIXED, w->fixed);
 	to_worker = shm_mq_create(shm_toc_allocate(toc, MIG_QUEUE_SIZE), MIG_QUEUE_SIZE);
@@ -539,9 +541,10 @@ progress_start_owner(MigPg *mp, void *arg, mig_err *err)
 	values[1] = BoolGetDatum(s->down != 0);
 	ret = SPI_execute_with_args(psprintf(mp->v03 ?
 										 "SELECT done_checksum, next_offset, statements_done, last_error FROM %s "
-										 "WHERE version OPERATOR(pg_catalog.=) $1 AND down OPERATOR(pg_catalog.=) $2" :
+										 "WHERE version OPERATOR(pg_catalog.=) $1 AND %s AND down OPERATOR(pg_catalog.=) $2" :
 										 "SELECT done_checksum, next_offset, statements_done, last_error FROM %s "
-										 "WHERE version OPERATOR(pg_catalog.=) $1", mp->progress),
+										 "WHERE version OPERATOR(pg_catalog.=) $1 AND %s", mp->progress,
+										 mig_pg_tenant_cond(mp)),
 								mp->v03 ? 2 : 1, types, values, NULL, true, 0);
 	spi_check(ret, SPI_OK_SELECT, "read");
 	if (SPI_processed != 1)
@@ -589,9 +592,10 @@ progress_error(MigPg *mp, const mig_script *s, const ErrorData *e)
 	values[2] = BoolGetDatum(s->down != 0);
 	ret = SPI_execute_with_args(psprintf(mp->v03 ?
 										 "UPDATE %s SET last_error = $2, updated_at = pg_catalog.now() "
-										 "WHERE version OPERATOR(pg_catalog.=) $1 AND down OPERATOR(pg_catalog.=) $3" :
+										 "WHERE version OPERATOR(pg_catalog.=) $1 AND %s AND down OPERATOR(pg_catalog.=) $3" :
 										 "UPDATE %s SET last_error = $2, updated_at = pg_catalog.now() "
-										 "WHERE version OPERATOR(pg_catalog.=) $1", mp->progress),
+										 "WHERE version OPERATOR(pg_catalog.=) $1 AND %s", mp->progress,
+										 mig_pg_tenant_cond(mp)),
 								mp->v03 ? 3 : 2, types, values, NULL, false, 0);
 	spi_check(ret, SPI_OK_UPDATE, "update");
 	mig_pg_owner_leave(&save);
@@ -606,7 +610,7 @@ mig_pg_forget_down_progress(MigPg *mp, const char *version, mig_err *err)
 
 	values[0] = mig_pg_text_datum(version, strlen(version));
 	ret = SPI_execute_with_args(psprintf("DELETE FROM %s WHERE version OPERATOR(pg_catalog.=) $1 "
-										 "AND down", mp->progress),
+										 "AND %s AND down", mp->progress, mig_pg_tenant_cond(mp)),
 								1, types, values, NULL, false, 0);
 	spi_check(ret, SPI_OK_DELETE, "delete from");
 	return MIG_OK;
@@ -622,8 +626,8 @@ mig_pg_forget_progress(MigPg *mp, const char *version, mig_err *err)
 	if (mp->outside_version == NULL || strcmp(mp->outside_version, version) != 0)
 		return MIG_OK;
 	values[0] = mig_pg_text_datum(version, strlen(version));
-	ret = SPI_execute_with_args(psprintf("DELETE FROM %s WHERE version OPERATOR(pg_catalog.=) $1",
-										 mp->progress),
+	ret = SPI_execute_with_args(psprintf("DELETE FROM %s WHERE version OPERATOR(pg_catalog.=) $1 AND %s",
+										 mp->progress, mig_pg_tenant_cond(mp)),
 								1, types, values, NULL, false, 0);
 	spi_check(ret, SPI_OK_DELETE, "delete from");
 	pfree(mp->outside_version);

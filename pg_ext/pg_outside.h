@@ -41,6 +41,9 @@ typedef struct MigWorkerFixed
 	Oid			owner;			/* of the extension's tables */
 	bool		v03;			/* migrate_progress has "down" */
 	char		progress[MIG_PROGRESS_NAME_MAX];	/* migrate_progress */
+	bool		has_tenants;	/* migrate_progress has "tenant" (0.3) */
+	char		tenant_lit[2 * NAMEDATALEN + 4];	/* the call's tenant, as
+													 * a quoted literal */
 	int			crash_at;		/* migrate.crash_at of the caller */
 	int			crash_points;	/* crash points of the call passed so far:
 								 * the caller's, then the worker's */

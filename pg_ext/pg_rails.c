@@ -120,11 +120,7 @@ sleep_ms(long ms)
 static bool
 try_lock(MigPg *mp)
 {
-	Datum		key = Int64GetDatum(MIGRATE_LOCK_KEY);
-
-	if (mp->procedure)
-		return DatumGetBool(DirectFunctionCall1(pg_try_advisory_lock_int8, key));
-	return DatumGetBool(DirectFunctionCall1(pg_try_advisory_xact_lock_int8, key));
+	return mig_pg_lock_try(mp, mp->procedure);
 }
 
 /* Takes the lock, waiting as long as lock_timeout and statement_timeout
@@ -132,44 +128,13 @@ try_lock(MigPg *mp)
 static void
 wait_lock(MigPg *mp)
 {
-	Datum		key = Int64GetDatum(MIGRATE_LOCK_KEY);
-
-	if (mp->procedure)
-		DirectFunctionCall1(pg_advisory_lock_int8, key);
-	else
-		DirectFunctionCall1(pg_advisory_xact_lock_int8, key);
+	mig_pg_lock_wait(mp, mp->procedure);
 }
 
 char *
 mig_pg_holder_query(void)
 {
-	uint64		key = (uint64) MIGRATE_LOCK_KEY;
-
-	/*
-	 * An advisory lock on a bigint key shows in pg_locks as classid = its
-	 * high 32 bits, objid = its low 32 bits, objsubid = 1.  A prepared
-	 * transaction holding it has no pid.
-	 */
-	return psprintf("SELECT a.pid, a.usename, a.application_name, "
-					"CASE WHEN a.state OPERATOR(pg_catalog.=) 'active' THEN a.query_start "
-					"WHEN a.xact_start IS NOT NULL THEN a.xact_start "
-					"ELSE a.query_start END, "
-					"CASE WHEN l.pid IS NULL THEN 'prepared transaction' ELSE a.state END, "
-					"a.query, "
-					"CASE WHEN a.state OPERATOR(pg_catalog.=) 'active' THEN 'statement' "
-					"WHEN a.xact_start IS NOT NULL THEN 'transaction' "
-					"ELSE 'last statement' END "
-					"FROM pg_catalog.pg_locks l "
-					"LEFT JOIN pg_catalog.pg_stat_activity a "
-					"ON a.pid OPERATOR(pg_catalog.=) l.pid "
-					"WHERE l.locktype OPERATOR(pg_catalog.=) 'advisory' "
-					"AND l.database OPERATOR(pg_catalog.=) %u::pg_catalog.oid "
-					"AND l.classid OPERATOR(pg_catalog.=) %u::pg_catalog.oid "
-					"AND l.objid OPERATOR(pg_catalog.=) %u::pg_catalog.oid "
-					"AND l.objsubid OPERATOR(pg_catalog.=) 1 AND l.granted "
-					"ORDER BY a.pid",
-					MyDatabaseId, (unsigned) (key >> 32),
-					(unsigned) (key & 0xFFFFFFFF));
+	return mig_pg_holder_query_for(InvalidOid);
 }
 
 /*
@@ -187,7 +152,7 @@ lock_busy(MigPg *mp, long waited_ms, mig_err *err)
 
 	/* pg_stat_activity as it is now, not as this transaction first saw it */
 	pgstat_clear_backend_activity_snapshot();
-	ret = SPI_execute(mig_pg_holder_query(), true, 1);
+	ret = SPI_execute(mig_pg_holder_query_for(mp->tenant_nsp), true, 1);
 	MemoryContextSwitchTo(mp->scratch);
 	if (ret == SPI_OK_SELECT && SPI_processed == 1)
 	{

@@ -234,13 +234,17 @@ prepare_write(WorkerState *ws)
 	bool		v03 = ws->fixed->v03;
 	char	   *sql;
 
+	/* 0.3 with tenants: the row is the call's tenant's */
+	bool		tenants = ws->fixed->has_tenants;
+
 	sql = psprintf("INSERT INTO %s AS p (version, done_checksum, next_offset, statements_done, "
-				   "last_error%s) VALUES ($1, $2, $3, $4, $5%s) "
-				   "ON CONFLICT (version) DO UPDATE SET done_checksum = excluded.done_checksum, "
+				   "last_error%s%s) VALUES ($1, $2, $3, $4, $5%s%s%s) "
+				   "ON CONFLICT (%sversion) DO UPDATE SET done_checksum = excluded.done_checksum, "
 				   "next_offset = excluded.next_offset, statements_done = excluded.statements_done, "
 				   "last_error = excluded.last_error, updated_at = pg_catalog.now()%s",
-				   ws->fixed->progress, v03 ? ", down" : "", v03 ? ", $6" : "",
-				   v03 ? ", down = excluded.down" : "");
+				   ws->fixed->progress, v03 ? ", down" : "", tenants ? ", tenant" : "",
+				   v03 ? ", $6" : "", tenants ? ", " : "", tenants ? ws->fixed->tenant_lit : "",
+				   tenants ? "tenant, " : "", v03 ? ", down = excluded.down" : "");
 	ws->write_plan = SPI_prepare(sql, v03 ? 6 : 5, types);
 	if (ws->write_plan == NULL || SPI_keepplan(ws->write_plan) != 0)
 		elog(ERROR, "could not prepare the write of migrate_progress: %s",

@@ -780,3 +780,313 @@ GRANT EXECUTE ON FUNCTION @extschema@.migrate_validate(pg_catalog.jsonb, pg_cata
 -- An off-hours script run by the database's owner marks what it recorded,
 -- as migrate_script_record lets it record.
 GRANT EXECUTE ON FUNCTION @extschema@.migrate_script_ahead(pg_catalog.text) TO pg_database_owner;
+
+-- ---- tenants: one folder, many schemas, a history each (issue 22) ----
+
+-- A tenant is a schema, named by its name: the option schema=S of every
+-- function, and the tenants of migrate_apply_each, migrate_run_each and
+-- migrate_status_each.  Its migrations run with search_path set to S, its
+-- history, progress, audit, no-op digest and call log rows are its own
+-- (tenant = 'S'), and it has a migration lock of its own.  '' is no tenant:
+-- the history of the calls without schema=, as before.  A tenant is its
+-- name: rows stay with the name when the schema is renamed or dropped
+-- (docs/tenants.md says how to move them).
+ALTER TABLE @extschema@.migrate_history
+	ADD COLUMN tenant pg_catalog.text NOT NULL DEFAULT '';
+ALTER TABLE @extschema@.migrate_history
+	DROP CONSTRAINT migrate_history_version_key,
+	ADD CONSTRAINT migrate_history_tenant_version_key UNIQUE (tenant, version);
+
+ALTER TABLE @extschema@.migrate_progress
+	ADD COLUMN tenant pg_catalog.text NOT NULL DEFAULT '';
+ALTER TABLE @extschema@.migrate_progress
+	DROP CONSTRAINT migrate_progress_pkey,
+	ADD CONSTRAINT migrate_progress_pkey PRIMARY KEY (tenant, version);
+
+ALTER TABLE @extschema@.migrate_repairs
+	ADD COLUMN tenant pg_catalog.text NOT NULL DEFAULT '';
+
+-- A digest per tenant (0.2 kept one row in all); not unique: two no-op
+-- calls of one tenant may store theirs at once, as before.
+ALTER TABLE @extschema@.migrate_verified
+	ADD COLUMN tenant pg_catalog.text NOT NULL DEFAULT '';
+CREATE INDEX migrate_verified_tenant ON @extschema@.migrate_verified (tenant);
+
+ALTER TABLE @extschema@.migrate_calls
+	ADD COLUMN tenant pg_catalog.text NOT NULL DEFAULT '';
+CREATE INDEX migrate_calls_tenant ON @extschema@.migrate_calls (tenant, id);
+
+-- The history's change counter, per row: a write to a tenant's rows takes
+-- that tenant's lock (a hand edit waits for a running migration of it, and
+-- makes one wait), and the extension's own writes, made under that lock,
+-- drop the tenant's digest themselves (pg_history.c) rather than count in
+-- the sequence, which would turn off the shortcut of every other tenant.
+-- TRUNCATE, which has no rows, takes the lock of every tenant in the
+-- table.
+DROP TRIGGER migrate_history_changed ON @extschema@.migrate_history;
+CREATE TRIGGER migrate_history_changed
+	BEFORE INSERT OR UPDATE OR DELETE ON @extschema@.migrate_history
+	FOR EACH ROW EXECUTE FUNCTION @extschema@.migrate_history_changed();
+CREATE TRIGGER migrate_history_truncated
+	BEFORE TRUNCATE ON @extschema@.migrate_history
+	FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.migrate_history_changed();
+ALTER TABLE @extschema@.migrate_history ENABLE ALWAYS TRIGGER migrate_history_changed;
+ALTER TABLE @extschema@.migrate_history ENABLE ALWAYS TRIGGER migrate_history_truncated;
+
+-- The options of a tenant on the functions that took none (migrate_validate
+-- has them already: the impact section above).
+CREATE FUNCTION @extschema@.migrate_status(path pg_catalog.text, options pg_catalog.text)
+RETURNS TABLE (
+	version				pg_catalog.text,
+	name				pg_catalog.text,
+	state				pg_catalog.text,
+	file				pg_catalog.text,
+	checksum			pg_catalog.text,
+	applied_checksum	pg_catalog.text,
+	applied_at			pg_catalog.timestamptz,
+	execution_ms		pg_catalog.float8,
+	installed_rank		pg_catalog.int8,
+	has_down			pg_catalog.bool,
+	down				pg_catalog.text,
+	statements_done		pg_catalog.int8,
+	last_error			pg_catalog.text
+)
+AS 'MODULE_PATHNAME', 'migrate_status'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION @extschema@.migrate_status(archive pg_catalog.bytea, options pg_catalog.text)
+RETURNS TABLE (
+	version				pg_catalog.text,
+	name				pg_catalog.text,
+	state				pg_catalog.text,
+	file				pg_catalog.text,
+	checksum			pg_catalog.text,
+	applied_checksum	pg_catalog.text,
+	applied_at			pg_catalog.timestamptz,
+	execution_ms		pg_catalog.float8,
+	installed_rank		pg_catalog.int8,
+	has_down			pg_catalog.bool,
+	down				pg_catalog.text,
+	statements_done		pg_catalog.int8,
+	last_error			pg_catalog.text
+)
+AS 'MODULE_PATHNAME', 'migrate_status'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION @extschema@.migrate_status(files pg_catalog.jsonb, options pg_catalog.text)
+RETURNS TABLE (
+	version				pg_catalog.text,
+	name				pg_catalog.text,
+	state				pg_catalog.text,
+	file				pg_catalog.text,
+	checksum			pg_catalog.text,
+	applied_checksum	pg_catalog.text,
+	applied_at			pg_catalog.timestamptz,
+	execution_ms		pg_catalog.float8,
+	installed_rank		pg_catalog.int8,
+	has_down			pg_catalog.bool,
+	down				pg_catalog.text,
+	statements_done		pg_catalog.int8,
+	last_error			pg_catalog.text
+)
+AS 'MODULE_PATHNAME', 'migrate_status'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION @extschema@.migrate_down(n pg_catalog.int8, options pg_catalog.text)
+RETURNS pg_catalog.int8
+AS 'MODULE_PATHNAME', 'migrate_down'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION @extschema@.migrate_down_to(version pg_catalog.text, options pg_catalog.text)
+RETURNS pg_catalog.int8
+AS 'MODULE_PATHNAME', 'migrate_down_to'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+
+CREATE PROCEDURE @extschema@.migrate_run_down(n pg_catalog.int8, options pg_catalog.text)
+AS 'MODULE_PATHNAME', 'migrate_run_down'
+LANGUAGE C;
+
+CREATE FUNCTION @extschema@.migrate_baseline(path pg_catalog.text, version pg_catalog.text, options pg_catalog.text)
+RETURNS pg_catalog.int8
+AS 'MODULE_PATHNAME', 'migrate_baseline'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION @extschema@.migrate_baseline(archive pg_catalog.bytea, version pg_catalog.text, options pg_catalog.text)
+RETURNS pg_catalog.int8
+AS 'MODULE_PATHNAME', 'migrate_baseline'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION @extschema@.migrate_baseline(files pg_catalog.jsonb, version pg_catalog.text, options pg_catalog.text)
+RETURNS pg_catalog.int8
+AS 'MODULE_PATHNAME', 'migrate_baseline'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION @extschema@.migrate_record(path pg_catalog.text, version pg_catalog.text, options pg_catalog.text)
+RETURNS pg_catalog.int8
+AS 'MODULE_PATHNAME', 'migrate_record'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION @extschema@.migrate_record(archive pg_catalog.bytea, version pg_catalog.text, options pg_catalog.text)
+RETURNS pg_catalog.int8
+AS 'MODULE_PATHNAME', 'migrate_record'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION @extschema@.migrate_record(files pg_catalog.jsonb, version pg_catalog.text, options pg_catalog.text)
+RETURNS pg_catalog.int8
+AS 'MODULE_PATHNAME', 'migrate_record'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION @extschema@.migrate_lock_holder(options pg_catalog.text)
+RETURNS TABLE (
+	pid					pg_catalog.int4,
+	usename				pg_catalog.name,
+	application_name	pg_catalog.text,
+	since				pg_catalog.timestamptz,
+	state				pg_catalog.text,
+	query				pg_catalog.text
+)
+AS 'MODULE_PATHNAME', 'migrate_lock_holder'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.migrate_status(pg_catalog.text, pg_catalog.text) IS
+'migrate_status of tenant schema=S';
+COMMENT ON FUNCTION @extschema@.migrate_down(pg_catalog.int8, pg_catalog.text) IS
+'migrate_down of tenant schema=S';
+COMMENT ON FUNCTION @extschema@.migrate_down_to(pg_catalog.text, pg_catalog.text) IS
+'migrate_down_to of tenant schema=S';
+COMMENT ON PROCEDURE @extschema@.migrate_run_down(pg_catalog.int8, pg_catalog.text) IS
+'migrate_run_down of tenant schema=S';
+COMMENT ON FUNCTION @extschema@.migrate_baseline(pg_catalog.text, pg_catalog.text, pg_catalog.text) IS
+'migrate_baseline of tenant schema=S';
+COMMENT ON FUNCTION @extschema@.migrate_record(pg_catalog.text, pg_catalog.text, pg_catalog.text) IS
+'migrate_record of tenant schema=S';
+COMMENT ON FUNCTION @extschema@.migrate_lock_holder(pg_catalog.text) IS
+'the session holding the migration lock of tenant schema=S';
+
+-- As for the functions they fan out: the path forms read server files
+-- (superuser or pg_read_server_files, checked in C); the data forms and
+-- the rollbacks go to the database's owner.
+REVOKE ALL ON FUNCTION @extschema@.migrate_status(pg_catalog.text, pg_catalog.text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.migrate_status(pg_catalog.bytea, pg_catalog.text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.migrate_status(pg_catalog.jsonb, pg_catalog.text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.migrate_down(pg_catalog.int8, pg_catalog.text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.migrate_down_to(pg_catalog.text, pg_catalog.text) FROM PUBLIC;
+REVOKE ALL ON PROCEDURE @extschema@.migrate_run_down(pg_catalog.int8, pg_catalog.text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.migrate_baseline(pg_catalog.text, pg_catalog.text, pg_catalog.text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.migrate_baseline(pg_catalog.bytea, pg_catalog.text, pg_catalog.text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.migrate_baseline(pg_catalog.jsonb, pg_catalog.text, pg_catalog.text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.migrate_record(pg_catalog.text, pg_catalog.text, pg_catalog.text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.migrate_record(pg_catalog.bytea, pg_catalog.text, pg_catalog.text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.migrate_record(pg_catalog.jsonb, pg_catalog.text, pg_catalog.text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.migrate_lock_holder(pg_catalog.text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.migrate_status(pg_catalog.bytea, pg_catalog.text) TO pg_database_owner;
+GRANT EXECUTE ON FUNCTION @extschema@.migrate_status(pg_catalog.jsonb, pg_catalog.text) TO pg_database_owner;
+GRANT EXECUTE ON FUNCTION @extschema@.migrate_down(pg_catalog.int8, pg_catalog.text) TO pg_database_owner;
+GRANT EXECUTE ON FUNCTION @extschema@.migrate_down_to(pg_catalog.text, pg_catalog.text) TO pg_database_owner;
+GRANT EXECUTE ON PROCEDURE @extschema@.migrate_run_down(pg_catalog.int8, pg_catalog.text) TO pg_database_owner;
+GRANT EXECUTE ON FUNCTION @extschema@.migrate_baseline(pg_catalog.bytea, pg_catalog.text, pg_catalog.text) TO pg_database_owner;
+GRANT EXECUTE ON FUNCTION @extschema@.migrate_baseline(pg_catalog.jsonb, pg_catalog.text, pg_catalog.text) TO pg_database_owner;
+GRANT EXECUTE ON FUNCTION @extschema@.migrate_record(pg_catalog.bytea, pg_catalog.text, pg_catalog.text) TO pg_database_owner;
+GRANT EXECUTE ON FUNCTION @extschema@.migrate_record(pg_catalog.jsonb, pg_catalog.text, pg_catalog.text) TO pg_database_owner;
+GRANT EXECUTE ON FUNCTION @extschema@.migrate_lock_holder(pg_catalog.text) TO pg_database_owner;
+
+-- ---- the fan-out: every tenant, exactly once each ----
+
+-- A row per tenant of migrate_apply_each.  status: applied, up_to_date, failed, skipped_locked
+-- (if_locked=skip found another caller at it), not_reached (after a stop).
+CREATE TYPE @extschema@.migrate_each_result AS (
+	tenant		pg_catalog.text,
+	applied		pg_catalog.int4,
+	status		pg_catalog.text,
+	sqlstate	pg_catalog.text,
+	error		pg_catalog.text
+);
+
+CREATE FUNCTION @extschema@.migrate_apply_each(path pg_catalog.text, tenants pg_catalog.text[],
+	options pg_catalog.text DEFAULT NULL)
+RETURNS SETOF @extschema@.migrate_each_result
+AS 'MODULE_PATHNAME', 'migrate_apply_each'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION @extschema@.migrate_apply_each(archive pg_catalog.bytea, tenants pg_catalog.text[],
+	options pg_catalog.text DEFAULT NULL)
+RETURNS SETOF @extschema@.migrate_each_result
+AS 'MODULE_PATHNAME', 'migrate_apply_each'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION @extschema@.migrate_apply_each(files pg_catalog.jsonb, tenants pg_catalog.text[],
+	options pg_catalog.text DEFAULT NULL)
+RETURNS SETOF @extschema@.migrate_each_result
+AS 'MODULE_PATHNAME', 'migrate_apply_each'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- Where every tenant stands, without taking a lock.  state: up_to_date,
+-- pending, partial (a migration stopped half way outside a transaction),
+-- changed (an applied file changed, is missing, or a pending one is out of
+-- order: apply refuses), error (the tenant cannot be read: its schema is
+-- gone, say; message says why).
+CREATE FUNCTION @extschema@.migrate_status_each(path pg_catalog.text, tenants pg_catalog.text[],
+	options pg_catalog.text DEFAULT NULL)
+RETURNS TABLE (
+	tenant		pg_catalog.text,
+	applied		pg_catalog.int4,
+	pending		pg_catalog.int4,
+	newest		pg_catalog.text,
+	state		pg_catalog.text,
+	message		pg_catalog.text
+)
+AS 'MODULE_PATHNAME', 'migrate_status_each'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION @extschema@.migrate_status_each(archive pg_catalog.bytea, tenants pg_catalog.text[],
+	options pg_catalog.text DEFAULT NULL)
+RETURNS TABLE (
+	tenant		pg_catalog.text,
+	applied		pg_catalog.int4,
+	pending		pg_catalog.int4,
+	newest		pg_catalog.text,
+	state		pg_catalog.text,
+	message		pg_catalog.text
+)
+AS 'MODULE_PATHNAME', 'migrate_status_each'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION @extschema@.migrate_status_each(files pg_catalog.jsonb, tenants pg_catalog.text[],
+	options pg_catalog.text DEFAULT NULL)
+RETURNS TABLE (
+	tenant		pg_catalog.text,
+	applied		pg_catalog.int4,
+	pending		pg_catalog.int4,
+	newest		pg_catalog.text,
+	state		pg_catalog.text,
+	message		pg_catalog.text
+)
+AS 'MODULE_PATHNAME', 'migrate_status_each'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.migrate_apply_each(pg_catalog.text, pg_catalog.text[], pg_catalog.text) IS
+'applies a server folder to every tenant schema, in the caller''s transaction, each tenant in a subtransaction of its own: a row per tenant (applied, up_to_date, failed, skipped_locked, not_reached); options on_error=stop|continue, canary=N and those of migrate_apply';
+COMMENT ON FUNCTION @extschema@.migrate_apply_each(pg_catalog.bytea, pg_catalog.text[], pg_catalog.text) IS
+'migrate_apply_each of the folder sent as an archive (tar, tar.gz or zip)';
+COMMENT ON FUNCTION @extschema@.migrate_apply_each(pg_catalog.jsonb, pg_catalog.text[], pg_catalog.text) IS
+'migrate_apply_each of the folder sent as a JSON object of file names and texts';
+COMMENT ON FUNCTION @extschema@.migrate_status_each(pg_catalog.text, pg_catalog.text[], pg_catalog.text) IS
+'where every tenant schema stands against a server folder, one row each; takes no lock, changes nothing';
+COMMENT ON FUNCTION @extschema@.migrate_status_each(pg_catalog.bytea, pg_catalog.text[], pg_catalog.text) IS
+'migrate_status_each of the folder sent as an archive (tar, tar.gz or zip)';
+COMMENT ON FUNCTION @extschema@.migrate_status_each(pg_catalog.jsonb, pg_catalog.text[], pg_catalog.text) IS
+'migrate_status_each of the folder sent as a JSON object of file names and texts';
+
+-- As for the functions they fan out: the path forms read server files
+-- (superuser or pg_read_server_files, checked in C); the data forms go to
+-- the database's owner.  Each tenant's rights are checked as the caller's.
+REVOKE ALL ON FUNCTION @extschema@.migrate_apply_each(pg_catalog.text, pg_catalog.text[], pg_catalog.text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.migrate_apply_each(pg_catalog.bytea, pg_catalog.text[], pg_catalog.text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.migrate_apply_each(pg_catalog.jsonb, pg_catalog.text[], pg_catalog.text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.migrate_status_each(pg_catalog.text, pg_catalog.text[], pg_catalog.text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.migrate_status_each(pg_catalog.bytea, pg_catalog.text[], pg_catalog.text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.migrate_status_each(pg_catalog.jsonb, pg_catalog.text[], pg_catalog.text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.migrate_apply_each(pg_catalog.bytea, pg_catalog.text[], pg_catalog.text) TO pg_database_owner;
+GRANT EXECUTE ON FUNCTION @extschema@.migrate_apply_each(pg_catalog.jsonb, pg_catalog.text[], pg_catalog.text) TO pg_database_owner;
+GRANT EXECUTE ON FUNCTION @extschema@.migrate_status_each(pg_catalog.bytea, pg_catalog.text[], pg_catalog.text) TO pg_database_owner;
+GRANT EXECUTE ON FUNCTION @extschema@.migrate_status_each(pg_catalog.jsonb, pg_catalog.text[], pg_catalog.text) TO pg_database_owner;

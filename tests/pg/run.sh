@@ -30,6 +30,7 @@ cd "$(dirname "$0")/../.."
 . tests/pg/lib.sh
 . tests/pg/fixtures.sh
 . tests/pg/impact.sh
+. tests/pg/tenants.sh
 
 PASSED=0
 FAILED=0
@@ -140,6 +141,7 @@ tap 0 "throwaway cluster starts"
 FX=$PG_TMP/fx
 make_fixtures "$FX"
 make_impact_fixtures "$FX"
+make_tenant_fixtures "$FX"
 
 # ---- pg_cron: schedule now, check at the end ----
 section "pg_cron: schedule now, check at the end"
@@ -932,7 +934,7 @@ check "script: the recorded SQL is the file's, \$migrate\$ and all" script \
 	"SELECT up_sql = pg_read_file('$FX/ops_more/6_f.up.sql') AND op_f() = 'it''s \$x\$ \\n' FROM migrate_history WHERE version = '6'"
 out=$(psql -X -q -v ON_ERROR_STOP=1 -v VERBOSITY=verbose -d script -f "$PG_TMP/ops.sql" 2>&1)
 echo "$out" | grep -q "ERROR:  23505: duplicate key value violates unique constraint" &&
-	echo "$out" | grep -q "Key (version)=(5) already exists"
+	echo "$out" | grep -q "Key (tenant, version)=(, 5) already exists"
 tap $? "script: run a second time it fails on the duplicate version (23505)"
 check "script: and changes nothing" script \
 	"SELECT (SELECT count(*) FROM op_e) = 1 AND (SELECT count(*) FROM migrate_history) = 6"
@@ -1370,6 +1372,9 @@ section "the folder as data"
 
 # ---- migrate_impact and the impact policy (tests/pg/impact.sh) ----
 impact_suite
+
+section "tenants"
+tenants_suite
 
 # ---- pg_dump / pg_restore ----
 section "pg_dump / pg_restore"

@@ -89,8 +89,8 @@ SELECT is((pg_temp.err('SELECT migrate_down(1)')).hint,
 SELECT has_table('migrate_progress', 'migrate_progress exists');
 SELECT columns_are('migrate_progress',
                    ARRAY['version', 'done_checksum', 'next_offset', 'statements_done',
-                         'updated_at', 'last_error', 'down'],
-                   'migrate_progress has the columns of SQLite''s');
+                         'updated_at', 'last_error', 'down', 'tenant'],
+                   'migrate_progress has the columns of SQLite''s (and tenant, issue 22)');
 SELECT ok(NOT has_table_privilege('public', 'migrate_progress', 'SELECT')
           AND (SELECT 'migrate_progress'::regclass = ANY (extconfig) FROM pg_extension WHERE extname = 'migrate'),
           'migrate_progress is revoked from PUBLIC; the extension registers its tables for pg_dump');
