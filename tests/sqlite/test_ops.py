@@ -385,6 +385,39 @@ def a_half_way_migration_is_shown_partial_everywhere(c):
 
 
 @test
+def script_refuses_a_migration_that_stopped_half_way(c):
+    """Issue 17.9: a script cannot resume half way, so migrate_script refuses
+    the folder while migration 2's progress says 1 statement ran."""
+    half_way(c)
+    before = c.snapshot()
+    c.fails("SELECT migrate_script('%s')" % c.dir,
+            "migration 2 (2_idx.sql) stopped half way: 1 of its statements ran outside a transaction",
+            "A script cannot resume half way")
+    assert c.snapshot() == before
+
+
+@test
+def adopt_forgets_the_progress_of_what_it_records(c):
+    """Issue 17.4: migration 2 stopped half way; goose's own table says 2 is
+    applied (it was finished by hand).  migrate_adopt records 1 and 2 as
+    applied in full, so their progress no longer describes them: it is gone."""
+    half_way(c)
+    assert rows(c, "SELECT version, statements_done FROM migrate_progress") == [("2", 1)]
+    con = sqlite3.connect(c.db)
+    con.executescript(
+        "DELETE FROM migrate_history;"
+        "CREATE TABLE goose_db_version (id INTEGER PRIMARY KEY AUTOINCREMENT, version_id INTEGER NOT NULL,"
+        " is_applied INTEGER NOT NULL, tstamp TIMESTAMP DEFAULT (datetime('now')));"
+        "INSERT INTO goose_db_version(version_id, is_applied) VALUES (0, 1), (1, 1), (2, 1);")
+    con.close()
+    assert c.ok("SELECT migrate_adopt('%s')" % c.dir) == "2"
+    assert rows(c, "SELECT version FROM migrate_history ORDER BY version") == [("1",), ("2",)]
+    assert rows(c, "SELECT count(*) FROM migrate_progress") == [(0,)]
+    st = rows(c, "SELECT version, state FROM migrate_status('%s')" % c.dir)
+    assert st == [("1", "applied"), ("2", "applied")], st
+
+
+@test
 def rolling_back_refuses_while_a_migration_is_half_way(c):
     """The repro of issue 17.4: migration 2 stopped half way; rolling back
     migration 1 would drop what 2's first statement made while the next
