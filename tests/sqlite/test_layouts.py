@@ -158,6 +158,63 @@ def goose(c):
 
 
 @test
+def goose_failing_down_names_the_line_in_the_file(c):
+    """Issue 18.7: a goose file's Down runs in a transaction; its error
+    names the file and the line counted in the file (8), not in the Down
+    section (3), and nothing is rolled back."""
+    c.put("1_a.sql", "-- +goose Up\nCREATE TABLE a(x);\nCREATE TABLE b(x);\n\n"
+          "-- +goose Down\nDROP TABLE b;\n\nDROP TABLE nope;\nDROP TABLE a;\n")
+    assert c.apply() == 1
+    c.fails("SELECT migrate_down(1)",
+            "rollback of migration 1 (1_a.sql), line 8: no such table: nope")
+    assert c.tables() == ["a", "b", "migrate_history"], c.tables()
+    assert [r[0] for r in c.history()] == ["1"]
+
+
+@test
+def dbmate_without_migrate_down_has_no_down_script(c):
+    """Issue 18.6: the tools that have no rollback for a migration without a
+    down part -- dbmate without -- migrate:down (ErrParseMissingDown), diesel
+    without down.sql (NoMigrationRevertFile, next test), Flyway without its
+    U file (the one after) -- are refused by migrate_down, naming the
+    version; nothing is rolled back."""
+    hint = "A down script is stored when a migration is applied with one"
+    c.put("20240101120000_a.sql", "-- migrate:up\nCREATE TABLE a(x);\n")
+    assert c.apply() == 1
+    assert c.ok("SELECT down FROM migrate_status('%s')" % c.dir) == "none"
+    c.fails("SELECT migrate_down(1)", "migration 20240101120000 has no down script",
+            "Nothing was rolled back.", hint)
+    assert c.tables() == ["a", "migrate_history"]
+    assert [r[0] for r in c.history()] == ["20240101120000"]
+
+
+@test
+def diesel_without_down_sql_has_no_down_script(c):
+    os.mkdir(os.path.join(c.dir, "2018-01-14-171611_a"))
+    c.put("2018-01-14-171611_a/up.sql", "CREATE TABLE a(x);\n")
+    assert c.apply() == 1
+    assert c.ok("SELECT down FROM migrate_status('%s')" % c.dir) == "none"
+    c.fails("SELECT migrate_down(1)", "migration 20180114171611 has no down script",
+            "Nothing was rolled back.")
+    assert c.tables() == ["a", "migrate_history"]
+    assert [r[0] for r in c.history()] == ["20180114171611"]
+
+
+@test
+def flyway_without_an_undo_file_has_no_down_script(c):
+    c.put("V1__a.sql", "CREATE TABLE a(x);\n")
+    c.put("V2__b.sql", "CREATE TABLE b(x);\n")
+    c.put("U2__b.sql", "DROP TABLE b;\n")
+    assert c.apply() == 2
+    st = c.ok("SELECT group_concat(version || '=' || down, ' ') FROM migrate_status('%s')" % c.dir)
+    assert st == "1=none 2=script", st
+    c.fails("SELECT migrate_down(2)", "migration 1 has no down script", "Nothing was rolled back.")
+    assert c.tables() == ["a", "b", "migrate_history"], "not even V2, which has a U file"
+    assert c.ok("SELECT migrate_down(1)") == "1"
+    assert c.tables() == ["a", "migrate_history"]
+
+
+@test
 def goose_refusals(c):
     c.put("1_a.sql", "-- +goose Up\n-- +goose NO TRANSACTION\nCREATE TABLE a(x);\n")
     c.fails("BEGIN; SELECT migrate_apply('%s');" % c.dir, "(-- +goose NO TRANSACTION)")
