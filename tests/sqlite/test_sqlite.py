@@ -302,10 +302,35 @@ def out_of_order(c):
 
 
 @test
+def each_migration_has_its_own_time_and_end(c):
+    """Issue 19: execution_ms is each migration's own time, to the
+    microsecond (three decimals), and applied_at is when each one ended:
+    migration 1 spins about 50 ms, migration 2 as long again, so 2 ends
+    after 1 by about its own time."""
+    spin = ("CREATE TABLE %s AS WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n"
+            " WHERE i < 300000) SELECT count(*) AS c FROM n;\n")
+    c.put("1_spin.up.sql", spin % "s1")
+    c.put("2_spin.up.sql", spin % "s2")
+    assert c.apply() == 2
+    (ms1, ms2, gap), = c.query(
+        "SELECT (SELECT execution_ms FROM migrate_history WHERE version = '1'),"
+        " (SELECT execution_ms FROM migrate_history WHERE version = '2'),"
+        " ((SELECT julianday(applied_at) FROM migrate_history WHERE version = '2')"
+        "  - (SELECT julianday(applied_at) FROM migrate_history WHERE version = '1')) * 86400000.0")
+    for ms in (ms1, ms2):
+        assert 5 <= ms < 5000, (ms1, ms2)
+        assert ms == round(ms, 3), ms
+    assert gap >= 0.9 * ms2 - 2, (gap, ms2)
+    assert c.query("SELECT applied_at < (SELECT applied_at FROM migrate_history WHERE version = '2')"
+                   " FROM migrate_history WHERE version = '1'") == [(1,)]
+
+
+@test
 def failing_script_is_atomic_and_located(c):
     base(c)
     c.put("3_bad.up.sql", "CREATE TABLE ok3(x);\n-- a comment\nINSERT INTO nope VALUES (1);\n")
-    refused(c, "migrate_apply: migration 3 (3_bad.up.sql), line 3: no such table: nope")
+    refused(c, "migrate_apply: migration 3 (3_bad.up.sql), line 3: no such table: nope",
+            "The 2 migrations this call applied were rolled back with it.")
     assert c.tables() == [], "migrations 1 and 2 of the same call were rolled back too"
 
 
