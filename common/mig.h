@@ -644,6 +644,13 @@ int			mig_apply(const mig_host *h, const char *path, int64_t *applied,
 int			mig_apply_with(const mig_host *h, const char *path, const char *options,
 						   int64_t *applied, mig_err *err);
 
+/* Appends to err's detail what became of the migrations a failed call had
+ * applied before the failure (applied of them, committed of those for
+ * good): "rolled back with it" or "stay applied (committed)".  For a host
+ * whose server errors do not return through mig_apply_with (PostgreSQL's
+ * long jump), with *applied as the call left it. */
+void		mig_undone_detail(int64_t applied, int64_t committed, mig_err *err);
+
 /* Rolls back the last n applied migrations (by order of application) using
  * the down scripts stored in the history.  Refuses, changing nothing, when
  * one of them has no down script or fewer than n are applied. */

@@ -128,8 +128,8 @@ mig_run_script(const mig_host *h, int (*fn) (void *, const mig_script *, mig_err
  * applied before the failure: rolled back with it (one unit of work), or
  * committed (a host that commits after each migration).
  */
-static void
-undone_detail(int64_t applied, int64_t committed, mig_err *err)
+void
+mig_undone_detail(int64_t applied, int64_t committed, mig_err *err)
 {
 	int64_t		undone = applied - committed;
 
@@ -621,7 +621,7 @@ mig_apply_with(const mig_host *h, const char *path, const char *options,
 	if (rc != MIG_OK)
 	{
 		failed(err, rc);
-		undone_detail(*applied, committed, err);
+		mig_undone_detail(*applied, committed, err);
 		*applied = committed;
 	}
 	if (stopped && *applied > 0)

@@ -677,6 +677,19 @@ run_core(FunctionCallInfo fcinfo, CoreCall *call, bool procedure)
 		MemoryContextSwitchTo(cxt);
 		edata = CopyErrorData();
 		FlushErrorState();
+		/* the core's loop never got to say what became of the migrations
+		 * this call applied before the failing one: the caller's
+		 * transaction rolls them back, a CALL committed each */
+		if (call->op == op_apply && call->count > 0 &&
+			edata->sqlerrcode != ERRCODE_OUT_OF_MEMORY)
+		{
+			mig_err		undone;
+
+			mig_err_clear(&undone);
+			mig_undone_detail(call->count, procedure ? call->count : 0, &undone);
+			edata->detail = edata->detail ?
+				psprintf("%s %s", edata->detail, undone.detail) : pstrdup(undone.detail);
+		}
 		mig_pg_call_log_failed(mp, unpack_sql_state(edata->sqlerrcode),
 							   psprintf("%s%s%s", edata->message ? edata->message : "",
 										edata->context ? "\nCONTEXT:  " : "",

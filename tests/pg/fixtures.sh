@@ -112,6 +112,9 @@ make_fixtures() {
 	mkdir -p "$FX/proc_fail" && cp -p "$FX"/proc_ok/* "$FX/proc_fail/"
 	w proc_fail 4_p4.up.sql "CREATE TABLE p4 (id int);\nSELECT 1 / 0;\n"
 	w proc_fail 5_p5.up.sql "CREATE TABLE p5 (id int);\n"
+	# sleepy: migration 1 takes about 50 ms, migration 2 none
+	w sleepy 1_nap.up.sql "SELECT pg_catalog.pg_sleep(0.05);\n"
+	w sleepy 2_after.up.sql "CREATE TABLE after_nap (id int);\n"
 	w slow 1_slow.up.sql "CREATE TABLE slow (id int);\nSELECT pg_catalog.pg_sleep(5);\n"
 	w enum 1_type.up.sql "CREATE TYPE mood AS ENUM ('sad');\n"
 	w enum 2_value.up.sql "ALTER TYPE mood ADD VALUE 'happy';\n"
@@ -538,6 +541,9 @@ EOS
 	# edit of what ran
 	w out_semi_a 1_semi.sql "-- +goose NO TRANSACTION\n-- +goose Up\nCREATE INDEX CONCURRENTLY semi_i1 ON semi (a);\nSELECT 1 / (SELECT count(*) FROM semi_gate)::int;\n"
 	w out_semi_b 1_semi.sql "-- +goose NO TRANSACTION\n-- +goose Up\nCREATE INDEX CONCURRENTLY semi_i1 ON semi (a) WHERE a > 0;\nSELECT 1 / (SELECT count(*) FROM semi_gate)::int;\n"
+	# out_half: 1 applied, 2 stops half way (its index built, then 1 / 0)
+	w out_half 1_t.sql "-- +goose Up\nCREATE TABLE half_t (a int);\n-- +goose Down\nDROP TABLE half_t;\n"
+	w out_half 2_idx.sql "-- +goose NO TRANSACTION\n-- +goose Up\nCREATE INDEX CONCURRENTLY half_i ON half_t (a);\nSELECT 1 / 0;\n-- +goose Down\nDROP INDEX CONCURRENTLY half_i;\n"
 	# a unique index that fails on duplicates, then a de-duplicating
 	# DELETE put before it: the invalid index goes before it runs again
 	w out_dedup_a 1_orders.sql "-- +goose NO TRANSACTION\n-- +goose Up\nCREATE UNIQUE INDEX CONCURRENTLY orders_uniq ON orders (ref);\n"

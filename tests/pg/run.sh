@@ -224,6 +224,47 @@ check "procedure: the migrations before the failing one stay committed" procfail
 check "procedure: another session can take the lock at once" procfail \
 	"SELECT pg_try_advisory_lock($LOCK_KEY)"
 
+# the DETAIL says what became of the migrations the failed call applied:
+# a function call is one transaction, a CALL commits each migration
+newdb procdetail
+out=$(psql -X -q -At -v VERBOSITY=verbose -d procdetail -c "SELECT migrate_apply('$FX/proc_fail')" 2>&1)
+echo "$out" | grep -qx "DETAIL:  The 3 migrations this call applied were rolled back with it."
+tap_show $? "procedure: SELECT migrate_apply failing at migration 4 says the 3 it applied were rolled back with it" "$out"
+check "procedure: and nothing is in the history" procdetail "SELECT count(*) = 0 FROM migrate_history"
+out=$(psql -X -q -At -v VERBOSITY=verbose -d procdetail -c "CALL migrate_run('$FX/proc_fail')" 2>&1)
+echo "$out" | grep -qx "DETAIL:  The first 3 migrations this call applied stay applied (committed)."
+tap_show $? "procedure: CALL migrate_run failing at migration 4 says the first 3 stay applied (committed)" "$out"
+check "procedure: and they are in the history" procdetail \
+	"SELECT array_agg(version ORDER BY installed_rank) = '{1,2,3}' FROM migrate_history"
+
+# each migration announces itself as it starts and as it ends; migrate_down
+# names each one it rolls back
+newdb notices
+out=$(qn notices -c "SELECT migrate_apply('$FX/basic')" 2>&1)
+echo "$out" | grep -qx "NOTICE:  applying migration 1 (1_create_t1.up.sql)" &&
+	echo "$out" | grep -qE "^NOTICE:  applied migration 1 \(1_create_t1.up.sql\) in [0-9]+\.[0-9] ms$" &&
+	echo "$out" | grep -qx "NOTICE:  applying migration 3 (3_seed.up.sql)"
+tap_show $? "notices: migrate_apply says 'applying migration 1 (1_create_t1.up.sql)' as it starts and 'applied … in N ms' as it ends" "$out"
+out=$(qn notices -c "SELECT migrate_down(2)" 2>&1)
+echo "$out" | grep -qE "^NOTICE:  rolled back migration 3 \(seed\) in [0-9]+\.[0-9] ms \(its down script runs nothing\)$" &&
+	echo "$out" | grep -qE "^NOTICE:  rolled back migration 2 \(create_t2\) in [0-9]+\.[0-9] ms$"
+tap_show $? "notices: migrate_down(2) says 'rolled back migration 3 (seed) … (its down script runs nothing)', then migration 2" "$out"
+
+# execution_ms is the time of each migration to the microsecond, applied_at
+# when each one ended (not when the call started)
+newdb sleepy
+out=$(q sleepy -c "BEGIN" -c "SELECT migrate_apply('$FX/sleepy') IS NULL" -c "
+	SELECT (SELECT applied_at FROM migrate_history WHERE version = '1') - now() >= interval '50 ms'
+	   AND (SELECT applied_at FROM migrate_history WHERE version = '2')
+	     > (SELECT applied_at FROM migrate_history WHERE version = '1')
+	   AND (SELECT execution_ms FROM migrate_history WHERE version = '2') < 50" -c "COMMIT" 2>&1)
+[ "$out" = "f
+t" ]
+tap_show $? "history: in one call, applied_at is when each migration ended: 50 ms after the call began for the nap, later for the next" "$out"
+check "history: a 50 ms migration records execution_ms between 50 and 5000, to three decimals" sleepy \
+	"SELECT execution_ms >= 50 AND execution_ms < 5000 AND execution_ms = round(execution_ms::numeric, 3)
+	   FROM migrate_history WHERE version = '1'"
+
 newdb procopt
 out=$(qn procopt -c "CALL migrate_run('$FX/opt_b', 'target=2')" 2>&1)
 [ "$(echo "$out" | last)" = "NOTICE:  applied 2 migrations" ]
@@ -533,6 +574,19 @@ check "outside: migrate_validate says so (partial_changed)" out_semi \
 	"SELECT string_agg(problem, ',') = 'partial_changed' FROM migrate_validate('$FX/out_semi_b') WHERE problem LIKE 'partial%'"
 check "outside: and finds the unedited one partial" out_semi \
 	"SELECT string_agg(problem || ' ' || severity, ',') = 'partial warning' FROM migrate_validate('$FX/out_semi_a') WHERE problem LIKE 'partial%'"
+
+# while a migration is half run, rolling back another one is refused: it
+# could undo what the statements that ran built (issue 17.4)
+newdb out_half
+q out_half -c "CALL migrate_run('$FX/out_half')" >/dev/null 2>&1
+out=$(psql -X -q -At -v VERBOSITY=verbose -d out_half -c "SELECT migrate_down(1)" 2>&1)
+echo "$out" | grep -qx "ERROR:  55000: migration 2 stopped half way: 1 statement of it ran outside a transaction" &&
+	echo "$out" | grep -q "^DETAIL:  Rolling back other migrations now could undo what those statements did, and the next apply would not run them again. Nothing was rolled back."
+tap_show $? "outside: migrate_down(1) while migration 2 is half run is refused (55000, stopped half way)" "$out"
+fails_with "outside: and so is CALL migrate_run_down(1) (55000)" out_half 55000 "CALL migrate_run_down(1)"
+check "outside: migration 1 and half_i are still there, the progress kept" out_half \
+	"SELECT (SELECT array_agg(version) FROM migrate_history) = '{1}' AND to_regclass('half_i') IS NOT NULL
+	   AND (SELECT statements_done FROM migrate_progress WHERE version = '2') = 1"
 
 # the invalid index of a failed build is dropped before the build runs
 # again, not only when it is the first statement to run
