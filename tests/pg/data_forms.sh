@@ -116,6 +116,46 @@ EOF
 [ "$out" = "1:applied 2:applied 3:applied" ]
 tap_show $? "data: a grant of the README's recipe is all another role needs" "$out"
 
+# the owner's other writes from an archive: baseline, repair after an
+# edit, adopt another tool's table, record a migration run elsewhere
+mkdir -p "$DATA/edited"
+cp -a "$DATA/db/migrations/." "$DATA/edited/"
+printf "INSERT INTO users VALUES (1, 'a', 'a@example.org') ON CONFLICT DO NOTHING;\n" \
+	>"$DATA/edited/postgres/000003_seed.up.sql"
+[ "$(id -u)" = 0 ] && chown -R "$CLIENT" "$DATA/edited"
+for d in basedb adoptdb; do
+	newdb $d
+	q $d -c "ALTER DATABASE $d OWNER TO app_owner" >/dev/null
+done
+out=$(remote app_owner basedb 2>&1 <<EOF
+\\set archive \`tar czf - -C $DATA/db/migrations . | base64 -w0\`
+\\set edited \`tar czf - -C $DATA/edited . | base64 -w0\`
+CREATE TABLE users (id int PRIMARY KEY, name text);
+SELECT migrate_baseline(decode(:'archive', 'base64'), '1');
+SELECT migrate_apply(decode(:'archive', 'base64'));
+SELECT string_agg(version || ':' || state, ' ' ORDER BY version) FROM migrate_status(decode(:'edited', 'base64'));
+SELECT migrate_repair(decode(:'edited', 'base64'));
+SELECT string_agg(version || ':' || state, ' ' ORDER BY version) FROM migrate_status(decode(:'edited', 'base64'));
+SELECT string_agg(version || ':' || action || ':' || repaired_by, ' ') FROM migrate_repairs;
+EOF
+)
+[ "$out" = "$(printf '1\n2\n1:applied 2:applied 3:changed\n1\n1:applied 2:applied 3:applied\n3:repair:app_owner')" ]
+tap_show $? "data: as the owner, migrate_baseline and migrate_repair take the archive (repair audited)" "$out"
+out=$(remote app_owner adoptdb 2>&1 <<EOF
+\\set archive \`tar czf - -C $DATA/db/migrations . | base64 -w0\`
+CREATE TABLE users (id int PRIMARY KEY, name text, email text);
+CREATE TABLE schema_migrations (version bigint NOT NULL PRIMARY KEY, dirty boolean NOT NULL);
+INSERT INTO schema_migrations VALUES (2, false);
+SELECT migrate_adopt(decode(:'archive', 'base64'));
+SELECT migrate_record(decode(:'archive', 'base64'), '3');
+SELECT string_agg(version || ':' || state, ' ' ORDER BY version) FROM migrate_status(decode(:'archive', 'base64'));
+SELECT string_agg(version || ':' || action || ':' || repaired_by, ' ') FROM migrate_repairs;
+SELECT count(*) FROM users;
+EOF
+)
+[ "$out" = "$(printf '2\n1\n1:applied 2:applied 3:applied\n3:record:app_owner\n0')" ]
+tap_show $? "data: as the owner, migrate_adopt and migrate_record take the archive (record audited, nothing run)" "$out"
+
 # psycopg2, the archive as a parameter
 newdb pydb
 q pydb -c "ALTER DATABASE pydb OWNER TO app_owner" >/dev/null

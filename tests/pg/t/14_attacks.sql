@@ -7,7 +7,7 @@
 -- The SQLite part is tests/sqlite/test_attacks.py; the background
 -- worker's login is in run.sh (outside a transaction).
 BEGIN;
-SELECT plan(26);
+SELECT plan(28);
 
 CREATE FUNCTION pg_temp.fx(folder text) RETURNS text LANGUAGE sql
 AS $$ SELECT pg_catalog.current_setting('migrate_test.dir') || '/' || folder $$;
@@ -83,6 +83,30 @@ RESET ROLE;
 SELECT throws_like($$SELECT migrate_adopt((SELECT flyway FROM paths))$$,
                    '%its column "version" has a type that is not built in%',
                    'adopt: a column of a type that is not built in is refused');
+
+-- a partitioned table (its partitions could be anything) and a foreign
+-- table (reading it runs its wrapper's code): refused before any read
+SET ROLE att_owner;
+DROP TABLE public.flyway_schema_history;
+CREATE TABLE public.flyway_schema_history (LIKE public.att_fsh) PARTITION BY RANGE (installed_rank);
+RESET ROLE;
+SELECT throws_ok($$SELECT migrate_adopt((SELECT flyway FROM paths))$$, '42809',
+                 '"public"."flyway_schema_history" is not a table migrate_adopt reads: it is not a plain table',
+                 'adopt: a partitioned table is refused');
+CREATE FOREIGN DATA WRAPPER att_fdw;
+CREATE SERVER att_srv FOREIGN DATA WRAPPER att_fdw;
+GRANT USAGE ON FOREIGN SERVER att_srv TO att_owner;
+SET ROLE att_owner;
+DROP TABLE public.flyway_schema_history;
+CREATE FOREIGN TABLE public.flyway_schema_history (installed_rank int, version text) SERVER att_srv;
+RESET ROLE;
+SELECT throws_ok($$SELECT migrate_adopt((SELECT flyway FROM paths))$$, '42809',
+                 '"public"."flyway_schema_history" is not a table migrate_adopt reads: it is a foreign table',
+                 'adopt: a foreign table is refused');
+SET ROLE att_owner;
+DROP FOREIGN TABLE public.flyway_schema_history;
+CREATE TABLE public.flyway_schema_history (LIKE public.att_fsh);
+RESET ROLE;
 
 -- shadowing through search_path: a table in a schema the caller searches
 -- first is not the one read; public is, or the schema named
