@@ -1293,10 +1293,17 @@ mig_text_script(const mig_text *t, const mig_file *f, int down, mig_script *s,
 		}
 		if (!sec.has_down)
 		{
-			s->sql = NULL;		/* no down section: dbmate requires one
-								 * (amacneil/dbmate, pkg/dbmate/migration.go,
-								 * ErrParseMissingDown), sqlx's one-file
-								 * migrations cannot be reverted */
+			/*
+			 * No down section: no down script, so migrate_down refuses.
+			 * dbmate requires the section (amacneil/dbmate,
+			 * pkg/dbmate/migration.go, ErrParseMissingDown); an empty one
+			 * is a no-op, as there.  sqlx's simple (one-file) migrations
+			 * have no down: "sqlx migrate revert" reverts only reversible
+			 * ones (launchbadge/sqlx, sqlx-cli/src/migrate.rs, revert:
+			 * skips a migration whose MigrationType is not a down
+			 * migration); this refuses instead of skipping over it.
+			 */
+			s->sql = NULL;
 			s->len = 0;
 			return MIG_OK;
 		}

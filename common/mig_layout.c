@@ -381,6 +381,16 @@ mig_parse_name(mig_arena *a, const char *file, mig_name *out)
 	}
 	else
 	{
+		/*
+		 * One file: goose's {version}_{name}.sql, version the digits
+		 * before the first '_', a number above zero (pressly/goose,
+		 * migration.go: NumericComponent, for .sql as for .go files), and
+		 * sqlx's simple migration, <VERSION>_<DESCRIPTION>.sql with VERSION
+		 * an i64 above zero, other names ignored (launchbadge/sqlx,
+		 * sqlx-core/src/migrate/source.rs: resolve_blocking; the .up.sql
+		 * and .down.sql suffixes above are its reversible pair,
+		 * sqlx-core/src/migrate/migration_type.rs: MigrationType).
+		 */
 		out->layout = MIG_LAYOUT_SINGLE;
 		out->kind = MIG_KIND_UP;
 		len -= 4;

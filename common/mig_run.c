@@ -317,7 +317,11 @@ down_script(const mig_file *f, const mig_text *up, const mig_text *down,
 		 * a .down.sql file by running nothing: migrate.go, newMigration,
 		 * 'create "empty" migration' on os.ErrNotExist.  Flyway without
 		 * an undo file and diesel without down.sql refuse (diesel:
-		 * file_based_migrations.rs, NoMigrationRevertFile). */
+		 * file_based_migrations.rs, NoMigrationRevertFile).  Flyway's undo
+		 * runs the U file of the version it undoes (flyway/flywaydb.org,
+		 * documentation/command/undo.md); its docs say nothing of a
+		 * version without one and the undo code is not open source, so
+		 * that is refused rather than guessed a no-op. */
 		ds->sql = up->buf + up->len;
 		ds->len = 0;
 		ds->file = f->up;
