@@ -233,7 +233,9 @@ mig_pg_call_log_failed(MigPg *mp, const char *sqlstate, const char *message)
 	BackgroundWorkerHandle *handle;
 	pid_t		pid;
 
-	if (!wanted(mp, "error"))
+	/* a tenant of a batch: the batch is rolled back and its tenants run
+	 * again one by one, and that run logs the failure, once */
+	if (mp->batched || !wanted(mp, "error"))
 		return;
 	old = MemoryContextSwitchTo(mp->scratch);
 	sql = call_row_sql(mp, "error", sqlstate, message);

@@ -183,6 +183,34 @@ tenants_suite() {
 	check "tenants: in the caller's transaction: a rollback takes back every tenant" ten \
 		"SELECT NOT EXISTS (SELECT FROM migrate_history WHERE tenant IN ('rb1', 'rb2')) AND to_regclass('rb1.t1') IS NULL"
 
+	# batches: the tenants run several to a subtransaction; a failure rolls
+	# the batch back and runs the tenants again, the failed one alone: each
+	# tenant still applied once, one notice and one call row each
+	q ten -c "DO \$\$ BEGIN FOR i IN 1..12 LOOP EXECUTE format('CREATE SCHEMA bt%s', i); END LOOP; END \$\$" \
+		-c "CREATE TABLE bt7.t2 (id int)"
+	out=$(qn ten -c "SELECT tenant, applied, status, sqlstate FROM migrate_apply_each('$FX/ten',
+	        ARRAY(SELECT 'bt' || g FROM generate_series(1, 12) g), 'on_error=continue')" 2>&1)
+	want=$(for i in $(seq 1 12); do
+		if [ "$i" = 7 ]; then echo "bt7|0|failed|42P07"; else echo "bt$i|2|applied|"; fi
+	done)
+	[ "$(echo "$out" | grep -v NOTICE)" = "$want" ] &&
+		[ "$(echo "$out" | grep -c "NOTICE:  tenant bt")" = 12 ] &&
+		[ "$(echo "$out" | grep -c "NOTICE:  tenant bt7: failed")" = 1 ]
+	tap_show $? "tenants: a failure in the middle of a batch: the others applied, one notice each" "$out"
+	check "tenants: a batch's tenants applied once each, the failed one not at all" ten \
+		"SELECT count(*) = 22 AND count(DISTINCT (tenant, version)) = 22
+		   AND count(*) FILTER (WHERE tenant = 'bt7') = 0
+		 FROM migrate_history WHERE tenant ~ '^bt'"
+	check "tenants: a batch's tenants have one call row each, the failed one an error once" ten \
+		"SELECT count(*) = 12 AND count(DISTINCT tenant) = 12
+		   AND count(*) FILTER (WHERE outcome = 'error') = 1
+		   AND bool_and(outcome = 'error') FILTER (WHERE tenant = 'bt7')
+		 FROM migrate_calls WHERE tenant ~ '^bt' AND function = 'migrate_apply_each'"
+	out=$(q ten -c "SELECT string_agg(status, ',') FROM migrate_apply_each('$FX/ten',
+	        ARRAY(SELECT 'bt' || g FROM generate_series(1, 12) g), 'on_error=continue')" 2>&1)
+	[ "$out" = "up_to_date,up_to_date,up_to_date,up_to_date,up_to_date,up_to_date,failed,up_to_date,up_to_date,up_to_date,up_to_date,up_to_date" ]
+	tap_show $? "tenants: a batch of up-to-date tenants around a failing one" "$out"
+
 	# ---- migrate_status_each ----
 	check "tenants: status_each: a row per tenant (up_to_date, pending, error)" ten \
 		"SELECT array_agg(tenant || ':' || applied || ':' || pending || ':' || coalesce(newest, '-') || ':' || state
