@@ -205,6 +205,7 @@ extern void mig_pg_down_role_enter(MigPg *mp);
 /* Whether the extension's own code is writing its tables now (for the
  * guard trigger). */
 extern bool mig_pg_own_write(void);
+extern void mig_pg_verified_memo_reset(void);
 
 /*
  * Procedure mode's commit and rollback of what came since the last one
