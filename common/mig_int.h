@@ -532,6 +532,12 @@ int			mig_noop_check(const mig_host *h, const char *dir, mig_noop *n,
  * migration of that same folder applied and unchanged. */
 int			mig_noop_remember(const mig_host *h, const mig_plan *p,
 							  const mig_noop *n, mig_err *err);
+/* After applying: the same, when every migration of p that was not
+ * applied is one of the applied_now this call applied (all of them went
+ * through): the history is now the folder's, written under the lock. */
+int			mig_noop_remember_applied(const mig_host *h, const mig_plan *p,
+									  const mig_noop *n, size_t applied_now,
+									  mig_err *err);
 
 /* ---- drivers (mig_run.c) ---- */
 /* 1 when the call has a folder to read: the host's source in memory (then

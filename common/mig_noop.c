@@ -4,8 +4,8 @@
  * Most calls find nothing to do.  With thousands of migrations, a first
  * call on a PostgreSQL connection spent a quarter of its time reading the
  * history back and holding it against the folder, to learn just that.  So when a
- * call finds every migration applied and unchanged, the host stores a
- * digest of the folder: each migration's version, file names and up file
+ * call finds every migration applied and unchanged, or has just applied
+ * every one that was not, the host stores a digest of the folder: each migration's version, file names and up file
  * identity (device, inode, size, mtime, ctime: mig_cache.c).  A later call
  * whose folder has the same digest, the history unchanged since (the host
  * sees to that: mig_host.verified_get), would reach the same answer, and
@@ -134,6 +134,21 @@ mig_noop_remember(const mig_host *h, const mig_plan *p, const mig_noop *n,
 	 * taken: files may come and go while the call runs. */
 	if (n->digest[0] == '\0' || n->known ||
 		p->count[MIG_APPLIED] != p->entries.n || names_of(&p->files) != n->names)
+		return MIG_OK;
+	return h->verified_put(h->ctx, n->digest, err);
+}
+
+int
+mig_noop_remember_applied(const mig_host *h, const mig_plan *p, const mig_noop *n,
+						  size_t applied_now, mig_err *err)
+{
+	/* as mig_noop_remember, the migrations applied now counting as applied:
+	 * the plan saw them pending (or outdated) and each ran and was recorded
+	 * in this call; file identities were taken before any was read, so a
+	 * file written since has another digest */
+	if (n->digest[0] == '\0' || n->known || applied_now == 0 ||
+		p->count[MIG_APPLIED] + applied_now != p->entries.n ||
+		names_of(&p->files) != n->names)
 		return MIG_OK;
 	return h->verified_put(h->ctx, n->digest, err);
 }

@@ -620,6 +620,10 @@ mig_apply_with(const mig_host *h, const char *path, const char *options,
 		if (rc == MIG_OK && h->checkpoint)
 			committed = *applied;
 	}
+	/* the folder is applied in full now: the next call may take the
+	 * shortcut without reading the history again */
+	if (rc == MIG_OK && !stopped && *applied > 0)
+		rc = mig_noop_remember_applied(h, &p, &noop, (size_t) *applied, err);
 	mig_plan_free(&p);
 	mig_arena_free(&a);
 	if (rc != MIG_OK)

@@ -171,6 +171,7 @@ typedef struct CoreCall
 	bool		tenant_read_only;	/* tenant_name: the call only reads */
 	bool		each;			/* a tenant of a fan-out (quieter notices) */
 	bool		guarded;		/* migrate_run_each: see MigPg.guarded */
+	bool		batched;		/* migrate_apply_each: see MigPg.batched */
 	bool		skipped;		/* out: if_locked=skip found the lock held */
 	const char *version;		/* migrate_baseline's argument */
 	int64_t		count;			/* applied, adopted or rolled back */
@@ -636,6 +637,7 @@ run_core(FunctionCallInfo fcinfo, CoreCall *call, bool procedure)
 	}
 	mp->each = call->each;
 	mp->guarded = call->guarded;
+	mp->batched = call->batched;
 
 	if ((call->archive || call->json) && build_source(mp, call, &call->err) != MIG_OK)
 	{
@@ -1466,6 +1468,103 @@ each_stops(const EachState *st, int i, bool ok)
 	return !st->on_error_continue;
 }
 
+/* A batch of migrate_apply_each grows to this many tenants, or to an
+ * eighth of those done so far when that is more. */
+#define EACH_BATCH_MIN	64
+
+/*
+ * Tenants first..end-1 of migrate_apply_each in one subtransaction, each
+ * with no subtransaction of its own (MigPg.batched).  Returns end when
+ * every one went through, and adds their rows and notices; else rolls them
+ * all back (nothing of them is kept, nothing logged) and returns the index
+ * of the tenant that failed: the fan-out then runs that one alone, in a
+ * subtransaction of its own as always, and those before it again.  A
+ * cancel or a shutdown ends the fan-out.
+ *
+ * Why: the end of a subtransaction makes a pass over every lock, relation
+ * and pending delete of the whole transaction (LockReassignCurrentOwner,
+ * AtEOSubXact_RelationCache, AtSubCommit_smgr), so one subtransaction per
+ * tenant made a fan-out quadratic: 1,000 tenants of 20 tables spent more
+ * time ending subtransactions than running migrations.
+ */
+static int
+each_batch(FunctionCallInfo fcinfo, const CoreCall *proto, const EachState *st,
+		   char **tenants, int first, int end)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	CoreCall  **calls = palloc0(sizeof(CoreCall *) * (end - first));
+	volatile int at = first;
+	ErrorData  *volatile edata = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		for (; at < end; at++)
+		{
+			CoreCall   *call = new_call(cxt, op_apply);
+
+			CHECK_FOR_INTERRUPTS();
+			call->path = proto->path;
+			call->archive = proto->archive;
+			call->json = proto->json;
+			call->logged_as = "migrate_apply_each";
+			call->options = st->options;
+			call->runs_scripts = true;
+			call->tenant_name = tenants[at];
+			call->each = true;
+			call->batched = true;
+			calls[at - first] = call;
+			run_core(fcinfo, call, false);
+		}
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+	PG_END_TRY();
+	if (edata != NULL)
+	{
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
+			edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
+			ReThrowError(edata);
+		FreeErrorData(edata);
+		return at;
+	}
+	for (int i = first; i < end; i++)
+	{
+		CoreCall   *call = calls[i - first];
+
+		if (call->skipped)
+		{
+			ereport(NOTICE, (errmsg("tenant %s: skipped, its migration lock is held", tenants[i])));
+			each_row(rsinfo, tenants[i], 0, "skipped_locked", NULL, NULL);
+		}
+		else
+		{
+			if (call->count > 0)
+				ereport(NOTICE,
+						(errmsg("tenant %s: applied " INT64_FORMAT " migration%s", tenants[i],
+								(int64) call->count, call->count == 1 ? "" : "s")));
+			else
+				ereport(NOTICE, (errmsg("tenant %s: up to date", tenants[i])));
+			each_row(rsinfo, tenants[i], call->count,
+					 call->count > 0 ? "applied" : "up_to_date", NULL, NULL);
+		}
+	}
+	return end;
+}
+
 /*
  * migrate_apply_each(source, tenants text[], options text DEFAULT NULL)
  *     RETURNS SETOF migrate_each_result
@@ -1489,6 +1588,8 @@ migrate_apply_each(PG_FUNCTION_ARGS)
 	CoreCall	proto;
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
+	volatile int batch = 4;	/* tenants in the next batch */
+	volatile int alone = -1;	/* the tenant that failed in a batch */
 
 	memset(&proto, 0, sizeof(proto));
 	source_arg(fcinfo, &proto, "migrate_apply_each");
@@ -1513,6 +1614,33 @@ migrate_apply_each(PG_FUNCTION_ARGS)
 		{
 			each_row(rsinfo, tenants[i], 0, "not_reached", NULL, NULL);
 			continue;
+		}
+		/* the tenants from here in one batch, up to the one that failed in
+		 * the last batch, which runs alone (each_batch) */
+		if (i != alone)
+		{
+			int			end = Min(n, i + batch);
+			int			upto;
+
+			if (alone > i)
+				end = Min(end, alone);
+			if (end - i > 1)
+			{
+				upto = each_batch(fcinfo, &proto, &st, tenants, i, end);
+				if (upto == end)
+				{
+					i = end - 1;
+					batch = Min(batch * 2, Max(EACH_BATCH_MIN, end / 8));
+					continue;
+				}
+				alone = upto;
+				batch = Max(batch / 2, 2);
+				if (upto > i)
+				{
+					i--;		/* those before it, as a batch again */
+					continue;
+				}
+			}
 		}
 		CHECK_FOR_INTERRUPTS();
 		call = new_call(cxt, op_apply);

@@ -27,6 +27,7 @@
 #include "postmaster/bgworker.h"
 #include "storage/dsm.h"
 #include "storage/ipc.h"
+#include "storage/proc.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -117,14 +118,24 @@ literal(const char *s)
 	return s ? quote_literal_cstr(mig_pg_report_text(s)) : "NULL";
 }
 
-/* The statement that writes the row (and deletes rows past their days). */
+/*
+ * The transaction (its local id) whose call row last deleted the rows past
+ * their days: once a transaction is enough, and a fan-out over a thousand
+ * tenants wrote a thousand rows, each with the same deletion.  A deletion
+ * rolled back with its subtransaction is done by the next transaction.
+ */
+static LocalTransactionId pruned_in = InvalidLocalTransactionId;
+
+/* The statement that writes the row (and, with prune, deletes the rows
+ * past their days). */
 static char *
-call_row_sql(MigPg *mp, const char *outcome, const char *sqlstate, const char *message)
+call_row_sql(MigPg *mp, const char *outcome, const char *sqlstate, const char *message,
+			 bool prune)
 {
 	StringInfoData buf;
 
 	initStringInfo(&buf);
-	if (call_log_days > 0)
+	if (call_log_days > 0 && prune)
 		appendStringInfo(&buf, "WITH gone AS (DELETE FROM %s WHERE finished_at OPERATOR(pg_catalog.<) "
 						 "(pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) "
 						 "pg_catalog.make_interval(days => %d))) ", mp->calls, call_log_days);
@@ -167,12 +178,15 @@ mig_pg_call_log(MigPg *mp, const char *outcome, mig_err *err)
 	if (!wanted(mp, outcome))
 		return MIG_OK;
 	old = MemoryContextSwitchTo(mp->scratch);
-	sql = call_row_sql(mp, outcome, NULL, NULL);
+	sql = call_row_sql(mp, outcome, NULL, NULL, MyProc->lxid != pruned_in);
 	rc = mig_pg_as_owner(mp, write_row, sql, err);
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(mp->scratch);
 	if (rc == MIG_OK)
+	{
 		mp->call_logged = true;
+		pruned_in = MyProc->lxid;
+	}
 	return rc;
 }
 
@@ -233,10 +247,12 @@ mig_pg_call_log_failed(MigPg *mp, const char *sqlstate, const char *message)
 	BackgroundWorkerHandle *handle;
 	pid_t		pid;
 
-	if (!wanted(mp, "error"))
+	/* a tenant of a batch: the batch is rolled back and its tenants run
+	 * again one by one, and that run logs the failure, once */
+	if (mp->batched || !wanted(mp, "error"))
 		return;
 	old = MemoryContextSwitchTo(mp->scratch);
-	sql = call_row_sql(mp, "error", sqlstate, message);
+	sql = call_row_sql(mp, "error", sqlstate, message, true);
 	len = strlen(sql) + 1;
 	seg = dsm_create(offsetof(LogShared, sql) + len, 0);
 	sh = dsm_segment_address(seg);

@@ -186,7 +186,10 @@ static void
 clear_mark_at_abort(XactEvent event, void *arg)
 {
 	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+	{
 		own_write = false;
+		mig_pg_verified_memo_reset();
+	}
 }
 
 static void
@@ -194,7 +197,10 @@ clear_mark_at_subabort(SubXactEvent event, SubTransactionId my, SubTransactionId
 					   void *arg)
 {
 	if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
 		own_write = false;
+		mig_pg_verified_memo_reset();	/* the digests it deleted are back */
+	}
 }
 
 /* Returns n bytes from the call's context, or NULL when out of memory. */

@@ -95,6 +95,12 @@ typedef struct MigPg
 								 * between two commits (migrate_run_each:
 								 * an error rolls back to the last commit
 								 * and the fan-out goes on) */
+	bool		batched;		/* migrate_apply_each: one of several
+								 * tenants run in one subtransaction; an
+								 * error rolls them all back and they run
+								 * again one by one, so the rail opens no
+								 * subtransaction of its own and a failure
+								 * is not logged (the rerun logs it) */
 
 	/* The call log (pg_calls.c): the row of this call, when it writes. */
 	const char *call_fn;		/* the function called, or NULL: not logged */
@@ -199,6 +205,7 @@ extern void mig_pg_down_role_enter(MigPg *mp);
 /* Whether the extension's own code is writing its tables now (for the
  * guard trigger). */
 extern bool mig_pg_own_write(void);
+extern void mig_pg_verified_memo_reset(void);
 
 /*
  * Procedure mode's commit and rollback of what came since the last one

@@ -292,6 +292,20 @@ mig_pg_railed(MigPg *mp, int (*run) (MigPg *mp, void *arg, mig_err *err),
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
 
+	/*
+	 * A tenant of a batch of migrate_apply_each: the batch's subtransaction
+	 * is the unit, and any error (a lock timeout too) rolls the batch back
+	 * and runs its tenants again one by one, each railed as usual.  Every
+	 * subtransaction that ends costs a pass over all the locks, relations
+	 * and pending deletes of the transaction, which grows with each tenant.
+	 */
+	if (mp->batched)
+	{
+		mp->rail_attempt = 1;
+		mp->rail_active = false;
+		mp->rail_waited = NULL;
+		return run(mp, arg, err);
+	}
 	for (mp->rail_attempt = 1;; mp->rail_attempt++)
 	{
 		volatile int rc = MIG_OK;

@@ -46,6 +46,7 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "storage/lmgr.h"
+#include "storage/proc.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
@@ -357,6 +358,58 @@ lock_every_tenant(Relation rel)
 }
 
 /*
+ * The tenant whose no-op digests the trigger deleted last (forget_verified),
+ * and in which transaction (its local id): the next rows of that tenant in
+ * that transaction need not delete again.  Forgotten when a transaction or
+ * subtransaction aborts (which may bring the rows back) and when a digest
+ * is stored (mig_pg_verified_memo_reset).
+ */
+static char forgot_tenant[NAMEDATALEN];
+static LocalTransactionId forgot_in = InvalidLocalTransactionId;
+
+void
+mig_pg_verified_memo_reset(void)
+{
+	forgot_in = InvalidLocalTransactionId;
+}
+
+/*
+ * Deletes the no-op digests (migrate_verified) of tenant, in the schema of
+ * the history table rel, in the writer's transaction: a digest stored
+ * before a change of its tenant's history is never used after it.  Called
+ * for the extension's own writes (as the tables' owner, under the tenant's
+ * lock), which no longer count in migrate_history_gen: that count is for
+ * hand edits and turns the shortcut off for every tenant.
+ */
+static void
+forget_verified(Relation rel, const char *tenant)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+	char	   *sql;
+	int			ret;
+
+	if (forgot_in == MyProc->lxid && strcmp(forgot_tenant, tenant) == 0)
+		return;
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	sql = psprintf("DELETE FROM %s WHERE tenant OPERATOR(pg_catalog.=) $1",
+				   quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+											  "migrate_verified"));
+	values[0] = CStringGetTextDatum(tenant);
+	ret = SPI_execute_with_args(sql, 1, types, values, NULL, false, 0);
+	if (ret != SPI_OK_DELETE)
+		elog(ERROR, "could not write migrate_verified: %s", SPI_result_code_string(ret));
+	if (SPI_finish() != SPI_OK_FINISH)
+		elog(ERROR, "SPI_finish failed");
+	if (strlen(tenant) < NAMEDATALEN)
+	{
+		strlcpy(forgot_tenant, tenant, NAMEDATALEN);
+		forgot_in = MyProc->lxid;
+	}
+}
+
+/*
  * migrate_history_changed() RETURNS trigger.  0.3: BEFORE each row written
  * to migrate_history, and BEFORE TRUNCATE; 0.2: BEFORE each statement.
  * A hand edit takes the migration lock of the tenant of each row it writes
@@ -364,10 +417,12 @@ lock_every_tenant(Relation rel)
  * for a running migration of that tenant and makes one wait until it
  * commits, and counts the change in migrate_history_gen, whose value every
  * session sees at once: a no-op digest stored before it is never used after
- * it.  The extension's own writes (mig_pg_own_write) take no lock: they
- * are made under their tenant's lock already; they are counted too, so a
- * write of one tenant turns off the no-op shortcut of every tenant until
- * each is verified again (correct, and cheap next to a migration).
+ * it.  The extension's own writes (mig_pg_own_write) of a row take no lock:
+ * they are made under their tenant's lock already; they delete that
+ * tenant's digests in their own transaction instead of counting
+ * (forget_verified), so that a write of one tenant leaves the no-op
+ * shortcut of the others on.  Whoever reads a digest takes the tenant's
+ * lock first, so it sees a writer's deletion once the writer commits.
  */
 Datum
 mig_pg_history_changed(FunctionCallInfo fcinfo)
@@ -385,7 +440,13 @@ mig_pg_history_changed(FunctionCallInfo fcinfo)
 			if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
 				lock_tenant_named(row_tenant(td->tg_relation, td->tg_newtuple));
 		}
-		(void) ret;
+		else if (SPI_fnumber(RelationGetDescr(td->tg_relation), "tenant") > 0)
+		{
+			forget_verified(td->tg_relation, row_tenant(td->tg_relation, td->tg_trigtuple));
+			if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
+				forget_verified(td->tg_relation, row_tenant(td->tg_relation, td->tg_newtuple));
+			return PointerGetDatum(ret);
+		}
 	}
 	else if (TRIGGER_FIRED_BY_TRUNCATE(td->tg_event))
 		lock_every_tenant(td->tg_relation);

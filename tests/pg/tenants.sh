@@ -183,6 +183,69 @@ tenants_suite() {
 	check "tenants: in the caller's transaction: a rollback takes back every tenant" ten \
 		"SELECT NOT EXISTS (SELECT FROM migrate_history WHERE tenant IN ('rb1', 'rb2')) AND to_regclass('rb1.t1') IS NULL"
 
+	# batches: the tenants run several to a subtransaction; a failure rolls
+	# the batch back and runs the tenants again, the failed one alone: each
+	# tenant still applied once, one notice and one call row each
+	q ten -c "DO \$\$ BEGIN FOR i IN 1..12 LOOP EXECUTE format('CREATE SCHEMA bt%s', i); END LOOP; END \$\$" \
+		-c "CREATE TABLE bt7.t2 (id int)"
+	out=$(qn ten -c "SELECT tenant, applied, status, sqlstate FROM migrate_apply_each('$FX/ten',
+	        ARRAY(SELECT 'bt' || g FROM generate_series(1, 12) g), 'on_error=continue')" 2>&1)
+	want=$(for i in $(seq 1 12); do
+		if [ "$i" = 7 ]; then echo "bt7|0|failed|42P07"; else echo "bt$i|2|applied|"; fi
+	done)
+	[ "$(echo "$out" | grep -v NOTICE)" = "$want" ] &&
+		[ "$(echo "$out" | grep -c "NOTICE:  tenant bt")" = 12 ] &&
+		[ "$(echo "$out" | grep -c "NOTICE:  tenant bt7: failed")" = 1 ]
+	tap_show $? "tenants: a failure in the middle of a batch: the others applied, one notice each" "$out"
+	check "tenants: a batch's tenants applied once each, the failed one not at all" ten \
+		"SELECT count(*) = 22 AND count(DISTINCT (tenant, version)) = 22
+		   AND count(*) FILTER (WHERE tenant = 'bt7') = 0
+		 FROM migrate_history WHERE tenant ~ '^bt'"
+	check "tenants: a batch's tenants have one call row each, the failed one an error once" ten \
+		"SELECT count(*) = 12 AND count(DISTINCT tenant) = 12
+		   AND count(*) FILTER (WHERE outcome = 'error') = 1
+		   AND bool_and(outcome = 'error') FILTER (WHERE tenant = 'bt7')
+		 FROM migrate_calls WHERE tenant ~ '^bt' AND function = 'migrate_apply_each'"
+	out=$(q ten -c "SELECT string_agg(status, ',') FROM migrate_apply_each('$FX/ten',
+	        ARRAY(SELECT 'bt' || g FROM generate_series(1, 12) g), 'on_error=continue')" 2>&1)
+	[ "$out" = "up_to_date,up_to_date,up_to_date,up_to_date,up_to_date,up_to_date,failed,up_to_date,up_to_date,up_to_date,up_to_date,up_to_date" ]
+	tap_show $? "tenants: a batch of up-to-date tenants around a failing one" "$out"
+
+	# the no-op shortcut per tenant: stored by the apply that completed the
+	# folder; a write of one tenant's history (by the extension) turns off
+	# that tenant's shortcut only
+	ten_noop() {	# ten_noop TENANT: applied, then the history's scans
+		q ten -c "BEGIN" -c "SELECT migrate_apply('$FX/ten', 'schema=$1')" \
+			-c "SELECT seq_scan + coalesce(idx_scan, 0) FROM pg_stat_xact_user_tables
+				 WHERE relname = 'migrate_history'" -c "COMMIT" 2>&1 | tr '\n' ' ' | sed 's/ $//'
+	}
+	q ten -c "CREATE SCHEMA na" -c "CREATE SCHEMA nb" \
+		-c "SELECT count(*) FROM migrate_apply_each('$FX/ten', '{na,nb}')" >/dev/null
+	out=$(ten_noop na)
+	[ "$out" = "0 0" ]
+	tap_show $? "tenants: after apply_each, a no-op of a tenant does not read the history" "$out"
+	q ten -c "SELECT migrate_down(1, 'schema=nb')" >/dev/null
+	out=$(ten_noop na)
+	[ "$out" = "0 0" ]
+	tap_show $? "tenants: a write of another tenant's history leaves the shortcut on" "$out"
+	out=$(ten_noop nb)
+	[ "$out" = "1 1" ]
+	tap_show $? "tenants: the written tenant's shortcut is off: its migration applies again" "$out"
+	# the trigger deletes a tenant's digest once per transaction; a
+	# rolled-back savepoint brings the digest back, and the next write
+	# deletes it again
+	q ten -c "BEGIN" -c "SAVEPOINT a" -c "SELECT migrate_down(1, 'schema=nb')" \
+		-c "ROLLBACK TO SAVEPOINT a" -c "SELECT migrate_down(1, 'schema=nb')" -c "COMMIT" >/dev/null
+	out=$(ten_noop nb)
+	[ "$out" = "1 1" ]
+	tap_show $? "tenants: a write after a rolled-back savepoint turns the shortcut off too" "$out"
+	# the call log's old rows go once per transaction, not once per tenant
+	q ten -c "INSERT INTO migrate_calls (started_at, finished_at, function, role, outcome, tenant)
+	          VALUES (now() - interval '200 days', now() - interval '200 days', 'old', 'x', 'ok', 'na')" >/dev/null
+	q ten -c "SELECT count(*) FROM migrate_apply_each('$FX/ten', '{na,nb}')" >/dev/null
+	check "tenants: apply_each deletes the call log's rows past migrate.call_log_days" ten \
+		"SELECT NOT EXISTS (SELECT FROM migrate_calls WHERE function = 'old')"
+
 	# ---- migrate_status_each ----
 	check "tenants: status_each: a row per tenant (up_to_date, pending, error)" ten \
 		"SELECT array_agg(tenant || ':' || applied || ':' || pending || ':' || coalesce(newest, '-') || ':' || state

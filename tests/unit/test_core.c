@@ -1168,7 +1168,9 @@ test_noop_shortcut(void)
 	CHECK(rc == MIG_OK && n == 1 && f.loads == loads + 1 && strcmp(f.log, "2:up|") == 0,
 		  "after a hand edit of the history the call reads it: %s", f.log);
 	rc = apply(&h, &n);
-	CHECK(rc == MIG_OK && n == 0 && f.puts == 2, "and the no-op after stores anew");
+	/* the apply stored the digest too, against the history before its own
+	 * write, which this fake counts as a change (as 0.2's trigger does) */
+	CHECK(rc == MIG_OK && n == 0 && f.puts == 3, "and the no-op after stores anew");
 
 	/* an applied file edited (a while ago, so that its identity counts): caught */
 	loads = f.loads;
@@ -1180,7 +1182,7 @@ test_noop_shortcut(void)
 	PUT("2_b.up.sql", "BBBB");	/* restored: another identity, same bytes */
 	usleep(300 * 1000);
 	rc = apply(&h, &n);
-	CHECK(rc == MIG_OK && n == 0 && f.puts == 3, "restored, it is checked and stored again");
+	CHECK(rc == MIG_OK && n == 0 && f.puts == 4, "restored, it is checked and stored again");
 
 	/* a new file, and a new one that goes before the plan reads the folder */
 	PUT("3_c.up.sql", "CCCC");
@@ -1189,7 +1191,7 @@ test_noop_shortcut(void)
 	loads = f.loads;
 	usleep(300 * 1000);
 	rc = apply(&h, &n);
-	CHECK(rc == MIG_OK && n == 0 && f.puts == 4 && f.loads == loads + 1, "and the folder stored");
+	CHECK(rc == MIG_OK && n == 0 && f.puts == 5 && f.loads == loads + 1, "and the folder stored");
 	unlink(mkpath("3_c.up.sql"));
 	rc = apply(&h, &n);
 	CHECK(rc == MIG_ERROR && strstr(err.message, "applied migration 3 (3_c.up.sql) is missing"),
