@@ -58,6 +58,7 @@
 #include "utils/rel.h"
 
 #include "pg_host.h"
+#include "pg_parallel.h"
 
 PG_MODULE_MAGIC;
 
@@ -595,9 +596,9 @@ run_op(MigPg *mp, void *arg, mig_err *err)
  * which then starts again after a backoff (pg_rails.c).
  */
 static void
-run_core(FunctionCallInfo fcinfo, CoreCall *call, bool procedure)
+run_core_of(Oid fn_oid, CoreCall *call, bool procedure)
 {
-	MigPg	   *mp = mig_pg_begin(fcinfo->flinfo->fn_oid, procedure);
+	MigPg	   *mp = mig_pg_begin(fn_oid, procedure);
 	MemoryContext cxt = CurrentMemoryContext;
 	volatile int rc = MIG_ERROR;
 	/* the call log keeps the options as given, schema= and all */
@@ -694,6 +695,13 @@ run_core(FunctionCallInfo fcinfo, CoreCall *call, bool procedure)
 		mig_pg_report(&call->err);
 	if (SPI_finish() != SPI_OK_FINISH)
 		elog(ERROR, "SPI_finish failed");
+}
+
+/* run_core_of for the function fcinfo calls. */
+static void
+run_core(FunctionCallInfo fcinfo, CoreCall *call, bool procedure)
+{
+	run_core_of(fcinfo->flinfo->fn_oid, call, procedure);
 }
 
 /* A zeroed CoreCall in context cxt. */
@@ -1563,6 +1571,31 @@ migrate_apply_each(PG_FUNCTION_ARGS)
 	return (Datum) 0;
 }
 
+void
+mig_pg_each_apply_one(Oid fn_oid, const char *fname, const char *path,
+					  struct varlena *archive, struct varlena *json,
+					  const char *options, const char *tenant,
+					  int64 *count, bool *skipped)
+{
+	CoreCall   *call = new_call(CurrentMemoryContext, op_apply);
+
+	/* the same checks as the leader's, as the same user */
+	if (path != NULL)
+		check_read_privilege(fname);
+	check_function_mode(fname);
+	call->path = path;
+	call->archive = (bytea *) archive;
+	call->json = (Jsonb *) json;
+	call->logged_as = fname;
+	call->options = options;
+	call->runs_scripts = true;
+	call->tenant_name = tenant;
+	call->each = true;
+	run_core_of(fn_oid, call, false);
+	*count = call->count;
+	*skipped = call->skipped;
+}
+
 /* One tenant's summary for migrate_status_each, from its status rows. */
 typedef struct TenantSummary
 {
@@ -1697,6 +1730,45 @@ migrate_status_each(PG_FUNCTION_ARGS)
 			values[2] = Int32GetDatum(0);
 		}
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+/* TEMPORARY (development of parallel=N before migrate_run_each exists):
+ * not declared by the install script. */
+PG_FUNCTION_INFO_V1(migrate_parallel_dev);
+Datum
+migrate_parallel_dev(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo;
+	EachState	st;
+	CoreCall	proto;
+	MigParallelArgs a;
+
+	memset(&proto, 0, sizeof(proto));
+	memset(&a, 0, sizeof(a));
+	source_arg(fcinfo, &proto, "migrate_run_each");
+	a.tenants = tenants_arg(fcinfo, 1, &a.n);
+	each_options(fcinfo, 2, &st, CurrentMemoryContext);
+	a.fn_oid = fcinfo->flinfo->fn_oid;
+	a.fname = "migrate_run_each";
+	a.path = proto.path;
+	a.archive = (struct varlena *) proto.archive;
+	a.json = (struct varlena *) proto.json;
+	a.options = st.options;
+	a.workers = st.parallel;
+	a.on_error_continue = st.on_error_continue;
+	a.out = palloc0(sizeof(MigEachOutcome) * a.n);
+	(void) mig_pg_parallel_each(&a);
+	InitMaterializedSRF(fcinfo, 0);
+	rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	for (int i = 0; i < a.n; i++)
+	{
+		static const char *names[] = {"pending", "applied", "up_to_date", "failed",
+		"skipped_locked", "not_reached", "serial"};
+
+		each_row(rsinfo, a.tenants[i], a.out[i].applied, names[a.out[i].status],
+				 a.out[i].sqlstate[0] ? a.out[i].sqlstate : NULL, a.out[i].error);
 	}
 	return (Datum) 0;
 }
