@@ -18,6 +18,7 @@
 #define MIGRATE_PG_HOST_H
 
 #include "lib/stringinfo.h"
+#include "utils/resowner.h"
 #include "utils/timestamp.h"
 
 #include "mig.h"
@@ -90,11 +91,9 @@ typedef struct MigPg
 	char	   *tenant_lit;		/* tenant as a quoted literal, for SQL */
 	bool		each;			/* a tenant of a fan-out: the core's notices
 								 * go to DEBUG1, with the tenant's name */
-	bool		guarded;		/* every commit of the call is made outside
-								 * a subtransaction that holds the work
-								 * between two commits (migrate_run_each:
-								 * an error rolls back to the last commit
-								 * and the fan-out goes on) */
+	struct MigPgGuard *guard;	/* migrate_run_each: the work between two
+								 * commits runs in a subtransaction (see
+								 * MigPgGuard), or NULL */
 
 	/* The call log (pg_calls.c): the row of this call, when it writes. */
 	const char *call_fn;		/* the function called, or NULL: not logged */
@@ -201,10 +200,32 @@ extern void mig_pg_down_role_enter(MigPg *mp);
 extern bool mig_pg_own_write(void);
 
 /*
+ * The guard of a call of a fan-out that commits (migrate_run_each): the
+ * work between two commits runs in a subtransaction, ended just before
+ * each commit and begun again just after, so that an error of one tenant
+ * rolls back to that tenant's last commit -- what a ROLLBACK would do --
+ * and leaves the procedure's transaction usable for the next tenant, as
+ * PL/pgSQL's exception blocks do (an error is caught only in a
+ * subtransaction).  The SPI connection of such a call is made before the
+ * guard begins (its connection belongs to the transaction, not to the
+ * subtransaction, which would pop it at the first commit).
+ */
+typedef struct MigPgGuard
+{
+	bool		open;			/* a subtransaction of the guard is open */
+	MemoryContext cxt;			/* where the code runs (outlives commits) */
+	ResourceOwner owner;		/* the transaction's, when it began */
+} MigPgGuard;
+
+/* Begins the guard's subtransaction; ends it (releasing it into the
+ * transaction when commit is set, else rolling it back), if open. */
+extern void mig_pg_guard_begin(MigPgGuard *g);
+extern void mig_pg_guard_end(MigPgGuard *g, bool commit);
+
+/*
  * Procedure mode's commit and rollback of what came since the last one
- * (SPI_commit, SPI_rollback).  In a guarded call (mp->guarded) that work
- * is in a subtransaction, ended first and begun again after: an error
- * then rolls back to the last commit, and the fan-out goes on.
+ * (SPI_commit, SPI_rollback).  In a guarded call (mp->guard) that work
+ * is in the guard's subtransaction, ended first and begun again after.
  */
 extern void mig_pg_commit(MigPg *mp);
 extern void mig_pg_rollback(MigPg *mp);
