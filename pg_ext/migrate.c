@@ -1798,7 +1798,9 @@ run_each_parallel(FunctionCallInfo fcinfo, const CoreCall *proto, const EachStat
  * migrations outside a transaction, and has its lock, history and call log
  * row.  A tenant's failure is caught (rolled back to its last commit);
  * on_error=stop (the default) makes the rest not_reached, canary=N stops
- * after a failure among the first N whatever on_error says.  A procedure
+ * after a failure among the first N whatever on_error says.  parallel=N
+ * (N > 1): after the canary, the tenants go to N background workers, each
+ * tenant in a transaction of its own (run_each_parallel).  A procedure
  * returns no set: the rows come back as the output parameter results, a
  * jsonb array of {tenant, applied, status, sqlstate, error} (CALL in psql
  * shows it; jsonb_to_recordset makes rows of it), and in migrate_calls.

@@ -1114,7 +1114,7 @@ AS 'MODULE_PATHNAME', 'migrate_run_each'
 LANGUAGE C;
 
 COMMENT ON PROCEDURE @extschema@.migrate_run_each(pg_catalog.text, pg_catalog.text[], pg_catalog.text, pg_catalog.jsonb) IS
-'CALL migrate_run for every tenant schema in turn, committing after each migration; results: a jsonb array of {tenant, applied, status, sqlstate, error}; options on_error=stop|continue, canary=N and those of migrate_run; call it outside a transaction block';
+'CALL migrate_run for every tenant schema in turn, committing after each migration; results: a jsonb array of {tenant, applied, status, sqlstate, error}; options on_error=stop|continue, canary=N, parallel=N (N background workers, a transaction per tenant) and those of migrate_run; call it outside a transaction block';
 COMMENT ON PROCEDURE @extschema@.migrate_run_each(pg_catalog.bytea, pg_catalog.text[], pg_catalog.text, pg_catalog.jsonb) IS
 'migrate_run_each of the folder sent as an archive (tar, tar.gz or zip)';
 COMMENT ON PROCEDURE @extschema@.migrate_run_each(pg_catalog.jsonb, pg_catalog.text[], pg_catalog.text, pg_catalog.jsonb) IS
