@@ -59,6 +59,11 @@ make_tenant_fixtures() {
 	w_ten ten_cic_slow 1_a.up.sql "CREATE TABLE c1 (id int);\n"
 	w_ten ten_cic_slow 2_cic.up.sql "CREATE INDEX CONCURRENTLY c1_id ON c1 (id);\n"
 	w_ten ten_cic_slow 3_c.up.sql "CREATE TABLE c3 (id int);\nSELECT pg_catalog.pg_sleep(3);\n"
+	# a migration that fails at its commit (a deferred foreign key), where
+	# the tenant has a row in marker
+	w_ten ten_def 1_p.up.sql "CREATE TABLE p (id int PRIMARY KEY);\n"
+	w_ten ten_def 2_c.up.sql "CREATE TABLE c (pid int REFERENCES p DEFERRABLE INITIALLY DEFERRED);\nINSERT INTO c SELECT 1 FROM marker;\n"
+	w_ten ten_def 3_z.up.sql "CREATE TABLE z (id int);\n"
 	# three migrations that take a while, for the kills
 	for v in 1 2 3; do
 		w_ten ten_sleep ${v}_s.up.sql "CREATE TABLE s$v (id int);\nINSERT INTO s$v VALUES ($v);\nSELECT pg_catalog.pg_sleep(0.05);\n"
@@ -316,6 +321,16 @@ tenants_suite() {
 		    AND (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'migrate worker') = 0
 		    AND (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory') = 0
 		    AND (SELECT indisvalid FROM pg_index WHERE indexrelid = 'ci3.c1_id'::regclass)"
+
+	# a tenant failing at a commit (outside the guard): the next one goes on
+	q ten -c "CREATE SCHEMA df1" -c "CREATE SCHEMA df2" -c "CREATE TABLE df1.marker AS SELECT 1 AS x" \
+		-c "CREATE TABLE df2.marker (x int)"
+	out=$(run_each ten "$FX/ten_def" '{df1,df2}' 'on_error=continue' 2>&1)
+	tap_show $([ "$out" = "$(printf 'df1|1|failed|23503\ndf2|3|applied|')" ]; echo $?) \
+		"tenants: run_each: a tenant failing at its commit (a deferred constraint) fails alone" "$out"
+	check "tenants: and kept only what it committed before" ten \
+		"SELECT (SELECT array_agg(version ORDER BY version) FROM migrate_history WHERE tenant = 'df1') = '{1}'
+		    AND to_regclass('df1.c') IS NULL AND to_regclass('df2.z') IS NOT NULL"
 
 	fails_with "tenants: run_each refuses to run inside a transaction block (2D000)" ten 2D000 \
 		"BEGIN; CALL migrate_run_each('$FX/ten', '{r1}');"
