@@ -682,13 +682,14 @@ run_core_of(Oid fn_oid, CoreCall *call, bool procedure)
 		MemoryContextSwitchTo(cxt);
 		edata = CopyErrorData();
 		FlushErrorState();
-		call->count = mp->call_count;	/* committed before it (procedure) */
+		call->count = mp->call_committed;	/* kept (procedure mode) */
 		/* guarded: back to the last commit first, the rest in a sane state */
 		if (call->guard)
 		{
 			mig_pg_guard_end(call->guard, false);
 			MemoryContextSwitchTo(cxt);
 		}
+		mig_pg_release(mp);
 		mig_pg_call_log_failed(mp, unpack_sql_state(edata->sqlerrcode),
 							   psprintf("%s%s%s", edata->message ? edata->message : "",
 										edata->context ? "\nCONTEXT:  " : "",
@@ -698,7 +699,10 @@ run_core_of(Oid fn_oid, CoreCall *call, bool procedure)
 	}
 	PG_END_TRY();
 	if (rc != MIG_OK)
-		call->count = mp->call_count;
+	{
+		call->count = mp->call_committed;
+		mig_pg_release(mp);
+	}
 	if (rc != MIG_OK)
 		mig_pg_call_log_failed(mp, call->err.sqlstate,
 							   psprintf("%s%s%s", call->err.message,
@@ -1659,16 +1663,15 @@ run_each_tenant(FunctionCallInfo fcinfo, const CoreCall *proto, const char *opti
 	}
 	PG_CATCH();
 	{
-		bool		was_open = guard.open;
-
 		MemoryContextSwitchTo(tcxt);
 		edata = CopyErrorData();
 		FlushErrorState();
 		mig_pg_guard_end(&guard, false);
-		/* an error outside the guard (a commit that failed: SPI_commit
-		 * started a new transaction already): start clean anyway */
-		if (!was_open)
-			SPI_rollback();
+		/* the guard is rolled back (by run_core or just now); an error
+		 * raised outside it (a commit that failed, the call log's writing
+		 * interrupted) may have left the transaction itself in need of an
+		 * abort: the next tenant starts in a new one either way */
+		SPI_rollback();
 		MemoryContextSwitchTo(tcxt);
 	}
 	PG_END_TRY();

@@ -85,6 +85,7 @@ mig_pg_call_begin(MigPg *mp, const char *fname, const char *source, const char *
 	mp->call_options = options ? MemoryContextStrdup(mp->cxt, options) : NULL;
 	mp->call_started = GetCurrentTimestamp();
 	mp->call_count = 0;
+	mp->call_committed = 0;
 	mp->call_versions = NULL;
 	mp->call_logged = false;
 }

@@ -389,6 +389,7 @@ mig_pg_commit(MigPg *mp)
 		mig_pg_guard_end(mp->guard, true);
 	MemoryContextSwitchTo(cxt);
 	SPI_commit();
+	mp->call_committed = mp->call_count;
 	if (mp->guard)
 		mig_pg_guard_begin(mp->guard);
 	MemoryContextSwitchTo(cxt);
@@ -1566,9 +1567,15 @@ mig_pg_begin(Oid fn_oid, bool procedure)
 void
 mig_pg_end(MigPg *mp)
 {
+	mig_pg_release(mp);
+	MemoryContextDelete(mp->cxt);
+}
+
+void
+mig_pg_release(MigPg *mp)
+{
 	mig_pg_outside_end(mp, false);
 	release_session_lock(mp);
-	MemoryContextDelete(mp->cxt);
 }
 
 /* A valid SQLSTATE: five digits or upper-case letters. */

@@ -103,6 +103,8 @@ typedef struct MigPg
 	int64		call_count;		/* migrations applied, recorded, repaired or
 								 * rolled back */
 	StringInfo	call_versions;	/* their versions, "1, 2, 3" */
+	int64		call_committed; /* procedure mode: call_count at the last
+								 * commit (what a failed call did keep) */
 	bool		call_logged;	/* the row is written */
 	bool		skipped;		/* the lock was held: if_locked=skip */
 	bool		dry_run_procedure;	/* a dry run checks as CALL migrate_run */
@@ -151,6 +153,10 @@ extern void mig_pg_history_host(MigPg *mp, Oid nsp);
 /* Releases the session lock if still held and frees everything of the call.
  * Safe on error paths (call it from PG_FINALLY). */
 extern void mig_pg_end(MigPg *mp);
+/* What mig_pg_end releases, without freeing the call: the worker of
+ * migrations outside a transaction, and the session lock (an error path
+ * does it first, before it writes the call log, which may be interrupted). */
+extern void mig_pg_release(MigPg *mp);
 
 /* Defines the extension's settings (from _PG_init). */
 extern void mig_pg_define_settings(void);
