@@ -338,8 +338,6 @@ tenants_suite() {
 		"CALL migrate_run_each('$FX/ten', NULL)"
 	fails_with "tenants: run_each refuses a NULL tenant (22004)" ten 22004 \
 		"CALL migrate_run_each('$FX/ten', '{r1,NULL}')"
-	fails_with "tenants: run_each refuses parallel=2 for now (0A000)" ten 0A000 \
-		"CALL migrate_run_each('$FX/ten', '{r1}', 'parallel=2')"
 	fails_with "tenants: run_each refuses schema= (22023)" ten 22023 \
 		"CALL migrate_run_each('$FX/ten', '{r1}', 'schema=r1')"
 	q ten -c "CREATE SCHEMA rj" \
