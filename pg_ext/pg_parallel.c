@@ -257,8 +257,6 @@ run_tenant(ParWorker *pw, int i, MemoryContext cxt)
 	}
 	else
 	{
-		/* the failed call's row in migrate_calls, now that it rolled back */
-		mig_pg_call_log_flush();
 		if (edata->sqlerrcode == ERRCODE_FEATURE_NOT_SUPPORTED)
 		{
 			/* a migration that must run outside a transaction, refused
@@ -276,6 +274,27 @@ run_tenant(ParWorker *pw, int i, MemoryContext cxt)
 	pg_write_barrier();
 	pg_atomic_write_u32(&slot->state, SLOT_DONE);
 	SetLatch(&pw->fixed->leader->procLatch);
+
+	/*
+	 * The failed call's row in migrate_calls, now that it rolled back (the
+	 * leader returns once this worker has exited: the row is there by
+	 * then).  A failure to write it costs the row, not the tenant's result.
+	 */
+	if (edata != NULL)
+	{
+		PG_TRY();
+		{
+			mig_pg_call_log_flush();
+		}
+		PG_CATCH();
+		{
+			MemoryContextSwitchTo(cxt);
+			EmitErrorReport();
+			FlushErrorState();
+			AbortCurrentTransaction();
+		}
+		PG_END_TRY();
+	}
 }
 
 /*
