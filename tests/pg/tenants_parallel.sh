@@ -15,7 +15,9 @@
 #   and session_user recorded by a migration are the caller's; SET ROLE is
 #   kept; a role gets no right it does not have (42501 as serially);
 # - pg_cancel_backend of the caller mid-run: 57014, no worker left, each
-#   tenant whole or untouched, and the rerun completes;
+#   tenant whole or untouched, and the rerun completes; pg_terminate_backend
+#   of a worker fails its tenant alone (57P01), of the caller stops its
+#   workers;
 # - more workers asked for than can start: a NOTICE, and all applied;
 # - a migration that must run outside a transaction: those tenants are
 #   run by the caller after the workers, applied;
@@ -173,6 +175,42 @@ $ser"
 	tap_show $? "parallel: the rerun completes what the cancel left" "$out"
 	check "parallel: every tenant has its two migrations, once" par \
 		"SELECT count(*) = 24 AND count(DISTINCT (tenant, version)) = 24 FROM migrate_history WHERE tenant ~ '^c[0-9]+$'"
+
+	# ---- pg_terminate_backend: of a worker, of the caller ----
+	q par -c "DO \$\$ BEGIN FOR i IN 1..12 LOOP EXECUTE format('CREATE SCHEMA k%s', i); END LOOP; END \$\$"
+	q par -c "CALL migrate_run_each('$FX/par_slow', '$(par_tenants k 12)', 'parallel=2, on_error=continue')" \
+		>"$PG_TMP/par_kw.out" 2>&1 &
+	pid=$!
+	sleep 1.5
+	q par -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+		WHERE backend_type = 'migrate parallel worker' LIMIT 1" >/dev/null
+	wait $pid
+	rows=$(each_rows par "$(cat "$PG_TMP/par_kw.out")")
+	[ "$(echo "$rows" | grep -c '|2|applied|$')" -ge 11 ] &&
+		[ "$(echo "$rows" | grep -vc '|2|applied|$\||0|failed|57P01$')" = 0 ]
+	tap_show $? "parallel: a terminated worker fails its tenant (57P01); the other worker does the rest" \
+		"$(cat "$PG_TMP/par_kw.out")"
+	q par -c "DO \$\$ BEGIN FOR i IN 1..12 LOOP EXECUTE format('CREATE SCHEMA kc%s', i); END LOOP; END \$\$"
+	psql -X -q -At -d par -c "SET application_name = par_kill" \
+		-c "CALL migrate_run_each('$FX/par_slow', '$(par_tenants kc 12)', 'parallel=2')" >/dev/null 2>&1 &
+	pid=$!
+	sleep 1.5
+	q par -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'par_kill'" >/dev/null
+	wait $pid
+	for i in 1 2 3 4 5 6 7 8 9 10; do
+		[ "$(q par -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'migrate parallel worker'")" = 0 ] && break
+		sleep 0.2
+	done
+	check "parallel: pg_terminate_backend of the caller stops its workers" par \
+		"SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'migrate parallel worker'"
+	check "parallel: and each tenant is whole or untouched" par \
+		"SELECT bool_and((n = 2) = (to_regclass(t || '.b') IS NOT NULL) AND (n = 0) = (to_regclass(t || '.a') IS NULL)
+		            AND n IN (0, 2)) AND count(*) FILTER (WHERE n = 2) < 12
+		 FROM (SELECT t, (SELECT count(*) FROM migrate_history WHERE tenant = t) n
+		       FROM unnest('$(par_tenants kc 12)'::text[]) t) x"
+	out=$(q par -c "CALL migrate_run_each('$FX/par_slow', '{$(seq -s, -f 'k%.0f' 1 12),$(seq -s, -f 'kc%.0f' 1 12)}', 'parallel=2')" 2>&1)
+	[ "$(each_rows par "$out" | grep -c '|applied|\||up_to_date|')" = 24 ]
+	tap_show $? "parallel: the rerun completes both" "$out"
 
 	# ---- more workers than can start ----
 	q par -c "DO \$\$ BEGIN FOR i IN 1..40 LOOP EXECUTE format('CREATE SCHEMA m%s', i); END LOOP; END \$\$"
