@@ -345,6 +345,23 @@ tenants_suite() {
 	check "tenants: run_each of the folder as JSON" ten \
 		"SELECT to_regclass('rj.j') IS NOT NULL AND EXISTS (SELECT FROM migrate_history WHERE tenant = 'rj')"
 
+	out=$(run_each ten "$FX/ten" '{r1,nope}' 'on_error=continue' 2>&1)
+	tap_show $([ "$out" = "$(printf 'r1|0|up_to_date|\nnope|0|failed|3F000')" ]; echo $?) \
+		"tenants: an unknown tenant of run_each fails alone with 3F000" "$out"
+	out=$(run_each ten "$FX/ten" '{}' 2>&1)
+	tap_show $([ -z "$out" ]; echo $?) "tenants: run_each over no tenant does nothing" "$out"
+
+	# four fan-outs racing over the same tenants: each migration once
+	q ten -c "DO \$\$ BEGIN FOR i IN 1..12 LOOP EXECUTE format('CREATE SCHEMA race%s', i); END LOOP; END \$\$"
+	for i in 1 2 3 4; do
+		q ten -c "CALL migrate_run_each('$FX/ten_sleep', '{$(seq -s, -f 'race%g' 1 12)}')" >/dev/null 2>&1 &
+	done
+	wait
+	check "tenants: four run_each racing over the same 12 tenants apply each migration once" ten \
+		"SELECT count(*) = 36 AND count(DISTINCT (tenant, version)) = 36 FROM migrate_history WHERE tenant ~ '^race'"
+	[ "$(consistent ten race 12)" = t ]
+	tap $? "tenants: and every racing tenant has its three tables, each with its one row"
+
 	# ---- skipped_locked: another session holds a tenant's lock ----
 	q ten -c "CREATE SCHEMA sk1" -c "CREATE SCHEMA sk2" -c "CREATE SCHEMA sk3" -c "CREATE SCHEMA sk4"
 	q ten -c "SELECT pg_advisory_lock(1835624308, 'sk1'::regnamespace::oid::int),
