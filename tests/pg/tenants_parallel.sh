@@ -227,6 +227,13 @@ $ser"
 	check "parallel: their concurrent indexes are built and valid" par \
 		"SELECT count(*) = 3 AND bool_and(indisvalid) FROM pg_index WHERE indexrelid::regclass::text ~ '^o[123]\.a_id$'"
 
+	# ---- the folder as data ----
+	q par -c "CREATE SCHEMA j1" -c "CREATE SCHEMA j2" -c "CREATE SCHEMA j3"
+	out=$(q par -c "CALL migrate_run_each('{\"1_j.up.sql\": \"CREATE TABLE j (id int);\", \"2_k.up.sql\": \"CREATE TABLE k (id int);\"}'::jsonb,
+		'{j1,j2,j3}', 'parallel=2')" 2>&1)
+	[ "$(each_rows par "$out")" = "$(printf 'j1|2|applied|\nj2|2|applied|\nj3|2|applied|')" ]
+	tap_show $? "parallel: the folder as a JSON object, in the workers" "$out"
+
 	# ---- options ----
 	for i in 0 -1 x; do
 		fails_with "parallel: parallel=$i is refused (22023)" par 22023 \
