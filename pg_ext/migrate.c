@@ -1877,6 +1877,8 @@ migrate_run_each(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
 
+/* One tenant of a parallel=N worker (pg_parallel.h): an apply with the
+ * tenant, in function mode, in the worker's transaction. */
 void
 mig_pg_each_apply_one(Oid fn_oid, const char *fname, const char *path,
 					  struct varlena *archive, struct varlena *json,
@@ -2039,4 +2041,3 @@ migrate_status_each(PG_FUNCTION_ARGS)
 	}
 	return (Datum) 0;
 }
-

@@ -570,7 +570,8 @@ wait_for_workers(MigParallelArgs *a, ParSlot *slots, BackgroundWorkerHandle **ha
 
 			o->status = MIG_EACH_FAILED;
 			strlcpy(o->sqlstate, "57P01", sizeof(o->sqlstate));
-			o->error = pstrdup("the background worker migrating this tenant exited before it was done");
+			o->error = psprintf("background worker %d of this call exited while it migrated the tenant: its transaction was rolled back",
+								slots[i].worker + 1);
 			mig_pg_each_notice(a->tenants[i], o);
 		}
 	}
