@@ -49,6 +49,7 @@
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/guc.h"
+#include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -58,6 +59,7 @@
 #include "utils/rel.h"
 
 #include "pg_host.h"
+#include "pg_parallel.h"
 
 PG_MODULE_MAGIC;
 
@@ -170,7 +172,9 @@ typedef struct CoreCall
 								 * encoding), or NULL */
 	bool		tenant_read_only;	/* tenant_name: the call only reads */
 	bool		each;			/* a tenant of a fan-out (quieter notices) */
-	bool		guarded;		/* migrate_run_each: see MigPg.guarded */
+	MigPgGuard *guard;			/* migrate_run_each: the guard (pg_host.h),
+								 * begun by the caller after its SPI
+								 * connection, or NULL */
 	bool		batched;		/* migrate_apply_each: see MigPg.batched */
 	bool		skipped;		/* out: if_locked=skip found the lock held */
 	const char *version;		/* migrate_baseline's argument */
@@ -596,9 +600,9 @@ run_op(MigPg *mp, void *arg, mig_err *err)
  * which then starts again after a backoff (pg_rails.c).
  */
 static void
-run_core(FunctionCallInfo fcinfo, CoreCall *call, bool procedure)
+run_core_of(Oid fn_oid, CoreCall *call, bool procedure)
 {
-	MigPg	   *mp = mig_pg_begin(fcinfo->flinfo->fn_oid, procedure);
+	MigPg	   *mp = mig_pg_begin(fn_oid, procedure);
 	MemoryContext cxt = CurrentMemoryContext;
 	volatile int rc = MIG_ERROR;
 	/* the call log keeps the options as given, schema= and all */
@@ -636,7 +640,7 @@ run_core(FunctionCallInfo fcinfo, CoreCall *call, bool procedure)
 		}
 	}
 	mp->each = call->each;
-	mp->guarded = call->guarded;
+	mp->guard = call->guard;
 	mp->batched = call->batched;
 
 	if ((call->archive || call->json) && build_source(mp, call, &call->err) != MIG_OK)
@@ -650,7 +654,8 @@ run_core(FunctionCallInfo fcinfo, CoreCall *call, bool procedure)
 		mig_pg_end(mp);
 		mig_pg_report(&call->err);
 	}
-	if (SPI_connect_ext(procedure ? SPI_OPT_NONATOMIC : 0) != SPI_OK_CONNECT)
+	/* a guarded call runs on its caller's connection (see MigPgGuard) */
+	if (call->guard == NULL && SPI_connect_ext(procedure ? SPI_OPT_NONATOMIC : 0) != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect_ext failed");
 	if (call->op == op_status)
 		mp->want_applied_at = true;
@@ -668,7 +673,7 @@ run_core(FunctionCallInfo fcinfo, CoreCall *call, bool procedure)
 		call->skipped = rc == MIG_OK && mp->skipped;
 		if (rc == MIG_OK && mp->skipped && !mp->call_logged &&
 			mig_pg_call_log(mp, "skipped", &call->err) == MIG_OK && procedure)
-			SPI_commit();
+			mig_pg_commit(mp);
 	}
 	PG_CATCH();
 	{
@@ -688,10 +693,18 @@ run_core(FunctionCallInfo fcinfo, CoreCall *call, bool procedure)
 			mig_err		undone;
 
 			mig_err_clear(&undone);
-			mig_undone_detail(call->count, procedure ? call->count : 0, &undone);
+			mig_undone_detail(call->count, procedure ? mp->call_committed : 0, &undone);
 			edata->detail = edata->detail ?
 				psprintf("%s %s", edata->detail, undone.detail) : pstrdup(undone.detail);
 		}
+		call->count = mp->call_committed;	/* kept (procedure mode) */
+		/* guarded: back to the last commit first, the rest in a sane state */
+		if (call->guard)
+		{
+			mig_pg_guard_end(call->guard, false);
+			MemoryContextSwitchTo(cxt);
+		}
+		mig_pg_release(mp);
 		mig_pg_call_log_failed(mp, unpack_sql_state(edata->sqlerrcode),
 							   psprintf("%s%s%s", edata->message ? edata->message : "",
 										edata->context ? "\nCONTEXT:  " : "",
@@ -701,14 +714,26 @@ run_core(FunctionCallInfo fcinfo, CoreCall *call, bool procedure)
 	}
 	PG_END_TRY();
 	if (rc != MIG_OK)
+	{
+		call->count = mp->call_committed;
+		mig_pg_release(mp);
+	}
+	if (rc != MIG_OK)
 		mig_pg_call_log_failed(mp, call->err.sqlstate,
 							   psprintf("%s%s%s", call->err.message,
 										call->err.context[0] ? "\nCONTEXT:  " : "", call->err.context));
 	mig_pg_end(mp);
 	if (rc != MIG_OK)
 		mig_pg_report(&call->err);
-	if (SPI_finish() != SPI_OK_FINISH)
+	if (call->guard == NULL && SPI_finish() != SPI_OK_FINISH)
 		elog(ERROR, "SPI_finish failed");
+}
+
+/* run_core_of for the function fcinfo calls. */
+static void
+run_core(FunctionCallInfo fcinfo, CoreCall *call, bool procedure)
+{
+	run_core_of(fcinfo->flinfo->fn_oid, call, procedure);
 }
 
 /* A zeroed CoreCall in context cxt. */
@@ -1566,6 +1591,38 @@ each_batch(FunctionCallInfo fcinfo, const CoreCall *proto, const EachState *st,
 }
 
 /*
+ * How one tenant of a fan-out ended: status is "applied", "up_to_date",
+ * "failed", "skipped_locked" or "not_reached"; sqlstate, error (message,
+ * detail and context: the file and line) and message (the error's message
+ * alone, for the notice) only when it failed.
+ */
+typedef struct EachResult
+{
+	const char *tenant;			/* server encoding */
+	int64		applied;
+	const char *status;
+	char	   *sqlstate;
+	char	   *error;
+	char	   *message;
+} EachResult;
+
+/* The NOTICE saying how tenant r went (not for not_reached). */
+static void
+each_notice(const EachResult *r)
+{
+	if (strcmp(r->status, "failed") == 0)
+		ereport(NOTICE, (errmsg("tenant %s: failed: %s", r->tenant, r->message)));
+	else if (strcmp(r->status, "skipped_locked") == 0)
+		ereport(NOTICE, (errmsg("tenant %s: skipped, its migration lock is held", r->tenant)));
+	else if (r->applied > 0)
+		ereport(NOTICE,
+				(errmsg("tenant %s: applied " INT64_FORMAT " migration%s", r->tenant,
+						r->applied, r->applied == 1 ? "" : "s")));
+	else
+		ereport(NOTICE, (errmsg("tenant %s: up to date", r->tenant)));
+}
+
+/*
  * migrate_apply_each(source, tenants text[], options text DEFAULT NULL)
  *     RETURNS SETOF migrate_each_result
  *
@@ -1677,31 +1734,315 @@ migrate_apply_each(PG_FUNCTION_ARGS)
 			ReThrowError(edata);
 		if (edata != NULL)
 		{
-			ereport(NOTICE,
-					(errmsg("tenant %s: failed: %s", tenants[i], edata->message)));
+			EachResult	r = {tenants[i], 0, "failed", NULL, NULL, edata->message};
+
+			each_notice(&r);
 			each_row(rsinfo, tenants[i], 0, "failed", unpack_sql_state(edata->sqlerrcode),
 					 each_error_text(edata));
 			st.stopped = each_stops(&st, i, false);
 			FreeErrorData(edata);
 		}
-		else if (call->skipped)
-		{
-			ereport(NOTICE, (errmsg("tenant %s: skipped, its migration lock is held", tenants[i])));
-			each_row(rsinfo, tenants[i], 0, "skipped_locked", NULL, NULL);
-		}
 		else
 		{
-			if (call->count > 0)
-				ereport(NOTICE,
-						(errmsg("tenant %s: applied " INT64_FORMAT " migration%s", tenants[i],
-								(int64) call->count, call->count == 1 ? "" : "s")));
-			else
-				ereport(NOTICE, (errmsg("tenant %s: up to date", tenants[i])));
-			each_row(rsinfo, tenants[i], call->count,
-					 call->count > 0 ? "applied" : "up_to_date", NULL, NULL);
+			EachResult	r = {tenants[i], call->count,
+				call->skipped ? "skipped_locked" : call->count > 0 ? "applied" : "up_to_date"};
+
+			each_notice(&r);
+			each_row(rsinfo, tenants[i], r.applied, r.status, NULL, NULL);
 		}
 	}
 	return (Datum) 0;
+}
+
+/*
+ * Runs tenant as CALL migrate_run(source, 'schema=<tenant>, <options>')
+ * would -- its lock (session level), a commit after each migration, its
+ * migrations outside a transaction through the background worker, its
+ * call log row -- and fills *res, in memory of cxt.  proto holds the
+ * source (path, archive or JSON), in memory that outlives the commits.
+ *
+ * Must run in a non-atomic CALL, outside any subtransaction and inside no
+ * SPI connection but the procedure's own.  The tenant runs on an SPI
+ * connection of its own, non-atomic, under a guard (MigPgGuard): an error
+ * rolls back what the tenant did since its last commit, run_core releases
+ * its lock, ends its worker and logs its call, and it is caught here as
+ * res's "failed", leaving the transaction clean for the next tenant.  A
+ * cancel (57014) or a shutdown is raised again: it ends the fan-out.
+ */
+static void
+run_each_tenant(FunctionCallInfo fcinfo, const CoreCall *proto, const char *options,
+				const char *tenant, MemoryContext cxt, EachResult *res)
+{
+	MigPgGuard	guard;
+	CoreCall   *call;
+	ErrorData  *volatile edata = NULL;
+	MemoryContext tcxt = AllocSetContextCreate(cxt, "migrate_run_each tenant",
+											   ALLOCSET_DEFAULT_SIZES);
+
+	memset(res, 0, sizeof(*res));
+	res->tenant = tenant;
+	memset(&guard, 0, sizeof(guard));
+	guard.cxt = tcxt;
+	MemoryContextSwitchTo(tcxt);
+	call = new_call(tcxt, op_apply);
+	call->path = proto->path;
+	call->archive = proto->archive;
+	call->json = proto->json;
+	call->logged_as = "migrate_run_each";
+	call->options = options;
+	call->runs_scripts = true;
+	call->tenant_name = tenant;
+	call->each = true;
+	call->guard = &guard;
+	if (SPI_connect_ext(SPI_OPT_NONATOMIC) != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect_ext failed");
+	PG_TRY();
+	{
+		mig_pg_guard_begin(&guard);
+		run_core(fcinfo, call, true);
+		mig_pg_guard_end(&guard, true);
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(tcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		mig_pg_guard_end(&guard, false);
+		/* the guard is rolled back (by run_core or just now); an error
+		 * raised outside it (a commit that failed, the call log's writing
+		 * interrupted) may have left the transaction itself in need of an
+		 * abort: the next tenant starts in a new one either way */
+		SPI_rollback();
+		MemoryContextSwitchTo(tcxt);
+	}
+	PG_END_TRY();
+	if (SPI_finish() != SPI_OK_FINISH)
+		elog(ERROR, "SPI_finish failed");
+	MemoryContextSwitchTo(cxt);
+	if (edata != NULL && (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
+						  edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN))
+		ReThrowError(edata);
+	res->applied = call->count;
+	if (edata != NULL)
+	{
+		res->status = "failed";
+		res->sqlstate = pstrdup(unpack_sql_state(edata->sqlerrcode));
+		res->error = each_error_text(edata);
+		res->message = pstrdup(edata->message ? edata->message : "");
+	}
+	else
+	{
+		res->status = call->skipped ? "skipped_locked" :
+			call->count > 0 ? "applied" : "up_to_date";
+	}
+	MemoryContextDelete(tcxt);
+}
+
+/* The results of a fan-out as a jsonb array of objects {tenant, applied,
+ * status, sqlstate, error}, in the order of the tenants. */
+static Datum
+each_results_jsonb(const EachResult *res, int n)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '[');
+	for (int i = 0; i < n; i++)
+	{
+		appendStringInfoString(&buf, i ? ", {\"tenant\": " : "{\"tenant\": ");
+		escape_json(&buf, res[i].tenant);
+		appendStringInfo(&buf, ", \"applied\": " INT64_FORMAT ", \"status\": ", res[i].applied);
+		escape_json(&buf, res[i].status);
+		appendStringInfoString(&buf, ", \"sqlstate\": ");
+		if (res[i].sqlstate)
+			escape_json(&buf, res[i].sqlstate);
+		else
+			appendStringInfoString(&buf, "null");
+		appendStringInfoString(&buf, ", \"error\": ");
+		if (res[i].error)
+			escape_json(&buf, res[i].error);
+		else
+			appendStringInfoString(&buf, "null");
+		appendStringInfoChar(&buf, '}');
+	}
+	appendStringInfoChar(&buf, ']');
+	return DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data));
+}
+
+/*
+ * parallel=N of migrate_run_each: tenants [first, n) migrated by N
+ * background workers (pg_parallel.c), each tenant in a transaction of its
+ * own, as the caller; their results into res, in the current context (a
+ * NOTICE for each was given as it came).  The tenants the workers leave
+ * to this backend (none could start, or a migration must run outside a
+ * transaction) keep a NULL status: the caller runs them serially.
+ * Returns whether a failure stopped the fan-out (on_error=stop).
+ */
+static bool
+run_each_parallel(FunctionCallInfo fcinfo, const CoreCall *proto, const EachState *st,
+				  char **tenants, int n, int first, EachResult *res)
+{
+	MigParallelArgs a;
+	bool		stopped;
+
+	memset(&a, 0, sizeof(a));
+	a.fn_oid = fcinfo->flinfo->fn_oid;
+	a.fname = "migrate_run_each";
+	a.path = proto->path;
+	a.archive = (struct varlena *) proto->archive;
+	a.json = (struct varlena *) proto->json;
+	a.options = st->options;
+	a.tenants = tenants;
+	a.n = n;
+	a.first = first;
+	a.workers = st->parallel;
+	a.on_error_continue = st->on_error_continue;
+	a.out = palloc0(sizeof(MigEachOutcome) * n);
+	stopped = mig_pg_parallel_each(&a);
+	for (int i = first; i < n; i++)
+	{
+		MigEachOutcome *o = &a.out[i];
+
+		res[i].tenant = tenants[i];
+		res[i].applied = o->applied;
+		switch (o->status)
+		{
+			case MIG_EACH_APPLIED:
+				res[i].status = "applied";
+				break;
+			case MIG_EACH_UP_TO_DATE:
+				res[i].status = "up_to_date";
+				break;
+			case MIG_EACH_SKIPPED_LOCKED:
+				res[i].status = "skipped_locked";
+				break;
+			case MIG_EACH_NOT_REACHED:
+				res[i].status = "not_reached";
+				break;
+			case MIG_EACH_FAILED:
+				res[i].status = "failed";
+				res[i].sqlstate = pstrdup(o->sqlstate);
+				res[i].error = o->error;
+				break;
+			default:
+				res[i].status = NULL;	/* this backend runs it */
+				break;
+		}
+	}
+	pfree(a.out);
+	return stopped;
+}
+
+/*
+ * migrate_run_each(source, tenants text[], options text DEFAULT NULL,
+ *                  INOUT results jsonb DEFAULT NULL)  -- a procedure
+ *
+ * CALL migrate_run(source, 'schema=<tenant>, <options>') for each tenant
+ * in turn (run_each_tenant): each commits after each migration, may run
+ * migrations outside a transaction, and has its lock, history and call log
+ * row.  A tenant's failure is caught (rolled back to its last commit);
+ * on_error=stop (the default) makes the rest not_reached, canary=N stops
+ * after a failure among the first N whatever on_error says.  parallel=N
+ * (N > 1): after the canary, the tenants go to N background workers, each
+ * tenant in a transaction of its own (run_each_parallel).  A procedure
+ * returns no set: the rows come back as the output parameter results, a
+ * jsonb array of {tenant, applied, status, sqlstate, error} (CALL in psql
+ * shows it; jsonb_to_recordset makes rows of it), and in migrate_calls.
+ */
+PG_FUNCTION_INFO_V1(migrate_run_each);
+Datum
+migrate_run_each(PG_FUNCTION_ARGS)
+{
+	MemoryContext entry = CurrentMemoryContext;
+	MemoryContext cxt;
+	CoreCall	proto;
+	EachState	st;
+	char	  **tenants;
+	int			n;
+	EachResult *res;
+	TupleDesc	tupdesc;
+	Datum		values[1];
+	bool		nulls[1] = {false};
+	int			first;
+
+	check_procedure_mode(fcinfo, "migrate_run_each", "migrate_apply_each(...), which applies");
+	if (IsSubTransaction())
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TRANSACTION_TERMINATION),
+				 errmsg("migrate_run_each cannot run inside a subtransaction"),
+				 errdetail("migrate_run_each commits after each migration, which is not possible in a block with an EXCEPTION clause."),
+				 errhint("CALL migrate_run_each(...) outside such a block.")));
+
+	/* what must survive the commits: the portal's */
+	cxt = AllocSetContextCreate(PortalContext, "migrate_run_each", ALLOCSET_DEFAULT_SIZES);
+	MemoryContextSwitchTo(cxt);
+	memset(&proto, 0, sizeof(proto));
+	source_arg(fcinfo, &proto, "migrate_run_each");
+	check_writable("migrate_run_each");
+	if (proto.archive)
+		proto.archive = (bytea *) pg_detoast_datum_copy((struct varlena *) proto.archive);
+	if (proto.json)
+		proto.json = (Jsonb *) pg_detoast_datum_copy((struct varlena *) proto.json);
+	tenants = tenants_arg(fcinfo, 1, &n);
+	each_options(fcinfo, 2, &st, cxt);
+	/* parallel=N: the canary first, here, then the workers (from first) */
+	first = st.parallel > 1 ? Min(st.canary, n) : n;
+
+	res = palloc0(sizeof(EachResult) * (n + 1));
+	for (int i = 0; i < n; i++)
+	{
+		if (i == first && !st.stopped)
+			st.stopped = run_each_parallel(fcinfo, &proto, &st, tenants, n, first, res);
+		if (res[i].status != NULL)
+			continue;			/* a worker's */
+		if (st.stopped)
+		{
+			res[i].tenant = tenants[i];
+			res[i].status = "not_reached";
+			continue;
+		}
+		CHECK_FOR_INTERRUPTS();
+		run_each_tenant(fcinfo, &proto, st.options, tenants[i], cxt, &res[i]);
+		each_notice(&res[i]);
+		if (strcmp(res[i].status, "failed") == 0)
+			st.stopped = each_stops(&st, i, false);
+	}
+
+	/* the output parameter, in the caller's memory */
+	MemoryContextSwitchTo(entry);
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "migrate_run_each declared without its output parameter");
+	tupdesc = BlessTupleDesc(tupdesc);
+	values[0] = each_results_jsonb(res, n);
+	MemoryContextDelete(cxt);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/* One tenant of a parallel=N worker (pg_parallel.h): an apply with the
+ * tenant, in function mode, in the worker's transaction. */
+void
+mig_pg_each_apply_one(Oid fn_oid, const char *fname, const char *path,
+					  struct varlena *archive, struct varlena *json,
+					  const char *options, const char *tenant,
+					  int64 *count, bool *skipped)
+{
+	CoreCall   *call = new_call(CurrentMemoryContext, op_apply);
+
+	/* the same checks as the leader's, as the same user */
+	if (path != NULL)
+		check_read_privilege(fname);
+	check_function_mode(fname);
+	call->path = path;
+	call->archive = (bytea *) archive;
+	call->json = (Jsonb *) json;
+	call->logged_as = fname;
+	call->options = options;
+	call->runs_scripts = true;
+	call->tenant_name = tenant;
+	call->each = true;
+	run_core_of(fn_oid, call, false);
+	*count = call->count;
+	*skipped = call->skipped;
 }
 
 /* One tenant's summary for migrate_status_each, from its status rows. */

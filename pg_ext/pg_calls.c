@@ -36,8 +36,16 @@
 #include "utils/timestamp.h"
 
 #include "pg_host.h"
+#include "pg_parallel.h"
 
 PGDLLEXPORT void migrate_log_worker_main(Datum main_arg);
+
+/* A worker of parallel=N keeps a failed call's row (mig_pg_call_log_keep)
+ * and writes it itself after the abort: the statement, and the owner of
+ * the extension's tables, who writes it. */
+bool		mig_pg_call_log_keep = false;
+static char *kept_sql = NULL;
+static Oid	kept_owner = InvalidOid;
 
 enum
 {
@@ -78,6 +86,7 @@ mig_pg_call_begin(MigPg *mp, const char *fname, const char *source, const char *
 	mp->call_options = options ? MemoryContextStrdup(mp->cxt, options) : NULL;
 	mp->call_started = GetCurrentTimestamp();
 	mp->call_count = 0;
+	mp->call_committed = 0;
 	mp->call_versions = NULL;
 	mp->call_logged = false;
 }
@@ -253,6 +262,17 @@ mig_pg_call_log_failed(MigPg *mp, const char *sqlstate, const char *message)
 		return;
 	old = MemoryContextSwitchTo(mp->scratch);
 	sql = call_row_sql(mp, "error", sqlstate, message, true);
+	if (mig_pg_call_log_keep)
+	{
+		if (kept_sql != NULL)
+			pfree(kept_sql);
+		kept_sql = MemoryContextStrdup(TopMemoryContext, sql);
+		kept_owner = mp->owner;
+		mp->call_logged = true;
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(mp->scratch);
+		return;
+	}
 	len = strlen(sql) + 1;
 	seg = dsm_create(offsetof(LogShared, sql) + len, 0);
 	sh = dsm_segment_address(seg);
@@ -283,4 +303,37 @@ mig_pg_call_log_failed(MigPg *mp, const char *sqlstate, const char *message)
 	mp->call_logged = true;
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(mp->scratch);
+}
+
+/*
+ * Writes the failed call's row a worker of parallel=N kept, if any, in a
+ * transaction of its own (none may be open), as the owner of the
+ * extension's tables, as the extension's own write.
+ */
+void
+mig_pg_call_log_flush(void)
+{
+	MigPg		host;
+	MigPgSave	save;
+	char	   *sql = kept_sql;
+
+	if (sql == NULL)
+		return;
+	kept_sql = NULL;
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	memset(&host, 0, sizeof(host));
+	host.owner = kept_owner;
+	mig_pg_owner_enter(&host, kept_owner, true, &save);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute(sql, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not write migrate_calls");
+	if (SPI_finish() != SPI_OK_FINISH)
+		elog(ERROR, "SPI_finish failed");
+	mig_pg_owner_leave(&save);
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pfree(sql);
 }

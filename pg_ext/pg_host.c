@@ -363,21 +363,42 @@ release_session_lock(MigPg *mp)
 }
 
 void
+mig_pg_guard_begin(MigPgGuard *g)
+{
+	g->owner = CurrentResourceOwner;
+	BeginInternalSubTransaction(NULL);
+	g->open = true;
+	MemoryContextSwitchTo(g->cxt);
+}
+
+void
+mig_pg_guard_end(MigPgGuard *g, bool commit)
+{
+	if (!g->open)
+		return;
+	/* open until it ended: a failing release is rolled back by the caller */
+	if (commit)
+		ReleaseCurrentSubTransaction();
+	else
+		RollbackAndReleaseCurrentSubTransaction();
+	g->open = false;
+	MemoryContextSwitchTo(g->cxt);
+	CurrentResourceOwner = g->owner;
+}
+
+void
 mig_pg_commit(MigPg *mp)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 
-	if (mp->guarded)
-	{
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-	}
+	if (mp->guard)
+		mig_pg_guard_end(mp->guard, true);
+	MemoryContextSwitchTo(cxt);
 	SPI_commit();
-	if (mp->guarded)
-	{
-		BeginInternalSubTransaction(NULL);
-		MemoryContextSwitchTo(cxt);
-	}
+	mp->call_committed = mp->call_count;
+	if (mp->guard)
+		mig_pg_guard_begin(mp->guard);
+	MemoryContextSwitchTo(cxt);
 }
 
 void
@@ -385,15 +406,14 @@ mig_pg_rollback(MigPg *mp)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 
-	if (!mp->guarded)
+	if (!mp->guard)
 	{
 		SPI_rollback();
 		return;
 	}
-	/* nothing but the subtransaction was done since the last commit */
-	RollbackAndReleaseCurrentSubTransaction();
-	MemoryContextSwitchTo(cxt);
-	BeginInternalSubTransaction(NULL);
+	/* nothing but the guard's subtransaction was done since the commit */
+	mig_pg_guard_end(mp->guard, false);
+	mig_pg_guard_begin(mp->guard);
 	MemoryContextSwitchTo(cxt);
 }
 
@@ -1553,9 +1573,15 @@ mig_pg_begin(Oid fn_oid, bool procedure)
 void
 mig_pg_end(MigPg *mp)
 {
+	mig_pg_release(mp);
+	MemoryContextDelete(mp->cxt);
+}
+
+void
+mig_pg_release(MigPg *mp)
+{
 	mig_pg_outside_end(mp, false);
 	release_session_lock(mp);
-	MemoryContextDelete(mp->cxt);
 }
 
 /* A valid SQLSTATE: five digits or upper-case letters. */

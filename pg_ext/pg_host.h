@@ -18,6 +18,7 @@
 #define MIGRATE_PG_HOST_H
 
 #include "lib/stringinfo.h"
+#include "utils/resowner.h"
 #include "utils/timestamp.h"
 
 #include "mig.h"
@@ -90,11 +91,9 @@ typedef struct MigPg
 	char	   *tenant_lit;		/* tenant as a quoted literal, for SQL */
 	bool		each;			/* a tenant of a fan-out: the core's notices
 								 * go to DEBUG1, with the tenant's name */
-	bool		guarded;		/* every commit of the call is made outside
-								 * a subtransaction that holds the work
-								 * between two commits (migrate_run_each:
-								 * an error rolls back to the last commit
-								 * and the fan-out goes on) */
+	struct MigPgGuard *guard;	/* migrate_run_each: the work between two
+								 * commits runs in a subtransaction (see
+								 * MigPgGuard), or NULL */
 	bool		batched;		/* migrate_apply_each: one of several
 								 * tenants run in one subtransaction; an
 								 * error rolls them all back and they run
@@ -110,6 +109,8 @@ typedef struct MigPg
 	int64		call_count;		/* migrations applied, recorded, repaired or
 								 * rolled back */
 	StringInfo	call_versions;	/* their versions, "1, 2, 3" */
+	int64		call_committed; /* procedure mode: call_count at the last
+								 * commit (what a failed call did keep) */
 	bool		call_logged;	/* the row is written */
 	bool		skipped;		/* the lock was held: if_locked=skip */
 	bool		dry_run_procedure;	/* a dry run checks as CALL migrate_run */
@@ -158,6 +159,10 @@ extern void mig_pg_history_host(MigPg *mp, Oid nsp);
 /* Releases the session lock if still held and frees everything of the call.
  * Safe on error paths (call it from PG_FINALLY). */
 extern void mig_pg_end(MigPg *mp);
+/* What mig_pg_end releases, without freeing the call: the worker of
+ * migrations outside a transaction, and the session lock (an error path
+ * does it first, before it writes the call log, which may be interrupted). */
+extern void mig_pg_release(MigPg *mp);
 
 /* Defines the extension's settings (from _PG_init). */
 extern void mig_pg_define_settings(void);
@@ -208,10 +213,32 @@ extern bool mig_pg_own_write(void);
 extern void mig_pg_verified_memo_reset(void);
 
 /*
+ * The guard of a call of a fan-out that commits (migrate_run_each): the
+ * work between two commits runs in a subtransaction, ended just before
+ * each commit and begun again just after, so that an error of one tenant
+ * rolls back to that tenant's last commit -- what a ROLLBACK would do --
+ * and leaves the procedure's transaction usable for the next tenant, as
+ * PL/pgSQL's exception blocks do (an error is caught only in a
+ * subtransaction).  The SPI connection of such a call is made before the
+ * guard begins (its connection belongs to the transaction, not to the
+ * subtransaction, which would pop it at the first commit).
+ */
+typedef struct MigPgGuard
+{
+	bool		open;			/* a subtransaction of the guard is open */
+	MemoryContext cxt;			/* where the code runs (outlives commits) */
+	ResourceOwner owner;		/* the transaction's, when it began */
+} MigPgGuard;
+
+/* Begins the guard's subtransaction; ends it (releasing it into the
+ * transaction when commit is set, else rolling it back), if open. */
+extern void mig_pg_guard_begin(MigPgGuard *g);
+extern void mig_pg_guard_end(MigPgGuard *g, bool commit);
+
+/*
  * Procedure mode's commit and rollback of what came since the last one
- * (SPI_commit, SPI_rollback).  In a guarded call (mp->guarded) that work
- * is in a subtransaction, ended first and begun again after: an error
- * then rolls back to the last commit, and the fan-out goes on.
+ * (SPI_commit, SPI_rollback).  In a guarded call (mp->guard) that work
+ * is in the guard's subtransaction, ended first and begun again after.
  */
 extern void mig_pg_commit(MigPg *mp);
 extern void mig_pg_rollback(MigPg *mp);

@@ -673,9 +673,9 @@ statement_rail(MigPg *mp, Node *stmt)
 /* Commits, and lets go of the catalog snapshot the next transaction would
  * otherwise keep: while a worker runs, this backend advertises no xmin. */
 static void
-commit_and_let_go(void)
+commit_and_let_go(MigPg *mp)
 {
-	SPI_commit();
+	mig_pg_commit(mp);
 	InvalidateCatalogSnapshot();
 }
 
@@ -725,14 +725,20 @@ begin_migration(Worker *w, MigPg *mp, const MigBeginMsg *who, const char *names,
 				Size names_len)
 {
 	MigBeginMsg b = *who;
-	Size		guc_len = EstimateGUCStateSpace();
+	Size		guc_len;
 	Size		lib_len = EstimateLibraryStateSpace();
-	char	   *guc = MemoryContextAlloc(mp->cxt, guc_len);
+	char	   *guc;
 	char	   *lib = palloc(lib_len);
 	shm_mq_iovec iov[5];
 	ErrorData  *e;
+	int			nest;
 
+	/* a tenant's migration runs in its schema, in the worker too */
+	nest = mig_pg_tenant_path_enter(mp);
+	guc_len = EstimateGUCStateSpace();
+	guc = MemoryContextAlloc(mp->cxt, guc_len);
 	SerializeGUCState(guc_len, guc);
+	mig_pg_tenant_path_leave(nest);
 	SerializeLibraryState(lib_len, lib);
 	b.names_len = (uint32) names_len;
 	b.guc_len = (uint32) guc_len;
@@ -889,7 +895,7 @@ mig_pg_exec_outside(void *ctx, const mig_script *s, mig_err *err)
 
 	/* the migrations before this one, for good; from here on this backend
 	 * holds only the session lock */
-	commit_and_let_go();
+	commit_and_let_go(mp);
 	MemoryContextSwitchTo(mp->scratch);
 
 	memset(&map, 0, sizeof(map));
@@ -1000,7 +1006,7 @@ mig_pg_exec_outside(void *ctx, const mig_script *s, mig_err *err)
 	if (error != NULL)
 	{
 		progress_error(mp, s, error);
-		commit_and_let_go();
+		commit_and_let_go(mp);
 		MemoryContextSwitchTo(mp->scratch);
 		raise_worker_error(error, failed_stmt);
 	}

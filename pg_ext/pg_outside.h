@@ -89,4 +89,10 @@ typedef struct MigStmtMsg
 
 PGDLLEXPORT void migrate_worker_main(Datum main_arg);
 
+/* A worker becomes the caller's session, in a transaction: its libraries
+ * (SerializeLibraryState), settings (SerializeGUCState; NULL: as they
+ * are), session user and SET ROLE (InvalidOid: none).  pg_worker.c. */
+extern void mig_pg_become_caller(const char *lib, const char *guc, Oid session_user,
+								 bool session_superuser, Oid role);
+
 #endif							/* MIGRATE_PG_OUTSIDE_H */

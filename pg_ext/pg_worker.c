@@ -716,6 +716,31 @@ serialize_settings(MemoryContext cxt, Size *len)
 }
 
 /*
+ * The worker becomes the caller's session (in a transaction), as a
+ * parallel worker becomes its leader's (ParallelWorkerMain): the libraries
+ * it loaded (lib, SerializeLibraryState), then its settings (guc,
+ * SerializeGUCState; NULL: as they are), then its session user and SET
+ * ROLE (role, InvalidOid for none).  The process connected as the
+ * caller's authenticated user: it switches only to roles the caller's
+ * session is, and so has no right the caller has not.  Messages are made
+ * in the database's encoding, whatever client_encoding says.  Also used by
+ * the workers of parallel=N (pg_parallel.c).
+ */
+void
+mig_pg_become_caller(const char *lib, const char *guc, Oid session_user,
+					 bool session_superuser, Oid role)
+{
+	RestoreLibraryState(unconstify(char *, lib));
+	if (guc != NULL)
+		RestoreGUCState(unconstify(char *, guc));
+	SetClientEncoding(GetDatabaseEncoding());
+	if (GetSessionUserId() != session_user)
+		SetSessionAuthorization(session_user, session_superuser);
+	SetConfigOption("role", OidIsValid(role) ? GetUserNameFromId(role, false) : "none",
+					PGC_USERSET, PGC_S_SESSION);
+}
+
+/*
  * A migration begins: the worker becomes the caller's session as it is now
  * (a migration in a transaction before may have changed it), as parallel
  * workers become their leader's: the libraries, then the settings, then
@@ -767,19 +792,14 @@ begin_migration(WorkerState *ws, const char *data, Size n)
 	StartTransactionCommand();
 	if (ws->migrations++ > 0)
 		discard_session();
-	RestoreLibraryState(lib);
+	mig_pg_become_caller(lib, restore ? ws->caller_guc : NULL, mig->session_user,
+						 mig->session_superuser, mig->role);
 	if (restore)
 	{
-		RestoreGUCState(ws->caller_guc);
 		if (ws->settled)
 			pfree(ws->settled);
 		ws->settled = serialize_settings(TopMemoryContext, &ws->settled_len);
 	}
-	SetClientEncoding(GetDatabaseEncoding());
-	if (GetSessionUserId() != mig->session_user)
-		SetSessionAuthorization(mig->session_user, mig->session_superuser);
-	SetConfigOption("role", OidIsValid(mig->role) ? GetUserNameFromId(mig->role, false) : "none",
-					PGC_USERSET, PGC_S_SESSION);
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(ws->stmt_cxt);
 }

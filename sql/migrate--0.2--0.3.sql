@@ -1090,3 +1090,38 @@ GRANT EXECUTE ON FUNCTION @extschema@.migrate_apply_each(pg_catalog.bytea, pg_ca
 GRANT EXECUTE ON FUNCTION @extschema@.migrate_apply_each(pg_catalog.jsonb, pg_catalog.text[], pg_catalog.text) TO pg_database_owner;
 GRANT EXECUTE ON FUNCTION @extschema@.migrate_status_each(pg_catalog.bytea, pg_catalog.text[], pg_catalog.text) TO pg_database_owner;
 GRANT EXECUTE ON FUNCTION @extschema@.migrate_status_each(pg_catalog.jsonb, pg_catalog.text[], pg_catalog.text) TO pg_database_owner;
+
+-- CALL migrate_run(source, 'schema=<tenant>, <options>') for each tenant in
+-- turn: committing after each migration, migrations outside a transaction
+-- allowed, each tenant's failure caught (rolled back to its last commit).
+-- A procedure returns no set: the row of each tenant comes back in the
+-- output parameter results, a jsonb array of {tenant, applied, status,
+-- sqlstate, error} (jsonb_to_recordset makes rows of it), and in
+-- migrate_calls (function 'migrate_run_each', a row per tenant that ran).
+CREATE PROCEDURE @extschema@.migrate_run_each(path pg_catalog.text, tenants pg_catalog.text[],
+	options pg_catalog.text DEFAULT NULL, INOUT results pg_catalog.jsonb DEFAULT NULL)
+AS 'MODULE_PATHNAME', 'migrate_run_each'
+LANGUAGE C;
+
+CREATE PROCEDURE @extschema@.migrate_run_each(archive pg_catalog.bytea, tenants pg_catalog.text[],
+	options pg_catalog.text DEFAULT NULL, INOUT results pg_catalog.jsonb DEFAULT NULL)
+AS 'MODULE_PATHNAME', 'migrate_run_each'
+LANGUAGE C;
+
+CREATE PROCEDURE @extschema@.migrate_run_each(files pg_catalog.jsonb, tenants pg_catalog.text[],
+	options pg_catalog.text DEFAULT NULL, INOUT results pg_catalog.jsonb DEFAULT NULL)
+AS 'MODULE_PATHNAME', 'migrate_run_each'
+LANGUAGE C;
+
+COMMENT ON PROCEDURE @extschema@.migrate_run_each(pg_catalog.text, pg_catalog.text[], pg_catalog.text, pg_catalog.jsonb) IS
+'CALL migrate_run for every tenant schema in turn, committing after each migration; results: a jsonb array of {tenant, applied, status, sqlstate, error}; options on_error=stop|continue, canary=N, parallel=N (N background workers, a transaction per tenant) and those of migrate_run; call it outside a transaction block';
+COMMENT ON PROCEDURE @extschema@.migrate_run_each(pg_catalog.bytea, pg_catalog.text[], pg_catalog.text, pg_catalog.jsonb) IS
+'migrate_run_each of the folder sent as an archive (tar, tar.gz or zip)';
+COMMENT ON PROCEDURE @extschema@.migrate_run_each(pg_catalog.jsonb, pg_catalog.text[], pg_catalog.text, pg_catalog.jsonb) IS
+'migrate_run_each of the folder sent as a JSON object of file names and texts';
+
+REVOKE ALL ON PROCEDURE @extschema@.migrate_run_each(pg_catalog.text, pg_catalog.text[], pg_catalog.text, pg_catalog.jsonb) FROM PUBLIC;
+REVOKE ALL ON PROCEDURE @extschema@.migrate_run_each(pg_catalog.bytea, pg_catalog.text[], pg_catalog.text, pg_catalog.jsonb) FROM PUBLIC;
+REVOKE ALL ON PROCEDURE @extschema@.migrate_run_each(pg_catalog.jsonb, pg_catalog.text[], pg_catalog.text, pg_catalog.jsonb) FROM PUBLIC;
+GRANT EXECUTE ON PROCEDURE @extschema@.migrate_run_each(pg_catalog.bytea, pg_catalog.text[], pg_catalog.text, pg_catalog.jsonb) TO pg_database_owner;
+GRANT EXECUTE ON PROCEDURE @extschema@.migrate_run_each(pg_catalog.jsonb, pg_catalog.text[], pg_catalog.text, pg_catalog.jsonb) TO pg_database_owner;

@@ -10,6 +10,9 @@
 #   apply_each   psql -c "SELECT count(*) FROM migrate_apply_each(dir, tenants)"
 #                against one psql session running, for each tenant, SET
 #                search_path and the same files (psql -1 -f, one transaction)
+#   parallel=2   CALL migrate_run_each(dir, tenants, 'parallel=2'): two
+#                background workers, a transaction per tenant (target:
+#                faster than the floor)
 #   no-op        migrate_apply_each over the TENANTS up-to-date tenants
 #                (target < 1 s)
 #
@@ -50,6 +53,14 @@ q -d b_each -c "SET client_min_messages = warning" \
 	-c "SELECT count(*) FROM migrate_apply_each('$DIR', $TENANTS)" >/dev/null
 EACH=$(ms "$t0")
 
+mkdb b_par
+t0=$(date +%s%N)
+q -d b_par -c "SET client_min_messages = warning" \
+	-c "CALL migrate_run_each('$DIR', '{$(seq -s, -f 't%.0f' 1 "$T")}', 'parallel=2')" >/dev/null
+PAR=$(ms "$t0")
+[ "$(q -d b_par -c "SELECT count(*) FROM migrate_history WHERE tenant <> ''")" = $((T * M)) ] ||
+	{ echo "parallel=2 did not apply every migration" >&2; exit 1; }
+
 mkdb b_floor
 FLOOR_SQL=$PG_TMP/floor.sql
 {
@@ -74,4 +85,6 @@ echo "|---|---|"
 echo "| migrate_apply_each | $EACH |"
 echo "| psql, the same SQL per tenant (one transaction each) | $FLOOR |"
 echo "| ratio | $(awk "BEGIN { printf \"%.2f\", $EACH / $FLOOR }") |"
+echo "| CALL migrate_run_each(..., 'parallel=2') | $PAR |"
+echo "| ratio parallel=2 / psql (target < 1) | $(awk "BEGIN { printf \"%.2f\", $PAR / $FLOOR }") |"
 echo "| no-op: migrate_apply_each over $T up-to-date tenants (target < 1000) | $NOOP |"

@@ -31,6 +31,7 @@ cd "$(dirname "$0")/../.."
 . tests/pg/fixtures.sh
 . tests/pg/impact.sh
 . tests/pg/tenants.sh
+. tests/pg/tenants_parallel.sh
 
 PASSED=0
 FAILED=0
@@ -142,6 +143,7 @@ FX=$PG_TMP/fx
 make_fixtures "$FX"
 make_impact_fixtures "$FX"
 make_tenant_fixtures "$FX"
+make_parallel_fixtures "$FX"
 
 # ---- pg_cron: schedule now, check at the end ----
 section "pg_cron: schedule now, check at the end"
@@ -1430,6 +1432,9 @@ impact_suite
 
 section "tenants"
 tenants_suite
+
+section "tenants in parallel"
+parallel_suite
 
 # ---- pg_dump / pg_restore ----
 section "pg_dump / pg_restore"
