@@ -5,7 +5,7 @@
 #   make check      install what is missing, build everything, run every test
 #   make bench      benchmarks against the floor (sqlite3 / psql running the same SQL)
 #                   and against dbmate, sqitch and postgrator (tests/bench/peers.sh)
-#   make stress     the reliability suites at length (SQLite ~6 min, PostgreSQL ~14 min)
+#   make stress     the reliability suites at length (SQLite ~6 min, PostgreSQL ~15 min)
 #   make fuzz       libFuzzer on the parsers, 5 minutes per target
 #   make pg         build the PostgreSQL extension (pg_ext/, PGXS)
 #   make install    bin/migrate into $(PREFIX)/bin, and the SQLite extension
@@ -77,13 +77,15 @@ fuzz:
 
 # 64 racing processes for 100 rounds per journal mode, kill -9 at every
 # statement boundary and at many random moments, cancel and busy timeouts
-# (make check runs the same with --short).
+# (make check runs the same with --short); then 16 racing fan-outs over the
+# same 200 tenants, SQLite files and PostgreSQL schemas (issue 22).
 stress:
 	@tests/deps.sh all
 	@$(MAKE) --no-print-directory all
 	@/usr/bin/python3 tests/stress/sqlite_stress.py $(BUILD)/migrate --long
 	@/usr/bin/python3 tests/stress/sqlite_tenants_stress.py $(BUILD)/migrate 16 200
 	@tests/stress/pg_stress.sh --long
+	@tests/stress/pg_stress.sh --tenants
 
 pg:
 	@tests/deps.sh pg

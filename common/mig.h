@@ -651,6 +651,16 @@ int			mig_apply_with(const mig_host *h, const char *path, const char *options,
  * long jump), with *applied as the call left it. */
 void		mig_undone_detail(int64_t applied, int64_t committed, mig_err *err);
 
+/* Whether mig_apply_with(h, path, options) would find nothing to do, read
+ * without the lock: *idle = 1 when the history holds every migration of
+ * the folder applied and unchanged, none half way, so that the call would
+ * apply nothing, refuse nothing and say nothing; 0 in any other case (then
+ * only mig_apply_with, under the lock, can tell).  The host reads the
+ * history and progress in one read transaction around it (a consistent
+ * snapshot) and writes nothing.  An error (err) tells nothing either. */
+int			mig_apply_idle(const mig_host *h, const char *path, const char *options,
+						   int *idle, mig_err *err);
+
 /* Rolls back the last n applied migrations (by order of application) using
  * the down scripts stored in the history.  Refuses, changing nothing, when
  * one of them has no down script or fewer than n are applied. */

@@ -648,6 +648,43 @@ mig_apply_with(const mig_host *h, const char *path, const char *options,
 	return mig_finish(h, rc, err);
 }
 
+int
+mig_apply_idle(const mig_host *h, const char *path, const char *options, int *idle,
+			   mig_err *err)
+{
+	mig_plan	p;
+	mig_arena	a;
+	mig_options o;
+	int			rc;
+
+	mig_err_clear(err);
+	*idle = 0;
+	if (!mig_path_given(h, &path, err))
+		return MIG_ERROR;
+	mig_arena_init(&a, h);
+	if ((rc = mig_options_parse(&a, options, &o, err)) != MIG_OK)
+	{
+		mig_arena_free(&a);
+		return rc;
+	}
+	rc = mig_plan_build(h, path, &p, err);
+	/* every migration of the folder applied, unchanged to the byte: the
+	 * only state in which apply neither runs nor refuses anything, nor says
+	 * anything (a reformatted file gets a notice), whatever the options;
+	 * none half way; and a history at all (apply creates one) */
+	if (rc == MIG_OK && p.entries.n > 0 && p.progress.n == 0 &&
+		p.count[MIG_APPLIED] == p.entries.n)
+	{
+		*idle = 1;
+		for (size_t i = 0; i < p.entries.n; i++)
+			if (mig_vec_at(&p.entries, mig_entry, i)->partial)
+				*idle = 0;
+	}
+	mig_plan_free(&p);
+	mig_arena_free(&a);
+	return rc == MIG_OK ? MIG_OK : failed(err, rc);
+}
+
 static int
 rank_desc(const void *x, const void *y)
 {

@@ -10,6 +10,8 @@
  * of work (so it commits with what it did); one that fails or skips
  * writes it after, as a statement of its own (best effort: a database
  * that cannot be written then has no row).  Rows older than 90 days go.
+ * migrate_apply_each writes none for a tenant it found up to date by
+ * reading alone (sq_each.c): that tenant is not written at all.
  */
 #include <stdio.h>
 #include <string.h>

@@ -594,6 +594,52 @@ def the_sqlite3_shell_fans_out_over_a_table_of_tenants(c):
     assert out == "3|9", out
 
 
+@test
+def an_up_to_date_tenant_is_read_and_not_written(c):
+    """The no-op of the fan-out: a tenant with every migration applied and
+    unchanged is checked in a read transaction and left byte for byte as it
+    was (no write lock, no journal, no call log row); another connection
+    holding its write lock does not make it skipped_locked.  A tenant with
+    anything to do (pending, changed) still goes the whole way, under the
+    lock."""
+    three(c)
+    a, b = tenant(c, "a.db"), tenant(c, "b.db")
+    con = connect(c)
+    assert statuses(each(con, c.dir, [a, b])) == [("a.db", 3, "applied"), ("b.db", 3, "applied")]
+    before = [digest(a), digest(b)]
+    time.sleep(0.01)  # a write would show in the mtime
+    assert each(con, c.dir, [a, b]) == [("a.db", 0, "up_to_date", None, None),
+                                        ("b.db", 0, "up_to_date", None, None)]
+    assert [digest(a), digest(b)] == before, "a no-op writes nothing"
+    assert rows(a, "SELECT count(*) FROM migrate_calls") == [(1,)]
+    # another connection holds a's write lock: reading it is still fine
+    h = Holder(a)
+    try:
+        out = each(con, c.dir, [a, b], "wait=0, if_locked=skip")
+    finally:
+        h.release()
+    assert statuses(out) == [("a.db", 0, "up_to_date"), ("b.db", 0, "up_to_date")], out
+    assert [digest(a), digest(b)] == before
+    # something pending: the lock, then applied exactly once, and logged
+    c.put("4_d.up.sql", "CREATE TABLE d(x);\n")
+    h = Holder(a)
+    try:
+        out = each(con, c.dir, [a, b], "wait=0, if_locked=skip")
+    finally:
+        h.release()
+    assert statuses(out) == [("a.db", 0, "skipped_locked"), ("b.db", 1, "applied")], out
+    assert history(a) == ["1", "2", "3"] and history(b) == ["1", "2", "3", "4"]
+    assert rows(b, "SELECT migrations, versions, outcome FROM migrate_calls ORDER BY id") == \
+        [(3, "1, 2, 3", "ok"), (1, "4", "ok")]
+    # an applied file changed: refused as before, not up to date
+    sqlite3.connect(b).execute("UPDATE migrate_history SET checksum = 'crc32:00000000',"
+                               " checksum_norm = NULL, file_id = NULL"
+                               " WHERE version = '2'").connection.commit()
+    out = each(con, c.dir, [a, b], "on_error=continue")
+    assert statuses(out) == [("a.db", 1, "applied"), ("b.db", 0, "failed")], out
+    assert out[1][3:] == ("55000", "applied migration 2 has changed since it was applied"), out
+
+
 # ---- migrate_status_each ----
 
 @test

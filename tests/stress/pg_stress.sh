@@ -16,7 +16,17 @@
 # --short (make check, the default): a few race rounds per mode, every crash
 # point once per mode, a couple of random kills, the cancels.  --long (make
 # stress): 100 race rounds per mode and many random kills.
+#
+#   tests/stress/pg_stress.sh --tenants [--rounds N] [--seed S] [name-filter]
+#
+# runs tests/stress/pg_tenants_stress.py on such a cluster instead (make
+# stress): 16 racing migrate_apply_each over the same 200 tenant schemas.
 set -u
+STRESS=tests/stress/pg_stress.py
+if [ "${1:-}" = "--tenants" ]; then
+	shift
+	STRESS=tests/stress/pg_tenants_stress.py
+fi
 cd "$(dirname "$0")/../.."
 . tests/pg/lib.sh
 
@@ -55,4 +65,4 @@ export PGPORT=$PORT
 export PG_STRESS_TMP=$PG_TMP PG_STRESS_LOG=$PG_TMP/log/server.log PG_STRESS_BIN=$PGBIN
 # the migration folders must be readable by the server
 umask 022
-/usr/bin/python3 tests/stress/pg_stress.py "$@"
+/usr/bin/python3 "$STRESS" "$@"
