@@ -1764,10 +1764,15 @@ new_state(MigPg *mp)
 	MemoryContext cxt = AllocSetContextCreate(mp->cxt, "migrate impact", ALLOCSET_DEFAULT_SIZES);
 	MemoryContext old = MemoryContextSwitchTo(cxt);
 	ImpactState *st = palloc0(sizeof(ImpactState));
+	int			nest;
 
 	st->cxt = cxt;
+	/* a tenant's migrations begin with search_path set to the tenant
+	 * (mig_pg_tenant_path_enter, as when they run): names resolve there */
+	nest = mig_pg_tenant_path_enter(mp);
 	st->path = path_names(true);
 	st->explicit_path = path_names(false);
+	mig_pg_tenant_path_leave(nest);
 	MemoryContextSwitchTo(old);
 	return st;
 }

@@ -40,6 +40,8 @@ w_ten() {
 make_tenant_fixtures() {
 	FX=$1
 	umask 022
+	w_ten ten_imp 1_a.up.sql "CREATE TABLE big (id int);\nINSERT INTO big SELECT generate_series(1, 1000);\n"
+	w_ten ten_imp 2_b.up.sql "ALTER TABLE big ALTER COLUMN id TYPE bigint;\n"
 	w_ten ten 1_a.up.sql "CREATE TABLE t1 (id int);\n"
 	w_ten ten 1_a.down.sql "DROP TABLE t1;\n"
 	w_ten ten 2_b.up.sql "-- fails where t2 exists already\nINSERT INTO t1 VALUES (1);\nCREATE TABLE t2 (id int);\n"
@@ -133,6 +135,10 @@ tenants_suite() {
 		 '{acme:migrate_apply,globex:migrate_apply,acme:migrate_apply,:migrate_apply,globex:migrate_down}'
 		 FROM migrate_calls"
 
+	q ten -c "CREATE SCHEMA imp" -c "SELECT migrate_apply('$FX/ten_imp', 'schema=imp, target=1')" >/dev/null
+	check "tenants: migrate_impact with schema= resolves the migration's names in the tenant" ten \
+		"SELECT array_agg(version || ':' || relation || ':' || rewrites) = '{2:imp.big:true}'
+		 FROM migrate_impact('$FX/ten_imp', 'schema=imp')"
 	q ten -c "CREATE SCHEMA runs" && q ten -c "CALL migrate_run('$FX/ten', 'schema=runs')" >/dev/null 2>&1
 	check "tenants: CALL migrate_run with schema= commits into the tenant's history and schema" ten \
 		"SELECT (SELECT array_agg(version ORDER BY version) FROM migrate_history WHERE tenant = 'runs') = '{1,2}'
