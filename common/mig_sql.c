@@ -79,14 +79,22 @@ mig_first_word(const char *sql, size_t len, int nested_comments, size_t *wlen)
 int
 mig_is_txn_control(const char *word, size_t wlen)
 {
-	static const char *const words[] = {
-		"BEGIN", "COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE",
-		"VACUUM", "ATTACH", "DETACH", "ABORT", "START", NULL
+	/* lengths spelled out: this runs twice for every statement */
+	static const struct
+	{
+		const char *w;
+		size_t		len;
+	}			words[] = {
+		{"BEGIN", 5}, {"COMMIT", 6}, {"END", 3}, {"ROLLBACK", 8}, {"SAVEPOINT", 9},
+		{"RELEASE", 7}, {"VACUUM", 6}, {"ATTACH", 6}, {"DETACH", 6}, {"ABORT", 5},
+		{"START", 5}
 	};
-	int			i;
 
-	for (i = 0; words[i]; i++)
-		if (strlen(words[i]) == wlen && strncasecmp(words[i], word, wlen) == 0)
+	if (wlen < 3 || wlen > 9)
+		return 0;
+	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+		if (words[i].len == wlen && (word[0] | 0x20) == (words[i].w[0] | 0x20) &&
+			strncasecmp(words[i].w, word, wlen) == 0)
 			return 1;
 	return 0;
 }
