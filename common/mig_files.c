@@ -1055,8 +1055,8 @@ mig_checksum_norm(const char *buf, size_t len, char out[16])
 	unsigned long crc = crc32_z(0L, Z_NULL, 0);
 	size_t		i = 0,
 				blank = 0,		/* empty lines not written yet */
-				run = 0,		/* bytes buf[i - run .. i) to write as */
-				at = 0;			/* they are, from at */
+				run = 0,		/* buf[at .. at + run): lines to write as */
+				at = 0;			/* they are */
 
 	if (len >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0)
 		i = 3;

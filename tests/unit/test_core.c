@@ -1228,8 +1228,6 @@ count_pending(void *arg, const mig_pending *m)
 	return MIG_OK;
 }
 
-/* Normalised checksums, notices, the skip rule, and validate, repair, plan
- * and script through the fake host, with an allocation sweep of each. */
 /* The normalised checksum by its definition, line by line (the code of
  * mig_checksum_norm before it fed runs of lines at once). */
 static void
@@ -1267,6 +1265,8 @@ checksum_norm_by_line(const char *buf, size_t len, char out[16])
 	snprintf(out, 16, "crc32:%08lx", crc & 0xffffffffUL);
 }
 
+/* Normalised checksums, notices, the skip rule, and validate, repair, plan
+ * and script through the fake host, with an allocation sweep of each. */
 static void
 test_ops(void)
 {
