@@ -5,7 +5,7 @@
  * migrate_baseline), so that a DBA can read what a scheduled job did.
  *
  *   a call that succeeds  writes its row in the unit of work that applies
- *                         (pg_unlock, before the commit of procedure mode;
+ *                         (mig_pg_unlock, before the commit of procedure mode;
  *                         in function mode the caller's transaction, so a
  *                         caller that rolls back takes the row with it);
  *   a call that skips     (if_locked=skip) writes it at once;

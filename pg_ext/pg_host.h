@@ -3,8 +3,9 @@
  *
  * pg_host.c fills a mig_host whose callbacks reach the server: memory from a
  * private memory context, files through fd.c (so that an abort closes them),
- * the migration scripts through SPI, and the migration lock as an advisory
- * lock; pg_history.c adds the callbacks of the history tables.  migrate.c
+ * the migration scripts through SPI (pg_script.c), and the migration lock
+ * as an advisory lock (pg_xact.c); pg_history.c adds the callbacks of the
+ * history tables.  migrate.c
  * holds the SQL-callable functions and decides the mode:
  *
  *   function mode  (SELECT migrate_apply / migrate_down / migrate_status):
@@ -247,7 +248,7 @@ extern void mig_pg_rollback(MigPg *mp);
 extern void mig_pg_report(const mig_err *err) pg_attribute_noreturn();
 
 /*
- * Encodings (pg_host.c, "text helpers"): the core works in UTF-8, the
+ * Encodings (pg_encoding.c, "text helpers"): the core works in UTF-8, the
  * server in the database's encoding (SQL_ASCII: bytes as they are).
  *
  * mig_pg_text_datum: UTF-8 bytes as a text Datum in the server encoding
@@ -265,7 +266,7 @@ extern char *mig_pg_utf8(const char *s);
 extern int	mig_pg_name_fits(const char *version, const char *file, mig_err *err);
 extern int	mig_pg_record_fits(const mig_record *rec, mig_err *err);
 
-/* Helpers of pg_host.c for pg_outside.c: script_begin copies s into the
+/* Helpers of pg_script.c for pg_outside.c: script_begin copies s into the
  * scratch context in the server encoding (mp->text) and pushes the error
  * context callback naming file, version and line; script_done undoes it;
  * statement_start is the offset of the first word of the statement at
@@ -285,6 +286,34 @@ extern long mig_pg_script_offset(const MigPg *mp, int off);
 /* Whether stmt can run only outside a transaction block (CREATE INDEX
  * CONCURRENTLY, VACUUM...: what check_script answers MIG_OUTSIDE for). */
 extern bool mig_pg_outside_only(Node *stmt);
+
+/* ---- pg_xact.c, pg_encoding.c, pg_script.c: the rest of the host ---- */
+
+/* host->lock, host->unlock and (procedure mode) host->checkpoint. */
+extern int	mig_pg_lock(void *ctx, const mig_lock_opts *o, mig_err *err);
+extern int	mig_pg_unlock(void *ctx, int commit, mig_err *err);
+extern int	mig_pg_checkpoint(void *ctx, mig_err *err);
+/* Releases procedure mode's session lock, if mp holds it. */
+extern void mig_pg_release_session_lock(MigPg *mp);
+
+/* Looks the conversions between UTF-8 and the server encoding up, once per
+ * backend (needs a transaction). */
+extern void mig_pg_encoding_init(void);
+/* UTF-8 s[0..len) in the server encoding (a palloc'd copy, its length in
+ * *out_len), or NULL with the offset of a character it lacks in *bad. */
+extern char *mig_pg_to_server(const char *s, size_t len, size_t *out_len,
+							  size_t *bad);
+/* Server-encoded s in UTF-8; a character UTF-8 lacks raises, or when lossy
+ * becomes '?'. */
+extern char *mig_pg_from_server(const char *s, bool lossy);
+/* Fills err (22P05) for the character at sql[bad] the server encoding
+ * lacks, with err->offset at it. */
+extern void mig_pg_untranslatable(const char *sql, size_t len, size_t bad,
+								  mig_err *err);
+
+/* host->check_script and host->exec. */
+extern int	mig_pg_check_script(void *ctx, const mig_script *s, mig_err *err);
+extern int	mig_pg_exec(void *ctx, const mig_script *s, mig_err *err);
 
 /* ---- pg_impact.c: what a migration will do, and the policy ---- */
 

@@ -104,7 +104,7 @@ terminate_on_exit(int code, Datum arg)
 
 /*
  * Whether stmt must run alone, outside a transaction block, committing by
- * itself: what pg_host.c finds can run only outside a transaction, and the
+ * itself: what pg_script.c finds can run only outside a transaction, and the
  * subscription commands, which may or may not (create_slot, a slot to drop,
  * copy_data) as their options or the catalog say.  Every other statement
  * runs in a transaction block with its progress row.  CALL and DO run in
