@@ -5,8 +5,8 @@
  * private memory context, files through fd.c (so that an abort closes them),
  * the migration scripts through SPI (pg_script.c), and the migration lock
  * as an advisory lock (pg_xact.c); pg_history.c adds the callbacks of the
- * history tables.  migrate.c
- * holds the SQL-callable functions and decides the mode:
+ * history tables.  migrate.c and the files it lists hold the SQL-callable
+ * functions and decide the mode:
  *
  *   function mode  (SELECT migrate_apply / migrate_down / migrate_status):
  *                  everything runs in the caller's transaction, under a

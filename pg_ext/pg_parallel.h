@@ -1,7 +1,7 @@
 /*
  * pg_parallel.h -- parallel=N of CALL migrate_run_each: tenants migrated by
  * N dynamic background workers at once (pg_parallel.c), and what its
- * workers need of migrate.c.
+ * workers need of pg_each.c.
  */
 #ifndef MIGRATE_PG_PARALLEL_H
 #define MIGRATE_PG_PARALLEL_H
@@ -70,7 +70,7 @@ extern bool mig_pg_parallel_each(MigParallelArgs *a);
 extern void mig_pg_each_notice(const char *tenant, const MigEachOutcome *o);
 
 /*
- * For the workers (migrate.c): applies the folder to tenant in the current
+ * For the workers (pg_each.c): applies the folder to tenant in the current
  * transaction, as one tenant of migrate_apply_each (function mode, the
  * caller's rights, the tenant's checks and lock), logged as fname; how
  * many in *count, *skipped when if_locked=skip found the lock held.
