@@ -27,6 +27,8 @@ CORE_SRC := $(wildcard common/*.c)
 CORE_HDR := $(wildcard common/*.h)
 SQ_SRC   := $(wildcard sqlite_ext/*.c)
 SQ_HDR   := $(wildcard sqlite_ext/*.h)
+UNIT_SRC := $(wildcard tests/unit/*.c)
+UNIT_HDR := $(wildcard tests/unit/*.h)
 SAN      := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
 .PHONY: all demo check deps bench fuzz pg clean stress install uninstall
@@ -49,8 +51,8 @@ $(BUILD)/asan/migrate.so: $(CORE_SRC) $(CORE_HDR) $(SQ_SRC) $(SQ_HDR)
 	$(CC) $(STD) $(WARN) -O1 -g $(SAN) -fPIC -shared -o $@ $(CORE_SRC) $(SQ_SRC) -lz -larchive
 
 # Core unit tests: plain C against a fake host, with the sanitizers.
-$(BUILD)/test_core: tests/unit/test_core.c $(CORE_SRC) $(CORE_HDR) | $(BUILD)
-	$(CC) $(STD) $(WARN) -O1 -g $(SAN) -Icommon -o $@ tests/unit/test_core.c $(CORE_SRC) -lz -larchive
+$(BUILD)/test_core: $(UNIT_SRC) $(UNIT_HDR) $(CORE_SRC) $(CORE_HDR) | $(BUILD)
+	$(CC) $(STD) $(WARN) -O1 -g $(SAN) -Icommon -o $@ $(UNIT_SRC) $(CORE_SRC) -lz -larchive
 
 # The allocation-failure sweep through the real SQLite (tests/sqlite/oom.c).
 $(BUILD)/oom: tests/sqlite/oom.c | $(BUILD)

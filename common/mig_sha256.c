@@ -3,7 +3,7 @@
  * doubt: a file of an archive or JSON object (its identity, as a file on
  * disk is named by its inode and times) and the archive itself (in the call
  * log, where sha256sum of the file sent gives the same).  Written from the
- * standard's text; checked against its examples in tests/unit/test_core.c.
+ * standard's text; checked against its examples in tests/unit/test_archive.c.
  */
 #include <string.h>
 
