@@ -31,7 +31,7 @@
  * raised by the server, with the migration's file and line as context.
  *
  * This file holds the module's magic, _PG_init, the running of one call
- * of the core (run_core: the host, SPI, the folder sent as data, the call
+ * of the core (mig_pg_run_core: the host, SPI, the folder sent as data, the call
  * log, the error paths) and the triggers on the extension's tables.  The
  * functions themselves are in
  *
@@ -259,7 +259,7 @@ run_op(MigPg *mp, void *arg, mig_err *err)
  * which then starts again after a backoff (pg_rails.c).
  */
 void
-run_core_of(Oid fn_oid, CoreCall *call, bool procedure)
+mig_pg_run_core_of(Oid fn_oid, CoreCall *call, bool procedure)
 {
 	MigPg	   *mp = mig_pg_begin(fn_oid, procedure);
 	MemoryContext cxt = CurrentMemoryContext;
@@ -316,7 +316,7 @@ run_core_of(Oid fn_oid, CoreCall *call, bool procedure)
 	/* a guarded call runs on its caller's connection (see MigPgGuard) */
 	if (call->guard == NULL && SPI_connect_ext(procedure ? SPI_OPT_NONATOMIC : 0) != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect_ext failed");
-	if (call->op == op_status)
+	if (call->op == mig_pg_op_status)
 		mp->want_applied_at = true;
 	mp->fname = call->fname ? call->fname : call->logged_as;
 	if (call->logged_as)
@@ -346,7 +346,7 @@ run_core_of(Oid fn_oid, CoreCall *call, bool procedure)
 		/* the core's loop never got to say what became of the migrations
 		 * this call applied before the failing one: the caller's
 		 * transaction rolls them back, a CALL committed each */
-		if (call->op == op_apply && call->count > 0 &&
+		if (call->op == mig_pg_op_apply && call->count > 0 &&
 			edata->sqlerrcode != ERRCODE_OUT_OF_MEMORY)
 		{
 			mig_err		undone;
@@ -388,16 +388,16 @@ run_core_of(Oid fn_oid, CoreCall *call, bool procedure)
 		elog(ERROR, "SPI_finish failed");
 }
 
-/* run_core_of for the function fcinfo calls. */
+/* mig_pg_run_core_of for the function fcinfo calls. */
 void
-run_core(FunctionCallInfo fcinfo, CoreCall *call, bool procedure)
+mig_pg_run_core(FunctionCallInfo fcinfo, CoreCall *call, bool procedure)
 {
-	run_core_of(fcinfo->flinfo->fn_oid, call, procedure);
+	mig_pg_run_core_of(fcinfo->flinfo->fn_oid, call, procedure);
 }
 
 /* A zeroed CoreCall in context cxt. */
 CoreCall *
-new_call(MemoryContext cxt, int (*op) (const mig_host *, CoreCall *, mig_err *))
+mig_pg_new_call(MemoryContext cxt, int (*op) (const mig_host *, CoreCall *, mig_err *))
 {
 	CoreCall   *call = MemoryContextAllocZero(cxt, sizeof(CoreCall));
 

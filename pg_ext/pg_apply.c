@@ -41,7 +41,7 @@
 #include "pg_core.h"
 
 int
-op_apply(const mig_host *h, CoreCall *call, mig_err *err)
+mig_pg_op_apply(const mig_host *h, CoreCall *call, mig_err *err)
 {
 	return mig_apply_with(h, call->path, call->options, &call->count, err);
 }
@@ -69,11 +69,11 @@ PG_FUNCTION_INFO_V1(migrate_apply);
 Datum
 migrate_apply(PG_FUNCTION_ARGS)
 {
-	CoreCall   *call = folder_call(fcinfo, "migrate_apply", op_apply);
+	CoreCall   *call = mig_pg_folder_call(fcinfo, "migrate_apply", mig_pg_op_apply);
 
-	tenant_arg(fcinfo, call, 1, MIG_OPTIONS_APPLY, true, CurrentMemoryContext);
+	mig_pg_tenant_arg(fcinfo, call, 1, MIG_OPTIONS_APPLY, true, CurrentMemoryContext);
 	call->runs_scripts = true;
-	run_core(fcinfo, call, false);
+	mig_pg_run_core(fcinfo, call, false);
 	PG_RETURN_INT64(call->count);
 }
 
@@ -89,18 +89,18 @@ migrate_run(PG_FUNCTION_ARGS)
 {
 	CoreCall   *call;
 
-	check_procedure_mode(fcinfo, "migrate_run", "migrate_apply(...), which applies");
+	mig_pg_check_procedure_mode(fcinfo, "migrate_run", "migrate_apply(...), which applies");
 
 	/* What must survive the commits goes in the portal's context (a
 	 * folder sent as data is read into it before the first commit). */
-	call = new_call(PortalContext, op_apply);
-	source_arg(fcinfo, call, "migrate_run");
-	check_writable("migrate_run");
+	call = mig_pg_new_call(PortalContext, mig_pg_op_apply);
+	mig_pg_source_arg(fcinfo, call, "migrate_run");
+	mig_pg_check_writable("migrate_run");
 	call->logged_as = "migrate_run";
 	if (call->path)
 		call->path = MemoryContextStrdup(PortalContext, call->path);
-	tenant_arg(fcinfo, call, 1, MIG_OPTIONS_APPLY, true, PortalContext);
-	run_core(fcinfo, call, true);
+	mig_pg_tenant_arg(fcinfo, call, 1, MIG_OPTIONS_APPLY, true, PortalContext);
+	mig_pg_run_core(fcinfo, call, true);
 	ereport(NOTICE,
 			(errmsg_plural("applied " INT64_FORMAT " migration",
 						   "applied " INT64_FORMAT " migrations",
@@ -118,14 +118,14 @@ PG_FUNCTION_INFO_V1(migrate_down);
 Datum
 migrate_down(PG_FUNCTION_ARGS)
 {
-	CoreCall   *call = new_call(CurrentMemoryContext, op_down);
+	CoreCall   *call = mig_pg_new_call(CurrentMemoryContext, op_down);
 
 	call->logged_as = "migrate_down";
-	check_function_mode("migrate_down");
+	mig_pg_check_function_mode("migrate_down");
 	call->n = PG_GETARG_INT64(0);
 	call->runs_scripts = true;
-	tenant_arg(fcinfo, call, 1, MIG_OPTIONS_NONE, true, CurrentMemoryContext);
-	run_core(fcinfo, call, false);
+	mig_pg_tenant_arg(fcinfo, call, 1, MIG_OPTIONS_NONE, true, CurrentMemoryContext);
+	mig_pg_run_core(fcinfo, call, false);
 	PG_RETURN_INT64(call->count);
 }
 
@@ -142,14 +142,14 @@ migrate_run_down(PG_FUNCTION_ARGS)
 {
 	CoreCall   *call;
 
-	check_procedure_mode(fcinfo, "migrate_run_down", "migrate_down(n), which rolls back");
-	check_writable("migrate_run_down");
-	call = new_call(PortalContext, op_down);
+	mig_pg_check_procedure_mode(fcinfo, "migrate_run_down", "migrate_down(n), which rolls back");
+	mig_pg_check_writable("migrate_run_down");
+	call = mig_pg_new_call(PortalContext, op_down);
 	call->logged_as = "migrate_run_down";
 	call->n = PG_ARGISNULL(0) ? 1 : PG_GETARG_INT64(0);
 	call->runs_scripts = true;
-	tenant_arg(fcinfo, call, 1, MIG_OPTIONS_NONE, true, PortalContext);
-	run_core(fcinfo, call, true);
+	mig_pg_tenant_arg(fcinfo, call, 1, MIG_OPTIONS_NONE, true, PortalContext);
+	mig_pg_run_core(fcinfo, call, true);
 	ereport(NOTICE,
 			(errmsg_plural("rolled back " INT64_FORMAT " migration",
 						   "rolled back " INT64_FORMAT " migrations",
@@ -167,13 +167,13 @@ PG_FUNCTION_INFO_V1(migrate_down_to);
 Datum
 migrate_down_to(PG_FUNCTION_ARGS)
 {
-	CoreCall   *call = new_call(CurrentMemoryContext, op_down_to);
+	CoreCall   *call = mig_pg_new_call(CurrentMemoryContext, op_down_to);
 
 	call->logged_as = "migrate_down_to";
-	check_function_mode("migrate_down_to");
-	call->version = utf8_arg(PG_GETARG_TEXT_PP(0));
+	mig_pg_check_function_mode("migrate_down_to");
+	call->version = mig_pg_utf8_arg(PG_GETARG_TEXT_PP(0));
 	call->runs_scripts = true;
-	tenant_arg(fcinfo, call, 1, MIG_OPTIONS_NONE, true, CurrentMemoryContext);
-	run_core(fcinfo, call, false);
+	mig_pg_tenant_arg(fcinfo, call, 1, MIG_OPTIONS_NONE, true, CurrentMemoryContext);
+	mig_pg_run_core(fcinfo, call, false);
 	PG_RETURN_INT64(call->count);
 }

@@ -43,7 +43,7 @@
  * or a role with the privileges of pg_read_server_files, as pg_read_file.
  */
 void
-check_read_privilege(const char *fname)
+mig_pg_check_read_privilege(const char *fname)
 {
 	if (!has_privs_of_role(GetUserId(), ROLE_PG_READ_SERVER_FILES))
 		ereport(ERROR,
@@ -55,7 +55,7 @@ check_read_privilege(const char *fname)
 
 /* Raises an error unless this transaction may change the database. */
 void
-check_writable(const char *fname)
+mig_pg_check_writable(const char *fname)
 {
 	if (RecoveryInProgress())
 		ereport(ERROR,
@@ -74,9 +74,9 @@ check_writable(const char *fname)
  * migrations another session applied while this one waited: refuse.
  */
 void
-check_function_mode(const char *fname)
+mig_pg_check_function_mode(const char *fname)
 {
-	check_writable(fname);
+	mig_pg_check_writable(fname);
 	if (IsolationUsesXactSnapshot())
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_TRANSACTION_STATE),
@@ -91,7 +91,7 @@ check_function_mode(const char *fname)
  * a CALL of its own, outside a transaction block.  instead names the
  * function form to use otherwise. */
 void
-check_procedure_mode(FunctionCallInfo fcinfo, const char *fname, const char *instead)
+mig_pg_check_procedure_mode(FunctionCallInfo fcinfo, const char *fname, const char *instead)
 {
 	if (fcinfo->context == NULL || !IsA(fcinfo->context, CallContext) ||
 		castNode(CallContext, fcinfo->context)->atomic)
@@ -135,7 +135,7 @@ folder_arg(text *arg)
  * SECURITY DEFINER) and the history is written only by the functions.
  */
 void
-source_arg(FunctionCallInfo fcinfo, CoreCall *call, const char *fname)
+mig_pg_source_arg(FunctionCallInfo fcinfo, CoreCall *call, const char *fname)
 {
 	Oid		   *types;
 	int			nargs;
@@ -144,7 +144,7 @@ source_arg(FunctionCallInfo fcinfo, CoreCall *call, const char *fname)
 	if (nargs < 1)
 		elog(ERROR, "%s declared without a folder argument", fname);
 	if (types[0] == TEXTOID)
-		check_read_privilege(fname);
+		mig_pg_check_read_privilege(fname);
 	if (PG_ARGISNULL(0))		/* data forms and procedures: not STRICT */
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -162,25 +162,25 @@ source_arg(FunctionCallInfo fcinfo, CoreCall *call, const char *fname)
 
 /*
  * A call of the function named fname whose first argument is the folder:
- * checks who may call it (source_arg) and that it is in function mode, and
+ * checks who may call it (mig_pg_source_arg) and that it is in function mode, and
  * reads the folder.
  */
 CoreCall *
-folder_call(FunctionCallInfo fcinfo, const char *fname,
+mig_pg_folder_call(FunctionCallInfo fcinfo, const char *fname,
 			int (*op) (const mig_host *, CoreCall *, mig_err *))
 {
-	CoreCall   *call = new_call(CurrentMemoryContext, op);
+	CoreCall   *call = mig_pg_new_call(CurrentMemoryContext, op);
 
 	call->logged_as = fname;	/* apply, adopt, baseline, repair: all write */
-	source_arg(fcinfo, call, fname);
-	check_function_mode(fname);
+	mig_pg_source_arg(fcinfo, call, fname);
+	mig_pg_check_function_mode(fname);
 	return call;
 }
 
 /* The options text of the call's second argument, when it has one, in cxt
  * (in UTF-8). */
 const char *
-options_arg(FunctionCallInfo fcinfo, MemoryContext cxt)
+mig_pg_options_arg(FunctionCallInfo fcinfo, MemoryContext cxt)
 {
 	if (PG_NARGS() < 2 || PG_ARGISNULL(1))
 		return NULL;
@@ -193,7 +193,7 @@ options_arg(FunctionCallInfo fcinfo, MemoryContext cxt)
  * which reads its options (MIG_OPTIONS_*) before the call: the tenant.
  */
 void
-tenant_arg(FunctionCallInfo fcinfo, CoreCall *call, int idx, int which, bool writes,
+mig_pg_tenant_arg(FunctionCallInfo fcinfo, CoreCall *call, int idx, int which, bool writes,
 		   MemoryContext cxt)
 {
 	if (PG_NARGS() <= idx || PG_ARGISNULL(idx))
@@ -207,7 +207,7 @@ tenant_arg(FunctionCallInfo fcinfo, CoreCall *call, int idx, int which, bool wri
 
 /* A text argument in UTF-8, in the current memory context. */
 char *
-utf8_arg(text *arg)
+mig_pg_utf8_arg(text *arg)
 {
 	return mig_pg_utf8(text_to_cstring(arg));
 }
@@ -215,7 +215,7 @@ utf8_arg(text *arg)
 /* UTF-8 s as a text Datum in the server encoding (names the core checked
  * with mig_pg_name_fits, or ASCII). */
 Datum
-text_datum(const char *s)
+mig_pg_cstring_datum(const char *s)
 {
 	return mig_pg_text_datum(s, strlen(s));
 }

@@ -58,29 +58,29 @@ typedef struct CoreCall
 } CoreCall;
 
 /* The operations of a CoreCall (one per entry point); these two are
- * shared: run_core_of and the fan-out (pg_each.c) know them. */
-extern int	op_apply(const mig_host *h, CoreCall *call, mig_err *err);
-extern int	op_status(const mig_host *h, CoreCall *call, mig_err *err);
+ * shared: mig_pg_run_core_of and the fan-out (pg_each.c) know them. */
+extern int	mig_pg_op_apply(const mig_host *h, CoreCall *call, mig_err *err);
+extern int	mig_pg_op_status(const mig_host *h, CoreCall *call, mig_err *err);
 
 /* migrate.c: running a call */
-extern void run_core_of(Oid fn_oid, CoreCall *call, bool procedure);
-extern void run_core(FunctionCallInfo fcinfo, CoreCall *call, bool procedure);
-extern CoreCall *new_call(MemoryContext cxt,
+extern void mig_pg_run_core_of(Oid fn_oid, CoreCall *call, bool procedure);
+extern void mig_pg_run_core(FunctionCallInfo fcinfo, CoreCall *call, bool procedure);
+extern CoreCall *mig_pg_new_call(MemoryContext cxt,
 						  int (*op) (const mig_host *, CoreCall *, mig_err *));
 
 /* pg_args.c: the session's checks and the arguments */
-extern void check_read_privilege(const char *fname);
-extern void check_writable(const char *fname);
-extern void check_function_mode(const char *fname);
-extern void check_procedure_mode(FunctionCallInfo fcinfo, const char *fname,
+extern void mig_pg_check_read_privilege(const char *fname);
+extern void mig_pg_check_writable(const char *fname);
+extern void mig_pg_check_function_mode(const char *fname);
+extern void mig_pg_check_procedure_mode(FunctionCallInfo fcinfo, const char *fname,
 								 const char *instead);
-extern void source_arg(FunctionCallInfo fcinfo, CoreCall *call, const char *fname);
-extern CoreCall *folder_call(FunctionCallInfo fcinfo, const char *fname,
+extern void mig_pg_source_arg(FunctionCallInfo fcinfo, CoreCall *call, const char *fname);
+extern CoreCall *mig_pg_folder_call(FunctionCallInfo fcinfo, const char *fname,
 							 int (*op) (const mig_host *, CoreCall *, mig_err *));
-extern const char *options_arg(FunctionCallInfo fcinfo, MemoryContext cxt);
-extern void tenant_arg(FunctionCallInfo fcinfo, CoreCall *call, int idx, int which,
+extern const char *mig_pg_options_arg(FunctionCallInfo fcinfo, MemoryContext cxt);
+extern void mig_pg_tenant_arg(FunctionCallInfo fcinfo, CoreCall *call, int idx, int which,
 					   bool writes, MemoryContext cxt);
-extern char *utf8_arg(text *arg);
-extern Datum text_datum(const char *s);
+extern char *mig_pg_utf8_arg(text *arg);
+extern Datum mig_pg_cstring_datum(const char *s);
 
 #endif							/* MIGRATE_PG_CORE_H */

@@ -202,7 +202,7 @@ each_batch(FunctionCallInfo fcinfo, const CoreCall *proto, const EachState *st,
 	{
 		for (; at < end; at++)
 		{
-			CoreCall   *call = new_call(cxt, op_apply);
+			CoreCall   *call = mig_pg_new_call(cxt, mig_pg_op_apply);
 
 			CHECK_FOR_INTERRUPTS();
 			call->path = proto->path;
@@ -215,7 +215,7 @@ each_batch(FunctionCallInfo fcinfo, const CoreCall *proto, const EachState *st,
 			call->each = true;
 			call->batched = true;
 			calls[at - first] = call;
-			run_core(fcinfo, call, false);
+			mig_pg_run_core(fcinfo, call, false);
 		}
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(cxt);
@@ -322,8 +322,8 @@ migrate_apply_each(PG_FUNCTION_ARGS)
 	volatile int alone = -1;	/* the tenant that failed in a batch */
 
 	memset(&proto, 0, sizeof(proto));
-	source_arg(fcinfo, &proto, "migrate_apply_each");
-	check_function_mode("migrate_apply_each");
+	mig_pg_source_arg(fcinfo, &proto, "migrate_apply_each");
+	mig_pg_check_function_mode("migrate_apply_each");
 	tenants = tenants_arg(fcinfo, 1, &n);
 	each_options(fcinfo, 2, &st, cxt);
 	if (st.parallel > 1)
@@ -373,7 +373,7 @@ migrate_apply_each(PG_FUNCTION_ARGS)
 			}
 		}
 		CHECK_FOR_INTERRUPTS();
-		call = new_call(cxt, op_apply);
+		call = mig_pg_new_call(cxt, mig_pg_op_apply);
 		call->path = proto.path;
 		call->archive = proto.archive;
 		call->json = proto.json;
@@ -386,7 +386,7 @@ migrate_apply_each(PG_FUNCTION_ARGS)
 		MemoryContextSwitchTo(cxt);
 		PG_TRY();
 		{
-			run_core(fcinfo, call, false);
+			mig_pg_run_core(fcinfo, call, false);
 			ReleaseCurrentSubTransaction();
 			MemoryContextSwitchTo(cxt);
 			CurrentResourceOwner = owner;
@@ -437,7 +437,7 @@ migrate_apply_each(PG_FUNCTION_ARGS)
  * Must run in a non-atomic CALL, outside any subtransaction and inside no
  * SPI connection but the procedure's own.  The tenant runs on an SPI
  * connection of its own, non-atomic, under a guard (MigPgGuard): an error
- * rolls back what the tenant did since its last commit, run_core releases
+ * rolls back what the tenant did since its last commit, mig_pg_run_core releases
  * its lock, ends its worker and logs its call, and it is caught here as
  * res's "failed", leaving the transaction clean for the next tenant.  A
  * cancel (57014) or a shutdown is raised again: it ends the fan-out.
@@ -457,7 +457,7 @@ run_each_tenant(FunctionCallInfo fcinfo, const CoreCall *proto, const char *opti
 	memset(&guard, 0, sizeof(guard));
 	guard.cxt = tcxt;
 	MemoryContextSwitchTo(tcxt);
-	call = new_call(tcxt, op_apply);
+	call = mig_pg_new_call(tcxt, mig_pg_op_apply);
 	call->path = proto->path;
 	call->archive = proto->archive;
 	call->json = proto->json;
@@ -472,7 +472,7 @@ run_each_tenant(FunctionCallInfo fcinfo, const CoreCall *proto, const char *opti
 	PG_TRY();
 	{
 		mig_pg_guard_begin(&guard);
-		run_core(fcinfo, call, true);
+		mig_pg_run_core(fcinfo, call, true);
 		mig_pg_guard_end(&guard, true);
 	}
 	PG_CATCH();
@@ -481,7 +481,7 @@ run_each_tenant(FunctionCallInfo fcinfo, const CoreCall *proto, const char *opti
 		edata = CopyErrorData();
 		FlushErrorState();
 		mig_pg_guard_end(&guard, false);
-		/* the guard is rolled back (by run_core or just now); an error
+		/* the guard is rolled back (by mig_pg_run_core or just now); an error
 		 * raised outside it (a commit that failed, the call log's writing
 		 * interrupted) may have left the transaction itself in need of an
 		 * abort: the next tenant starts in a new one either way */
@@ -638,7 +638,7 @@ migrate_run_each(PG_FUNCTION_ARGS)
 	bool		nulls[1] = {false};
 	int			first;
 
-	check_procedure_mode(fcinfo, "migrate_run_each", "migrate_apply_each(...), which applies");
+	mig_pg_check_procedure_mode(fcinfo, "migrate_run_each", "migrate_apply_each(...), which applies");
 	if (IsSubTransaction())
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_TRANSACTION_TERMINATION),
@@ -650,8 +650,8 @@ migrate_run_each(PG_FUNCTION_ARGS)
 	cxt = AllocSetContextCreate(PortalContext, "migrate_run_each", ALLOCSET_DEFAULT_SIZES);
 	MemoryContextSwitchTo(cxt);
 	memset(&proto, 0, sizeof(proto));
-	source_arg(fcinfo, &proto, "migrate_run_each");
-	check_writable("migrate_run_each");
+	mig_pg_source_arg(fcinfo, &proto, "migrate_run_each");
+	mig_pg_check_writable("migrate_run_each");
 	if (proto.archive)
 		proto.archive = (bytea *) pg_detoast_datum_copy((struct varlena *) proto.archive);
 	if (proto.json)
@@ -699,12 +699,12 @@ mig_pg_each_apply_one(Oid fn_oid, const char *fname, const char *path,
 					  const char *options, const char *tenant,
 					  int64 *count, bool *skipped)
 {
-	CoreCall   *call = new_call(CurrentMemoryContext, op_apply);
+	CoreCall   *call = mig_pg_new_call(CurrentMemoryContext, mig_pg_op_apply);
 
 	/* the same checks as the leader's, as the same user */
 	if (path != NULL)
-		check_read_privilege(fname);
-	check_function_mode(fname);
+		mig_pg_check_read_privilege(fname);
+	mig_pg_check_function_mode(fname);
 	call->path = path;
 	call->archive = (bytea *) archive;
 	call->json = (Jsonb *) json;
@@ -713,7 +713,7 @@ mig_pg_each_apply_one(Oid fn_oid, const char *fname, const char *path,
 	call->runs_scripts = true;
 	call->tenant_name = tenant;
 	call->each = true;
-	run_core_of(fn_oid, call, false);
+	mig_pg_run_core_of(fn_oid, call, false);
 	*count = call->count;
 	*skipped = call->skipped;
 }
@@ -777,7 +777,7 @@ migrate_status_each(PG_FUNCTION_ARGS)
 	ResourceOwner owner = CurrentResourceOwner;
 
 	memset(&proto, 0, sizeof(proto));
-	source_arg(fcinfo, &proto, "migrate_status_each");
+	mig_pg_source_arg(fcinfo, &proto, "migrate_status_each");
 	tenants = tenants_arg(fcinfo, 1, &n);
 	if (PG_NARGS() > 2 && !PG_ARGISNULL(2) && VARSIZE_ANY_EXHDR(PG_GETARG_TEXT_PP(2)) > 0)
 	{
@@ -794,7 +794,7 @@ migrate_status_each(PG_FUNCTION_ARGS)
 	rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	for (int i = 0; i < n; i++)
 	{
-		CoreCall   *call = new_call(cxt, op_status);
+		CoreCall   *call = mig_pg_new_call(cxt, mig_pg_op_status);
 		TenantSummary *ts = palloc0(sizeof(TenantSummary));
 		ErrorData  *volatile edata = NULL;
 		Datum		values[6];
@@ -813,7 +813,7 @@ migrate_status_each(PG_FUNCTION_ARGS)
 		MemoryContextSwitchTo(cxt);
 		PG_TRY();
 		{
-			run_core(fcinfo, call, false);
+			mig_pg_run_core(fcinfo, call, false);
 			ReleaseCurrentSubTransaction();
 			MemoryContextSwitchTo(cxt);
 			CurrentResourceOwner = owner;
@@ -837,7 +837,7 @@ migrate_status_each(PG_FUNCTION_ARGS)
 		values[1] = Int32GetDatum(ts->applied);
 		values[2] = Int32GetDatum(ts->pending);
 		if (ts->newest && !edata)
-			values[3] = text_datum(ts->newest);
+			values[3] = mig_pg_cstring_datum(ts->newest);
 		else
 			nulls[3] = true;
 		values[4] = CStringGetTextDatum(state);

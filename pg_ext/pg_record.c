@@ -76,10 +76,10 @@ PG_FUNCTION_INFO_V1(migrate_adopt);
 Datum
 migrate_adopt(PG_FUNCTION_ARGS)
 {
-	CoreCall   *call = folder_call(fcinfo, "migrate_adopt", op_adopt);
+	CoreCall   *call = mig_pg_folder_call(fcinfo, "migrate_adopt", op_adopt);
 
-	call->options = options_arg(fcinfo, CurrentMemoryContext);
-	run_core(fcinfo, call, false);
+	call->options = mig_pg_options_arg(fcinfo, CurrentMemoryContext);
+	mig_pg_run_core(fcinfo, call, false);
 	PG_RETURN_INT64(call->count);
 }
 
@@ -94,11 +94,11 @@ PG_FUNCTION_INFO_V1(migrate_baseline);
 Datum
 migrate_baseline(PG_FUNCTION_ARGS)
 {
-	CoreCall   *call = folder_call(fcinfo, "migrate_baseline", op_baseline);
+	CoreCall   *call = mig_pg_folder_call(fcinfo, "migrate_baseline", op_baseline);
 
-	call->version = utf8_arg(PG_GETARG_TEXT_PP(1));
-	tenant_arg(fcinfo, call, 2, MIG_OPTIONS_NONE, true, CurrentMemoryContext);
-	run_core(fcinfo, call, false);
+	call->version = mig_pg_utf8_arg(PG_GETARG_TEXT_PP(1));
+	mig_pg_tenant_arg(fcinfo, call, 2, MIG_OPTIONS_NONE, true, CurrentMemoryContext);
+	mig_pg_run_core(fcinfo, call, false);
 	PG_RETURN_INT64(call->count);
 }
 
@@ -114,11 +114,11 @@ PG_FUNCTION_INFO_V1(migrate_record);
 Datum
 migrate_record(PG_FUNCTION_ARGS)
 {
-	CoreCall   *call = folder_call(fcinfo, "migrate_record", op_record);
+	CoreCall   *call = mig_pg_folder_call(fcinfo, "migrate_record", op_record);
 
 	call->version = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	tenant_arg(fcinfo, call, 2, MIG_OPTIONS_NONE, true, CurrentMemoryContext);
-	run_core(fcinfo, call, false);
+	mig_pg_tenant_arg(fcinfo, call, 2, MIG_OPTIONS_NONE, true, CurrentMemoryContext);
+	mig_pg_run_core(fcinfo, call, false);
 	PG_RETURN_INT64(call->count);
 }
 
@@ -133,10 +133,10 @@ PG_FUNCTION_INFO_V1(migrate_repair);
 Datum
 migrate_repair(PG_FUNCTION_ARGS)
 {
-	CoreCall   *call = folder_call(fcinfo, "migrate_repair", op_repair);
+	CoreCall   *call = mig_pg_folder_call(fcinfo, "migrate_repair", op_repair);
 
-	tenant_arg(fcinfo, call, 1, MIG_OPTIONS_REPAIR, true, CurrentMemoryContext);
-	run_core(fcinfo, call, false);
+	mig_pg_tenant_arg(fcinfo, call, 1, MIG_OPTIONS_REPAIR, true, CurrentMemoryContext);
+	mig_pg_run_core(fcinfo, call, false);
 	PG_RETURN_INT64(call->count);
 }
 
@@ -148,7 +148,7 @@ utf8_arg_n(FunctionCallInfo fcinfo, int n, size_t *len)
 
 	if (PG_ARGISNULL(n))
 		return NULL;
-	s = utf8_arg(PG_GETARG_TEXT_PP(n));
+	s = mig_pg_utf8_arg(PG_GETARG_TEXT_PP(n));
 	if (len)
 		*len = strlen(s);
 	return s;
@@ -174,11 +174,11 @@ PG_FUNCTION_INFO_V1(migrate_script_record);
 Datum
 migrate_script_record(PG_FUNCTION_ARGS)
 {
-	CoreCall   *call = new_call(CurrentMemoryContext, op_script_record);
+	CoreCall   *call = mig_pg_new_call(CurrentMemoryContext, op_script_record);
 	mig_record *rec = palloc0(sizeof(mig_record));
 	const char *mode;
 
-	check_function_mode("migrate_script_record");
+	mig_pg_check_function_mode("migrate_script_record");
 	for (int i = 0; i < 7; i++)
 		if (i != 3 && i != 5 && PG_ARGISNULL(i))
 			ereport(ERROR,
@@ -205,6 +205,6 @@ migrate_script_record(PG_FUNCTION_ARGS)
 	rec->down_line = PG_ARGISNULL(9) ? 0 : PG_GETARG_INT32(9);
 	call->record = rec;
 	call->replace = !PG_ARGISNULL(10) && PG_GETARG_BOOL(10);
-	run_core(fcinfo, call, false);
+	mig_pg_run_core(fcinfo, call, false);
 	PG_RETURN_VOID();
 }

@@ -58,7 +58,7 @@ row_fits(const char *version, const char *file, mig_err *err)
 }
 
 int
-op_status(const mig_host *h, CoreCall *call, mig_err *err)
+mig_pg_op_status(const mig_host *h, CoreCall *call, mig_err *err)
 {
 	return mig_status(h, call->path, call->status_cb, call->status_arg, err);
 }
@@ -155,17 +155,17 @@ pending_row(void *arg, const mig_pending *m)
 	if (row_fits(m->version, m->file, &call->err) != MIG_OK)
 		return MIG_ERROR;
 	memset(nulls, 0, sizeof(nulls));
-	values[0] = text_datum(m->version);
-	values[1] = text_datum(m->name);
-	values[2] = text_datum(m->file);
-	values[3] = text_datum(m->kind);
+	values[0] = mig_pg_cstring_datum(m->version);
+	values[1] = mig_pg_cstring_datum(m->name);
+	values[2] = mig_pg_cstring_datum(m->file);
+	values[3] = mig_pg_cstring_datum(m->kind);
 	values[4] = mig_pg_text_datum(m->sql, m->len);
 	if (m->down_sql != NULL)
 		values[5] = mig_pg_text_datum(m->down_sql, m->down_len);
 	else
 		nulls[5] = true;
 	if (m->checksum != NULL)
-		values[6] = text_datum(m->checksum);
+		values[6] = mig_pg_cstring_datum(m->checksum);
 	else
 		nulls[6] = true;
 	values[7] = BoolGetDatum(m->outside != 0);
@@ -226,19 +226,19 @@ status_row(void *arg, const mig_status_row *row)
 				 sink->err) != MIG_OK)
 		return MIG_ERROR;
 	memset(nulls, 0, sizeof(nulls));
-	values[0] = text_datum(row->version);
-	values[1] = text_datum(row->name);
-	values[2] = text_datum(row->state);
+	values[0] = mig_pg_cstring_datum(row->version);
+	values[1] = mig_pg_cstring_datum(row->name);
+	values[2] = mig_pg_cstring_datum(row->state);
 	if (row->file != NULL)
-		values[3] = text_datum(row->file);
+		values[3] = mig_pg_cstring_datum(row->file);
 	else
 		nulls[3] = true;
 	if (row->checksum != NULL)
-		values[4] = text_datum(row->checksum);
+		values[4] = mig_pg_cstring_datum(row->checksum);
 	else
 		nulls[4] = true;
 	if (row->applied_checksum != NULL)
-		values[5] = text_datum(row->applied_checksum);
+		values[5] = mig_pg_cstring_datum(row->applied_checksum);
 	else
 		nulls[5] = true;
 	if (row->applied_at != NULL)
@@ -288,17 +288,17 @@ PG_FUNCTION_INFO_V1(migrate_status);
 Datum
 migrate_status(PG_FUNCTION_ARGS)
 {
-	CoreCall   *call = new_call(CurrentMemoryContext, op_status);
+	CoreCall   *call = mig_pg_new_call(CurrentMemoryContext, mig_pg_op_status);
 	StatusSink *sink = palloc0(sizeof(StatusSink));
 
-	source_arg(fcinfo, call, "migrate_status");
+	mig_pg_source_arg(fcinfo, call, "migrate_status");
 	InitMaterializedSRF(fcinfo, 0);
 	sink->rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	sink->err = &call->err;
 	call->status_cb = status_row;
 	call->status_arg = sink;
-	tenant_arg(fcinfo, call, 1, MIG_OPTIONS_NONE, false, CurrentMemoryContext);
-	run_core(fcinfo, call, false);
+	mig_pg_tenant_arg(fcinfo, call, 1, MIG_OPTIONS_NONE, false, CurrentMemoryContext);
+	mig_pg_run_core(fcinfo, call, false);
 	return (Datum) 0;
 }
 
@@ -313,13 +313,13 @@ PG_FUNCTION_INFO_V1(migrate_validate);
 Datum
 migrate_validate(PG_FUNCTION_ARGS)
 {
-	CoreCall   *call = new_call(CurrentMemoryContext, op_validate);
+	CoreCall   *call = mig_pg_new_call(CurrentMemoryContext, op_validate);
 
-	source_arg(fcinfo, call, "migrate_validate");
-	tenant_arg(fcinfo, call, 1, MIG_OPTIONS_VALIDATE, false, CurrentMemoryContext);
+	mig_pg_source_arg(fcinfo, call, "migrate_validate");
+	mig_pg_tenant_arg(fcinfo, call, 1, MIG_OPTIONS_VALIDATE, false, CurrentMemoryContext);
 	InitMaterializedSRF(fcinfo, 0);
 	call->rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	run_core(fcinfo, call, false);
+	mig_pg_run_core(fcinfo, call, false);
 	return (Datum) 0;
 }
 
@@ -339,13 +339,13 @@ PG_FUNCTION_INFO_V1(migrate_impact);
 Datum
 migrate_impact(PG_FUNCTION_ARGS)
 {
-	CoreCall   *call = new_call(CurrentMemoryContext, op_impact);
+	CoreCall   *call = mig_pg_new_call(CurrentMemoryContext, op_impact);
 
-	source_arg(fcinfo, call, "migrate_impact");
-	tenant_arg(fcinfo, call, 1, MIG_OPTIONS_APPLY, false, CurrentMemoryContext);
+	mig_pg_source_arg(fcinfo, call, "migrate_impact");
+	mig_pg_tenant_arg(fcinfo, call, 1, MIG_OPTIONS_APPLY, false, CurrentMemoryContext);
 	InitMaterializedSRF(fcinfo, 0);
 	call->rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	run_core(fcinfo, call, false);
+	mig_pg_run_core(fcinfo, call, false);
 	return (Datum) 0;
 }
 
@@ -361,14 +361,14 @@ PG_FUNCTION_INFO_V1(migrate_plan);
 Datum
 migrate_plan(PG_FUNCTION_ARGS)
 {
-	CoreCall   *call = new_call(CurrentMemoryContext, op_plan);
+	CoreCall   *call = mig_pg_new_call(CurrentMemoryContext, op_plan);
 
 	call->fname = "migrate_plan";
-	source_arg(fcinfo, call, "migrate_plan");
-	tenant_arg(fcinfo, call, 1, MIG_OPTIONS_DRYRUN, false, CurrentMemoryContext);
+	mig_pg_source_arg(fcinfo, call, "migrate_plan");
+	mig_pg_tenant_arg(fcinfo, call, 1, MIG_OPTIONS_DRYRUN, false, CurrentMemoryContext);
 	InitMaterializedSRF(fcinfo, 0);
 	call->rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	run_core(fcinfo, call, false);
+	mig_pg_run_core(fcinfo, call, false);
 	return (Datum) 0;
 }
 
@@ -383,13 +383,13 @@ PG_FUNCTION_INFO_V1(migrate_script);
 Datum
 migrate_script(PG_FUNCTION_ARGS)
 {
-	CoreCall   *call = new_call(CurrentMemoryContext, op_script);
+	CoreCall   *call = mig_pg_new_call(CurrentMemoryContext, op_script);
 
 	call->fname = "migrate_script";
-	source_arg(fcinfo, call, "migrate_script");
-	call->options = options_arg(fcinfo, CurrentMemoryContext);
+	mig_pg_source_arg(fcinfo, call, "migrate_script");
+	call->options = mig_pg_options_arg(fcinfo, CurrentMemoryContext);
 	call->result_cxt = CurrentMemoryContext;
-	run_core(fcinfo, call, false);
+	mig_pg_run_core(fcinfo, call, false);
 	PG_RETURN_TEXT_P(call->script);
 }
 

@@ -549,7 +549,7 @@ run_railed_statements(MigPg *mp, void *arg, mig_err *err)
  * Runs s statement by statement through SPI, under the blocking rail
  * (pg_rails.c: lock_timeout for the statements; in procedure mode the
  * retries too, a subtransaction per attempt, where in function mode
- * run_core retries the whole call).  A failing statement raises its own
+ * mig_pg_run_core retries the whole call).  A failing statement raises its own
  * error (SQLSTATE kept) with the file and line as context.  Rows a
  * statement returns (a SELECT that backfills data, say) are discarded as
  * they come rather than collected in memory.

@@ -141,7 +141,7 @@ mig_pg_tenant_from_options(MigPg *mp, const char *options, int which, bool write
 		mp->host.release(mp->host.ctx, rest);
 	if (t.schema[0] != '\0')
 	{
-		/* options are UTF-8 (options_arg); names the server's */
+		/* options are UTF-8 (mig_pg_options_arg); names the server's */
 		char	   *name = TextDatumGetCString(mig_pg_text_datum(t.schema, strlen(t.schema)));
 
 		if (mig_pg_tenant_set(mp, name, writes, &err) != MIG_OK)
