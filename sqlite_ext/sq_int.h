@@ -69,7 +69,7 @@ const char *sq_caller(sq_ctx *c);
 void		sq_call_begin(sq_ctx *c, const char *fn, const char *source, const char *options);
 void		sq_call_note(sq_ctx *c, const char *version);
 int			sq_call_log(sq_ctx *c, const char *outcome, const mig_err *e, mig_err *err);
-/* MIG_OK, or MIG_ERROR naming a trigger on migrate's own tables (sq_host.c). */
+/* MIG_OK, or MIG_ERROR naming a trigger on migrate's own tables (sq_lock.c). */
 int			sq_planted_trigger(sq_ctx *c, mig_err *err);
 
 /* Shows a notice to a person at the terminal: a line on standard error
@@ -151,5 +151,109 @@ int			sq_tables_register(sqlite3 *db);
 /* host->impact (sq_impact.c): what each statement of s will do. */
 int			sq_impact(void *ctx, const mig_script *s, int first, mig_impact_cb cb,
 					  void *arg, mig_err *err);
+
+/*
+ * The host of sq_host_init, spread over the files below; each function is
+ * the mig_host member of its name (common/mig.h), and the others are what
+ * those files share.
+ */
+
+/* sq_host.c: sq_db_error sets err from the connection's last error (what
+ * names the step) and returns MIG_NOMEM or MIG_ERROR; sq_run runs sql with
+ * sqlite3_exec, MIG_OK or sq_db_error's; sq_notice is host->notice. */
+int			sq_db_error(sq_ctx *c, mig_err *err, const char *what);
+int			sq_run(sq_ctx *c, const char *sql, mig_err *err);
+void		sq_notice(void *ctx, const char *message, const char *detail);
+
+/* sq_lock.c: the lock, and the lock file of migrations outside a
+ * transaction. */
+int			sq_lock(void *ctx, const mig_lock_opts *o, mig_err *err);
+int			sq_unlock(void *ctx, int commit, mig_err *err);
+
+/* Where the migration lock is kept while a migration runs outside a
+ * transaction (sq_lock_target). */
+enum
+{
+	LOCK_NONE,					/* nowhere: the database is this connection's */
+	LOCK_FILE,					/* in a lock file beside the database */
+	LOCK_SHARED_MEMORY,			/* nowhere it could be: refused */
+	LOCK_TOO_LONG				/* the lock file's path does not fit */
+};
+
+/* Gives back the lock file, when held, and forgets its version. */
+void		sq_release_outside(sq_ctx *c);
+/* LOCK_*: where the lock of main is kept, its path in path when not NULL. */
+int			sq_lock_target(sq_ctx *c, char *path, size_t size);
+/* Refuses to run s outside a transaction in a shared in-memory database. */
+int			sq_refuse_shared_memory(sq_ctx *c, const mig_script *s, mig_err *err);
+/* Takes the lock file to run s outside a transaction. */
+int			sq_take_outside_lock(sq_ctx *c, const mig_script *s, mig_err *err);
+
+/* sq_history.c: main.migrate_history, main.migrate_repairs, another
+ * tool's history. */
+extern const char sq_history_ddl[];
+/* 1 when table main.t has column col. */
+int			sq_has_column(sq_ctx *c, const char *t, const char *col);
+/* Adds the columns a history made by an earlier build lacks; an SQLite
+ * result code. */
+int			sq_upgrade_history(sq_ctx *c);
+/* 1 when main.migrate_history exists. */
+int			sq_history_exists(sq_ctx *c);
+/* How a down script runs, as the history's down_mode says it. */
+const char *sq_down_mode(const char *down_sql, int noop, int outside);
+int			sq_history_load(void *ctx, mig_row_cb cb, void *arg, mig_err *err);
+int			sq_history_add(void *ctx, const mig_record *r, mig_err *err);
+int			sq_history_remove(void *ctx, const char *version, mig_err *err);
+int			sq_history_down(void *ctx, const char *version, mig_stored_down *d, mig_err *err);
+int			sq_history_repair(void *ctx, const mig_repair_row *r, mig_err *err);
+int			sq_audit(void *ctx, const char *version, const char *action,
+					 const char *old_checksum, const char *new_checksum, mig_err *err);
+int			sq_table_info(void *ctx, const char *schema, const char *table, const char *column,
+						  int *exists, mig_err *err);
+int			sq_query_text(void *ctx, const char *schema, const char *table, const char *cols,
+						  const char *order_by, int ncols,
+						  int (*cb) (void *arg, const char *const *cells), void *arg,
+						  mig_err *err);
+
+/* sq_exec.c: scripts checked and run in the unit of work, and the helpers
+ * the runner outside a transaction shares. */
+int			sq_check_script(void *ctx, const mig_script *s, mig_err *err);
+int			sq_exec(void *ctx, const mig_script *s, mig_err *err);
+/* A NUL-terminated view of s with the same offsets (a copy in *copy, from
+ * sqlite3_malloc64, when needed); NULL when out of memory. */
+const char *sq_script_text(const mig_script *s, char **copy);
+
+/* Room for one statement at a time, NUL-terminated, for sq_statement_end
+ * (from sqlite3_malloc64; free buf with sqlite3_free). */
+typedef struct sq_scratch
+{
+	char	   *buf;
+	size_t		size;
+} sq_scratch;
+
+/* The offset just past the statement that starts at sql[start], found with
+ * sqlite3_complete(); 0 when out of memory. */
+size_t		sq_statement_end(const char *sql, size_t start, size_t len, sq_scratch *sc);
+/* 1 when the word at w (wlen bytes) is kw, in any case. */
+int			sq_word_is(const char *w, size_t wlen, const char *kw);
+/* Fills err for the statement at s->sql[at] that failed with rc. */
+int			sq_stmt_failed(sq_ctx *c, const mig_script *s, size_t at, int rc, mig_err *err);
+/* Prepares the statement at text[at] into *st (NULL when none is left),
+ * *next the offset past it. */
+int			sq_prepare_at(sq_ctx *c, const mig_script *s, const char *text, size_t at,
+						  sqlite3_stmt **st, size_t *next, mig_err *err);
+/* Steps st to its end and resets it: SQLITE_OK or the error code. */
+int			sq_step_all(sqlite3_stmt *st);
+
+/* sq_outside.c: migrations outside a transaction and their progress. */
+/* 1 when main.migrate_progress exists. */
+int			sq_progress_exists(sq_ctx *c);
+int			sq_progress_load(void *ctx, mig_progress_cb cb, void *arg, mig_err *err);
+int			sq_progress_forget(void *ctx, const char *version, int down, mig_err *err);
+int			sq_exec_outside(void *ctx, const mig_script *s, mig_err *err);
+
+/* sq_script.c: host->script_part, the off-hours script. */
+int			sq_script_part(void *ctx, int part, const mig_record *r, const mig_lock_opts *lock,
+						   char **sql, mig_err *err);
 
 #endif
